@@ -1,0 +1,75 @@
+"""ajuste: from a file of labelled texts to a tested text classifier, and the hyperparameters that make it best.
+
+The six steps, from Python::
+
+    import ajuste
+
+    data = ajuste.load_data(ajuste.DataSettings(dataset="sms-spam"))          # prepare
+    model = ajuste.build("bag", embed_dim=64)                                 # build
+    model.compile(optimizer="adamw", lr=5e-3)                                 # compile
+    history = model.fit(data.train, validation_data=data.val, epochs=10)      # fit
+    model.evaluate(data.test)                                                 # evaluate
+    model.predict(["WINNER! Claim your free prize now"])                      # predict
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ajuste.config import RunConfig
+from ajuste.data import DataSettings, PreparedData, TextDataset, load_data
+from ajuste.errors import AjusteError
+from ajuste.models import BagSettings, GPTSettings, PretrainedSettings
+from ajuste.runs import RunResult, train
+from ajuste.training import (
+    Callback,
+    CompileSettings,
+    EarlyStopping,
+    FitSettings,
+    History,
+    Predictions,
+    TextClassifier,
+    TrainSettings,
+    load,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AjusteError",
+    "BagSettings",
+    "Callback",
+    "CompileSettings",
+    "DataSettings",
+    "EarlyStopping",
+    "FitSettings",
+    "GPTSettings",
+    "History",
+    "Predictions",
+    "PreparedData",
+    "PretrainedSettings",
+    "RunConfig",
+    "RunResult",
+    "TextClassifier",
+    "TextDataset",
+    "TrainSettings",
+    "build",
+    "load",
+    "load_data",
+    "train",
+]
+
+
+def build(model: str = "bag", **architecture: Any) -> TextClassifier:
+    """A new, untrained classifier: ``model`` is a family (bag, gpt, minilm) or a checkpoint folder / hub id.
+
+    ``architecture`` takes that family's settings, e.g. ``build("gpt", num_layers=2, emb_dim=128)`` or
+    ``build("minilm", trainable="last_block")``. Everything is validated now; weights come in ``fit``.
+    """
+    from ajuste.validation import model_settings
+
+    if model in ("bag", "gpt", "minilm", "pretrained"):
+        values = {"family": model, **architecture}
+    else:
+        values = {"family": "pretrained", "checkpoint": model, **architecture}
+    return TextClassifier(model_settings(values))

@@ -1,0 +1,1 @@
+"""The command line: a thin layer that turns flags into settings and calls the library."""

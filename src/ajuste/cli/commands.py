@@ -1,0 +1,178 @@
+"""One function per subcommand: parse flags into settings, call one public function, show the result."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from ajuste.cli.output import Output
+from ajuste.errors import ConfigError
+
+__all__ = ["datasets", "evaluate", "predict", "train"]
+
+
+def _output(args: argparse.Namespace) -> Output:
+    return Output(json_mode=args.json, quiet=args.quiet)
+
+
+def train(args: argparse.Namespace) -> int:
+    from ajuste.cli.options import config_from_args
+    from ajuste.data import describe
+    from ajuste.runs.train import train as train_run
+
+    out = _output(args)
+    data: dict[str, Any] = {}
+    if args.dataset and args.path:
+        raise ConfigError("give one data source", found="both --dataset and --data", fix="Keep one of them.")
+    if args.dataset:
+        data["dataset"] = args.dataset
+    if args.path:
+        data["path"] = args.path
+    config = config_from_args(args, data=data)
+    result = train_run(config, overwrite=args.overwrite, verbose=out.show_progress)
+    out.say(f"[bold]data[/]   {describe(result.data)}")
+    model = result.classifier.describe()
+    out.say(
+        f"[bold]model[/]  {model['family']}: {model['parameters']:,} parameters, "
+        f"{model['trainable_parameters']:,} trainable"
+    )
+    out.metrics_table(result.metrics)
+    out.say(f"run folder [bold]{result.run_dir}[/] ({result.seconds:.1f} s)")
+    out.json(result.summary())
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from ajuste.data import DataSettings, load_table
+    from ajuste.data.builtin import BUILTIN_DATASETS
+    from ajuste.data.prepare import clean
+    from ajuste.runs.folder import read_run
+    from ajuste.validation import validate
+
+    out = _output(args)
+    started = time.perf_counter()
+    run = read_run(args.run)
+    source: dict[str, Any] = {"dataset": args.data} if args.data in BUILTIN_DATASETS else {"path": args.data}
+    for name in ("format", "text_col", "label_col", "encoding", "data_dir"):
+        if getattr(args, name, None) is not None:
+            source[name] = getattr(args, name)
+    table = load_table(validate(DataSettings, source, "data"))
+    dataset, report = clean(table)
+    metrics = run.classifier.evaluate(dataset, batch_size=args.batch_size)
+    dropped = report["dropped_empty_text"] + report["dropped_missing_label"]
+    out.say(
+        f"[bold]data[/]  {report['rows_in']} rows read, {dropped} without text or label skipped, {len(dataset)} scored"
+    )
+    out.metrics_table({"data": metrics})
+    per_class = Table(box=None, pad_edge=False)
+    for column in ("class", "precision", "recall", "F1", "support"):
+        per_class.add_column(column, justify="left" if column == "class" else "right")
+    for label, values in metrics["per_class"].items():
+        per_class.add_row(
+            label,
+            f"{values['precision']:.4f}",
+            f"{values['recall']:.4f}",
+            f"{values['f1']:.4f}",
+            str(values["support"]),
+        )
+    out.table(per_class)
+    out.json(
+        {
+            "run_dir": str(run.path),
+            "data": {"rows_read": report["rows_in"], "scored": len(dataset), "skipped": dropped},
+            "metrics": metrics,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    from ajuste.data.readers import read_texts
+    from ajuste.data.writers import write_predictions
+    from ajuste.runs.folder import read_run
+
+    out = _output(args)
+    if args.texts and args.input:
+        raise ConfigError("give texts either as arguments or with --input", found="both")
+    if not args.texts and not args.input:
+        raise ConfigError("nothing to predict", fix="Give texts as arguments, or --input FILE --output FILE.")
+    if args.output and not args.input:
+        raise ConfigError("--output needs --input", fix="Pass --input FILE, or drop --output to print predictions.")
+    if args.input and not args.output and not args.json:
+        raise ConfigError("--input needs --output", fix="Pass --output FILE.csv|.tsv|.jsonl to keep the predictions.")
+    if args.input and args.output and Path(args.input).resolve() == Path(args.output).resolve():
+        raise ConfigError("--output would overwrite --input", fix="Choose another --output.")
+    started = time.perf_counter()
+    run = read_run(args.run)
+    ids: list[str] | None = None
+    texts: list[str | None]
+    if args.input:
+        texts, ids = read_texts(args.input, file_format=args.format, text_col=args.text_col, encoding=args.encoding)
+    else:
+        texts = list(args.texts)
+    predictions = run.classifier.predict([t or "" for t in texts], batch_size=args.batch_size)
+    seconds = round(time.perf_counter() - started, 3)
+    if args.output:
+        path = write_predictions(
+            args.output,
+            texts,
+            ids,
+            predictions.labels,
+            predictions.probabilities.tolist(),
+            predictions.classes,
+            overwrite=args.overwrite,
+        )
+        counts = dict(sorted(Counter(predictions.labels).items()))
+        empty = sum(1 for t in texts if not t)
+        out.say(
+            f"{len(texts)} rows predicted ({', '.join(f'{k}: {v}' for k, v in counts.items())})"
+            + (f", {empty} of them empty" if empty else "")
+            + f" → [bold]{path}[/]"
+        )
+        out.json({"output": str(path), "rows": len(texts), "empty_texts": empty, "counts": counts, "seconds": seconds})
+        return 0
+    table = Table(box=None, pad_edge=False)
+    table.add_column("label")
+    for name in predictions.classes:
+        table.add_column(f"p({name})", justify="right")
+    table.add_column("text")
+    for text, label, probs in zip(texts, predictions.labels, predictions.probabilities):
+        table.add_row(label, *(f"{p:.4f}" for p in probs), (text or "")[:80])
+    out.table(table)
+    records = [{"text": t, **r} for t, r in zip(texts, predictions.to_records())]
+    out.json({"predictions": records, "seconds": seconds})
+    return 0
+
+
+def datasets(args: argparse.Namespace) -> int:
+    from ajuste.data.builtin import BUILTIN_DATASETS, dataset_status
+
+    out = _output(args)
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "rows", "found", "description"):
+        table.add_column(column)
+    listed = []
+    for dataset in BUILTIN_DATASETS.values():
+        origin, path = dataset_status(dataset, args.data_dir)
+        where = f"{origin}: {path}" if path else "not yet downloaded (fetched on first use)"
+        table.add_row(dataset.name, f"{dataset.rows:,}", where, dataset.description)
+        listed.append(
+            {
+                "name": dataset.name,
+                "rows": dataset.rows,
+                "found": origin,
+                "path": str(path) if path else None,
+                "defaults": dataset.defaults,
+                "url": dataset.url,
+                "description": dataset.description,
+            }
+        )
+    out.table(table)
+    out.json({"datasets": listed})
+    return 0

@@ -1,0 +1,152 @@
+"""``ajuste``: train, evaluate, predict and list datasets from the command line.
+
+Exit codes: 0 success, 2 a problem the user can fix (one line on stderr: what was expected, what was
+found, how to fix it), 1 an internal error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from ajuste.cli import commands
+from ajuste.cli.options import add_data_flags, add_model_flags, add_train_flags
+from ajuste.errors import AjusteError
+
+__all__ = ["build_parser", "main"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with errors on one line, exit code 2, and a pointer to --help."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message}. Run `{self.prog} --help` for the options.\n")
+        raise SystemExit(2)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument("--json", action="store_true", help="Make the last line of stdout one JSON object.")
+    group.add_argument("--quiet", "-q", action="store_true", help="No progress bars or tables.")
+    group.add_argument("--verbose", "-v", action="store_true", help="Log what every step does, on stderr.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="ajuste", description="Train, evaluate and use text classifiers.")
+    parser.add_argument("--version", action="version", version=f"ajuste {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    train = sub.add_parser(
+        "train",
+        help="Prepare data, train a model, evaluate it, write a run folder.",
+        description="Prepare the data, build, compile and fit a model, evaluate it on "
+        "validation and (once) on test, and write a run folder.",
+    )
+    source = train.add_argument_group("data source")
+    source.add_argument("--dataset", help="A built-in dataset (see `ajuste datasets`).")
+    source.add_argument("--data", dest="path", metavar="FILE", help="A data file: CSV, TSV, JSONL, Parquet, lines.")
+    add_data_flags(train)
+    add_model_flags(train)
+    add_train_flags(train)
+    run = train.add_argument_group("run")
+    run.add_argument("--config", metavar="YAML", help="Settings file (a run.yaml works); flags override it.")
+    run.add_argument("--seed", type=int, help="Seed of split, balancing, initialisation, shuffling (123).")
+    run.add_argument("--out", metavar="DIR", help="Run folder to write (default runs/<data>-<model>-<time>).")
+    run.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
+    _common(train)
+    train.set_defaults(handler=commands.train)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="Evaluate a trained run on a labelled data file or dataset.",
+        description="Score a run folder's model on every labelled row of DATA (a file or "
+        "a built-in dataset name): accuracy with a 95%% interval, macro-F1, per class.",
+    )
+    evaluate.add_argument("run", metavar="RUN", help="Run folder written by `ajuste train`.")
+    evaluate.add_argument("data", metavar="DATA", help="Labelled data file, or a built-in dataset name.")
+    add_data_flags(evaluate, prepare=False)
+    evaluate.add_argument("--batch-size", type=int, default=None, help="Texts per batch.")
+    _common(evaluate)
+    evaluate.set_defaults(handler=commands.evaluate)
+
+    predict = sub.add_parser(
+        "predict",
+        help="Predict labels for texts or a file.",
+        description="Predict with a run folder's model: texts given as arguments, or every "
+        "row of --input written in order, with its row number and id, to --output.",
+    )
+    predict.add_argument("run", metavar="RUN", help="Run folder written by `ajuste train`.")
+    predict.add_argument("texts", metavar="TEXT", nargs="*", help="Texts to classify.")
+    predict.add_argument("--input", metavar="FILE", help="File of texts: CSV, TSV, JSONL, Parquet, or one per line.")
+    predict.add_argument("--output", metavar="FILE", help="Where to write predictions (.csv, .tsv or .jsonl).")
+    predict.add_argument("--text-col", help="Column of the texts in --input (guessed when obvious).")
+    predict.add_argument(
+        "--format",
+        choices=("auto", "csv", "tsv", "jsonl", "parquet", "text", "lines"),
+        default="auto",
+        help="Format of --input; .txt means one text per line.",
+    )
+    predict.add_argument("--encoding", default="utf-8", help="Text encoding of --input (utf-8).")
+    predict.add_argument("--batch-size", type=int, default=None, help="Texts per batch.")
+    predict.add_argument("--overwrite", action="store_true", help="Replace --output if it exists.")
+    _common(predict)
+    predict.set_defaults(handler=commands.predict)
+
+    datasets = sub.add_parser("datasets", help="List the built-in datasets and where they are found.")
+    datasets.add_argument("--data-dir", help="Folder holding built-in datasets (default $AJUSTE_DATA_DIR).")
+    _common(datasets)
+    datasets.set_defaults(handler=commands.datasets)
+    return parser
+
+
+def _version() -> str:
+    from ajuste import __version__
+
+    return __version__
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    _configure_logging(args.verbose)
+    try:
+        return int(args.handler(args) or 0)
+    except AjusteError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: nothing was written for the unfinished run.\n")
+        return 130
+    except Exception as exc:  # an internal error: one line, the traceback only on request
+        if os.environ.get("AJUSTE_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
+            "Set AJUSTE_DEBUG=1 for the traceback, and please report it.\n"
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

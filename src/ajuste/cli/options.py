@@ -1,0 +1,248 @@
+"""Command-line flags → the same settings objects the library uses.
+
+Every flag has one home: a field of :class:`~ajuste.config.RunConfig`. Flags override a ``--config``
+YAML file, which overrides the defaults. Flags given for a family they do not apply to are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+from ajuste.config import RunConfig, parse_config, read_yaml
+from ajuste.errors import ConfigError
+
+__all__ = ["FAMILIES", "add_data_flags", "add_model_flags", "add_train_flags", "config_from_args"]
+
+FAMILIES = ("bag", "gpt", "minilm")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One flag and the setting it fills."""
+
+    name: str
+    section: str
+    field: str
+    kind: Any
+    help: str
+    families: tuple[str, ...] = ()
+    choices: tuple[str, ...] | None = None
+
+
+def _split(text: str) -> list[float]:
+    try:
+        parts = [float(p) for p in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three fractions like 0.7,0.1,0.2, got '{text}'") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three fractions like 0.7,0.1,0.2, got '{text}'")
+    return parts
+
+
+PRETRAINED = ("pretrained", "minilm")
+DATA_FLAGS = (
+    Flag(
+        "--format",
+        "data",
+        "format",
+        str,
+        "File format (default: from the extension).",
+        choices=("auto", "csv", "tsv", "jsonl", "parquet", "lines"),
+    ),
+    Flag("--text-col", "data", "text_col", str, "Column of the texts (guessed when obvious)."),
+    Flag("--label-col", "data", "label_col", str, "Column of the labels (guessed when obvious)."),
+    Flag("--encoding", "data", "encoding", str, "Text encoding of the data file (default utf-8)."),
+    Flag("--data-dir", "data", "data_dir", str, "Folder holding built-in datasets (default $AJUSTE_DATA_DIR)."),
+)
+PREPARE_FLAGS = (
+    Flag(
+        "--balance",
+        "data",
+        "balance",
+        str,
+        "Class balancing (default: the dataset's; none for files).",
+        choices=("none", "undersample", "oversample", "class_weight"),
+    ),
+    Flag("--split", "data", "split", _split, "Train,validation,test fractions (default 0.7,0.1,0.2)."),
+)
+MODEL_FLAGS = (
+    Flag("--embed-dim", "model", "embed_dim", int, "bag: embedding size (64).", ("bag",)),
+    Flag("--ngrams", "model", "ngrams", int, "bag: longest word n-gram (2).", ("bag",)),
+    Flag("--buckets", "model", "buckets", int, "bag: hash buckets for n-grams (50000).", ("bag",)),
+    Flag("--min-freq", "model", "min_freq", int, "bag: minimum word count in training (1).", ("bag",)),
+    Flag("--num-layers", "model", "num_layers", int, "gpt: transformer blocks (2).", ("gpt",)),
+    Flag("--num-heads", "model", "num_heads", int, "gpt: attention heads, dividing --emb-dim (4).", ("gpt",)),
+    Flag("--emb-dim", "model", "emb_dim", int, "gpt: embedding size (128).", ("gpt",)),
+    Flag("--context-length", "model", "context_length", int, "gpt: longest sequence (256).", ("gpt",)),
+    Flag("--dropout", "model", "dropout", float, "gpt: dropout (0.1).", ("gpt",)),
+    Flag(
+        "--activation",
+        "model",
+        "activation",
+        str,
+        "gpt: feed-forward activation (gelu).",
+        ("gpt",),
+        ("gelu", "gelu_new", "relu", "silu", "tanh"),
+    ),
+    Flag("--vocab-size", "model", "vocab_size", int, "gpt: BPE vocabulary size (4096).", ("gpt",)),
+    Flag(
+        "--trainable",
+        "model",
+        "trainable",
+        str,
+        "pretrained: head | last_block | last_n:K | all | lora (last_block).",
+        PRETRAINED,
+    ),
+    Flag(
+        "--pooling",
+        "model",
+        "pooling",
+        str,
+        "pretrained: auto | cls | mean | pooler | last (auto).",
+        PRETRAINED,
+        ("auto", "cls", "mean", "pooler", "last"),
+    ),
+    Flag("--lora-rank", "model", "lora_rank", int, "pretrained: LoRA rank (8).", PRETRAINED),
+    Flag("--lora-alpha", "model", "lora_alpha", float, "pretrained: LoRA alpha (16).", PRETRAINED),
+    Flag("--lora-dropout", "model", "lora_dropout", float, "pretrained: LoRA dropout (0.05).", PRETRAINED),
+    Flag("--max-length", "model", "max_length", int, "Longest input in tokens (default: longest training text)."),
+)
+TRAIN_FLAGS = (
+    Flag("--optimizer", "train", "optimizer", str, "adamw | adam | sgd (adamw).", choices=("adamw", "adam", "sgd")),
+    Flag("--lr", "train", "lr", float, "Peak learning rate (default: the family's)."),
+    Flag("--weight-decay", "train", "weight_decay", float, "Weight decay (0.01)."),
+    Flag(
+        "--scheduler",
+        "train",
+        "scheduler",
+        str,
+        "constant | linear | cosine (linear).",
+        choices=("constant", "linear", "cosine"),
+    ),
+    Flag("--warmup", "train", "warmup", float, "Fraction of steps spent warming up (0)."),
+    Flag("--label-smoothing", "train", "label_smoothing", float, "Label smoothing (0)."),
+    Flag("--max-grad-norm", "train", "max_grad_norm", float, "Gradient clipping norm (1.0)."),
+    Flag("--epochs", "train", "epochs", int, "Epochs (default: the family's)."),
+    Flag("--batch-size", "train", "batch_size", int, "Texts per batch (default: the family's)."),
+    Flag("--grad-accum", "train", "grad_accum", int, "Batches per optimizer step (1)."),
+    Flag("--early-stopping", "train", "early_stopping", int, "Stop after N epochs without improvement (off)."),
+    Flag(
+        "--monitor",
+        "train",
+        "monitor",
+        str,
+        "Validation metric to follow (val_loss).",
+        choices=("val_loss", "val_accuracy", "val_macro_f1"),
+    ),
+)
+
+
+def _add(parser: argparse.ArgumentParser, flags: tuple[Flag, ...]) -> None:
+    for flag in flags:
+        parser.add_argument(
+            flag.name,
+            dest=flag.field,
+            type=flag.kind,
+            choices=flag.choices,
+            default=None,
+            help=flag.help,
+            metavar=None if flag.choices else flag.field.upper(),
+        )
+
+
+def add_data_flags(parser: argparse.ArgumentParser, *, prepare: bool = True) -> None:
+    group = parser.add_argument_group("data")
+    _add(group, DATA_FLAGS)  # type: ignore[arg-type]
+    if prepare:
+        _add(group, PREPARE_FLAGS)  # type: ignore[arg-type]
+        group.add_argument("--keep-duplicates", action="store_true", help="Keep exact duplicate texts.")
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="bag | gpt | minilm | a checkpoint folder or hub id (default bag).",
+    )
+    _add(group, MODEL_FLAGS)  # type: ignore[arg-type]
+    group.add_argument(
+        "--trust-remote-code", action="store_true", default=None, help="Allow a checkpoint's own code to run (off)."
+    )
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    _add(group, TRAIN_FLAGS)  # type: ignore[arg-type]
+    group.add_argument(
+        "--no-restore-best",
+        dest="restore_best",
+        action="store_false",
+        default=None,
+        help="Keep the last epoch's weights instead of the best validation epoch's.",
+    )
+
+
+def _model_section(args: argparse.Namespace, base: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    problems: list[str] = []
+    section = dict(base)
+    if args.model is not None:
+        if args.model in FAMILIES:
+            chosen = {"family": args.model}
+        else:
+            chosen = {"family": "pretrained", "checkpoint": args.model}
+        if base.get("family") != chosen["family"] or base.get("checkpoint") != chosen.get("checkpoint"):
+            section = chosen  # a new model: the file's settings for another one do not carry over
+    section.setdefault("family", "bag")
+    family = section["family"]
+    for flag in MODEL_FLAGS:
+        value = getattr(args, flag.field)
+        if value is None:
+            continue
+        if flag.families and family not in flag.families:
+            problems.append(f"{flag.name} applies to --model {' or '.join(flag.families)} only, not {family}")
+            continue
+        section[flag.field] = value
+    if args.trust_remote_code:
+        section["trust_remote_code"] = True
+    return section, problems
+
+
+def config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | None = None) -> RunConfig:
+    """A validated RunConfig from a ``--config`` file (if any) overridden by flags."""
+    values: dict[str, Any] = read_yaml(args.config) if getattr(args, "config", None) else {}
+    for key in ("data", "model", "train"):
+        if not isinstance(values.get(key, {}), dict):
+            raise ConfigError(f"section '{key}' of {args.config} must be a mapping")
+    data_section = dict(values.get("data") or {})
+    if data:
+        for key in ("dataset", "path"):
+            data_section.pop(key, None)
+        data_section.update(data)
+    for flag in DATA_FLAGS + PREPARE_FLAGS:
+        value = getattr(args, flag.field, None)
+        if value is not None:
+            data_section[flag.field] = value
+    if getattr(args, "keep_duplicates", False):
+        data_section["dedupe"] = False
+    model_section, problems = _model_section(args, dict(values.get("model") or {}))
+    train_section = dict(values.get("train") or {})
+    for flag in TRAIN_FLAGS:
+        value = getattr(args, flag.field, None)
+        if value is not None:
+            train_section[flag.field] = value
+    if getattr(args, "restore_best", None) is False:
+        train_section["restore_best"] = False
+    if problems:
+        raise ConfigError("invalid flags: " + "; ".join(problems))
+    values.update({"data": data_section, "model": model_section, "train": train_section})
+    if getattr(args, "seed", None) is not None:
+        values["seed"] = args.seed
+    if getattr(args, "out", None) is not None:
+        values["out"] = args.out
+    if not data_section.get("dataset") and not data_section.get("path"):
+        raise ConfigError("no data given", fix="Pass --dataset NAME (see `ajuste datasets`) or --data FILE.")
+    return parse_config(values)

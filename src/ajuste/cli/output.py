@@ -1,0 +1,68 @@
+"""What the command line shows: rich tables for people, one JSON line for programs."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["Output"]
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: report it as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class Output:
+    """Human output on stdout (or nothing with ``--quiet``; stderr with ``--json``) and the JSON line."""
+
+    def __init__(self, *, json_mode: bool, quiet: bool) -> None:
+        self.json_mode = json_mode
+        self.quiet = quiet
+        self.console = Console(stderr=json_mode, highlight=False, soft_wrap=True)
+        self.errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    @property
+    def show_progress(self) -> bool:
+        return not self.quiet and sys.stderr.isatty()
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text)
+
+    def table(self, table: Table) -> None:
+        if not self.quiet:
+            self.console.print(table)
+
+    def metrics_table(self, metrics: Mapping[str, Mapping[str, Any]]) -> None:
+        table = Table(box=None, pad_edge=False)
+        for column in ("split", "texts", "accuracy", "95% interval", "macro-F1", "loss"):
+            table.add_column(column, justify="left" if column == "split" else "right")
+        for split, values in metrics.items():
+            low, high = values.get("accuracy_ci95", [math.nan, math.nan])
+            table.add_row(
+                split,
+                str(values.get("n", "")),
+                f"{values['accuracy']:.4f}",
+                f"[{low:.3f}, {high:.3f}]",
+                f"{values['macro_f1']:.4f}",
+                f"{values['loss']:.4f}",
+            )
+        self.table(table)
+
+    def json(self, content: Mapping[str, Any]) -> None:
+        if self.json_mode:
+            sys.stdout.write(json.dumps(_clean(content), ensure_ascii=False) + "\n")
+            sys.stdout.flush()

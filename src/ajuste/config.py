@@ -1,0 +1,67 @@
+"""The run configuration: the settings of every stage composed into one object, read from and written to YAML.
+
+Command-line flags and YAML files are converted into these objects at the boundary; the library only
+ever sees validated settings. Validation collects *every* problem and raises one :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from ajuste.data.settings import DataSettings
+from ajuste.errors import ConfigError
+from ajuste.models.settings import BagSettings, ModelSettings
+from ajuste.training.settings import TrainSettings
+from ajuste.validation import validate
+
+__all__ = ["RunConfig", "parse_config", "read_yaml", "to_yaml"]
+
+#: Keys of a run folder's run.yaml that record what happened rather than what to do.
+RECORD_KEYS = ("ajuste", "record")
+
+
+class RunConfig(BaseModel):
+    """Everything a training run needs: data, model, training, seed and output folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: DataSettings
+    model: ModelSettings = Field(default_factory=BagSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    seed: int = Field(123, description="Seed of the split, the balancing, initialisation and shuffling.")
+    out: str | None = Field(None, description="Run folder to write; unset: runs/<data>-<model>-<time>.")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``, with the record keys of a run folder's run.yaml removed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist", fix="Check the --config path.")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid YAML", found=str(exc).splitlines()[0]) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"{path} must hold a mapping", expected="keys data, model, train, seed, out", found=type(loaded).__name__
+        )
+    return {k: v for k, v in loaded.items() if k not in RECORD_KEYS}
+
+
+def parse_config(values: dict[str, Any]) -> RunConfig:
+    """A validated :class:`RunConfig` from plain data (a YAML file's content merged with flags)."""
+    return validate(RunConfig, values)
+
+
+def to_yaml(config: RunConfig, extra: dict[str, Any] | None = None) -> str:
+    """YAML text of ``config`` (plus record keys), loadable again by :func:`read_yaml`."""
+    content = config.model_dump(mode="json")
+    if extra:
+        content.update(extra)
+    return yaml.safe_dump(content, sort_keys=False, allow_unicode=True)

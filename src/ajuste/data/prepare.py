@@ -1,0 +1,255 @@
+"""Pure, seeded data preparation: clean → dedupe → balance → stratified split.
+
+Every function takes its data and seed as arguments, touches no file and no global random state, and
+returns what it changed alongside the result, so that nothing is ever dropped without being counted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ajuste.data.dataset import Table, TextDataset
+from ajuste.errors import DataError
+
+__all__ = [
+    "PreparedData",
+    "apportion",
+    "class_weights",
+    "clean",
+    "dedupe",
+    "describe",
+    "oversample",
+    "prepare",
+    "split",
+    "undersample",
+]
+
+Report = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The three splits, the label set, and what every step did."""
+
+    train: TextDataset
+    val: TextDataset
+    test: TextDataset
+    labels: list[str]
+    report: Report = field(default_factory=dict)
+    class_weights: dict[str, float] | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+    def split_record(self) -> dict[str, list[int]]:
+        """The split as source row ids: enough to trace any result back to its texts."""
+        return {"train": sorted(set(self.train.rows)), "val": self.val.rows, "test": self.test.rows}
+
+
+def clean(table: Table) -> tuple[TextDataset, Report]:
+    """Strip whitespace; drop rows whose text is empty or whose label is missing, counting each."""
+    texts: list[str] = []
+    labels: list[str] = []
+    rows: list[int] = []
+    empty_text = missing_label = 0
+    for text, label, row in zip(table.texts, table.labels, table.rows):
+        text = (text or "").strip()
+        label = (label or "").strip()
+        if not label:
+            missing_label += 1
+            continue
+        if not text:
+            empty_text += 1
+            continue
+        texts.append(text)
+        labels.append(label)
+        rows.append(row)
+    report = {"rows_in": len(table), "dropped_empty_text": empty_text, "dropped_missing_label": missing_label}
+    return TextDataset(texts, labels, rows), report
+
+
+def dedupe(data: TextDataset) -> tuple[TextDataset, Report]:
+    """Keep the first occurrence of each exact text; report texts seen with more than one label."""
+    first: dict[str, int] = {}
+    labels_of: dict[str, set[str]] = defaultdict(set)
+    for position, (text, label) in enumerate(zip(data.texts, data.labels)):
+        first.setdefault(text, position)
+        labels_of[text].add(label)
+    kept = sorted(first.values())
+    conflicts = [text for text, labels in labels_of.items() if len(labels) > 1]
+    report = {
+        "dropped_duplicates": len(data) - len(kept),
+        "conflicting_labels": len(conflicts),
+        "conflict_examples": [text[:80] for text in conflicts[:3]],
+    }
+    return data.subset(kept), report
+
+
+def undersample(data: TextDataset, seed: int) -> tuple[TextDataset, Report]:
+    """Keep a random ``min class size`` texts of every class, in their original order."""
+    rng = np.random.default_rng(seed)
+    by_class = _positions_by_class(data)
+    smallest = min(len(p) for p in by_class.values())
+    kept: list[int] = []
+    for label in sorted(by_class):
+        positions = by_class[label]
+        chosen = rng.choice(len(positions), size=smallest, replace=False)
+        kept.extend(positions[i] for i in chosen)
+    kept.sort()
+    before = data.class_counts()
+    result = data.subset(kept)
+    return result, {"method": "undersample", "before": before, "after": result.class_counts()}
+
+
+def oversample(data: TextDataset, seed: int) -> tuple[TextDataset, Report]:
+    """Repeat random texts of the smaller classes until every class has the largest class's size."""
+    rng = np.random.default_rng(seed)
+    by_class = _positions_by_class(data)
+    largest = max(len(p) for p in by_class.values())
+    extra: list[int] = []
+    for label in sorted(by_class):
+        positions = by_class[label]
+        if len(positions) < largest:
+            extra.extend(positions[i] for i in rng.choice(len(positions), size=largest - len(positions)))
+    before = data.class_counts()
+    result = data.subset(list(range(len(data))) + extra)
+    return result, {"method": "oversample", "before": before, "after": result.class_counts()}
+
+
+def class_weights(data: TextDataset) -> dict[str, float]:
+    """Loss weights inversely proportional to class frequency: n / (classes * n_class)."""
+    counts = data.class_counts()
+    return {label: len(data) / (len(counts) * count) for label, count in counts.items()}
+
+
+def apportion(total: int, sizes: Sequence[int]) -> list[int]:
+    """Split ``total`` across groups in proportion to ``sizes`` (largest remainder), at least 1 each."""
+    whole = sum(sizes)
+    quotas = [total * size / whole for size in sizes]
+    shares = [int(q) for q in quotas]
+    order = sorted(range(len(sizes)), key=lambda i: (-(quotas[i] - shares[i]), i))
+    for i in order[: total - sum(shares)]:
+        shares[i] += 1
+    for i, share in enumerate(shares):  # every class in every split, taken from the largest share
+        if share == 0 and total >= len(sizes):
+            donor = max(range(len(shares)), key=lambda j: shares[j])
+            shares[donor] -= 1
+            shares[i] = 1
+    return shares
+
+
+def split(
+    data: TextDataset, fractions: tuple[float, float, float], seed: int
+) -> tuple[TextDataset, TextDataset, TextDataset, Report]:
+    """Stratified train/validation/test split.
+
+    Split sizes follow the reference protocol (``int(n * train)``, ``int(n * val)``, the rest for test),
+    then each split's size is shared across classes in proportion to their counts.
+    """
+    by_class = _positions_by_class(data)
+    too_small = {label: len(p) for label, p in by_class.items() if len(p) < 3}
+    if too_small:
+        shown = ", ".join(f"'{label}' ({n})" for label, n in sorted(too_small.items()))
+        raise DataError(
+            "a class is too small to split into train, validation and test",
+            expected="at least 3 texts per class",
+            found=shown,
+            fix="Add examples of that class, or remove its rows from the data.",
+        )
+    labels = sorted(by_class)
+    sizes = [len(by_class[label]) for label in labels]
+    n = len(data)
+    n_val = int(n * fractions[1])
+    n_test = n - int(n * fractions[0]) - n_val
+    val_shares = apportion(n_val, sizes)
+    test_shares = apportion(n_test, sizes)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for label, n_val_c, n_test_c in zip(labels, val_shares, test_shares):
+        positions = [by_class[label][i] for i in rng.permutation(len(by_class[label]))]
+        parts["test"].extend(positions[:n_test_c])
+        parts["val"].extend(positions[n_test_c : n_test_c + n_val_c])
+        parts["train"].extend(positions[n_test_c + n_val_c :])
+    train, val, test = (data.subset(sorted(parts[name])) for name in ("train", "val", "test"))
+    report = {name: part.class_counts() for name, part in (("train", train), ("val", val), ("test", test))}
+    return train, val, test, report
+
+
+def prepare(
+    table: Table,
+    *,
+    dedupe_texts: bool = True,
+    balance: str = "none",
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    seed: int = 123,
+) -> PreparedData:
+    """Clean, dedupe, balance and split a table, recording what each step did.
+
+    ``undersample`` is applied before the split (the reference protocol: every split is balanced);
+    ``oversample`` only to the training split, so that no copy of a training text reaches validation
+    or test; ``class_weight`` leaves the data as is and returns loss weights computed on training.
+    """
+    report: Report = {"source": table.source}
+    data, report["clean"] = clean(table)
+    if dedupe_texts:
+        data, report["dedupe"] = dedupe(data)
+    if len(data) == 0:
+        raise DataError(
+            f"no labelled text left in {table.source} after cleaning",
+            expected="rows with a non-empty text and a label",
+            found=f"{len(table)} rows, of which {report['clean']['dropped_empty_text']} without text "
+            f"and {report['clean']['dropped_missing_label']} without label",
+            fix="Check the --text-col and --label-col choice.",
+        )
+    counts = data.class_counts()
+    if len(counts) < 2:
+        raise DataError(
+            "a classifier needs at least two classes",
+            found=f"only '{next(iter(counts))}' ({len(data)} texts) in {table.source}",
+            fix="Check the --label-col choice, or add examples of the other classes.",
+        )
+    if balance == "undersample":
+        data, report["balance"] = undersample(data, seed)
+    train, val, test, report["split"] = split(data, fractions, seed)
+    weights = None
+    if balance == "oversample":
+        train, report["balance"] = oversample(train, seed)
+        report["split"]["train"] = train.class_counts()
+    elif balance == "class_weight":
+        weights = class_weights(train)
+        report["balance"] = {"method": "class_weight", "weights": weights}
+    elif balance == "none":
+        report["balance"] = {"method": "none"}
+    return PreparedData(train, val, test, sorted(counts), report, weights)
+
+
+def _positions_by_class(data: TextDataset) -> dict[str, list[int]]:
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for position, label in enumerate(data.labels):
+        by_class[label].append(position)
+    return dict(by_class)
+
+
+def describe(data: PreparedData) -> str:
+    """A one-paragraph summary of what preparation did, for logs and the CLI."""
+    r = data.report
+    parts = [f"{r['clean']['rows_in']} rows read"]
+    dropped = r["clean"]["dropped_empty_text"] + r["clean"]["dropped_missing_label"]
+    if dropped:
+        parts.append(f"{dropped} dropped by cleaning")
+    if "dedupe" in r:
+        parts.append(f"{r['dedupe']['dropped_duplicates']} duplicates dropped")
+        if r["dedupe"]["conflicting_labels"]:
+            parts.append(f"{r['dedupe']['conflicting_labels']} texts had conflicting labels (first kept)")
+    if r["balance"]["method"] in ("undersample", "oversample"):
+        parts.append(f"{r['balance']['method']}d to {r['balance']['after']}")
+    sizes = data.counts()
+    parts.append(f"split {sizes['train']}/{sizes['val']}/{sizes['test']}")
+    counter = Counter(data.train.labels)
+    parts.append("train classes " + ", ".join(f"{k}={v}" for k, v in sorted(counter.items())))
+    return "; ".join(parts)

@@ -1,0 +1,304 @@
+"""Reading labelled texts from CSV, TSV, JSONL, Parquet and ``label<TAB>text`` line files.
+
+Every reader returns a :class:`~ajuste.data.dataset.Table` holding *every* data row of the file, in
+order, with missing values as ``None``: dropping rows is the cleaning step's job, where it is counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+from pathlib import Path
+from typing import Literal
+
+from ajuste.data.dataset import Table
+from ajuste.errors import ConfigError, DataError
+
+__all__ = ["LABEL_COLUMN_NAMES", "TEXT_COLUMN_NAMES", "detect_format", "read_rows", "read_table", "read_texts"]
+
+TEXT_COLUMN_NAMES = ("text", "texts", "sentence", "message", "sms", "content", "body", "review", "document")
+LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target", "y", "sentiment", "intent")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "lines",
+    "": "lines",
+}
+
+Rows = tuple[list[str], list[dict[str, object]]]
+
+
+def detect_format(path: Path) -> str:
+    """The file format implied by ``path``'s extension."""
+    suffix = path.suffix.lower()
+    if suffix not in _EXTENSIONS:
+        raise DataError(
+            f"cannot tell the format of {path}",
+            expected="one of .csv, .tsv, .jsonl, .parquet, .txt or no extension",
+            found=f"'{suffix}'",
+            fix="Pass --format csv|tsv|jsonl|parquet|lines.",
+        )
+    return _EXTENSIONS[suffix]
+
+
+def _read_text(path: Path, encoding: str) -> str:
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist", fix="Check the path, or use --dataset for a built-in one.")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder", expected="a data file", fix="Point --data at the file itself.")
+    raw = path.read_bytes()
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return raw.decode(codec)
+    except LookupError:
+        raise ConfigError(
+            f"unknown text encoding '{encoding}'", fix="Use a Python codec name such as utf-8, latin-1 or cp1252."
+        ) from None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path} is not valid {encoding}",
+            found=f"byte 0x{raw[exc.start]:02x} at line {line}",
+            fix="Pass the file's encoding, for example --encoding latin-1 or --encoding cp1252.",
+        ) from None
+
+
+def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[0, 1, 2, 3]) -> Rows:
+    text = _read_text(path, encoding)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return [], []
+        columns = [name.strip() for name in header]
+        records: list[dict[str, object]] = []
+        for values in reader:
+            if not values:  # a blank line is not a data row
+                continue
+            record: dict[str, object] = {}
+            for name, value in zip(columns, values):
+                record[name] = value
+            records.append(record)
+    except csv.Error as exc:
+        raise DataError(
+            f"{path} is not a valid {'TSV' if delimiter == chr(9) else 'CSV'} file",
+            found=f"{exc} at line {reader.line_num}",
+            fix="Check the quoting on that line, or pass --format.",
+        ) from None
+    return columns, records
+
+
+def _read_jsonl(path: Path, encoding: str) -> Rows:
+    columns: dict[str, None] = {}
+    records: list[dict[str, object]] = []
+    for number, line in enumerate(_read_text(path, encoding).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"line {number} of {path} is not valid JSON",
+                found=f"{exc.msg} at column {exc.colno}",
+                fix="Fix or remove that line: each line must be one JSON object.",
+            ) from None
+        if not isinstance(record, dict):
+            raise DataError(
+                f"line {number} of {path} is not a JSON object",
+                expected='an object such as {"text": ..., "label": ...}',
+                found=type(record).__name__,
+            )
+        columns.update(dict.fromkeys(record))
+        records.append(record)
+    return list(columns), records
+
+
+def _read_parquet(path: Path) -> Rows:
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist", fix="Check the path.")
+    import pyarrow.parquet as pq  # heavy: imported only for Parquet files
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise DataError(f"{path} is not a readable Parquet file", found=str(exc).splitlines()[0]) from None
+    return list(table.column_names), table.to_pylist()
+
+
+def _read_lines(path: Path, encoding: str) -> Rows:
+    """``label<TAB>text`` per line, no header, no quoting: the SMS Spam Collection's own format."""
+    records: list[dict[str, object]] = []
+    for number, line in enumerate(_read_text(path, encoding).split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        label, tab, text = line.partition("\t")
+        if not tab:
+            raise DataError(
+                f"line {number} of {path} has no TAB",
+                expected="label<TAB>text on every line",
+                found=repr(line[:40]),
+                fix="Use --format csv/tsv/jsonl for files with a header.",
+            )
+        records.append({"label": label, "text": text})
+    return ["label", "text"], records
+
+
+def read_rows(path: Path, file_format: str = "auto", encoding: str = "utf-8") -> Rows:
+    """The column names and the records of a data file, every row kept."""
+    kind = detect_format(path) if file_format == "auto" else file_format
+    if kind == "csv":
+        return _read_delimited(path, encoding, ",", csv.QUOTE_MINIMAL)
+    if kind == "tsv":
+        # IANA TSV has no quoting: a quote is part of the text (the SMS messages have many).
+        return _read_delimited(path, encoding, "\t", csv.QUOTE_NONE)
+    if kind == "jsonl":
+        return _read_jsonl(path, encoding)
+    if kind == "parquet":
+        return _read_parquet(path)
+    if kind == "lines":
+        return _read_lines(path, encoding)
+    raise ConfigError(f"unknown file format '{file_format}'", expected="auto, csv, tsv, jsonl, parquet or lines")
+
+
+def _closest(name: str, columns: list[str]) -> str:
+    match = difflib.get_close_matches(name, columns, n=1, cutoff=0.5) or difflib.get_close_matches(
+        name.lower(), [c.lower() for c in columns], n=1, cutoff=0.5
+    )
+    return f" Did you mean '{match[0]}'?" if match else ""
+
+
+def _find_column(candidates: tuple[str, ...], columns: list[str]) -> str | None:
+    lowered = {column.lower(): column for column in columns}
+    for name in candidates:
+        if name in lowered:
+            return lowered[name]
+    return None
+
+
+def _mean_length(records: list[dict[str, object]], column: str) -> float:
+    values = [len(str(r[column])) for r in records[:1000] if r.get(column) is not None]
+    return sum(values) / len(values) if values else 0.0
+
+
+def resolve_columns(
+    path: Path, columns: list[str], records: list[dict[str, object]], text_col: str | None, label_col: str | None
+) -> tuple[str, str]:
+    """The text and label columns: the ones asked for, or a guess when there is an obvious pair."""
+    shown = ", ".join(columns) if columns else "none"
+    for asked, role, flag in ((text_col, "text", "--text-col"), (label_col, "label", "--label-col")):
+        if asked is not None and asked not in columns:
+            raise DataError(
+                f"{role} column '{asked}' not in {path}",
+                found=f"columns {shown}",
+                fix=f"Pass {flag} with one of them.{_closest(asked, columns)}",
+            )
+    text = text_col or _find_column(TEXT_COLUMN_NAMES, [c for c in columns if c != label_col])
+    label = label_col or _find_column(LABEL_COLUMN_NAMES, [c for c in columns if c != text])
+    others = [c for c in columns if c not in (text, label)]
+    if (text is None or label is None) and len(columns) == 2:
+        if text is None and label is None:
+            first, second = columns
+            text, label = (
+                (first, second)
+                if _mean_length(records, first) >= _mean_length(records, second)
+                else (
+                    second,
+                    first,
+                )
+            )
+        elif text is None:
+            text = others[0]
+        else:
+            label = others[0]
+    if text is None or label is None:
+        missing = "text" if text is None else "label"
+        raise DataError(
+            f"cannot tell which column of {path} holds the {missing}s",
+            found=f"columns {shown}",
+            fix=f"Pass --{missing}-col NAME.",
+        )
+    return text, label
+
+
+def _as_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:  # NaN from Parquet
+        return None
+    return str(value)
+
+
+def read_table(
+    path: str | Path,
+    *,
+    file_format: str = "auto",
+    text_col: str | None = None,
+    label_col: str | None = None,
+    encoding: str = "utf-8",
+) -> Table:
+    """Every row of a labelled data file, with its text and label columns resolved."""
+    path = Path(path)
+    columns, records = read_rows(path, file_format, encoding)
+    if not records:
+        raise DataError(f"{path} holds no data rows", expected="at least one labelled text", found="an empty file")
+    text, label = resolve_columns(path, columns, records, text_col, label_col)
+    id_column = _find_column(("id",), [c for c in columns if c not in (text, label)])
+    return Table(
+        texts=[_as_text(r.get(text)) for r in records],
+        labels=[_as_text(r.get(label)) for r in records],
+        rows=list(range(len(records))),
+        source=str(path),
+        columns=columns,
+        extra_ids=[str(r.get(id_column)) for r in records] if id_column else None,
+    )
+
+
+def _read_text_lines(path: Path, encoding: str) -> Rows:
+    """One text per line, every line a row (an empty line is an empty text); no labels."""
+    lines = _read_text(path, encoding).split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line does not start a row
+    return ["text"], [{"text": line.rstrip("\r")} for line in lines]
+
+
+def read_texts(
+    path: str | Path, *, file_format: str = "auto", text_col: str | None = None, encoding: str = "utf-8"
+) -> tuple[list[str | None], list[str] | None]:
+    """Every row's text (``None`` where missing) and ids (from an ``id`` column, if any), for prediction.
+
+    With ``auto``, a ``.txt`` file or one without extension holds one text per line.
+    """
+    path = Path(path)
+    kind = file_format
+    if kind == "auto":
+        kind = "text" if path.suffix.lower() in (".txt", "") else detect_format(path)
+    if kind == "text":
+        columns, records = _read_text_lines(path, encoding)
+    else:
+        columns, records = read_rows(path, kind, encoding)
+    if not records:
+        raise DataError(f"{path} holds no rows", expected="at least one text", found="an empty file")
+    if text_col is not None and text_col not in columns:
+        raise DataError(
+            f"text column '{text_col}' not in {path}",
+            found=f"columns {', '.join(columns)}",
+            fix=f"Pass --text-col with one of them.{_closest(text_col, columns)}",
+        )
+    text = text_col or _find_column(TEXT_COLUMN_NAMES, columns) or (columns[0] if len(columns) == 1 else None)
+    if text is None:
+        raise DataError(
+            f"cannot tell which column of {path} holds the texts",
+            found=f"columns {', '.join(columns)}",
+            fix="Pass --text-col NAME.",
+        )
+    id_column = _find_column(("id",), [c for c in columns if c != text])
+    ids = [str(r.get(id_column)) for r in records] if id_column else None
+    return [_as_text(r.get(text)) for r in records], ids

@@ -1,0 +1,48 @@
+"""Settings of the data stage: where the texts come from and how they are prepared."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Balance = Literal["none", "undersample", "oversample", "class_weight"]
+FileFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "lines"]
+
+
+class DataSettings(BaseModel):
+    """Where the labelled texts come from and how they are cleaned, balanced and split."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str | None = Field(None, description="A built-in dataset name (see `ajuste datasets`).")
+    path: str | None = Field(None, description="A data file: CSV, TSV, JSONL, Parquet or label<TAB>text lines.")
+    format: FileFormat = Field("auto", description="File format; `auto` goes by the file extension.")
+    text_col: str | None = Field(None, description="Column holding the texts (guessed when obvious).")
+    label_col: str | None = Field(None, description="Column holding the labels (guessed when obvious).")
+    encoding: str = Field("utf-8", description="Text encoding of the data file.")
+    data_dir: str | None = Field(
+        None, description="Folder holding built-in datasets (else $AJUSTE_DATA_DIR, the cache, a download)."
+    )
+    dedupe: bool = Field(True, description="Drop exact duplicate texts (after stripping whitespace).")
+    balance: Balance | None = Field(
+        None, description="Class balancing; unset means the dataset's default (`none` for files)."
+    )
+    split: tuple[float, float, float] = Field(
+        (0.7, 0.1, 0.2), description="Train, validation and test fractions, summing to 1."
+    )
+
+    @field_validator("split")
+    @classmethod
+    def _split_fractions(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(part <= 0 for part in value):
+            raise ValueError(f"every fraction must be > 0, got {','.join(map(str, value))}")
+        if abs(sum(value) - 1.0) > 1e-6:
+            raise ValueError(f"fractions must sum to 1, got {','.join(map(str, value))} (sum {sum(value):g})")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSettings:
+        if (self.dataset is None) == (self.path is None):
+            raise ValueError("give exactly one data source: a built-in `dataset` or a file `path`")
+        return self

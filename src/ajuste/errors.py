@@ -1,0 +1,79 @@
+"""One exception hierarchy for every problem a user can fix.
+
+The command line turns an :class:`AjusteError` into one line on stderr and exit code 2; anything else
+is an internal error (exit code 1). Messages follow one shape: what went wrong, what was expected,
+what was found, and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AjusteError",
+    "ConfigError",
+    "DataError",
+    "DatasetUnavailableError",
+    "ModelError",
+    "NotFittedError",
+    "RunFolderError",
+    "TrainingError",
+]
+
+
+class AjusteError(Exception):
+    """Base class of the errors that ajuste raises for bad input or bad settings."""
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        expected: str | None = None,
+        found: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.expected = expected
+        self.found = found
+        self.fix = fix
+        super().__init__(self._compose())
+
+    def _compose(self) -> str:
+        message = self.problem
+        details = []
+        if self.expected is not None:
+            details.append(f"expected {self.expected}")
+        if self.found is not None:
+            details.append(f"found {self.found}")
+        if details:
+            message += ": " + ", ".join(details)
+        if self.fix:
+            message += f". {self.fix}"
+        # One line, always: the CLI prints this as is.
+        return " ".join(message.split())
+
+
+class ConfigError(AjusteError):
+    """Settings that are missing, of the wrong type, or inconsistent with each other."""
+
+
+class DataError(AjusteError):
+    """A data file that cannot be read, or whose content cannot make a classification task."""
+
+
+class DatasetUnavailableError(DataError):
+    """A built-in dataset that is neither in a data directory, nor cached, nor downloadable."""
+
+
+class ModelError(AjusteError):
+    """An unknown model name, or a checkpoint that is missing, incomplete or incompatible."""
+
+
+class RunFolderError(AjusteError):
+    """A run folder that is missing, incomplete, or written by an incompatible version."""
+
+
+class NotFittedError(AjusteError):
+    """A classifier used before ``fit`` (or ``ajuste.load``) gave it weights."""
+
+
+class TrainingError(AjusteError):
+    """Training that cannot go on, such as a loss that became NaN or infinite."""

@@ -1,0 +1,90 @@
+"""fastText-style classifier: the mean of word and hashed n-gram embeddings, then one linear layer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
+from ajuste.models.settings import BagSettings
+from ajuste.tokenize.words import WordVocabulary
+
+__all__ = ["BagFamily", "BagOfEmbeddings"]
+
+VOCAB_FILE = "vocabulary.json"
+
+
+class BagOfEmbeddings(nn.Module):
+    """``EmbeddingBag`` (mean) → ``Linear``; weights uniform in ±0.5 and bias zero, as in the seed text."""
+
+    def __init__(self, num_embeddings: int, embed_dim: int, num_labels: int) -> None:
+        super().__init__()
+        self.embedding = nn.EmbeddingBag(num_embeddings, embed_dim, mode="mean")
+        self.fc = nn.Linear(embed_dim, num_labels)
+        init_range = 0.5
+        nn.init.uniform_(self.embedding.weight, -init_range, init_range)
+        nn.init.uniform_(self.fc.weight, -init_range, init_range)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.embedding(ids, offsets))
+
+
+class BagFamily(Family):
+    name = "bag"
+
+    def __init__(self, settings: BagSettings) -> None:
+        self.settings = settings
+        self.vocabulary: WordVocabulary | None = None
+
+    @property
+    def max_length(self) -> int | None:
+        return self.settings.max_length
+
+    def fit_preprocessing(self, texts: Sequence[str]) -> None:
+        s = self.settings
+        self.vocabulary = WordVocabulary.fit(texts, min_freq=s.min_freq, ngrams=s.ngrams, buckets=s.buckets)
+
+    def _vocabulary(self) -> WordVocabulary:
+        if self.vocabulary is None:
+            raise RuntimeError("fit_preprocessing() must run before encode()")
+        return self.vocabulary
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        vocabulary = self._vocabulary()
+        limit = self.settings.max_length
+        encoded = [vocabulary.encode(text) for text in texts]
+        return [ids[:limit] for ids in encoded] if limit else encoded
+
+    def collate(self, sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+        offsets = torch.zeros(len(sequences), dtype=torch.long)
+        offsets[1:] = torch.cumsum(lengths, 0)[:-1]
+        ids = torch.tensor([i for s in sequences for i in s], dtype=torch.long)
+        return {"ids": ids, "offsets": offsets}
+
+    def build(self, num_labels: int) -> nn.Module:
+        return BagOfEmbeddings(self._vocabulary().size, self.settings.embed_dim, num_labels)
+
+    def defaults(self) -> TrainingDefaults:
+        return TrainingDefaults(lr=5e-3, epochs=10, batch_size=32)
+
+    def save(self, folder: Path, module: nn.Module) -> dict[str, Any]:
+        (folder / VOCAB_FILE).write_text(json.dumps(self._vocabulary().to_dict()), encoding="utf-8")
+        save_weights(module, folder)
+        return {}
+
+    def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
+        self.vocabulary = WordVocabulary.from_dict(json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8")))
+        module = self.build(num_labels)
+        load_weights(module, folder)
+        return module
+
+    def describe(self) -> dict[str, Any]:
+        vocabulary = self._vocabulary()
+        return {"words": len(vocabulary.words), "embedding_rows": vocabulary.size}

@@ -1,0 +1,95 @@
+"""The small interface through which every model family plugs into the one training loop.
+
+A family knows how to learn its preprocessing from the training texts (a vocabulary, a BPE tokenizer,
+or nothing for a pretrained checkpoint), how to turn texts into token ids and ids into a padded batch,
+how to build its ``nn.Module`` (whose ``forward(**batch)`` returns logits), and how to save and load
+its own files. Everything else — optimisation, batching, metrics, early stopping — is shared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["WEIGHTS_FILE", "Family", "TrainingDefaults", "count_parameters", "load_weights", "save_weights"]
+
+#: Weights are stored as safetensors: loading them never runs code, unlike a pickle.
+WEIGHTS_FILE = "model.safetensors"
+
+
+def save_weights(module: nn.Module, folder: Path) -> None:
+    from safetensors.torch import save_model
+
+    save_model(module, str(folder / WEIGHTS_FILE))
+
+
+def load_weights(module: nn.Module, folder: Path) -> None:
+    from safetensors.torch import load_model
+
+    load_model(module, str(folder / WEIGHTS_FILE), strict=True)
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return trainable, total
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """What a family trains with when the user does not say: the learning rate, epochs and batch size."""
+
+    lr: float
+    epochs: int
+    batch_size: int
+
+
+class Family(ABC):
+    """How one model family turns texts into batches and batches into logits."""
+
+    #: The ``family`` name in settings and run folders.
+    name: str
+
+    @abstractmethod
+    def fit_preprocessing(self, texts: Sequence[str]) -> None:
+        """Learn what preprocessing needs from the *training* texts only, and fix the maximum length."""
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, truncated to the maximum length."""
+
+    @abstractmethod
+    def collate(self, sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """The keyword arguments of the module's ``forward`` for one batch."""
+
+    @abstractmethod
+    def build(self, num_labels: int) -> nn.Module:
+        """A new module with one output per class (weights initialised from the current torch seed)."""
+
+    @abstractmethod
+    def defaults(self) -> TrainingDefaults:
+        """Training settings that suit this family when the user gives none."""
+
+    @abstractmethod
+    def save(self, folder: Path, module: nn.Module) -> dict[str, Any]:
+        """Write the weights and the family's own files into ``folder``; return entries for its config."""
+
+    @abstractmethod
+    def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
+        """Read back what :meth:`save` wrote: the module with its trained weights."""
+
+    @property
+    @abstractmethod
+    def max_length(self) -> int | None:
+        """The maximum length in tokens, known once preprocessing is fitted."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the built model for reports (sizes, resolved choices)."""
+        return {}

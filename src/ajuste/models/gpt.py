@@ -1,0 +1,106 @@
+"""A GPT-2-style decoder trained from scratch; its architecture comes straight from the hyperparameters.
+
+The model is a ``transformers`` GPT-2 built from a configuration (no pretrained weights); the tokenizer
+is a byte-level BPE trained on the training split only, so nothing about validation or test texts
+leaks into it. Every text ends with ``<|endoftext|>``, and the classifier reads the hidden state of
+that last real token, which has attended to the whole text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
+from ajuste.models.settings import GPTSettings
+from ajuste.models.transformer import BackboneClassifier
+from ajuste.tokenize.batching import pad_sequences
+from ajuste.tokenize.bpe import END_OF_TEXT, train_bpe
+
+__all__ = ["GPTFamily"]
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class GPTFamily(Family):
+    name = "gpt"
+
+    def __init__(self, settings: GPTSettings) -> None:
+        self.settings = settings
+        self.tokenizer: Any = None  # tokenizers.Tokenizer, once trained or loaded
+        self._max_length: int | None = settings.max_length
+
+    @property
+    def max_length(self) -> int | None:
+        return self._max_length
+
+    @property
+    def end_id(self) -> int:
+        return int(self.tokenizer.token_to_id(END_OF_TEXT))
+
+    def fit_preprocessing(self, texts: Sequence[str]) -> None:
+        self.tokenizer = train_bpe(texts, self.settings.vocab_size)
+        if self._max_length is None:
+            longest = max((len(e.ids) + 1 for e in self.tokenizer.encode_batch(list(texts))), default=1)
+            self._max_length = min(longest, self.settings.context_length)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        if self.tokenizer is None or self._max_length is None:
+            raise RuntimeError("fit_preprocessing() must run before encode()")
+        keep = self._max_length - 1
+        end = self.end_id
+        return [[*e.ids[:keep], end] for e in self.tokenizer.encode_batch(list(texts))]
+
+    def collate(self, sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        ids, mask = pad_sequences(sequences, self.end_id)
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def _config(self) -> Any:
+        from transformers import GPT2Config
+
+        s = self.settings
+        return GPT2Config(
+            vocab_size=self.tokenizer.get_vocab_size(),
+            n_positions=s.context_length,
+            n_embd=s.emb_dim,
+            n_layer=s.num_layers,
+            n_head=s.num_heads,
+            n_inner=4 * s.emb_dim,
+            activation_function=s.activation,
+            resid_pdrop=s.dropout,
+            embd_pdrop=s.dropout,
+            attn_pdrop=s.dropout,
+            bos_token_id=self.end_id,
+            eos_token_id=self.end_id,
+            pad_token_id=self.end_id,
+        )
+
+    def build(self, num_labels: int) -> nn.Module:
+        from transformers import GPT2Model
+
+        config = self._config()
+        return BackboneClassifier(GPT2Model(config), config.n_embd, num_labels, "last", self.settings.dropout)
+
+    def defaults(self) -> TrainingDefaults:
+        return TrainingDefaults(lr=1e-3, epochs=20, batch_size=32)
+
+    def save(self, folder: Path, module: nn.Module) -> dict[str, Any]:
+        self.tokenizer.save(str(folder / TOKENIZER_FILE))
+        save_weights(module, folder)
+        return {"max_length": self._max_length}
+
+    def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+        self._max_length = int(entries["max_length"])
+        module = self.build(num_labels)
+        load_weights(module, folder)
+        return module
+
+    def describe(self) -> dict[str, Any]:
+        return {"vocab_size": self.tokenizer.get_vocab_size(), "max_length": self._max_length}

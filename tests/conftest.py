@@ -1,0 +1,146 @@
+"""Shared fixtures: small generated data, tiny checkpoints built and saved in the test, the CLI in-process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ajuste.cli.main import main
+
+SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+_SPAM = ["win", "free", "prize", "claim", "cash", "urgent", "call", "txt", "offer", "winner", "reward", "now"]
+_HAM = ["see", "you", "lunch", "later", "mum", "home", "tonight", "thanks", "meeting", "dinner", "ok", "love"]
+_NEUTRAL = ["the", "a", "to", "and", "is", "it", "for", "on", "at", "with"]
+
+
+def make_texts(n: int, seed: int = 0, classes: tuple[str, ...] = ("ham", "spam")) -> tuple[list[str], list[str]]:
+    """``n`` distinct short texts whose words give away their class (learnable in a few epochs)."""
+    rng = random.Random(seed)
+    vocab = {"ham": _HAM, "spam": _SPAM, "other": ["rain", "sun", "cloud", "wind", "snow", "storm"]}
+    texts: list[str] = []
+    labels: list[str] = []
+    seen: set[str] = set()
+    while len(texts) < n:
+        label = classes[len(texts) % len(classes)]
+        words = rng.sample(vocab[label], 3) + rng.sample(_NEUTRAL, 2)
+        rng.shuffle(words)
+        text = " ".join(words) + f" {rng.randint(0, 9999)}"
+        if text in seen:
+            continue
+        seen.add(text)
+        texts.append(text)
+        labels.append(label)
+    return texts, labels
+
+
+@pytest.fixture
+def small_data() -> tuple[list[str], list[str]]:
+    return make_texts(120)
+
+
+def write_csv(path: Path, texts: list[str], labels: list[str], text_col: str = "text", label_col: str = "label") -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([text_col, label_col])
+        writer.writerows(zip(texts, labels))
+    return path
+
+
+def write_jsonl(path: Path, texts: list[str], labels: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in zip(texts, labels)), "utf-8")
+    return path
+
+
+@pytest.fixture
+def csv_file(tmp_path: Path) -> Path:
+    texts, labels = make_texts(120)
+    return write_csv(tmp_path / "data.csv", texts, labels)
+
+
+@pytest.fixture(scope="session")
+def sms_dir() -> Path:
+    """The shared copy of the SMS Spam Collection (../shared/datasets)."""
+    if not (SHARED_DATASETS / "sms_spam" / "SMSSpamCollection").is_file():
+        pytest.fail(f"the shared datasets are missing: expected {SHARED_DATASETS}/sms_spam/SMSSpamCollection")
+    return SHARED_DATASETS
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> dict:
+        return json.loads(self.out.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run ``ajuste ARGS`` in this process; returns exit code, stdout and stderr."""
+
+    def run(*args: str | Path) -> CliResult:
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's own exits
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def _corpus() -> list[str]:
+    texts, _ = make_texts(300, seed=7, classes=("ham", "spam", "other"))
+    return texts
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT with its own WordPiece tokenizer, saved as a checkpoint folder."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer.train_from_iterator(_corpus(), trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    fast = BertTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                             sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
+    fast.save_pretrained(folder)
+    config = BertConfig(vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, pad_token_id=fast.pad_token_id)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide GPT-2 language model with a byte-level BPE tokenizer, saved as a checkpoint folder."""
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    from ajuste.tokenize.bpe import END_OF_TEXT, train_bpe
+
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    fast = GPT2TokenizerFast(tokenizer_object=train_bpe(_corpus(), 400), eos_token=END_OF_TEXT,
+                             bos_token=END_OF_TEXT, unk_token=END_OF_TEXT, model_max_length=64)
+    fast.save_pretrained(folder)
+    eot = fast.convert_tokens_to_ids(END_OF_TEXT)
+    config = GPT2Config(vocab_size=len(fast), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                        bos_token_id=eot, eos_token_id=eot)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
