@@ -45,7 +45,9 @@ def small_data() -> tuple[list[str], list[str]]:
     return make_texts(120)
 
 
-def write_csv(path: Path, texts: list[str], labels: list[str], text_col: str = "text", label_col: str = "label") -> Path:
+def write_csv(
+    path: Path, texts: list[str], labels: list[str], text_col: str = "text", label_col: str = "label"
+) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow([text_col, label_col])
@@ -119,11 +121,25 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
-    fast = BertTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                             sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
+    fast = BertTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+    )
     fast.save_pretrained(folder)
-    config = BertConfig(vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, pad_token_id=fast.pad_token_id)
+    config = BertConfig(
+        vocab_size=fast.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=fast.pad_token_id,
+    )
     BertModel(config).save_pretrained(folder)
     return folder
 
@@ -136,11 +152,17 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ajuste.tokenize.bpe import END_OF_TEXT, train_bpe
 
     folder = tmp_path_factory.mktemp("tiny-gpt2")
-    fast = GPT2TokenizerFast(tokenizer_object=train_bpe(_corpus(), 400), eos_token=END_OF_TEXT,
-                             bos_token=END_OF_TEXT, unk_token=END_OF_TEXT, model_max_length=64)
+    fast = GPT2TokenizerFast(
+        tokenizer_object=train_bpe(_corpus(), 400),
+        eos_token=END_OF_TEXT,
+        bos_token=END_OF_TEXT,
+        unk_token=END_OF_TEXT,
+        model_max_length=64,
+    )
     fast.save_pretrained(folder)
     eot = fast.convert_tokens_to_ids(END_OF_TEXT)
-    config = GPT2Config(vocab_size=len(fast), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=eot, eos_token_id=eot)
+    config = GPT2Config(
+        vocab_size=len(fast), n_positions=64, n_embd=32, n_layer=2, n_head=2, bos_token_id=eot, eos_token_id=eot
+    )
     GPT2LMHeadModel(config).save_pretrained(folder)
     return folder

@@ -22,6 +22,12 @@ _SECTIONS: dict[str, list[type[BaseModel]]] = {
     "train": [TrainSettings],
 }
 _TOP_LEVEL = ["data", "model", "train", "seed", "out"]
+_FAMILIES: dict[str, type[BaseModel]] = {
+    "bag": BagSettings,
+    "gpt": GPTSettings,
+    "pretrained": PretrainedSettings,
+    "minilm": PretrainedSettings,
+}
 
 _MESSAGES = {
     "greater_than_equal": "must be >= {ge}",
@@ -40,28 +46,34 @@ _MESSAGES = {
 }
 
 
-def _known_at(location: tuple[str | int, ...]) -> list[str]:
+def _known_at(location: tuple[str | int, ...], family: str | None = None) -> list[str]:
     if len(location) <= 1:
         return _TOP_LEVEL
     names: list[str] = []
-    for model in _SECTIONS.get(str(location[0]), []):
+    # Under a model family only that family's settings are known: a gpt setting is no typo under bag.
+    models = [_FAMILIES[family]] if family in _FAMILIES else _SECTIONS.get(str(location[0]), [])
+    for model in models:
         names += [n for n in model.model_fields if n not in names]
     return names
 
 
 def validation_messages(exc: ValidationError, prefix: str = "") -> list[str]:
     """One readable line per problem in a pydantic error: ``where: what (got value)``."""
-    tags = {"bag", "gpt", "pretrained", "minilm"}
+    tags = set(_FAMILIES)
     lines = []
     for error in exc.errors():
         location = tuple(part for part in error["loc"] if part not in tags or not isinstance(part, str))
+        family = next((part for part in error["loc"] if isinstance(part, str) and part in tags), None)
         where = ".".join(str(p) for p in ((prefix,) if prefix else ()) + location) or "settings"
         kind = error["type"]
         if kind == "extra_forbidden":
-            known = _known_at(((prefix,) if prefix else ()) + location)
+            known = _known_at(((prefix,) if prefix else ()) + location, family)
             guess = difflib.get_close_matches(str(location[-1]), known, n=1)
             hint = f"; did you mean '{guess[0]}'?" if guess else f"; known: {', '.join(known)}"
-            lines.append(f"{where}: unknown setting{hint}")
+            lines.append(f"{where}: unknown setting{f' for family {family}' if family else ''}{hint}")
+            continue
+        if kind == "union_tag_not_found":
+            lines.append(f"{where}.family: is required; expected bag, gpt, pretrained or minilm")
             continue
         if kind == "union_tag_invalid":
             lines.append(f"{where}: unknown model family; expected bag, gpt, pretrained or minilm")
@@ -72,7 +84,8 @@ def validation_messages(exc: ValidationError, prefix: str = "") -> list[str]:
             message = _MESSAGES[kind].format(**error.get("ctx", {}))
         else:
             message = str(error["msg"]).removeprefix("Value error, ")
-        if kind != "missing" and "input" in error and not isinstance(error["input"], dict):
+        already_shown = kind == "value_error" and ", got " in message  # our validators name the value
+        if kind != "missing" and "input" in error and not isinstance(error["input"], dict) and not already_shown:
             message += f", got {error['input']!r}"
         lines.append(f"{where}: {message}")
     return lines

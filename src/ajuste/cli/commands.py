@@ -11,7 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from ajuste.cli.output import Output
-from ajuste.errors import ConfigError
+from ajuste.errors import ConfigError, DataError
 
 __all__ = ["datasets", "evaluate", "predict", "train"]
 
@@ -63,6 +63,14 @@ def evaluate(args: argparse.Namespace) -> int:
             source[name] = getattr(args, name)
     table = load_table(validate(DataSettings, source, "data"))
     dataset, report = clean(table)
+    if len(dataset) == 0:
+        raise DataError(
+            f"no labelled text to evaluate in {table.source}",
+            expected="rows with a non-empty text and a label",
+            found=f"{report['rows_in']} rows, of which {report['dropped_empty_text']} without text "
+            f"and {report['dropped_missing_label']} without label",
+            fix="Check the --text-col and --label-col choice.",
+        )
     metrics = run.classifier.evaluate(dataset, batch_size=args.batch_size)
     dropped = report["dropped_empty_text"] + report["dropped_missing_label"]
     out.say(

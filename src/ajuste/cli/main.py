@@ -121,6 +121,8 @@ def _configure_logging(verbose: bool) -> None:
         transformers.logging.disable_progress_bar()
     except ImportError:
         pass
+    if not verbose:  # the hub client logs every retry: the one error line must stay alone on stderr
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

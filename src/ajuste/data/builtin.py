@@ -142,6 +142,8 @@ def _download(dataset: BuiltinDataset, url: str, where: str) -> Path:
         with urllib.request.urlopen(url, timeout=60) as response:
             payload = response.read()
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()  # an HTTP error holds the open response: close it rather than leak the socket
         reason = getattr(exc, "reason", exc)
         raise DatasetUnavailableError(
             f"dataset '{dataset.name}' is not on this machine and could not be downloaded from {url}",

@@ -166,6 +166,15 @@ def split(
     n = len(data)
     n_val = int(n * fractions[1])
     n_test = n - int(n * fractions[0]) - n_val
+    n_train = n - n_val - n_test
+    if min(n_train, n_val, n_test) == 0:
+        raise DataError(
+            "too few texts to split into train, validation and test",
+            expected="at least one text in every split",
+            found=f"{n} texts, which the fractions {','.join(f'{f:g}' for f in fractions)} "
+            f"divide into {n_train}/{n_val}/{n_test}",
+            fix="Add more labelled texts, or change --split.",
+        )
     val_shares = apportion(n_val, sizes)
     test_shares = apportion(n_test, sizes)
     rng = np.random.default_rng(seed)

@@ -72,14 +72,18 @@ def _read_text(path: Path, encoding: str) -> str:
 
 def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[0, 1, 2, 3]) -> Rows:
     text = _read_text(path, encoding)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    # strict: an unbalanced quote is an error, not a field that silently swallows the rest of the file
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    start = 1  # the line where the record being read begins
     try:
         header = next(reader, None)
         if header is None:
             return [], []
         columns = [name.strip() for name in header]
         records: list[dict[str, object]] = []
+        start = reader.line_num + 1
         for values in reader:
+            start = reader.line_num + 1
             if not values:  # a blank line is not a data row
                 continue
             record: dict[str, object] = {}
@@ -89,7 +93,7 @@ def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[
     except csv.Error as exc:
         raise DataError(
             f"{path} is not a valid {'TSV' if delimiter == chr(9) else 'CSV'} file",
-            found=f"{exc} at line {reader.line_num}",
+            found=f"{exc} in the record that starts at line {start}",
             fix="Check the quoting on that line, or pass --format.",
         ) from None
     return columns, records
@@ -175,6 +179,16 @@ def _closest(name: str, columns: list[str]) -> str:
     return f" Did you mean '{match[0]}'?" if match else ""
 
 
+def _closest_to_any(names: tuple[str, ...], columns: list[str]) -> str | None:
+    """The column whose name is closest to one of the usual ``names`` (a typo such as 'labl'), if any."""
+    lowered = {column.lower(): column for column in columns}
+    for name in names:
+        match = difflib.get_close_matches(name, list(lowered), n=1, cutoff=0.75)
+        if match:
+            return lowered[match[0]]
+    return None
+
+
 def _find_column(candidates: tuple[str, ...], columns: list[str]) -> str | None:
     lowered = {column.lower(): column for column in columns}
     for name in candidates:
@@ -220,10 +234,12 @@ def resolve_columns(
             label = others[0]
     if text is None or label is None:
         missing = "text" if text is None else "label"
+        names = TEXT_COLUMN_NAMES if text is None else LABEL_COLUMN_NAMES
+        hint = _closest_to_any(names, [c for c in columns if c not in (text, label)])
         raise DataError(
             f"cannot tell which column of {path} holds the {missing}s",
             found=f"columns {shown}",
-            fix=f"Pass --{missing}-col NAME.",
+            fix=f"Pass --{missing}-col NAME.{f' Did you mean --{missing}-col {hint!r}?' if hint else ''}",
         )
     return text, label
 

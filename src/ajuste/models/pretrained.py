@@ -234,9 +234,18 @@ class PretrainedFamily(Family):
 
     def _add_lora(self, backbone: nn.Module) -> nn.Module:
         from peft import LoraConfig, get_peft_model
+        from transformers.pytorch_utils import Conv1D
 
         s = self.settings
-        options = {"r": s.lora_rank, "lora_alpha": s.lora_alpha, "lora_dropout": s.lora_dropout}
+        # GPT-2-style checkpoints keep their projections in Conv1D layers (weights stored transposed):
+        # peft must be told, or it warns and corrects the setting itself.
+        fan_in_fan_out = any(isinstance(m, Conv1D) for m in backbone.modules())
+        options = {
+            "r": s.lora_rank,
+            "lora_alpha": s.lora_alpha,
+            "lora_dropout": s.lora_dropout,
+            "fan_in_fan_out": fan_in_fan_out,
+        }
         try:
             return get_peft_model(backbone, LoraConfig(**options))  # type: ignore[arg-type]
         except ValueError:  # no default target modules known for this architecture

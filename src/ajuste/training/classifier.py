@@ -317,11 +317,17 @@ class TextClassifier:
         self, x: DataLike, y: Sequence[Any] | None = None, *, batch_size: int | None = None, seed: int = 0
     ) -> dict[str, Any]:
         """Accuracy (with a 95% interval), macro-F1, per-class precision/recall/F1, confusion matrix and loss."""
-        _, _, classes = self._require_fitted("evaluate")
+        family, module, classes = self._require_fitted("evaluate")
         data = _as_dataset(x, y, "evaluation data")
         targets = self._targets(data, "evaluation data")
-        probabilities = self.predict_proba(data.texts, batch_size=batch_size)
-        return classification_metrics(targets.tolist(), probabilities, classes, seed)
+        if len(data) == 0:
+            raise DataError("nothing to evaluate", expected="at least one labelled text", found="none")
+        logits = predict_logits(module, family.encode(data.texts), family.collate, self._batch_size(batch_size))
+        metrics = classification_metrics(targets.tolist(), torch.softmax(logits, dim=1).numpy(), classes, seed)
+        # The exact cross-entropy of the logits, as in the history's val_loss: log_loss on float32
+        # probabilities clips them at float32's epsilon and so under-reports confident mistakes.
+        metrics["loss"] = float(nn.functional.cross_entropy(logits, targets))
+        return metrics
 
     # -- save and load ----------------------------------------------------------------------------
 

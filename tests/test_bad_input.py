@@ -1,0 +1,477 @@
+"""Bad input through the command line: exit code 2, one line on stderr that says how to fix it, nothing written.
+
+Every case is its own test. Each checks the exit code, that stderr holds exactly one non-empty line, that
+no traceback shows anywhere, what the message names, and that no run folder (not even a hidden partial
+one) appears at the --out path.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ajuste.cli.main import main
+from tests.conftest import CliResult, make_texts, write_csv, write_jsonl
+
+Cli = Callable[..., CliResult]
+TINY_BAG = ("--model", "bag", "--epochs", "1", "--embed-dim", "8", "--buckets", "64")
+
+
+def user_error(result: CliResult) -> str:
+    """The one error line of a run that failed for a reason the user can fix."""
+    assert result.code == 2, f"exit code {result.code}, stderr: {result.err!r}"
+    assert "Traceback" not in result.out + result.err
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got {lines!r}"
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def assert_nothing_written(target: Path) -> None:
+    assert not target.exists(), f"{target} was written"
+    beside = [p.name for p in target.parent.iterdir() if p.name.startswith(f".{target.name}")]
+    assert beside == [], f"partial folders left beside {target}: {beside}"
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """Where a run folder would go; its parent exists, so leftovers beside it can be seen."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny bag run trained once, as `ajuste train --data FILE --model bag --epochs 1 --out DIR -q` does."""
+    folder = tmp_path_factory.mktemp("trained")
+    texts, labels = make_texts(60)
+    data = write_csv(folder / "train.csv", texts, labels)
+    run = folder / "run"
+    assert main(["train", "--data", str(data), *TINY_BAG, "--out", str(run), "-q"]) == 0
+    return run
+
+
+def write_rows(path: Path, header: str, rows: list[str]) -> Path:
+    path.write_text(header + "\n" + "".join(row + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+# -- the data file -------------------------------------------------------------------------------
+
+
+def test_missing_data_file(cli: Cli, tmp_path: Path, out: Path) -> None:
+    missing = tmp_path / "nowhere.csv"
+    message = user_error(cli("train", "--data", missing, "--out", out))
+    assert f"data file {missing} does not exist" in message
+    assert "Check the path" in message
+    assert_nothing_written(out)
+
+
+def test_data_path_is_a_folder(cli: Cli, tmp_path: Path, out: Path) -> None:
+    folder = tmp_path / "data.csv"
+    folder.mkdir()
+    message = user_error(cli("train", "--data", folder, "--out", out))
+    assert "is a folder" in message
+    assert_nothing_written(out)
+
+
+@pytest.fixture
+def latin1_file(tmp_path: Path) -> Path:
+    texts, labels = make_texts(40)
+    texts[5] = "rendez-vous au café à midi"
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"text,label\n" + "".join(f"{t},{lab}\n" for t, lab in zip(texts, labels)).encode("latin-1"))
+    return path
+
+
+def test_undecodable_text_names_the_encoding_and_suggests_the_flag(cli: Cli, latin1_file: Path, out: Path) -> None:
+    message = user_error(cli("train", "--data", latin1_file, "--out", out))
+    assert "is not valid utf-8" in message
+    assert "byte 0xe9 at line 7" in message
+    assert "--encoding latin-1" in message
+    assert_nothing_written(out)
+
+
+def test_the_suggested_encoding_then_works(cli: Cli, latin1_file: Path, out: Path) -> None:
+    result = cli("train", "--data", latin1_file, "--encoding", "latin-1", *TINY_BAG, "--out", out, "-q", "--json")
+    assert result.code == 0, result.err
+    assert result.json()["data"]["rows_read"] == 40
+    assert (out / "model").is_dir()
+
+
+def test_unknown_encoding_name(cli: Cli, csv_file: Path, out: Path) -> None:
+    message = user_error(cli("train", "--data", csv_file, "--encoding", "latin-9000", "--out", out))
+    assert "unknown text encoding 'latin-9000'" in message
+    assert_nothing_written(out)
+
+
+def test_missing_text_column_lists_columns_and_suggests(cli: Cli, tmp_path: Path, out: Path) -> None:
+    path = write_rows(tmp_path / "data.csv", "id,sentense,label", [f"{i},hello {i},ham" for i in range(20)])
+    message = user_error(cli("train", "--data", path, "--out", out))
+    assert "cannot tell which column" in message
+    assert "holds the texts" in message
+    assert "found columns id, sentense, label" in message
+    assert "--text-col 'sentense'" in message
+    assert_nothing_written(out)
+
+
+def test_missing_label_column_lists_columns_and_suggests(cli: Cli, tmp_path: Path, out: Path) -> None:
+    path = write_rows(tmp_path / "data.csv", "id,text,labl", [f"{i},hello {i},ham" for i in range(20)])
+    message = user_error(cli("train", "--data", path, "--out", out))
+    assert "holds the labels" in message
+    assert "found columns id, text, labl" in message
+    assert "--label-col 'labl'" in message
+    assert_nothing_written(out)
+
+
+def test_label_col_flag_naming_an_absent_column(cli: Cli, csv_file: Path, out: Path) -> None:
+    message = user_error(cli("train", "--data", csv_file, "--label-col", "lable", "--out", out))
+    assert "label column 'lable' not in" in message
+    assert "found columns text, label" in message
+    assert "Did you mean 'label'?" in message
+    assert_nothing_written(out)
+
+
+def test_empty_file(cli: Cli, tmp_path: Path, out: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("", encoding="utf-8")
+    message = user_error(cli("train", "--data", path, "--out", out))
+    assert "holds no data rows" in message
+    assert "expected at least one labelled text" in message
+    assert_nothing_written(out)
+
+
+def test_header_only_file(cli: Cli, tmp_path: Path, out: Path) -> None:
+    path = write_rows(tmp_path / "header.csv", "text,label", [])
+    assert "holds no data rows" in user_error(cli("train", "--data", path, "--out", out))
+    assert_nothing_written(out)
+
+
+def test_nothing_left_after_cleaning(cli: Cli, tmp_path: Path, out: Path) -> None:
+    path = write_rows(tmp_path / "blank.csv", "text,label", ["   ,ham", ",spam", "a text,", "another, "])
+    message = user_error(cli("train", "--data", path, "--out", out))
+    assert "no labelled text left" in message
+    assert "4 rows, of which 2 without text and 2 without label" in message
+    assert "--text-col" in message
+    assert_nothing_written(out)
+
+
+def test_a_single_class(cli: Cli, tmp_path: Path, out: Path) -> None:
+    texts, _ = make_texts(30)
+    path = write_csv(tmp_path / "one.csv", texts, ["ham"] * 30)
+    message = user_error(cli("train", "--data", path, "--out", out))
+    assert "at least two classes" in message
+    assert "only 'ham' (30 texts)" in message
+    assert_nothing_written(out)
+
+
+def test_a_class_too_small_to_split(cli: Cli, tmp_path: Path, out: Path) -> None:
+    texts, labels = make_texts(40)
+    path = write_csv(tmp_path / "small.csv", [*texts, "odd one", "odd two"], [*labels, "rare", "rare"])
+    message = user_error(cli("train", "--data", path, "--out", out))
+    assert "too small to split" in message
+    assert "expected at least 3 texts per class" in message
+    assert "'rare' (2)" in message
+    assert_nothing_written(out)
+
+
+def test_too_few_texts_for_every_split(cli: Cli, tmp_path: Path, out: Path) -> None:
+    texts, labels = make_texts(9)
+    path = write_csv(tmp_path / "nine.csv", texts, labels)
+    message = user_error(cli("train", "--data", path, *TINY_BAG, "--out", out))
+    assert "too few texts to split" in message
+    assert "divide into 6/0/3" in message
+    assert "--split" in message
+    assert_nothing_written(out)
+
+
+def test_malformed_jsonl_line_gives_its_number(cli: Cli, tmp_path: Path, out: Path) -> None:
+    texts, labels = make_texts(20)
+    path = write_jsonl(tmp_path / "data.jsonl", texts, labels)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[11] = '{"text": "cut short", "label": '
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    message = user_error(cli("train", "--data", path, "--out", out))
+    assert "line 12 of" in message
+    assert "is not valid JSON" in message
+    assert_nothing_written(out)
+
+
+def test_badly_quoted_csv(cli: Cli, tmp_path: Path, out: Path) -> None:
+    texts, labels = make_texts(20)
+    path = write_csv(tmp_path / "data.csv", texts, labels)
+    path.write_text(path.read_text(encoding="utf-8") + '"never closed,ham\nlast,spam\n', encoding="utf-8")
+    message = user_error(cli("train", "--data", path, "--out", out))
+    assert "not a valid CSV file" in message
+    assert "starts at line 22" in message
+    assert_nothing_written(out)
+
+
+def test_unknown_format_extension(cli: Cli, tmp_path: Path, out: Path) -> None:
+    path = tmp_path / "data.xlsx"
+    path.write_bytes(b"PK")
+    message = user_error(cli("train", "--data", path, "--out", out))
+    assert "--format" in message
+    assert_nothing_written(out)
+
+
+# -- the data source -----------------------------------------------------------------------------
+
+
+def test_unknown_dataset_name(cli: Cli, out: Path) -> None:
+    message = user_error(cli("train", "--dataset", "sms-spma", "--out", out))
+    assert "unknown dataset 'sms-spma'" in message
+    assert "one of sms-spam" in message
+    assert "ajuste datasets" in message
+    assert_nothing_written(out)
+
+
+def test_dataset_missing_from_the_data_dir(cli: Cli, tmp_path: Path, out: Path) -> None:
+    empty = tmp_path / "datasets"
+    empty.mkdir()
+    message = user_error(cli("train", "--dataset", "sms-spam", "--data-dir", empty, "--out", out))
+    assert f"{empty / 'sms_spam' / 'SMSSpamCollection'}" in message
+    assert_nothing_written(out)
+
+
+def test_both_data_sources(cli: Cli, csv_file: Path, out: Path) -> None:
+    message = user_error(cli("train", "--dataset", "sms-spam", "--data", csv_file, "--out", out))
+    assert "both --dataset and --data" in message
+    assert_nothing_written(out)
+
+
+def test_no_data_source(cli: Cli, out: Path) -> None:
+    message = user_error(cli("train", "--out", out))
+    assert "--dataset NAME" in message
+    assert "--data FILE" in message
+    assert_nothing_written(out)
+
+
+# -- the model -----------------------------------------------------------------------------------
+
+
+def test_unknown_model_name(cli: Cli, csv_file: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # tests never reach for the hub
+    message = user_error(cli("train", "--data", csv_file, "--model", "nonexistent-model-xyz", "--out", out))
+    assert "unknown model 'nonexistent-model-xyz'" in message
+    assert "expected bag, gpt, minilm, a checkpoint folder" in message
+    assert_nothing_written(out)
+
+
+def test_missing_checkpoint_folder(cli: Cli, csv_file: Path, tmp_path: Path, out: Path) -> None:
+    missing = tmp_path / "checkpoints" / "tiny"
+    message = user_error(cli("train", "--data", csv_file, "--model", missing, "--out", out))
+    assert str(missing) in message
+    assert "checkpoint folder" in message
+    assert_nothing_written(out)
+
+
+def test_incomplete_checkpoint_folder(cli: Cli, csv_file: Path, tiny_bert: Path, tmp_path: Path, out: Path) -> None:
+    checkpoint = tmp_path / "no-weights"
+    shutil.copytree(tiny_bert, checkpoint, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    assert (checkpoint / "config.json").is_file()
+    message = user_error(cli("train", "--data", csv_file, "--model", checkpoint, "--out", out))
+    assert f"checkpoint folder {checkpoint} is incomplete" in message
+    assert "config.json" in message  # what is there
+    assert "missing weights" in message
+    assert "save_pretrained" in message
+    assert_nothing_written(out)
+
+
+# -- settings and flags --------------------------------------------------------------------------
+
+
+def test_several_bad_settings_in_one_message(cli: Cli, csv_file: Path, out: Path) -> None:
+    args = ("--model", "gpt", "--emb-dim", "100", "--num-heads", "3", "--lr", "-1")
+    message = user_error(cli("train", "--data", csv_file, *args, "--out", out))
+    assert "emb_dim must be a multiple of num_heads" in message
+    assert "try emb_dim=99" in message
+    assert "train.lr: must be > 0" in message
+    assert_nothing_written(out)
+
+
+def test_flag_for_another_family(cli: Cli, csv_file: Path, out: Path) -> None:
+    message = user_error(cli("train", "--data", csv_file, "--model", "bag", "--num-layers", "2", "--out", out))
+    assert "--num-layers applies to --model gpt only, not bag" in message
+    assert_nothing_written(out)
+
+
+def test_split_fractions_that_do_not_sum_to_one(cli: Cli, csv_file: Path, out: Path) -> None:
+    message = user_error(cli("train", "--data", csv_file, "--split", "0.7,0.2,0.2", "--out", out))
+    assert "data.split: fractions must sum to 1" in message
+    assert "sum 1.1" in message
+    assert_nothing_written(out)
+
+
+def test_argparse_bad_int(cli: Cli, csv_file: Path, out: Path) -> None:
+    message = user_error(cli("train", "--data", csv_file, "--epochs", "three", "--out", out))
+    assert "argument --epochs: invalid int value: 'three'" in message
+    assert "--help" in message
+    assert_nothing_written(out)
+
+
+def test_argparse_bad_choice(cli: Cli, csv_file: Path, out: Path) -> None:
+    message = user_error(cli("train", "--data", csv_file, "--balance", "smote", "--out", out))
+    assert "argument --balance: invalid choice: 'smote'" in message
+    assert_nothing_written(out)
+
+
+def test_argparse_bad_split(cli: Cli, csv_file: Path, out: Path) -> None:
+    message = user_error(cli("train", "--data", csv_file, "--split", "0.8,0.2", "--out", out))
+    assert "expected three fractions like 0.7,0.1,0.2, got '0.8,0.2'" in message
+    assert_nothing_written(out)
+
+
+def test_unknown_subcommand(cli: Cli) -> None:
+    assert "invalid choice: 'trian'" in user_error(cli("trian"))
+
+
+def test_config_file_that_is_not_yaml(cli: Cli, csv_file: Path, tmp_path: Path, out: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("model: {family: bag\ntrain: [\n", encoding="utf-8")
+    message = user_error(cli("train", "--data", csv_file, "--config", config, "--out", out))
+    assert "is not valid YAML" in message
+    assert_nothing_written(out)
+
+
+def test_config_file_with_a_bad_section(cli: Cli, csv_file: Path, tmp_path: Path, out: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("model: bag\n", encoding="utf-8")
+    message = user_error(cli("train", "--data", csv_file, "--config", config, "--out", out))
+    assert "section 'model'" in message
+    assert "must be a mapping" in message
+    assert_nothing_written(out)
+
+
+def test_config_file_with_several_problems(cli: Cli, csv_file: Path, tmp_path: Path, out: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("model:\n  family: bag\n  embed_dm: 8\ntrain:\n  epochs: 0\nsede: 3\n", encoding="utf-8")
+    message = user_error(cli("train", "--data", csv_file, "--config", config, "--out", out))
+    assert "did you mean 'embed_dim'?" in message
+    assert "train.epochs: must be >= 1" in message
+    assert "did you mean 'seed'?" in message
+    assert_nothing_written(out)
+
+
+def test_out_exists_without_overwrite(cli: Cli, csv_file: Path, out: Path) -> None:
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me", encoding="utf-8")
+    message = user_error(cli("train", "--data", csv_file, *TINY_BAG, "--out", out))
+    assert f"the output folder {out} already exists" in message
+    assert "--overwrite" in message
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me"
+    assert [p.name for p in out.parent.iterdir()] == ["run"]
+
+
+# -- predict and evaluate ------------------------------------------------------------------------
+
+
+def test_predict_with_a_missing_run_folder(cli: Cli, tmp_path: Path) -> None:
+    missing = tmp_path / "no-run"
+    message = user_error(cli("predict", missing, "hello there"))
+    assert f"run folder {missing} does not exist" in message
+    assert "ajuste train" in message
+
+
+def test_evaluate_with_a_missing_run_folder(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-run"
+    assert f"run folder {missing} does not exist" in user_error(cli("evaluate", missing, csv_file))
+
+
+@pytest.fixture
+def incomplete_run(trained_run: Path, tmp_path: Path) -> Path:
+    """A run folder whose model/ has its config.json but lost its weights."""
+    run = tmp_path / "incomplete"
+    (run / "model").mkdir(parents=True)
+    shutil.copy(trained_run / "model" / "config.json", run / "model" / "config.json")
+    assert json.loads((run / "model" / "config.json").read_text(encoding="utf-8"))["format"] == "ajuste-model"
+    return run
+
+
+def test_predict_with_an_incomplete_run_folder(cli: Cli, incomplete_run: Path, tmp_path: Path) -> None:
+    texts = tmp_path / "texts.txt"
+    texts.write_text("hello\nwin a prize\n", encoding="utf-8")
+    output = tmp_path / "predictions.csv"
+    message = user_error(cli("predict", incomplete_run, "--input", texts, "--output", output))
+    assert "is incomplete" in message
+    assert "model.safetensors" in message
+    assert "Train again" in message
+    assert_nothing_written(output)
+
+
+def test_evaluate_with_an_incomplete_run_folder(cli: Cli, incomplete_run: Path, csv_file: Path) -> None:
+    message = user_error(cli("evaluate", incomplete_run, csv_file))
+    assert "is incomplete" in message
+    assert "model.safetensors" in message
+
+
+def test_evaluate_with_a_folder_that_is_not_a_run(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "random"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x", encoding="utf-8")
+    message = user_error(cli("evaluate", folder, csv_file))
+    assert "is not a complete run folder" in message
+    assert "found notes.txt" in message
+
+
+def test_evaluate_with_labels_the_model_never_saw(cli: Cli, trained_run: Path, tmp_path: Path) -> None:
+    texts, labels = make_texts(20)
+    path = write_csv(tmp_path / "new.csv", texts, ["maybe" if i % 4 == 0 else lab for i, lab in enumerate(labels)])
+    message = user_error(cli("evaluate", trained_run, path))
+    assert "labels the model never saw" in message
+    assert "expected labels among 'ham', 'spam'" in message
+    assert "found 'maybe'" in message
+
+
+def test_evaluate_with_nothing_left_after_cleaning(cli: Cli, trained_run: Path, tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "blank.csv", "text,label", [" ,ham", "no label,"])
+    message = user_error(cli("evaluate", trained_run, path))
+    assert "no labelled text to evaluate" in message
+    assert "2 rows, of which 1 without text and 1 without label" in message
+
+
+def test_evaluate_with_a_malformed_file(cli: Cli, trained_run: Path, tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"text": "hi", "label": "ham"}\nnot json\n', encoding="utf-8")
+    assert "line 2 of" in user_error(cli("evaluate", trained_run, path))
+
+
+def test_predict_input_that_does_not_exist(cli: Cli, trained_run: Path, tmp_path: Path) -> None:
+    output = tmp_path / "predictions.csv"
+    message = user_error(cli("predict", trained_run, "--input", tmp_path / "none.txt", "--output", output))
+    assert "does not exist" in message
+    assert_nothing_written(output)
+
+
+def test_predict_output_exists_without_overwrite(cli: Cli, trained_run: Path, tmp_path: Path) -> None:
+    texts = tmp_path / "texts.txt"
+    texts.write_text("hello\n", encoding="utf-8")
+    output = tmp_path / "predictions.csv"
+    output.write_text("old", encoding="utf-8")
+    message = user_error(cli("predict", trained_run, "--input", texts, "--output", output))
+    assert "already exists" in message
+    assert "--overwrite" in message
+    assert output.read_text(encoding="utf-8") == "old"
+
+
+def test_predict_bad_int(cli: Cli, trained_run: Path) -> None:
+    assert "invalid int value" in user_error(cli("predict", trained_run, "hi", "--batch-size", "x"))
+
+
+def test_predict_with_nothing_to_predict(cli: Cli, trained_run: Path) -> None:
+    assert "nothing to predict" in user_error(cli("predict", trained_run))
+
+
+def test_trained_run_predicts(cli: Cli, trained_run: Path) -> None:
+    """The fixture the cases above rely on is a working run: their errors come from the input alone."""
+    result = cli("predict", trained_run, "win a free prize", "see you at lunch", "--json")
+    assert result.code == 0, result.err
+    assert len(result.json()["predictions"]) == 2

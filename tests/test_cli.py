@@ -1,0 +1,337 @@
+"""The command line's happy paths: train (bag, gpt, a checkpoint, --config), evaluate, predict, datasets, help."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import CliResult, make_texts, write_csv, write_jsonl
+
+Cli = Callable[..., CliResult]
+FAST_BAG = ("--model", "bag", "--embed-dim", "16", "--buckets", "1000", "--lr", "0.05")
+
+
+def ok(result: CliResult) -> CliResult:
+    assert result.code == 0, f"exit {result.code}\nstdout: {result.out[-2000:]}\nstderr: {result.err[-2000:]}"
+    return result
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def read_csv(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter=delimiter))
+
+
+@pytest.fixture(scope="module")
+def bag_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, Any]]:
+    """One bag run trained through the CLI, shared by the evaluate and predict tests: (run, data, summary)."""
+    from ajuste.cli.main import main
+
+    folder = tmp_path_factory.mktemp("cli")
+    texts, labels = make_texts(120)
+    data = write_csv(folder / "data.csv", texts, labels)
+    run = folder / "run"
+    assert main(["train", "--data", str(data), *FAST_BAG, "--epochs", "4", "--out", str(run), "--quiet"]) == 0
+    summary = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    return run, data, summary
+
+
+# -- train ----------------------------------------------------------------------------------------
+
+
+def test_train_json_reports_the_run(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = ok(cli("train", "--data", csv_file, "--model", "bag", "--epochs", "2", "--out", out, "--json"))
+    summary = result.json()
+    assert summary["run_dir"] == str(out) and out.is_dir()
+    assert isinstance(summary["seconds"], float) and summary["seconds"] > 0
+    data = summary["data"]
+    assert data["rows_read"] == 120
+    assert (data["train"], data["val"], data["test"]) == (84, 12, 24)
+    assert data["classes"]["test"] == {"ham": 12, "spam": 12}
+    for split in ("val", "test"):
+        assert 0.0 <= summary[split]["accuracy"] <= 1.0
+        assert 0.0 <= summary[split]["macro_f1"] <= 1.0
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert summary["test"]["accuracy"] == metrics["test"]["accuracy"]
+    assert yaml.safe_load((out / "run.yaml").read_text(encoding="utf-8"))["train"]["epochs"] == 2
+    assert result.out.strip().count("\n") == 0, "with --json, stdout holds only the JSON line"
+
+
+def test_train_shows_a_summary_for_people(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    result = ok(cli("train", "--data", csv_file, *FAST_BAG, "--epochs", "1", "--out", tmp_path / "run"))
+    assert "rows read" in result.out and "run folder" in result.out
+    assert all(split in result.out for split in ("train", "val", "test"))
+
+
+def test_train_quiet_prints_nothing(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    result = ok(cli("train", "--data", csv_file, *FAST_BAG, "--epochs", "1", "--out", tmp_path / "run", "--quiet"))
+    assert result.out == ""
+    assert (tmp_path / "run" / "run.yaml").is_file()
+
+
+def test_train_jsonl_data(cli: Cli, tmp_path: Path) -> None:
+    texts, labels = make_texts(60, seed=4, classes=("ham", "spam", "other"))
+    data = write_jsonl(tmp_path / "data.jsonl", texts, labels)
+    summary = ok(cli("train", "--data", data, *FAST_BAG, "--epochs", "1", "--out", tmp_path / "run", "--json")).json()
+    assert set(summary["data"]["classes"]["train"]) == {"ham", "spam", "other"}
+
+
+def test_train_gpt_from_flags(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ("--model", "gpt", "--num-layers", "1", "--num-heads", "2", "--emb-dim", "32", "--epochs", "1")
+    summary = ok(cli("train", "--data", csv_file, *args, "--out", out, "--json")).json()
+    assert "accuracy" in summary["test"]
+    model = yaml.safe_load((out / "run.yaml").read_text(encoding="utf-8"))["model"]
+    assert (model["family"], model["num_layers"], model["num_heads"], model["emb_dim"]) == ("gpt", 1, 2, 32)
+    assert 1 <= model["max_length"] <= model["context_length"]
+    assert (out / "model" / "tokenizer.json").is_file()
+
+
+def test_train_a_checkpoint_folder(cli: Cli, csv_file: Path, tmp_path: Path, tiny_bert: Path) -> None:
+    out = tmp_path / "run"
+    args = ("--model", tiny_bert, "--trainable", "last_block", "--epochs", "1")
+    summary = ok(cli("train", "--data", csv_file, *args, "--out", out, "--json")).json()
+    assert "macro_f1" in summary["val"]
+    run = yaml.safe_load((out / "run.yaml").read_text(encoding="utf-8"))
+    assert run["model"]["family"] == "pretrained" and run["model"]["checkpoint"] == str(tiny_bert)
+    assert run["model"]["trainable"] == "last_block" and run["model"]["pooling"] == "pooler"
+    assert (run["train"]["lr"], run["train"]["epochs"], run["train"]["batch_size"]) == (2e-4, 1, 16)
+    assert run["record"]["model"]["trainable_parameters"] < run["record"]["model"]["parameters"]
+    assert (out / "model" / "backbone" / "config.json").is_file()
+
+
+def test_config_file_with_a_flag_override(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    ok(cli("train", "--data", csv_file, *FAST_BAG, "--epochs", "2", "--seed", "7", "--out", first, "--quiet"))
+    first_run = yaml.safe_load((first / "run.yaml").read_text(encoding="utf-8"))
+
+    # fed back as is (but for the output folder) it reproduces the metrics
+    same = ok(cli("train", "--config", first / "run.yaml", "--out", tmp_path / "same", "--json")).json()
+    first_metrics = json.loads((first / "metrics.json").read_text(encoding="utf-8"))
+    assert same["test"]["accuracy"] == first_metrics["test"]["accuracy"]
+    assert same["val"]["macro_f1"] == first_metrics["val"]["macro_f1"]
+    assert same["test"]["loss"] == first_metrics["test"]["loss"]
+
+    # a flag overrides the file, everything else comes from it
+    second = tmp_path / "second"
+    ok(cli("train", "--config", first / "run.yaml", "--epochs", "3", "--out", second, "--quiet"))
+    second_run = yaml.safe_load((second / "run.yaml").read_text(encoding="utf-8"))
+    assert second_run["train"]["epochs"] == 3
+    assert second_run["seed"] == 7 and second_run["train"]["lr"] == 0.05
+    assert second_run["model"] == first_run["model"]
+    assert second_run["data"] == first_run["data"]
+    assert second_run["out"] == str(second)
+    history = json.loads((second / "history.json").read_text(encoding="utf-8"))
+    assert len(history["epochs"]) == 3
+
+
+def test_overwrite_flag(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    ok(cli("train", "--data", csv_file, *FAST_BAG, "--epochs", "1", "--out", out, "--quiet"))
+    refused = cli("train", "--data", csv_file, *FAST_BAG, "--epochs", "1", "--out", out, "--quiet")
+    assert refused.code == 2 and "--overwrite" in refused.err and refused.err.count("\n") == 1
+    ok(cli("train", "--data", csv_file, *FAST_BAG, "--epochs", "1", "--seed", "9", "--out", out, "--overwrite", "-q"))
+    assert yaml.safe_load((out / "run.yaml").read_text(encoding="utf-8"))["seed"] == 9
+
+
+@pytest.mark.slow
+def test_train_sms_spam_with_bag(cli: Cli, sms_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    summary = ok(cli("train", "--dataset", "sms-spam", "--data-dir", sms_dir, "--model", "bag", "--out", out, "--json"))
+    result = summary.json()
+    assert result["data"]["rows_read"] == 5574
+    assert result["data"]["balance"] == "undersample"
+    classes = result["data"]["classes"]["test"]
+    assert classes["ham"] == classes["spam"]
+    assert result["test"]["accuracy"] >= 0.94
+
+
+# -- evaluate -------------------------------------------------------------------------------------
+
+
+def test_evaluate_json(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+    run, data, _ = bag_run
+    result = ok(cli("evaluate", run, data, "--json")).json()
+    assert result["run_dir"] == str(run)
+    assert result["data"] == {"rows_read": 120, "scored": 120, "skipped": 0}
+    metrics = result["metrics"]
+    assert metrics["n"] == 120
+    assert 0.0 <= metrics["accuracy_ci95"][0] <= metrics["accuracy"] <= metrics["accuracy_ci95"][1] <= 1.0
+    assert set(metrics["per_class"]) == {"ham", "spam"}
+    assert sum(sum(row) for row in metrics["confusion_matrix"]) == 120
+
+    texts, labels = make_texts(10, seed=99)
+    small = write_csv(tmp_path / "small.csv", [*texts, ""], [*labels, "ham"])
+    scored = ok(cli("evaluate", run, small, "--json")).json()
+    assert scored["data"] == {"rows_read": 11, "scored": 10, "skipped": 1}
+
+
+def test_evaluate_for_people(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]]) -> None:
+    run, data, _ = bag_run
+    result = ok(cli("evaluate", run, data))
+    assert "120 scored" in result.out and "precision" in result.out
+
+
+# -- predict --------------------------------------------------------------------------------------
+
+
+def test_predict_texts_json(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]]) -> None:
+    run, _, _ = bag_run
+    result = ok(cli("predict", run, "text one", "WIN a free prize now", "--json")).json()
+    predictions = result["predictions"]
+    assert [p["text"] for p in predictions] == ["text one", "WIN a free prize now"]
+    for prediction in predictions:
+        assert prediction["label"] in ("ham", "spam")
+        assert set(prediction["probabilities"]) == {"ham", "spam"}
+        assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert prediction["label"] == max(prediction["probabilities"], key=prediction["probabilities"].get)
+
+
+def test_predict_texts_for_people(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]]) -> None:
+    run, _, _ = bag_run
+    result = ok(cli("predict", run, "see you at lunch"))
+    assert "see you at lunch" in result.out and "p(spam)" in result.out
+
+
+def predict_input(tmp_path: Path) -> tuple[Path, list[str], list[str]]:
+    texts, _ = make_texts(9, seed=21)
+    texts = [texts[0], "", *texts[1:5], "", *texts[5:]]
+    ids = [f"id-{i:02d}" for i in range(len(texts))]
+    path = tmp_path / "input.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text"])
+        writer.writerows(zip(ids, texts))
+    return path, texts, ids
+
+
+def expected_labels(run: Path, texts: list[str]) -> list[str]:
+    import ajuste
+
+    return ajuste.load(run).predict(texts).labels
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".tsv"])
+def test_predict_file_keeps_every_row_in_order(
+    cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path, suffix: str
+) -> None:
+    run, _, _ = bag_run
+    source, texts, ids = predict_input(tmp_path)
+    output = tmp_path / f"out{suffix}"
+    result = ok(cli("predict", run, "--input", source, "--output", output, "--json")).json()
+    assert result["rows"] == len(texts) == 11 and result["empty_texts"] == 2
+    assert result["output"] == str(output)
+    if suffix == ".jsonl":
+        rows = read_jsonl(output)
+        assert [r["row"] for r in rows] == list(range(11))
+    else:
+        rows = read_csv(output, "\t" if suffix == ".tsv" else ",")
+        assert list(rows[0]) == ["row", "id", "text", "label", "p_ham", "p_spam"]
+        assert [int(r["row"]) for r in rows] == list(range(11))
+    assert [r["id"] for r in rows] == ids
+    assert [r["text"] or "" for r in rows] == texts  # empty texts are kept as rows
+    assert [r["label"] for r in rows] == expected_labels(run, texts)
+    for r in rows:
+        assert float(r["p_ham"]) + float(r["p_spam"]) == pytest.approx(1.0, abs=1e-5)
+    assert sum(result["counts"].values()) == 11
+
+
+def test_predict_jsonl_input_without_ids(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+    run, _, _ = bag_run
+    texts = ["free prize now", "", "see you tonight"]
+    source = tmp_path / "input.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    output = tmp_path / "out.csv"
+    ok(cli("predict", run, "--input", source, "--output", output, "--quiet"))
+    rows = read_csv(output)
+    assert list(rows[0]) == ["row", "text", "label", "p_ham", "p_spam"]
+    assert [r["text"] for r in rows] == texts
+    assert [r["label"] for r in rows] == expected_labels(run, texts)
+
+
+def test_predict_text_lines_input(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+    run, _, _ = bag_run
+    source = tmp_path / "messages.txt"
+    source.write_text("Free entry! Text WIN to 80086 now\nI will be home at 8\n", encoding="utf-8")
+    output = tmp_path / "out.jsonl"
+    result = ok(cli("predict", run, "--input", source, "--output", output, "--json")).json()
+    assert result["rows"] == 2
+    assert [r["text"] for r in read_jsonl(output)] == ["Free entry! Text WIN to 80086 now", "I will be home at 8"]
+
+
+def test_predict_file_to_json(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+    run, _, _ = bag_run
+    source, texts, _ = predict_input(tmp_path)
+    predictions = ok(cli("predict", run, "--input", source, "--json")).json()["predictions"]
+    assert [p["text"] or "" for p in predictions] == texts
+    assert [p["label"] for p in predictions] == expected_labels(run, texts)
+
+
+def test_predict_refuses_to_replace_an_output_unless_overwrite(
+    cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    run, _, _ = bag_run
+    source, _, _ = predict_input(tmp_path)
+    output = tmp_path / "out.csv"
+    output.write_text("keep me\n", encoding="utf-8")
+    refused = cli("predict", run, "--input", source, "--output", output)
+    assert refused.code == 2 and "--overwrite" in refused.err
+    assert output.read_text(encoding="utf-8") == "keep me\n"
+    quiet = ok(cli("predict", run, "--input", source, "--output", output, "--overwrite", "-q"))
+    assert quiet.out == ""
+    assert len(read_csv(output)) == 11
+
+
+# -- datasets and help ----------------------------------------------------------------------------
+
+
+def test_datasets(cli: Cli, sms_dir: Path) -> None:
+    listed = ok(cli("datasets", "--data-dir", sms_dir, "--json")).json()["datasets"]
+    assert [d["name"] for d in listed] == ["sms-spam"]
+    sms = listed[0]
+    assert sms["found"] == "data-dir" and Path(sms["path"]) == sms_dir / "sms_spam" / "SMSSpamCollection"
+    assert sms["rows"] == 5574 and sms["defaults"] == {"balance": "undersample"}
+    people = ok(cli("datasets", "--data-dir", sms_dir))
+    assert "sms-spam" in people.out
+
+
+def test_datasets_not_yet_downloaded(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AJUSTE_DATA_DIR", raising=False)
+    monkeypatch.setenv("AJUSTE_CACHE_DIR", str(tmp_path / "cache"))
+    result = ok(cli("datasets"))
+    assert "sms-spam" in result.out and "not yet downloaded" in result.out
+    assert not (tmp_path / "cache").exists()  # listing never downloads
+
+
+def test_version(cli: Cli) -> None:
+    import ajuste
+
+    result = ok(cli("--version"))
+    assert ajuste.__version__ in result.out
+
+
+@pytest.mark.parametrize("command", [(), ("train",), ("evaluate",), ("predict",), ("datasets",)])
+def test_help(cli: Cli, command: tuple[str, ...]) -> None:
+    result = ok(cli(*command, "--help"))
+    assert result.out.startswith("usage: ajuste")
+    for name in command:
+        assert f"ajuste {name}" in result.out
+    if not command:
+        assert all(name in result.out for name in ("train", "evaluate", "predict", "datasets"))
+    if command == ("train",):
+        assert all(flag in result.out for flag in ("--data", "--model", "--epochs", "--config", "--trainable"))
+
+
+def test_no_command_prints_help(cli: Cli) -> None:
+    result = cli()
+    assert result.code == 2 and "usage: ajuste" in result.out
