@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,3 +374,11 @@ def test_split_rows_are_data_rows_of_the_file(finished: tuple[Source, ajuste.Run
     split = read(result.run_dir, "split.json")
     for row in split["test"]:
         assert rows[row]["text"].strip() in result.data.test.texts
+
+
+def test_run_folder_has_the_permissions_of_a_plain_folder(finished: tuple[Source, ajuste.RunResult]) -> None:
+    mask = os.umask(0)
+    os.umask(mask)
+    _, result = finished
+    assert stat.S_IMODE(result.run_dir.stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((result.run_dir / "model").stat().st_mode) == 0o777 & ~mask

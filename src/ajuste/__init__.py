@@ -10,6 +10,8 @@ The six steps, from Python::
     history = model.fit(data.train, validation_data=data.val, epochs=10)      # fit
     model.evaluate(data.test)                                                 # evaluate
     model.predict(["WINNER! Claim your free prize now"])                      # predict
+
+and the search: ``ajuste.tune("sms-spam", model="bag", trials=30)`` (see :func:`ajuste.search.tune.tune`).
 """
 
 from __future__ import annotations
@@ -57,7 +59,17 @@ __all__ = [
     "load",
     "load_data",
     "train",
+    "tune",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``ajuste.tune`` imports Optuna: only when it is used, so that ``import ajuste`` stays light.
+    if name in ("tune", "TuneResult"):
+        from ajuste.search import tune as search
+
+        return getattr(search, name)
+    raise AttributeError(f"module 'ajuste' has no attribute {name!r}")
 
 
 def build(model: str = "bag", **architecture: Any) -> TextClassifier:

@@ -13,7 +13,7 @@ from rich.table import Table
 from ajuste.cli.output import Output
 from ajuste.errors import ConfigError, DataError
 
-__all__ = ["datasets", "evaluate", "predict", "train"]
+__all__ = ["datasets", "evaluate", "predict", "report", "train", "tune"]
 
 
 def _output(args: argparse.Namespace) -> Output:
@@ -26,14 +26,7 @@ def train(args: argparse.Namespace) -> int:
     from ajuste.runs.train import train as train_run
 
     out = _output(args)
-    data: dict[str, Any] = {}
-    if args.dataset and args.path:
-        raise ConfigError("give one data source", found="both --dataset and --data", fix="Keep one of them.")
-    if args.dataset:
-        data["dataset"] = args.dataset
-    if args.path:
-        data["path"] = args.path
-    config = config_from_args(args, data=data)
+    config = config_from_args(args, data=_data_source(args))
     result = train_run(config, overwrite=args.overwrite, verbose=out.show_progress)
     out.say(f"[bold]data[/]   {describe(result.data)}")
     model = result.classifier.describe()
@@ -44,6 +37,105 @@ def train(args: argparse.Namespace) -> int:
     out.metrics_table(result.metrics)
     out.say(f"run folder [bold]{result.run_dir}[/] ({result.seconds:.1f} s)")
     out.json(result.summary())
+    return 0
+
+
+def _data_source(args: argparse.Namespace) -> dict[str, Any]:
+    if args.dataset and args.path:
+        raise ConfigError("give one data source", found="both --dataset and --data", fix="Keep one of them.")
+    data: dict[str, Any] = {}
+    if args.dataset:
+        data["dataset"] = args.dataset
+    if args.path:
+        data["path"] = args.path
+    return data
+
+
+def _short(settings: dict[str, Any]) -> str:
+    """``gpt num_layers=2 lr=0.0012``: a trial's settings in one short line."""
+    parts = [str(settings.get("model.family", ""))]
+    for key, value in settings.items():
+        if key == "model.family":
+            continue
+        shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+        parts.append(f"{key.split('.', 1)[1]}={shown}")
+    return " ".join(parts)
+
+
+def tune(args: argparse.Namespace) -> int:
+    from optuna.trial import FrozenTrial, TrialState
+
+    from ajuste.cli.options import tune_config_from_args
+    from ajuste.data import describe
+    from ajuste.search.tune import best_trials, counted, run_tune
+
+    out = _output(args)
+    config = tune_config_from_args(args, data=_data_source(args))
+    metric = config.tune.metric
+    show = not args.quiet
+    if show:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def started(info: dict[str, Any]) -> None:
+        resumed = f", resuming: {info['done']} trials already done" if info["done"] else ""
+        recovered = f", {info['recovered']} interrupted trial(s) to run again" if info["recovered"] else ""
+        budget = "until the time runs out" if info["budget"] is None else f"{info['budget']} trials to run"
+        out.say(f"[bold]data[/]   {describe(info['data'])}")
+        out.say(
+            f"[bold]search[/] {config.tune.sampler} sampler, {config.tune.pruner} pruner, {budget}{resumed}{recovered}"
+        )
+        out.say(f"[bold]folder[/] {info['run_dir']}  (`ajuste report {info['run_dir']}` shows the study at any time)")
+
+    def finished(trial: FrozenTrial, study: Any) -> None:
+        value = "" if trial.value is None else f"val {metric} {trial.value:.4f}"
+        state = {TrialState.COMPLETE: "done", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}.get(
+            trial.state, trial.state.name.lower()
+        )
+        try:
+            best = f"best {study.best_value:.4f}"
+        except ValueError:
+            best = ""
+        reason = f"  ({trial.user_attrs['error']})" if trial.state == TrialState.FAIL else ""
+        out.say(
+            f"trial {trial.number:3d} {state:7s} {value:24s} {best:12s} {trial.user_attrs.get('seconds', 0):6.1f}s  "
+            f"{_short(trial.user_attrs.get('settings', {}))}{reason}"
+        )
+
+    result = run_tune(config, overwrite=args.overwrite, on_trial=finished if show else None, on_start=started)
+    counts = result.trial_counts()
+    out.say(
+        f"[bold]trials[/] {counted(result.study)} counted: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+    )
+    table = Table(box=None, pad_edge=False, title=f"best trials (validation {metric})", title_justify="left")
+    for column in ("trial", f"val {metric}", "seconds", "settings"):
+        table.add_column(column, justify="left" if column == "settings" else "right")
+    for trial in best_trials(result.study):
+        table.add_row(
+            str(trial.number),
+            f"{trial.value:.4f}",
+            f"{trial.user_attrs.get('seconds', 0):.1f}",
+            _short(trial.user_attrs.get("settings", {})),
+        )
+    out.table(table)
+    if result.importances:
+        shown = ", ".join(f"{name} {value:.2f}" for name, value in list(result.importances.items())[:8])
+        out.say(f"[bold]importance[/] {shown}")
+    out.say(f"[bold]final model[/] trial {result.best_trial}'s settings; test split evaluated once:")
+    out.metrics_table(result.metrics)
+    out.say(f"run folder [bold]{result.run_dir}[/] with report.html ({result.seconds:.1f} s)")
+    out.json(result.summary())
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from ajuste.search.report import write_report
+
+    out = _output(args)
+    path = write_report(args.run)
+    out.say(f"report written: [bold]{path}[/]")
+    out.json({"report": str(path)})
     return 0
 
 

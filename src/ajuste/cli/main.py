@@ -1,4 +1,4 @@
-"""``ajuste``: train, evaluate, predict and list datasets from the command line.
+"""``ajuste``: train, evaluate, predict, tune, report and list datasets from the command line.
 
 Exit codes: 0 success, 2 a problem the user can fix (one line on stderr: what was expected, what was
 found, how to fix it), 1 an internal error, 130 interrupted.
@@ -96,6 +96,64 @@ def build_parser() -> argparse.ArgumentParser:
     _common(predict)
     predict.set_defaults(handler=commands.predict)
 
+    tune = sub.add_parser(
+        "tune",
+        help="Search model and training settings, refit the best, test it once.",
+        description="Search the model family, architecture and training settings on the validation "
+        "split (the study is kept in a database: the same command resumes it), refit the best "
+        "settings, evaluate the test split once, and write a run folder with report.html.",
+    )
+    source = tune.add_argument_group("data source")
+    source.add_argument("--dataset", help="A built-in dataset (see `ajuste datasets`).")
+    source.add_argument("--data", dest="path", metavar="FILE", help="A data file: CSV, TSV, JSONL, Parquet, lines.")
+    add_data_flags(tune)
+    models = tune.add_argument_group("model")
+    models.add_argument(
+        "--model",
+        metavar="NAME",
+        help="Family to search (bag, gpt, minilm), several as bag,minilm, or a checkpoint (default bag,gpt,minilm).",
+    )
+    add_train_flags(tune)
+    search = tune.add_argument_group("search")
+    search.add_argument(
+        "--sampler",
+        choices=("grid", "random", "tpe", "gp", "cmaes", "genetic", "nn"),
+        help="How the next settings are chosen (tpe).",
+    )
+    search.add_argument(
+        "--pruner", choices=("none", "median", "asha", "hyperband"), help="How hopeless trials are stopped (median)."
+    )
+    search.add_argument("--trials", type=int, metavar="N", help="Total trials of the study, resumed runs included.")
+    search.add_argument("--timeout", metavar="TIME", help="Search time of this run: 600, 90s, 10m, 1h.")
+    search.add_argument(
+        "--metric", choices=("accuracy", "macro_f1", "loss"), help="Validation score to optimise (accuracy)."
+    )
+    search.add_argument(
+        "--refit", choices=("train", "train+val"), help="Final model trained on train, or on train+val (train)."
+    )
+    search.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: study.db in the run folder).")
+    search.add_argument("--study", metavar="NAME", help="Study name in --storage (default: from the settings).")
+    search.add_argument(
+        "--startup-trials", type=int, metavar="N", help="Random trials before a model-based sampler models (8)."
+    )
+    run = tune.add_argument_group("run")
+    run.add_argument("--config", metavar="YAML", help="Settings file: data, model, train, space, tune, seed, out.")
+    run.add_argument("--seed", type=int, help="Seed of split, sampler and training (123).")
+    run.add_argument("--out", metavar="DIR", help="Run folder (default runs/tune-<data>-<fingerprint>).")
+    run.add_argument("--overwrite", action="store_true", help="Discard the study in --out and start afresh.")
+    _common(tune)
+    tune.set_defaults(handler=commands.tune)
+
+    report = sub.add_parser(
+        "report",
+        help="Rebuild report.html of a tuning run folder (also while it runs).",
+        description="Rebuild RUN/report.html from the study: optimisation history, parameter "
+        "importances, score against the main parameters, learning curves, final confusion matrix.",
+    )
+    report.add_argument("run", metavar="RUN", help="Run folder written by `ajuste tune`.")
+    _common(report)
+    report.set_defaults(handler=commands.report)
+
     datasets = sub.add_parser("datasets", help="List the built-in datasets and where they are found.")
     datasets.add_argument("--data-dir", help="Folder holding built-in datasets (default $AJUSTE_DATA_DIR).")
     _common(datasets)
@@ -137,8 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AjusteError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted: nothing was written for the unfinished run.\n")
+    except KeyboardInterrupt as exc:
+        sys.stderr.write(f"interrupted: {exc or 'nothing was written for the unfinished run'}.\n")
         return 130
     except Exception as exc:  # an internal error: one line, the traceback only on request
         if os.environ.get("AJUSTE_DEBUG"):

@@ -12,8 +12,17 @@ from typing import Any
 
 from ajuste.config import RunConfig, parse_config, read_yaml
 from ajuste.errors import ConfigError
+from ajuste.search.settings import TuneConfig
+from ajuste.validation import validate
 
-__all__ = ["FAMILIES", "add_data_flags", "add_model_flags", "add_train_flags", "config_from_args"]
+__all__ = [
+    "FAMILIES",
+    "add_data_flags",
+    "add_model_flags",
+    "add_train_flags",
+    "config_from_args",
+    "tune_config_from_args",
+]
 
 FAMILIES = ("bag", "gpt", "minilm")
 
@@ -211,10 +220,10 @@ def _model_section(args: argparse.Namespace, base: dict[str, Any]) -> tuple[dict
     return section, problems
 
 
-def config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | None = None) -> RunConfig:
-    """A validated RunConfig from a ``--config`` file (if any) overridden by flags."""
+def _sections(args: argparse.Namespace, data: dict[str, Any] | None, sections: tuple[str, ...]) -> dict[str, Any]:
+    """The ``--config`` file's content with the data, training, seed and output flags applied."""
     values: dict[str, Any] = read_yaml(args.config) if getattr(args, "config", None) else {}
-    for key in ("data", "model", "train"):
+    for key in sections:
         if not isinstance(values.get(key, {}), dict):
             raise ConfigError(f"section '{key}' of {args.config} must be a mapping")
     data_section = dict(values.get("data") or {})
@@ -228,7 +237,6 @@ def config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | None = 
             data_section[flag.field] = value
     if getattr(args, "keep_duplicates", False):
         data_section["dedupe"] = False
-    model_section, problems = _model_section(args, dict(values.get("model") or {}))
     train_section = dict(values.get("train") or {})
     for flag in TRAIN_FLAGS:
         value = getattr(args, flag.field, None)
@@ -236,13 +244,50 @@ def config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | None = 
             train_section[flag.field] = value
     if getattr(args, "restore_best", None) is False:
         train_section["restore_best"] = False
-    if problems:
-        raise ConfigError("invalid flags: " + "; ".join(problems))
-    values.update({"data": data_section, "model": model_section, "train": train_section})
+    values.update({"data": data_section, "train": train_section})
     if getattr(args, "seed", None) is not None:
         values["seed"] = args.seed
     if getattr(args, "out", None) is not None:
         values["out"] = args.out
     if not data_section.get("dataset") and not data_section.get("path"):
         raise ConfigError("no data given", fix="Pass --dataset NAME (see `ajuste datasets`) or --data FILE.")
+    return values
+
+
+def config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | None = None) -> RunConfig:
+    """A validated RunConfig from a ``--config`` file (if any) overridden by flags."""
+    values = _sections(args, data, ("data", "model", "train"))
+    model_section, problems = _model_section(args, dict(values.get("model") or {}))
+    if problems:
+        raise ConfigError("invalid flags: " + "; ".join(problems))
+    values["model"] = model_section
     return parse_config(values)
+
+
+SEARCH_FLAGS = ("sampler", "pruner", "trials", "timeout", "metric", "refit", "storage", "study", "startup_trials")
+
+
+def tune_config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | None = None) -> TuneConfig:
+    """A validated TuneConfig from a ``--config`` file (if any: data, model, train, space, tune, seed, out)
+    overridden by flags. ``--model`` takes a family, a comma-separated list of families, or a checkpoint."""
+    values = _sections(args, data, ("data", "model", "train", "space", "tune"))
+    if args.model is not None:
+        names = [n.strip() for n in args.model.split(",") if n.strip()]
+        if len(names) > 1 or (names and names[0] in FAMILIES):
+            unknown = [n for n in names if n not in FAMILIES]
+            if len(names) > 1 and unknown:
+                raise ConfigError(
+                    "--model takes one checkpoint, or families", expected=", ".join(FAMILIES), found=", ".join(unknown)
+                )
+            values["model"] = {"family": names[0]} if len(names) == 1 else {}
+            values["families"] = names if len(names) > 1 else []
+        else:
+            values["model"] = {"family": "pretrained", "checkpoint": args.model}
+            values["families"] = []
+    search = dict(values.get("tune") or {})
+    for name in SEARCH_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None:
+            search[name] = value
+    values["tune"] = search
+    return validate(TuneConfig, values)

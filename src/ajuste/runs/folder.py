@@ -13,7 +13,6 @@ import json
 import platform
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,9 +23,17 @@ import yaml
 
 from ajuste.config import RunConfig, to_yaml
 from ajuste.errors import RunFolderError
-from ajuste.training.classifier import TextClassifier, load, model_folder, replace_folder
+from ajuste.training.classifier import TextClassifier, load, model_folder, replace_folder, staging_folder
 
-__all__ = ["RunFolder", "check_target", "default_run_dir", "environment", "read_run", "write_run"]
+__all__ = [
+    "RunFolder",
+    "check_target",
+    "default_run_dir",
+    "environment",
+    "read_run",
+    "write_files",
+    "write_run",
+]
 
 RUN_FILE = "run.yaml"
 METRICS_FILE = "metrics.json"
@@ -71,6 +78,25 @@ def write_json(path: Path, content: Any) -> None:
     path.write_text(json.dumps(content, indent=2, allow_nan=True), encoding="utf-8")
 
 
+def write_files(
+    folder: Path,
+    classifier: TextClassifier,
+    config: RunConfig,
+    *,
+    metrics: dict[str, Any],
+    split: dict[str, Any],
+    record: dict[str, Any],
+) -> None:
+    """The files of a run (model/, metrics, history, split, run.yaml) into an empty ``folder``."""
+    (folder / "model").mkdir()
+    classifier.write_model(folder / "model")
+    write_json(folder / METRICS_FILE, metrics)
+    write_json(folder / HISTORY_FILE, classifier.history_.to_dict() if classifier.history_ else {})
+    write_json(folder / SPLIT_FILE, split)
+    extra = {"ajuste": environment(), "record": record}
+    (folder / RUN_FILE).write_text(to_yaml(config, extra), encoding="utf-8")
+
+
 def write_run(
     target: Path,
     classifier: TextClassifier,
@@ -84,15 +110,9 @@ def write_run(
     """Write a complete run folder at ``target`` in one atomic rename."""
     check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial.", dir=target.parent))
+    staging = staging_folder(target, "partial.")
     try:
-        (staging / "model").mkdir()
-        classifier.write_model(staging / "model")
-        write_json(staging / METRICS_FILE, metrics)
-        write_json(staging / HISTORY_FILE, classifier.history_.to_dict() if classifier.history_ else {})
-        write_json(staging / SPLIT_FILE, split)
-        extra = {"ajuste": environment(), "record": record}
-        (staging / RUN_FILE).write_text(to_yaml(config, extra), encoding="utf-8")
+        write_files(staging, classifier, config, metrics=metrics, split=split, record=record)
         replace_folder(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

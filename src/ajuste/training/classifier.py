@@ -337,7 +337,7 @@ class TextClassifier:
         if target.exists() and not overwrite:
             raise RunFolderError(f"{target} already exists", fix="Choose another folder, or pass overwrite=True.")
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        staging = staging_folder(target)
         try:
             self.write_model(staging)
             replace_folder(staging, target)
@@ -373,6 +373,18 @@ class TextClassifier:
     def __repr__(self) -> str:
         state = "fitted" if self.is_fitted else "not fitted"
         return f"TextClassifier(family={self.settings.family!r}, {state})"
+
+
+def staging_folder(target: Path, label: str = "") -> Path:
+    """A hidden, empty folder beside ``target`` with the permissions a plain mkdir would give.
+
+    (``mkdtemp`` makes it private, 0700: once renamed into place it would hide the run from other users.)
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{label}", dir=target.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    staging.chmod(0o777 & ~mask)
+    return staging
 
 
 def replace_folder(staging: Path, target: Path) -> None:

@@ -1,0 +1,425 @@
+"""``nn``: Bayesian optimisation whose surrogate is an ensemble of small neural networks.
+
+After ``n_startup_trials`` random trials, every new trial is chosen like this:
+
+1. The parameters that every completed trial shares (Optuna's intersection search space) are encoded
+   into ``[0, 1]`` columns: numbers normalised (on a log scale where asked), categories one-hot.
+2. ``n_models`` small MLPs are trained on the completed trials, each from its own initialisation and on
+   its own bootstrap resample. Their disagreement is the surrogate's uncertainty.
+3. ``n_candidates`` random settings (half uniform, half near the best trials so far) are scored by
+   expected improvement over the best value seen; the best candidate is decoded and tried next.
+
+Parameters outside that space (conditional ones) are drawn by a seeded :class:`optuna.samplers.RandomSampler`.
+Everything runs on the CPU, with a local random stream: the training code's random numbers are untouched.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.search_space import intersection_search_space
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from ajuste.errors import ConfigError
+
+__all__ = ["NeuralSampler"]
+
+_NumericDistribution = FloatDistribution | IntDistribution
+
+# Share of the candidates drawn near the best trials (the rest are uniform over the space).
+_LOCAL_FRACTION = 0.5
+# Candidates near the best trials start from this many of them.
+_N_LOCAL_CENTRES = 5
+# Local perturbations use a standard deviation (in the unit cube) drawn log-uniformly from this range,
+# so that some candidates refine the best trial and some look a little further away.
+_LOCAL_SCALE_RANGE = (0.01, 0.2)
+# A category of a local candidate is redrawn with this probability.
+_LOCAL_CATEGORY_FLIP = 0.1
+_ACTIVATION = torch.tanh
+_LEARNING_RATE = 1e-2
+_WEIGHT_DECAY = 1e-2
+_MIN_STD = 1e-9
+_REFLECT = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Encoding: parameter values <-> rows of numbers in [0, 1]
+# --------------------------------------------------------------------------------------------------
+
+
+def _numeric_bounds(dist: _NumericDistribution) -> tuple[float, float, bool]:
+    """Lower and upper end of the interval mapped onto [0, 1], and whether it is on a log scale.
+
+    A discrete range is widened by half a step on each side, so that uniform candidates reach the end
+    values as often as the inner ones once rounded to the grid.
+    """
+    step = dist.step
+    half = 0.0 if step is None else step / 2.0
+    if dist.log:
+        # Optuna allows log=True only with step 1 (int) or no step (float), and low > 0.
+        return math.log(dist.low - half), math.log(dist.high + half), True
+    return dist.low - half, dist.high + half, False
+
+
+def _values_to_unit(dist: _NumericDistribution, values: np.ndarray) -> np.ndarray:
+    low, high, log = _numeric_bounds(dist)
+    if dist.low == dist.high:
+        return np.full_like(values, 0.5, dtype=np.float64)
+    scaled = np.log(values) if log else values
+    return (scaled - low) / (high - low)
+
+
+def _unit_to_values(dist: _NumericDistribution, unit: np.ndarray) -> np.ndarray:
+    """The values that ``unit`` stands for, rounded to the step grid and clipped to the distribution."""
+    if dist.low == dist.high:
+        return np.full_like(unit, dist.low, dtype=np.float64)
+    low, high, log = _numeric_bounds(dist)
+    scaled = low + np.clip(unit, 0.0, 1.0) * (high - low)
+    values = np.exp(scaled) if log else scaled
+    if dist.step is not None:
+        values = dist.low + np.round((values - dist.low) / dist.step) * dist.step
+    return np.clip(values, dist.low, dist.high)
+
+
+class _SpaceEncoder:
+    """Maps settings of one search space to rows of numbers in [0, 1] and back.
+
+    Each numeric parameter takes one column; a categorical parameter with ``k`` choices takes ``k``
+    one-hot columns.
+    """
+
+    def __init__(self, search_space: Mapping[str, BaseDistribution]) -> None:
+        self.search_space = dict(search_space)
+        self.columns: dict[str, slice] = {}
+        start = 0
+        for name, dist in self.search_space.items():
+            width = len(dist.choices) if isinstance(dist, CategoricalDistribution) else 1
+            self.columns[name] = slice(start, start + width)
+            start += width
+        self.dim = start
+        self.numeric_mask = np.ones(self.dim, dtype=bool)
+        for name, dist in self.search_space.items():
+            if isinstance(dist, CategoricalDistribution):
+                self.numeric_mask[self.columns[name]] = False
+
+    def encode(self, params: Mapping[str, Any]) -> np.ndarray:
+        row = np.zeros(self.dim)
+        for name, dist in self.search_space.items():
+            columns = self.columns[name]
+            if isinstance(dist, CategoricalDistribution):
+                row[columns.start + int(dist.to_internal_repr(params[name]))] = 1.0
+            else:
+                row[columns] = _values_to_unit(_numeric(dist), np.array([float(params[name])]))
+        return row
+
+    def decode(self, row: np.ndarray) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for name, dist in self.search_space.items():
+            block = row[self.columns[name]]
+            if isinstance(dist, CategoricalDistribution):
+                params[name] = dist.choices[int(np.argmax(block))]
+                continue
+            value = float(_unit_to_values(_numeric(dist), block)[0])
+            params[name] = round(value) if isinstance(dist, IntDistribution) else value
+        return params
+
+    def snap(self, rows: np.ndarray) -> np.ndarray:
+        """Moves each row onto the setting it decodes to, so that the surrogate scores real settings."""
+        snapped = rows.copy()
+        for name, dist in self.search_space.items():
+            columns = self.columns[name]
+            if isinstance(dist, CategoricalDistribution):
+                winners = np.argmax(rows[:, columns], axis=1)
+                snapped[:, columns] = np.eye(len(dist.choices))[winners]
+            else:
+                numeric = _numeric(dist)
+                snapped[:, columns] = _values_to_unit(numeric, _unit_to_values(numeric, rows[:, columns]))
+        return snapped
+
+    def uniform(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        rows = rng.random((n, self.dim))
+        for name, dist in self.search_space.items():
+            if isinstance(dist, CategoricalDistribution):
+                columns = self.columns[name]
+                rows[:, columns] = np.eye(len(dist.choices))[rng.integers(len(dist.choices), size=n)]
+        return rows
+
+    def perturb(self, centres: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` rows near ``centres``: Gaussian steps on numbers, now and then a new category."""
+        base = centres[rng.integers(len(centres), size=n)]
+        log_low, log_high = np.log(_LOCAL_SCALE_RANGE)
+        scales = np.exp(rng.uniform(log_low, log_high, size=(n, 1)))
+        rows = np.where(self.numeric_mask, base + rng.normal(size=base.shape) * scales, base)
+        fresh = self.uniform(n, rng)
+        for name, dist in self.search_space.items():
+            if isinstance(dist, CategoricalDistribution):
+                flip = rng.random(n) < _LOCAL_CATEGORY_FLIP
+                columns = self.columns[name]
+                rows[flip, columns] = fresh[flip, columns]
+        return _REFLECT(rows) if _REFLECT else np.clip(rows, 0.0, 1.0)
+
+
+def _numeric(dist: BaseDistribution) -> _NumericDistribution:
+    if isinstance(dist, (FloatDistribution, IntDistribution)):
+        return dist
+    raise ConfigError(
+        f"NeuralSampler cannot encode a {type(dist).__name__}",
+        expected="FloatDistribution, IntDistribution or CategoricalDistribution",
+        found=repr(dist),
+        fix="Suggest parameters with trial.suggest_float, suggest_int or suggest_categorical.",
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Surrogate: an ensemble of MLPs trained together as batched matrix products
+# --------------------------------------------------------------------------------------------------
+
+
+class _MLPEnsemble:
+    """``n_models`` MLPs ``d -> hidden -> hidden -> 1`` (SiLU) whose weights are stacked on a first axis.
+
+    Stacking lets one ``baddbmm`` per layer train or run every member at once, which keeps a suggestion
+    cheap. The weights are drawn from ``generator`` alone (``torch.nn.Linear`` would draw them from the
+    global random stream and so change the user's training runs).
+    """
+
+    def __init__(self, n_models: int, dim: int, hidden: int, generator: torch.Generator) -> None:
+        sizes = [dim, hidden, hidden, 1]
+        self.weights: list[torch.Tensor] = []
+        self.biases: list[torch.Tensor] = []
+        for fan_in, fan_out in itertools.pairwise(sizes):
+            # The uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) initialisation of torch.nn.Linear.
+            bound = 1.0 / math.sqrt(fan_in)
+            weight = (torch.rand(n_models, fan_in, fan_out, generator=generator) * 2 - 1) * bound
+            bias = (torch.rand(n_models, 1, fan_out, generator=generator) * 2 - 1) * bound
+            self.weights.append(weight.requires_grad_())
+            self.biases.append(bias.requires_grad_())
+
+    def parameters(self) -> list[torch.Tensor]:
+        return self.weights + self.biases
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``inputs`` of shape (n_models, n, dim) in [0, 1] -> predictions of shape (n_models, n)."""
+        hidden = inputs * 2.0 - 1.0
+        last = len(self.weights) - 1
+        for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            hidden = torch.baddbmm(bias, hidden, weight)
+            if index < last:
+                hidden = _ACTIVATION(hidden)
+        return hidden.squeeze(-1)
+
+
+def _fit_ensemble(
+    inputs: np.ndarray, targets: np.ndarray, *, n_models: int, hidden: int, epochs: int, generator: torch.Generator
+) -> _MLPEnsemble:
+    """Trains each member on its own bootstrap resample of (inputs, standardised targets), full batch."""
+    x = torch.as_tensor(inputs, dtype=torch.float32)
+    y = torch.as_tensor(targets, dtype=torch.float32)
+    ensemble = _MLPEnsemble(n_models, x.shape[1], hidden, generator)
+    resample = torch.randint(len(x), (n_models, len(x)), generator=generator)
+    x_boot, y_boot = x[resample], y[resample]
+    optimizer = torch.optim.AdamW(ensemble.parameters(), lr=_LEARNING_RATE, weight_decay=_WEIGHT_DECAY, fused=True)
+    # The caller may be inside torch.no_grad() or inference_mode (an objective that evaluates a model).
+    with torch.inference_mode(False), torch.enable_grad():
+        for _ in range(epochs):
+            optimizer.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.mse_loss(ensemble(x_boot), y_boot)
+            loss.backward()
+            optimizer.step()
+    return ensemble
+
+
+def _expected_improvement(mean: np.ndarray, std: np.ndarray, best: float, xi: float) -> np.ndarray:
+    """Expected improvement of a maximised Gaussian ``N(mean, std²)`` over ``best + xi``."""
+    std = np.maximum(std, _MIN_STD)
+    improvement = mean - best - xi
+    z = improvement / std
+    cdf = 0.5 * (1.0 + _erf(z / math.sqrt(2.0)))
+    pdf = np.exp(-0.5 * z**2) / math.sqrt(2.0 * math.pi)
+    return improvement * cdf + std * pdf
+
+
+def _erf(values: np.ndarray) -> np.ndarray:
+    return torch.special.erf(torch.as_tensor(values, dtype=torch.float64)).numpy()
+
+
+def _standardised_scores(values: np.ndarray, direction: StudyDirection) -> np.ndarray:
+    """Scores to maximise, with mean 0 and standard deviation 1; infinite values clipped to the finite range."""
+    scores = values if direction == StudyDirection.MAXIMIZE else -values
+    finite = scores[np.isfinite(scores)]
+    if len(finite) == 0:
+        return np.zeros_like(scores)
+    scores = np.clip(scores, finite.min(), finite.max())
+    std = scores.std()
+    return (scores - scores.mean()) / (std if std > 0 else 1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# The sampler
+# --------------------------------------------------------------------------------------------------
+
+
+def _int_problem(name: str, value: object, minimum: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        return f"{name} must be an int >= {minimum}. Got {value!r} instead."
+    return None
+
+
+class NeuralSampler(optuna.samplers.BaseSampler):
+    """Bayesian optimisation with an ensemble of small neural networks as the surrogate.
+
+    The first ``n_startup_trials`` trials are drawn at random. After that, the parameters shared by all
+    completed trials are proposed together: an ensemble of MLPs, trained on the completed trials, predicts
+    the mean and spread of the score of ``n_candidates`` random settings, and the one with the largest
+    expected improvement over the best score so far is tried next. Parameters that only some trials have
+    (conditional parameters) are drawn at random. Failed and pruned trials are ignored: a pruned trial's
+    value is an intermediate score, not comparable with the final ones.
+
+    The same ``seed`` on the same objective gives the same trials. The sampler never touches the global
+    random streams of ``torch`` or ``numpy``.
+
+    Example::
+
+        study = optuna.create_study(direction="maximize", sampler=NeuralSampler(seed=0))
+        study.optimize(objective, n_trials=40)
+
+    Args:
+        seed: Seed of the sampler's own random streams (candidates, network weights, bootstrap and the
+            random sampler for the startup trials and conditional parameters). ``None`` draws one from the OS.
+        n_startup_trials: Completed trials drawn at random before the surrogate takes over.
+        n_models: Networks in the ensemble; their disagreement is the surrogate's uncertainty.
+        n_candidates: Random settings scored by expected improvement per trial (half uniform over the
+            space, half near the five best trials so far).
+        hidden: Units in each of the two hidden layers of every network.
+        epochs: Full-batch AdamW steps that train the networks for each new trial.
+        xi: Exploration margin of expected improvement, in standard deviations of the observed scores:
+            larger values favour settings the ensemble is unsure about over ones predicted a little better.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        n_startup_trials: int = 10,
+        n_models: int = 5,
+        n_candidates: int = 2000,
+        hidden: int = 64,
+        epochs: int = 300,
+        xi: float = 0.01,
+    ) -> None:
+        problems = [
+            problem
+            for problem in (
+                _int_problem("n_startup_trials", n_startup_trials, 0),
+                _int_problem("n_models", n_models, 2),
+                _int_problem("n_candidates", n_candidates, 1),
+                _int_problem("hidden", hidden, 1),
+                _int_problem("epochs", epochs, 1),
+            )
+            if problem is not None
+        ]
+        if isinstance(xi, bool) or not isinstance(xi, (int, float)) or not (math.isfinite(xi) and xi >= 0):
+            problems.append(f"xi must be a finite float >= 0. Got {xi!r} instead.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            problems.append(f"seed must be an int or None. Got {seed!r} instead.")
+        if problems:
+            raise ConfigError(
+                "NeuralSampler settings are invalid: " + " ".join(problems),
+                fix="Change these arguments of NeuralSampler.",
+            )
+        self.seed = seed
+        self.n_startup_trials = n_startup_trials
+        self.n_models = n_models
+        self.n_candidates = n_candidates
+        self.hidden = hidden
+        self.epochs = epochs
+        self.xi = float(xi)
+        self._rng = np.random.default_rng(seed)
+        self._random_sampler = optuna.samplers.RandomSampler(seed=seed)
+
+    def reseed_rng(self) -> None:
+        # Optuna calls this when trials run in parallel threads, so that copies do not repeat each other.
+        self._rng = np.random.default_rng()
+        self._random_sampler.reseed_rng()
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        _check_single_objective(study)
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(completed) < max(self.n_startup_trials, 1):
+            # Until then every parameter comes from the random sampler, exactly as RandomSampler(seed) would.
+            return {}
+        space = intersection_search_space(completed)
+        # A single-valued parameter needs no model: Optuna fills it in itself.
+        return {name: dist for name, dist in space.items() if not dist.single()}
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        completed = [
+            done
+            for done in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if all(done.distributions.get(name) == dist for name, dist in search_space.items())
+        ]
+        if len(completed) < max(self.n_startup_trials, 1):
+            return {}
+        values = np.array([done.value for done in completed], dtype=np.float64)
+        # A study may have set the default device to a GPU; the surrogate is small and stays on the CPU.
+        with torch.device("cpu"):
+            return self._propose(_SpaceEncoder(search_space), [done.params for done in completed], values, study)
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self._random_sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._random_sampler.before_trial(study, trial)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self._random_sampler.after_trial(study, trial, state, values)
+
+    def _propose(
+        self, encoder: _SpaceEncoder, params: list[dict[str, Any]], values: np.ndarray, study: Study
+    ) -> dict[str, Any]:
+        inputs = np.stack([encoder.encode(one) for one in params])
+        scores = _standardised_scores(values, study.direction)
+        generator = torch.Generator().manual_seed(int(self._rng.integers(2**63 - 1)))
+        ensemble = _fit_ensemble(
+            inputs, scores, n_models=self.n_models, hidden=self.hidden, epochs=self.epochs, generator=generator
+        )
+
+        n_local = round(self.n_candidates * _LOCAL_FRACTION)
+        centres = inputs[np.argsort(-scores, kind="stable")[:_N_LOCAL_CENTRES]]
+        candidates = encoder.snap(
+            np.concatenate(
+                [
+                    encoder.uniform(self.n_candidates - n_local, self._rng),
+                    encoder.perturb(centres, n_local, self._rng),
+                ]
+            )
+        )
+        with torch.no_grad():
+            batch = torch.as_tensor(candidates, dtype=torch.float32).expand(self.n_models, -1, -1)
+            predictions = ensemble(batch).double().numpy()
+        improvement = _expected_improvement(predictions.mean(0), predictions.std(0), float(scores.max()), self.xi)
+        return encoder.decode(candidates[int(np.argmax(improvement))])
+
+
+def _check_single_objective(study: Study) -> None:
+    if len(study.directions) > 1:
+        raise ConfigError(
+            "NeuralSampler optimises one objective",
+            expected="a study with one direction",
+            found=f"{len(study.directions)} directions",
+            fix="Use optuna.samplers.NSGAIISampler or TPESampler for multi-objective studies.",
+        )

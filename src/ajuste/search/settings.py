@@ -1,0 +1,81 @@
+"""Settings of a search: the ``tune:`` section, and the whole configuration of ``ajuste tune``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ajuste.data.settings import DataSettings
+from ajuste.training.settings import TrainSettings
+
+__all__ = ["TuneConfig", "TuneSettings", "parse_duration"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
+_UNIT = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds from ``90``, ``90s``, ``10m`` or ``1.5h``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"expected a duration such as 90s, 10m or 1h, got {value!r}")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+class TuneSettings(BaseModel):
+    """How to search: sampler, pruner, budget, the score to optimise, the refit and where the study lives."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sampler: Literal["grid", "random", "tpe", "gp", "cmaes", "genetic", "nn"] = Field(
+        "tpe", description="How the next settings are chosen."
+    )
+    pruner: Literal["none", "median", "asha", "hyperband"] = Field(
+        "median", description="How hopeless trials are stopped, from the validation score after each epoch."
+    )
+    trials: int | None = Field(None, ge=1, description="Total trials of the study (resumed runs count the done ones).")
+    timeout: float | None = Field(None, gt=0, description="Seconds of search in this run; no new trial starts after.")
+    metric: Literal["accuracy", "macro_f1", "loss"] = Field("accuracy", description="Validation score to optimise.")
+    refit: Literal["train", "train+val"] = Field(
+        "train", description="Final model: the best settings on train, or on train+val for the best epoch count."
+    )
+    storage: str | None = Field(None, description="Optuna storage URL; unset: a SQLite file in the run folder.")
+    study: str | None = Field(None, description="Study name in the storage; unset: derived from the settings.")
+    startup_trials: int = Field(8, ge=1, le=1000, description="Random trials before a model-based sampler models.")
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
+
+    @property
+    def direction(self) -> str:
+        return "minimize" if self.metric == "loss" else "maximize"
+
+
+class TuneConfig(BaseModel):
+    """Everything ``ajuste tune`` needs: data, fixed model and training settings, the space, the search."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: DataSettings
+    model: dict[str, Any] = Field(default_factory=dict, description="Fixed model settings (family, checkpoint...).")
+    families: list[Literal["bag", "gpt", "minilm", "pretrained"]] = Field(
+        default_factory=list, description="Families searched when the space names none; unset: bag, gpt, minilm."
+    )
+    train: TrainSettings = Field(default_factory=TrainSettings, description="Fixed training settings.")
+    space: dict[str, Any] | None = Field(None, description="The search space; unset: the families' default spaces.")
+    tune: TuneSettings = Field(default_factory=TuneSettings)
+    seed: int = Field(123, description="Seed of the split, the sampler and every trial's training.")
+    out: str | None = Field(None, description="Run folder; unset: runs/tune-<data>-<fingerprint>.")
+
+    def fingerprint(self) -> str:
+        """What makes a study the same study: everything but the budget and the output folder."""
+        content = self.model_dump(mode="json", exclude={"out": True, "tune": {"trials", "timeout"}})
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]

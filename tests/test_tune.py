@@ -1,0 +1,463 @@
+"""``ajuste tune`` and ``ajuste report``: the run folder, resuming, the locked test split, pruning, failures.
+
+Every search here trains the bag family on 60 generated texts with a space of a few points, so that a
+trial takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import json
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from ajuste.errors import ConfigError, TrainingError
+from ajuste.search.settings import TuneConfig
+from ajuste.search.space import parse_space
+from ajuste.search.tune import TuneResult, _Reporter, run_tune, tune
+from ajuste.training.classifier import TextClassifier
+from ajuste.validation import validate
+from tests.conftest import CliResult, make_texts, write_csv
+
+Cli = Callable[..., CliResult]
+TINY_SPACE: dict[str, Any] = {
+    "model.embed_dim": [8, 16],
+    "train.epochs": [1, 2],
+    "model.buckets": 1000,
+    "train.lr": 0.05,
+}
+#: Half of the learning rates learn nothing: a pruner has hopeless trials to stop.
+HOPELESS_SPACE: dict[str, Any] = {
+    "model.embed_dim": [8, 16, 24],
+    "train.lr": [1.0, 1e-6],
+    "train.epochs": 3,
+    "model.buckets": 1000,
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cheap_garbage_collection() -> Iterator[None]:
+    # The tuner collects garbage after every trial; with torch, optuna and matplotlib loaded, a full
+    # collection walks a million objects. Freezing what exists before these tests keeps each collection
+    # to the objects the searches themselves create (which is what the memory test looks at).
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    # Models of a few hundred weights gain nothing from threads, and on a busy machine (the tests share
+    # two cores with other work) OpenMP's waiting threads make every epoch several times slower.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def quiet_optuna() -> Iterator[None]:
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    yield
+    optuna.logging.set_verbosity(previous)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 texts of two classes that their words give away (42 train, 6 validation, 12 test)."""
+    texts, labels = make_texts(60, seed=3)
+    return write_csv(tmp_path_factory.mktemp("tune-data") / "data.csv", texts, labels)
+
+
+def tune_command(data: Path, out: Path, *flags: str, space: dict[str, Any] | None = None) -> list[str]:
+    """``ajuste tune`` over ``data`` into ``out``, the space given in a --config file beside ``out``."""
+    config = out.parent / f"{out.name}-config.yaml"
+    config.write_text(yaml.safe_dump({"space": space or TINY_SPACE}), encoding="utf-8")
+    return ["tune", "--data", str(data), "--model", "bag", "--config", str(config), "--out", str(out), *flags]
+
+
+def ok(result: CliResult) -> CliResult:
+    assert result.code == 0, f"exit {result.code}\nstdout: {result.out[-2000:]}\nstderr: {result.err[-2000:]}"
+    return result
+
+
+def one_line_error(result: CliResult) -> str:
+    assert result.code == 2, f"exit {result.code}\nstdout: {result.out[-2000:]}\nstderr: {result.err[-2000:]}"
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert "Traceback" not in result.err
+    return lines[0]
+
+
+def record_of(run_dir: Path) -> dict[str, Any]:
+    return dict(yaml.safe_load((run_dir / "run.yaml").read_text(encoding="utf-8"))["record"])
+
+
+def load_study(run_dir: Path) -> optuna.Study:
+    info = json.loads((run_dir / "tune.json").read_text(encoding="utf-8"))
+    return optuna.load_study(study_name=info["study"], storage=info["storage"])
+
+
+def config(data: Path, out: Path, space: dict[str, Any] | None = None, **search: Any) -> TuneConfig:
+    """The settings of a bag search over ``data`` into ``out``, validated as ``ajuste.tune`` validates them."""
+    values = {
+        "data": {"path": str(data)},
+        "model": {"family": "bag"},
+        "space": space or TINY_SPACE,
+        "tune": {"sampler": "random", "pruner": "none", **search},
+        "out": str(out),
+    }
+    return validate(TuneConfig, values)
+
+
+def count_classifiers() -> int:
+    return sum(1 for thing in gc.get_objects() if isinstance(thing, TextClassifier))
+
+
+@pytest.fixture(scope="module")
+def finished(data_file: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One search of 3 trials through the command line: (its run folder, its --json summary)."""
+    from ajuste.cli.main import main
+
+    out = tmp_path_factory.mktemp("finished") / "run"
+    command = tune_command(data_file, out, "--trials", "3", "--sampler", "random", "--pruner", "none", "--json")
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(command) == 0
+    return out, json.loads(stdout.getvalue().strip().splitlines()[-1])
+
+
+# -- a finished search -------------------------------------------------------------------------------
+
+
+def test_a_search_writes_a_complete_run_folder(finished: tuple[Path, dict[str, Any]]) -> None:
+    run_dir, _ = finished
+    for name in ("model", "metrics.json", "run.yaml", "study.db", "tune.json", "report.html", "history.json"):
+        assert (run_dir / name).exists(), name
+    record = record_of(run_dir)
+    assert len(record["test_accesses"]) == 1
+    assert record["test_accesses"][0]["split"] == "test"
+    search = record["search"]
+    assert search["trials"]["complete"] == 3
+    assert search["best_trial"] in (0, 1, 2)
+    assert search["best_params"]["model.buckets"] == 1000
+    assert search["refit"] == "train"
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert set(metrics) == {"val", "test"}
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "Optimisation history" in html and "Final model" in html
+
+
+def test_the_json_line_summarises_the_search(finished: tuple[Path, dict[str, Any]]) -> None:
+    run_dir, summary = finished
+    assert summary["run_dir"] == str(run_dir)
+    assert isinstance(summary["seconds"], float) and summary["seconds"] > 0
+    assert summary["trials"] == {"complete": 3, "pruned": 0, "fail": 0, "running": 0, "waiting": 0}
+    assert summary["best_params"]["model.embed_dim"] in (8, 16)
+    assert summary["best_params"]["train.epochs"] in (1, 2)
+    for split in ("val", "test"):
+        assert 0.0 <= summary[split]["accuracy"] <= 1.0
+        assert 0.0 <= summary[split]["macro_f1"] <= 1.0
+    assert summary["test"]["accuracy"] == json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"]
+
+
+def test_a_finished_search_is_a_loadable_model(finished: tuple[Path, dict[str, Any]]) -> None:
+    from ajuste.training.classifier import load
+
+    run_dir, summary = finished
+    classifier = load(run_dir)
+    assert classifier.settings.embed_dim == summary["best_params"]["model.embed_dim"]
+    assert classifier.predict(["win a free prize now"]).labels[0] in ("ham", "spam")
+
+
+# -- resuming ----------------------------------------------------------------------------------------
+
+
+def test_the_same_command_resumes_and_never_tests_twice(
+    cli: Cli, data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    search = ("--sampler", "random", "--pruner", "none", "--quiet")
+    ok(cli(*tune_command(data_file, out, "--trials", "3", *search)))
+    numbers_before = [(t.number, t.params) for t in load_study(out).get_trials()]
+
+    calls: list[str] = []
+    original_fit, original_evaluate = TextClassifier.fit_from, TextClassifier.evaluate
+    monkeypatch.setattr(TextClassifier, "fit_from", lambda *a, **k: calls.append("fit") or original_fit(*a, **k))
+    monkeypatch.setattr(TextClassifier, "evaluate", lambda *a, **k: calls.append("eval") or original_evaluate(*a, **k))
+    ok(cli(*tune_command(data_file, out, "--trials", "3", *search)))
+    assert calls == [], "a finished search run again trains nothing and evaluates nothing"
+    assert [(t.number, t.params) for t in load_study(out).get_trials()] == numbers_before
+    assert len(record_of(out)["test_accesses"]) == 1
+
+    calls.clear()
+    ok(cli(*tune_command(data_file, out, "--trials", "5", *search)))
+    trials = load_study(out).get_trials()
+    assert len(trials) == 5 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert [(t.number, t.params) for t in trials[:3]] == numbers_before
+    record = record_of(out)
+    assert record["search"]["trials"]["complete"] == 5
+    assert calls.count("fit") == 2, "only the two new trials train (a new best trial's model is the final one)"
+    # The test split is evaluated again only for a new final model, and the record keeps every access.
+    new_best = record["search"]["best_trial"] >= 3
+    assert calls.count("eval") == (2 if new_best else 0)
+    assert len(record["test_accesses"]) == (2 if new_best else 1)
+
+
+def test_a_folder_of_another_search_is_refused_unless_overwritten(cli: Cli, data_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    ok(cli(*tune_command(data_file, out, "--trials", "1", "--quiet")))
+    other = {**TINY_SPACE, "model.embed_dim": [8, 32]}
+    line = one_line_error(cli(*tune_command(data_file, out, "--trials", "1", space=other)))
+    assert "holds another search" in line and "--overwrite" in line
+    assert len(load_study(out).get_trials()) == 1, "the refused command changed nothing"
+
+    ok(cli(*tune_command(data_file, out, "--trials", "1", "--overwrite", "--quiet", space=other)))
+    trials = load_study(out).get_trials()
+    assert len(trials) == 1 and trials[0].params["model.embed_dim"] in (8, 32)
+    assert len(record_of(out)["test_accesses"]) == 1
+
+
+def test_a_trial_left_running_by_a_crash_is_run_again(data_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = tune(data_file, model="bag", space=TINY_SPACE, sampler="random", pruner="none", trials=1, out=out)
+    assert first.trial_counts()["complete"] == 1
+    # A crash in the middle of the second trial: asked, its settings drawn, never told.
+    study = load_study(out)
+    stale = study.ask()
+    settings = parse_space(TINY_SPACE, base_model={"family": "bag"}).suggest(stale)
+    assert stale.params
+
+    result = tune(data_file, model="bag", space=TINY_SPACE, sampler="random", pruner="none", trials=2, out=out)
+    trials = result.study.get_trials(deepcopy=False)
+    crashed = trials[stale.number]
+    assert crashed.state == TrialState.FAIL
+    assert crashed.user_attrs["interrupted"] is True and "interrupted" in crashed.user_attrs["error"]
+    again = [t for t in trials if t.number > stale.number]
+    assert len(again) == 1 and again[0].state == TrialState.COMPLETE
+    assert again[0].params == stale.params and again[0].user_attrs["settings"] == settings
+    assert result.trial_counts()["complete"] == 2
+
+
+# -- pruning -----------------------------------------------------------------------------------------
+
+
+def test_the_reporter_feeds_the_pruner_and_stops_the_trial() -> None:
+    class FakeTrial:
+        def __init__(self) -> None:
+            self.reported: list[tuple[int, float]] = []
+
+        def report(self, value: float, step: int) -> None:
+            self.reported.append((step, value))
+
+        def should_prune(self) -> bool:
+            return len(self.reported) >= 2
+
+    trial = FakeTrial()
+    reporter = _Reporter(trial, "val_accuracy")  # type: ignore[arg-type]
+    reporter.on_epoch_end(1, {"epoch": 1, "val_accuracy": 0.5, "loss": 1})
+    reporter.on_epoch_end(2, {"epoch": 2, "val_accuracy": math.nan})  # not a score: not reported
+    with pytest.raises(optuna.TrialPruned, match="after epoch 3"):
+        reporter.on_epoch_end(3, {"epoch": 3, "val_accuracy": 0.25})
+    assert trial.reported == [(1, 0.5), (3, 0.25)]
+    assert [row["epoch"] for row in reporter.rows] == [1, 2, 3]
+    assert reporter.rows[0]["loss"] == 1.0
+
+
+def test_a_pruned_trial_keeps_its_last_reported_score() -> None:
+    class PruneAtTwo(optuna.pruners.BasePruner):
+        def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+            return trial.last_step is not None and trial.last_step >= 2
+
+    def objective(trial: optuna.Trial) -> float:
+        reporter = _Reporter(trial, "val_accuracy")
+        for epoch in range(1, 5):
+            reporter.on_epoch_end(epoch, {"val_accuracy": epoch / 10})
+        return 1.0
+
+    study = optuna.create_study(direction="maximize", pruner=PruneAtTwo())
+    study.optimize(objective, n_trials=1)
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.PRUNED
+    assert trial.value == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("pruner", ["asha", "median", "hyperband"])
+def test_pruners_stop_hopeless_trials(pruner: str, data_file: Path, tmp_path: Path) -> None:
+    # A fixed study name: Hyperband puts trials in brackets by a hash of it (a name from the settings would
+    # change with the temporary folder of the data, and so which trials compete).
+    result = tune(
+        data_file,
+        model="bag",
+        space=HOPELESS_SPACE,
+        sampler="grid",
+        pruner=pruner,
+        seed=1,
+        study=f"prune-{pruner}",
+        out=tmp_path / "run",
+    )
+    trials = result.study.get_trials(deepcopy=False)
+    assert len(trials) == 6, "the grid of 3 x 2 points, each tried once"
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, f"{pruner} pruned nothing: {[(t.params, t.intermediate_values) for t in trials]}"
+    for trial in pruned:
+        last = max(trial.intermediate_values)
+        assert trial.value == trial.intermediate_values[last]
+        assert len(trial.user_attrs["history"]) == last
+    best = result.study.best_trial
+    assert best.state == TrialState.COMPLETE and best.params["train.lr"] == 1.0
+
+
+# -- failures ----------------------------------------------------------------------------------------
+
+
+def test_a_failing_trial_is_recorded_and_the_search_goes_on(
+    data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = TextClassifier.fit_from
+
+    def fit_from(self: TextClassifier, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self.settings, "embed_dim", None) == 16:
+            raise RuntimeError("boom")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TextClassifier, "fit_from", fit_from)
+    space = {**TINY_SPACE, "train.epochs": 1}
+    result = tune(data_file, model="bag", space=space, sampler="grid", pruner="none", out=tmp_path / "run")
+    assert result.trial_counts() == {"complete": 1, "pruned": 0, "fail": 1, "running": 0, "waiting": 0}
+    (failed,) = [t for t in result.study.get_trials() if t.state == TrialState.FAIL]
+    assert failed.params["model.embed_dim"] == 16
+    assert failed.user_attrs["error"] == "RuntimeError: boom"
+    assert result.best_params["model.embed_dim"] == 8
+    assert (tmp_path / "run" / "model").is_dir()
+
+
+def test_a_search_where_every_trial_fails_says_why_and_still_reports(
+    cli: Cli, data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fit_from(self: TextClassifier, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(TextClassifier, "fit_from", fit_from)
+    out = tmp_path / "run"
+    line = one_line_error(cli(*tune_command(data_file, out, "--trials", "2", "--quiet")))
+    assert "no trial of the search finished" in line and "RuntimeError: boom" in line
+    assert not (out / "model").exists(), "no final model without a finished trial"
+    report = out / "report.html"
+    report.unlink()
+    result = ok(cli("report", out, "--json"))
+    assert json.loads(result.out.strip().splitlines()[-1]) == {"report": str(report)}
+    assert "Failed trials" in report.read_text(encoding="utf-8")
+
+
+# -- refit and the Python API ------------------------------------------------------------------------
+
+
+def test_refit_on_train_and_validation_for_the_best_epoch_count(cli: Cli, data_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    space = {**TINY_SPACE, "model.embed_dim": 16, "train.epochs": [2, 3]}
+    ok(cli(*tune_command(data_file, out, "--sampler", "grid", "--refit", "train+val", "--quiet", space=space)))
+    best = load_study(out).best_trial
+    record = record_of(out)
+    search = record["search"]
+    assert search["refit"] == "train+val"
+    assert search["epochs"] == best.user_attrs["best_epoch"]
+    assert "train+val" in search["how"]
+    history = json.loads((out / "history.json").read_text(encoding="utf-8"))
+    assert len(history["epochs"]) == search["epochs"]
+    assert not any(key.startswith("val_") for key in history["epochs"][0]), "no validation data in the refit"
+    assert len(record["test_accesses"]) == 1
+
+
+def test_the_python_api_returns_the_search_and_a_working_model(data_file: Path, tmp_path: Path) -> None:
+    result = tune(data_file, model="bag", space=TINY_SPACE, sampler="tpe", pruner="median", trials=2, out=tmp_path)
+    assert isinstance(result, TuneResult)
+    assert result.run_dir == tmp_path
+    assert result.best_params == result.study.best_trial.user_attrs["settings"]
+    assert result.best_value == result.study.best_value
+    assert set(result.metrics) == {"val", "test"}
+    assert {"accuracy", "macro_f1", "loss"} <= set(result.metrics["test"])
+    predictions = result.classifier.predict(["win a free prize now", "see you at lunch mum"])
+    assert len(predictions.labels) == 2 and set(predictions.labels) <= {"ham", "spam"}
+
+
+def test_trials_leave_nothing_behind(data_file: Path, tmp_path: Path) -> None:
+    before = count_classifiers()
+    alive: list[int] = []
+    space = {**TINY_SPACE, "model.embed_dim": [8, 12, 16]}
+    result = run_tune(
+        config(data_file, tmp_path / "run", space, trials=6),
+        on_trial=lambda trial, study: alive.append(count_classifiers() - before),
+    )
+    assert result.trial_counts()["complete"] == 6
+    assert count_classifiers() - before >= 1, "the count sees the final model that the result holds"
+    assert len(alive) == 6
+    assert max(alive) <= 1, f"classifiers alive after each trial: {alive} (only the best one may be kept)"
+
+
+# -- the command line's refusals ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (("--trials", "3", "--timeout", "abc"), "timeout"),
+        (("--trials", "0"), "trials"),
+        (("--trials", "3", "--sampler", "foo"), "invalid choice: 'foo'"),
+        (("--trials", "3", "--pruner", "sometimes"), "invalid choice: 'sometimes'"),
+        (("--trials", "many"), "invalid int value"),
+        ((), "no budget"),
+    ],
+)
+def test_bad_flags_are_refused_on_one_line(
+    cli: Cli, data_file: Path, tmp_path: Path, flags: tuple[str, ...], expected: str
+) -> None:
+    out = tmp_path / "run"
+    line = one_line_error(cli(*tune_command(data_file, out, *flags)))
+    assert expected in line
+    assert not out.exists(), "a refused command writes no folder"
+
+
+def test_no_budget_is_refused_by_the_python_api_too(data_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no budget"):
+        tune(data_file, model="bag", space=TINY_SPACE, sampler="tpe", out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_report_rebuilds_the_page_of_a_search(cli: Cli, finished: tuple[Path, dict[str, Any]]) -> None:
+    run_dir, _ = finished
+    report = run_dir / "report.html"
+    report.unlink()
+    ok(cli("report", run_dir, "--quiet"))
+    html = report.read_text(encoding="utf-8")
+    assert "Best trials" in html and "Final model" in html
+
+
+def test_report_refuses_a_folder_that_is_no_search(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a run", encoding="utf-8")
+    line = one_line_error(cli("report", tmp_path))
+    assert "not a tuning run folder" in line
+    assert "does not exist" in one_line_error(cli("report", tmp_path / "missing"))
+
+
+def test_no_finished_trial_is_a_training_error(
+    data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fit_from(self: TextClassifier, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("bad value")
+
+    monkeypatch.setattr(TextClassifier, "fit_from", fit_from)
+    with pytest.raises(TrainingError, match="ValueError: bad value"):
+        tune(data_file, model="bag", space=TINY_SPACE, sampler="random", pruner="none", trials=1, out=tmp_path)
