@@ -152,7 +152,7 @@ def samplers_part(data_dir: str, seeds: int, trials: int, names: list[str]) -> N
         f"## Sampler comparison: bag on sms-spam, {trials} trials x {seeds} seeds (bench/bench_tune.py samplers)",
         "",
         f"{_machine_line(info)} A fixed, cheap task: the `bag` family (10,000 hash buckets) on the default "
-        "deduplicated sms-spam split, 10 settings searched (embed_dim, ngrams, min_freq, lr, batch size, epochs, "
+        "deduplicated sms-spam split, 9 settings searched (embed_dim, ngrams, min_freq, lr, batch size, epochs, "
         "weight decay, warmup, label smoothing), no pruning. The score is the validation cross-entropy (lower is "
         "better): validation accuracy on 128 texts moves in steps of 0.8 points and ties between most good "
         "settings, so it cannot rank samplers. Figures are the median over the seeds of the best score after "

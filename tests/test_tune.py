@@ -276,6 +276,33 @@ def test_the_reporter_feeds_the_pruner_and_stops_the_trial() -> None:
     assert reporter.rows[0]["loss"] == 1.0
 
 
+class NeverPrune:
+    def __init__(self) -> None:
+        self.attrs: dict[str, Any] = {}
+
+    def report(self, value: float, step: int) -> None:
+        pass
+
+    def should_prune(self) -> bool:
+        return False
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.attrs[key] = value
+
+
+def test_the_time_budget_stops_a_trial_after_its_current_epoch_but_not_its_last() -> None:
+    trial = NeverPrune()
+    reporter = _Reporter(trial, "val_accuracy", lambda: True)  # type: ignore[arg-type]
+    reporter.on_train_begin({"epochs": 3})
+    with pytest.raises(optuna.TrialPruned, match="time budget"):
+        reporter.on_epoch_end(1, {"val_accuracy": 0.5})
+    assert "time budget" in trial.attrs["stopped"]
+    reporter.on_epoch_end(3, {"val_accuracy": 0.5})  # the last epoch: the trial completes
+    patient = _Reporter(NeverPrune(), "val_accuracy", lambda: False)  # type: ignore[arg-type]
+    patient.on_train_begin({"epochs": 3})
+    patient.on_epoch_end(1, {"val_accuracy": 0.5})
+
+
 def test_a_pruned_trial_keeps_its_last_reported_score() -> None:
     class PruneAtTwo(optuna.pruners.BasePruner):
         def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:

@@ -4,20 +4,21 @@ After ``n_startup_trials`` random trials, every new trial is chosen like this:
 
 1. The parameters that every completed trial shares (Optuna's intersection search space) are encoded
    into ``[0, 1]`` columns: numbers normalised (on a log scale where asked), categories one-hot.
-2. ``n_models`` small MLPs are trained on the completed trials, each from its own initialisation and on
-   its own bootstrap resample. Their disagreement is the surrogate's uncertainty.
+2. ``n_models`` small MLPs are trained on the completed trials, each from its own initialisation and
+   with its own Bayesian-bootstrap weights on the trials. Their disagreement is the surrogate's uncertainty.
 3. ``n_candidates`` random settings (half uniform, half near the best trials so far) are scored by
    expected improvement over the best value seen; the best candidate is decoded and tried next.
 
 Parameters outside that space (conditional ones) are drawn by a seeded :class:`optuna.samplers.RandomSampler`.
-Everything runs on the CPU, with a local random stream: the training code's random numbers are untouched.
+Everything runs on the CPU, with local random streams: the training code's random numbers are untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,20 +35,27 @@ __all__ = ["NeuralSampler"]
 
 _NumericDistribution = FloatDistribution | IntDistribution
 
+# The values below were chosen on synthetic 5-parameter problems (a quadratic bowl and Branin, each with
+# a log-scaled float, an int and a categorical), 40 trials, against RandomSampler and TPESampler.
+
 # Share of the candidates drawn near the best trials (the rest are uniform over the space).
 _LOCAL_FRACTION = 0.5
 # Candidates near the best trials start from this many of them.
 _N_LOCAL_CENTRES = 5
-# Local perturbations use a standard deviation (in the unit cube) drawn log-uniformly from this range,
-# so that some candidates refine the best trial and some look a little further away.
+# A local candidate changes each parameter of its centre with this probability (at least one). Moving a
+# few parameters at a time lets the surrogate tell which ones matter instead of extrapolating all at once.
+_LOCAL_CHANGE_PROB = 0.5
+# Local steps on numbers have a standard deviation (in the unit cube) drawn log-uniformly from this range,
+# so that some candidates refine a good trial and some look a little further away.
 _LOCAL_SCALE_RANGE = (0.01, 0.2)
-# A category of a local candidate is redrawn with this probability.
-_LOCAL_CATEGORY_FLIP = 0.1
-_ACTIVATION = torch.tanh
-_LEARNING_RATE = 1e-2
+# AdamW on standardised targets: a high-ish rate because training restarts from scratch for every trial
+# and has only `epochs` full-batch steps to fit.
+_LEARNING_RATE = 3e-2
 _WEIGHT_DECAY = 1e-2
 _MIN_STD = 1e-9
-_REFLECT = None
+# Every tensor is made on the CPU explicitly: a study may have set a GPU as torch's default device, and
+# a `with torch.device(...)` block would slow each of the many tiny operations down about threefold.
+_CPU = torch.device("cpu")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -70,9 +78,9 @@ def _numeric_bounds(dist: _NumericDistribution) -> tuple[float, float, bool]:
 
 
 def _values_to_unit(dist: _NumericDistribution, values: np.ndarray) -> np.ndarray:
-    low, high, log = _numeric_bounds(dist)
     if dist.low == dist.high:
         return np.full_like(values, 0.5, dtype=np.float64)
+    low, high, log = _numeric_bounds(dist)
     scaled = np.log(values) if log else values
     return (scaled - low) / (high - low)
 
@@ -105,10 +113,6 @@ class _SpaceEncoder:
             self.columns[name] = slice(start, start + width)
             start += width
         self.dim = start
-        self.numeric_mask = np.ones(self.dim, dtype=bool)
-        for name, dist in self.search_space.items():
-            if isinstance(dist, CategoricalDistribution):
-                self.numeric_mask[self.columns[name]] = False
 
     def encode(self, params: Mapping[str, Any]) -> np.ndarray:
         row = np.zeros(self.dim)
@@ -153,18 +157,25 @@ class _SpaceEncoder:
         return rows
 
     def perturb(self, centres: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` rows near ``centres``: Gaussian steps on numbers, now and then a new category."""
+        """``n`` rows near ``centres``, each changing a random subset of the parameters of its centre.
+
+        A changed number takes a Gaussian step (clipped to the space); a changed category is drawn anew.
+        """
         base = centres[rng.integers(len(centres), size=n)]
         log_low, log_high = np.log(_LOCAL_SCALE_RANGE)
         scales = np.exp(rng.uniform(log_low, log_high, size=(n, 1)))
-        rows = np.where(self.numeric_mask, base + rng.normal(size=base.shape) * scales, base)
-        fresh = self.uniform(n, rng)
-        for name, dist in self.search_space.items():
-            if isinstance(dist, CategoricalDistribution):
-                flip = rng.random(n) < _LOCAL_CATEGORY_FLIP
-                columns = self.columns[name]
-                rows[flip, columns] = fresh[flip, columns]
-        return _REFLECT(rows) if _REFLECT else np.clip(rows, 0.0, 1.0)
+        stepped = np.clip(base + rng.normal(size=base.shape) * scales, 0.0, 1.0)
+        redrawn = self.uniform(n, rng)
+        n_params = len(self.search_space)
+        change = rng.random((n, n_params)) < _LOCAL_CHANGE_PROB
+        unchanged = ~change.any(axis=1)
+        change[unchanged, rng.integers(n_params, size=int(unchanged.sum()))] = True
+        rows = base.copy()
+        for index, (name, dist) in enumerate(self.search_space.items()):
+            columns = self.columns[name]
+            source = redrawn if isinstance(dist, CategoricalDistribution) else stepped
+            rows[change[:, index], columns] = source[change[:, index], columns]
+        return rows
 
 
 def _numeric(dist: BaseDistribution) -> _NumericDistribution:
@@ -198,8 +209,8 @@ class _MLPEnsemble:
         for fan_in, fan_out in itertools.pairwise(sizes):
             # The uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) initialisation of torch.nn.Linear.
             bound = 1.0 / math.sqrt(fan_in)
-            weight = (torch.rand(n_models, fan_in, fan_out, generator=generator) * 2 - 1) * bound
-            bias = (torch.rand(n_models, 1, fan_out, generator=generator) * 2 - 1) * bound
+            weight = (torch.rand(n_models, fan_in, fan_out, generator=generator, device=_CPU) * 2 - 1) * bound
+            bias = (torch.rand(n_models, 1, fan_out, generator=generator, device=_CPU) * 2 - 1) * bound
             self.weights.append(weight.requires_grad_())
             self.biases.append(bias.requires_grad_())
 
@@ -213,25 +224,30 @@ class _MLPEnsemble:
         for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             hidden = torch.baddbmm(bias, hidden, weight)
             if index < last:
-                hidden = _ACTIVATION(hidden)
+                hidden = torch.nn.functional.silu(hidden)
         return hidden.squeeze(-1)
 
 
 def _fit_ensemble(
     inputs: np.ndarray, targets: np.ndarray, *, n_models: int, hidden: int, epochs: int, generator: torch.Generator
 ) -> _MLPEnsemble:
-    """Trains each member on its own bootstrap resample of (inputs, standardised targets), full batch."""
-    x = torch.as_tensor(inputs, dtype=torch.float32)
-    y = torch.as_tensor(targets, dtype=torch.float32)
-    ensemble = _MLPEnsemble(n_models, x.shape[1], hidden, generator)
-    resample = torch.randint(len(x), (n_models, len(x)), generator=generator)
-    x_boot, y_boot = x[resample], y[resample]
-    optimizer = torch.optim.AdamW(ensemble.parameters(), lr=_LEARNING_RATE, weight_decay=_WEIGHT_DECAY, fused=True)
+    """Trains each member on all (inputs, standardised targets), full batch, with its own random weights.
+
+    The per-member weights are a Bayesian bootstrap (exponential weights of mean 1): like a classic
+    bootstrap resample they make the members disagree where the data do not pin the function down,
+    but no member loses the ~37 % of trials a resample leaves out, which matters with a few dozen trials.
+    """
+    x = torch.as_tensor(inputs, dtype=torch.float32, device=_CPU).expand(n_models, -1, -1)
+    y = torch.as_tensor(targets, dtype=torch.float32, device=_CPU)
+    ensemble = _MLPEnsemble(n_models, x.shape[-1], hidden, generator)
+    weights = -torch.log1p(-torch.rand(n_models, len(y), generator=generator, device=_CPU))
+    weights = weights / weights.mean(dim=1, keepdim=True)
+    optimizer = torch.optim.AdamW(ensemble.parameters(), lr=_LEARNING_RATE, weight_decay=_WEIGHT_DECAY)
     # The caller may be inside torch.no_grad() or inference_mode (an objective that evaluates a model).
     with torch.inference_mode(False), torch.enable_grad():
         for _ in range(epochs):
             optimizer.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.mse_loss(ensemble(x_boot), y_boot)
+            loss = (weights * (ensemble(x) - y) ** 2).mean()
             loss.backward()
             optimizer.step()
     return ensemble
@@ -248,7 +264,7 @@ def _expected_improvement(mean: np.ndarray, std: np.ndarray, best: float, xi: fl
 
 
 def _erf(values: np.ndarray) -> np.ndarray:
-    return torch.special.erf(torch.as_tensor(values, dtype=torch.float64)).numpy()
+    return torch.special.erf(torch.as_tensor(values, dtype=torch.float64, device=_CPU)).numpy()
 
 
 def _standardised_scores(values: np.ndarray, direction: StudyDirection) -> np.ndarray:
@@ -283,8 +299,11 @@ class NeuralSampler(optuna.samplers.BaseSampler):
     (conditional parameters) are drawn at random. Failed and pruned trials are ignored: a pruned trial's
     value is an intermediate score, not comparable with the final ones.
 
-    The same ``seed`` on the same objective gives the same trials. The sampler never touches the global
-    random streams of ``torch`` or ``numpy``.
+    The same ``seed`` on the same objective gives the same trials (on the same machine and library
+    versions). The sampler never touches the global random streams of ``torch``, ``numpy`` or ``random``;
+    while it trains its networks it runs torch with one intra-op thread and then restores the previous
+    number (see :func:`_one_intra_op_thread`). A suggestion with 50 finished trials takes about 0.2 s with
+    the defaults on one CPU core.
 
     Example::
 
@@ -373,8 +392,7 @@ class NeuralSampler(optuna.samplers.BaseSampler):
         if len(completed) < max(self.n_startup_trials, 1):
             return {}
         values = np.array([done.value for done in completed], dtype=np.float64)
-        # A study may have set the default device to a GPU; the surrogate is small and stays on the CPU.
-        with torch.device("cpu"):
+        with _one_intra_op_thread():
             return self._propose(_SpaceEncoder(search_space), [done.params for done in completed], values, study)
 
     def sample_independent(
@@ -393,7 +411,7 @@ class NeuralSampler(optuna.samplers.BaseSampler):
     ) -> dict[str, Any]:
         inputs = np.stack([encoder.encode(one) for one in params])
         scores = _standardised_scores(values, study.direction)
-        generator = torch.Generator().manual_seed(int(self._rng.integers(2**63 - 1)))
+        generator = torch.Generator(device=_CPU).manual_seed(int(self._rng.integers(2**63 - 1)))
         ensemble = _fit_ensemble(
             inputs, scores, n_models=self.n_models, hidden=self.hidden, epochs=self.epochs, generator=generator
         )
@@ -409,10 +427,31 @@ class NeuralSampler(optuna.samplers.BaseSampler):
             )
         )
         with torch.no_grad():
-            batch = torch.as_tensor(candidates, dtype=torch.float32).expand(self.n_models, -1, -1)
+            batch = torch.as_tensor(candidates, dtype=torch.float32, device=_CPU).expand(self.n_models, -1, -1)
             predictions = ensemble(batch).double().numpy()
         improvement = _expected_improvement(predictions.mean(0), predictions.std(0), float(scores.max()), self.xi)
         return encoder.decode(candidates[int(np.argmax(improvement))])
+
+
+@contextlib.contextmanager
+def _one_intra_op_thread() -> Iterator[None]:
+    """Runs the block with one torch intra-op thread, then restores the previous number.
+
+    The surrogate's tensors are far too small to gain from threads, and when the CPU is busy (data loading,
+    another process) the thread hand-offs of each tiny matrix product made a suggestion 20 to 100 times
+    slower: 5 to 25 s instead of 0.2 s on a loaded 2-core machine. The setting is process-wide, so with
+    Optuna's ``n_jobs > 1`` an objective running in another thread also gets one thread for the
+    fraction of a second this block lasts.
+    """
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _check_single_objective(study: Study) -> None:

@@ -115,11 +115,12 @@ def trial_settings(config: TuneConfig, values: Mapping[str, Any]) -> tuple[AnyMo
 class _Reporter(Callback):
     """Feeds the validation score to the pruner after every epoch and keeps the epoch rows."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
+    def __init__(self, trial: optuna.Trial, monitor: str, out_of_time: Callable[[], bool] = lambda: False) -> None:
         self.trial = trial
         self.monitor = monitor
         self.rows: list[dict[str, Any]] = []
         self.epochs: int | None = None
+        self.out_of_time = out_of_time
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
         self.epochs = int(logs["epochs"]) if "epochs" in logs else None
@@ -133,6 +134,9 @@ class _Reporter(Callback):
         # After the last epoch the trial has cost all it will: it completes rather than being pruned.
         if epoch != self.epochs and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch} with {self.monitor} {float(value):.4f}")
+        if epoch != self.epochs and self.out_of_time():
+            self.trial.set_user_attr("stopped", "the search's time budget ran out")
+            raise optuna.TrialPruned(f"stopped after epoch {epoch}: the time budget ran out")
 
 
 @dataclass
@@ -155,12 +159,19 @@ class _Search:
         self.settings = config.tune
         self.metric = config.tune.metric
         self.best = _Best()
+        self.deadline: float | None = None
+        self.completed_before = False
+
+    def out_of_time(self) -> bool:
+        """Past the deadline of ``timeout``, once some trial has completed: a trial never runs far over it."""
+        done = self.best.number is not None or self.completed_before
+        return done and self.deadline is not None and time.perf_counter() > self.deadline
 
     def objective(self, trial: optuna.Trial) -> float:
         started = time.perf_counter()
         values = self.space.suggest(trial)
         trial.set_user_attr("settings", values)
-        reporter = _Reporter(trial, f"val_{self.metric}")
+        reporter = _Reporter(trial, f"val_{self.metric}", self.out_of_time)
         classifier = None
         try:
             model, train = trial_settings(self.config, values)
@@ -456,6 +467,9 @@ def run_tune(
             )
         try:
             if budget is None or budget > 0:
+                if settings.timeout is not None:
+                    search.deadline = time.perf_counter() + settings.timeout
+                    search.completed_before = any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
                 study.optimize(
                     search.objective,
                     n_trials=budget,
