@@ -469,7 +469,9 @@ def run_tune(
             if budget is None or budget > 0:
                 if settings.timeout is not None:
                     search.deadline = time.perf_counter() + settings.timeout
-                    search.completed_before = any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+                    search.completed_before = any(
+                        t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)
+                    )
                 study.optimize(
                     search.objective,
                     n_trials=budget,
