@@ -35,6 +35,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--verbose", "-v", action="store_true", help="Log what every step does, on stderr.")
 
 
+def _source(parser: argparse.ArgumentParser) -> None:
+    """``--dataset`` or ``--data``, and the options that read and prepare the data."""
+    source = parser.add_argument_group("data source")
+    source.add_argument("--dataset", help="A built-in dataset (see `ajuste datasets`).")
+    source.add_argument("--data", dest="path", metavar="FILE", help="A data file: CSV, TSV, JSONL, Parquet, lines.")
+    add_data_flags(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ajuste", description="Train, evaluate and use text classifiers.")
     parser.add_argument("--version", action="version", version=f"ajuste {_version()}")
@@ -46,10 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prepare the data, build, compile and fit a model, evaluate it on "
         "validation and (once) on test, and write a run folder.",
     )
-    source = train.add_argument_group("data source")
-    source.add_argument("--dataset", help="A built-in dataset (see `ajuste datasets`).")
-    source.add_argument("--data", dest="path", metavar="FILE", help="A data file: CSV, TSV, JSONL, Parquet, lines.")
-    add_data_flags(train)
+    _source(train)
     add_model_flags(train)
     add_train_flags(train)
     run = train.add_argument_group("run")
@@ -103,10 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "split (the study is kept in a database: the same command resumes it), refit the best "
         "settings, evaluate the test split once, and write a run folder with report.html.",
     )
-    source = tune.add_argument_group("data source")
-    source.add_argument("--dataset", help="A built-in dataset (see `ajuste datasets`).")
-    source.add_argument("--data", dest="path", metavar="FILE", help="A data file: CSV, TSV, JSONL, Parquet, lines.")
-    add_data_flags(tune)
+    _source(tune)
     models = tune.add_argument_group("model")
     models.add_argument(
         "--model",

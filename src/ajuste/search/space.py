@@ -253,6 +253,7 @@ class SearchSpace:
     families: list[str]
     scopes: dict[str, Scope]
     source: dict[str, Any] = field(default_factory=dict)
+    _grid: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """The settings of one trial, as a flat mapping such as ``{"model.family": "gpt", "train.lr": 0.001}``."""
@@ -281,6 +282,8 @@ class SearchSpace:
 
     def grid(self) -> list[dict[str, Any]]:
         """Every distinct point of the space as study parameters, conditions honoured: what grid search runs."""
+        if self._grid is not None:
+            return self._grid
         points: list[dict[str, Any]] = []
         for family in self.families:
             scope = self.scopes[family]
@@ -295,6 +298,7 @@ class SearchSpace:
                         found="more",
                         fix="Give float settings fewer `grid` points, or use another sampler.",
                     )
+        self._grid = points
         return points
 
     def decode(self, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -55,6 +55,8 @@ SPACE_FILE = "space.yaml"
 LOCK_FILE = ".lock"
 DEFAULT_FAMILIES = ("bag", "gpt", "minilm")
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+#: What makes one trial fail without stopping the search (out of memory is a RuntimeError).
+TRIAL_ERRORS = (AjusteError, RuntimeError, MemoryError, ValueError)
 
 AnyModelSettings = BagSettings | GPTSettings | PretrainedSettings
 TrialHook = Callable[[FrozenTrial, optuna.Study], None]
@@ -206,7 +208,7 @@ class _Search:
             trial.set_user_attr("interrupted", True)
             trial.set_user_attr("error", "interrupted: the search was stopped during this trial")
             raise
-        except (AjusteError, RuntimeError, MemoryError, ValueError) as exc:
+        except TRIAL_ERRORS as exc:
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             trial.set_user_attr("error", reason[:500])
             raise
@@ -476,7 +478,7 @@ def run_tune(
                     search.objective,
                     n_trials=budget,
                     timeout=settings.timeout,
-                    catch=(AjusteError, RuntimeError, MemoryError, ValueError),
+                    catch=TRIAL_ERRORS,
                     callbacks=[_after_trial(on_trial)] if on_trial else None,
                     gc_after_trial=True,
                 )
@@ -504,72 +506,55 @@ def run_tune(
             record["search"].update(
                 trials=count_states(study.get_trials(deepcopy=False)), importances=found, best_value=best.value
             )
-            content = yaml.safe_load((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-            content["record"] = record
-            staged = run_dir / f".{RUN_FILE}.partial"
-            staged.write_text(yaml.safe_dump(content, sort_keys=False, allow_unicode=True), encoding="utf-8")
-            os.replace(staged, run_dir / RUN_FILE)
-            _report(run_dir, info)
+            _rewrite_record(run_dir, record)
             best_params = dict(record["search"]["best_params"])
-            return TuneResult(
-                run_dir,
-                elapsed(started),
-                best_params,
-                float(best.value or math.nan),
-                best.number,
-                study,
-                classifier,
-                metrics,
-                data,
-                found,
-            )
-        classifier, refit = search.final_model(best)
-        metrics = {"val": classifier.evaluate(data.val, seed=config.seed)}
-        # The one access to the test split, after every choice has been made on validation.
-        metrics["test"] = classifier.evaluate(data.test, seed=config.seed)
-        test_access = {
-            "split": "test",
-            "at": now(),
-            "texts": len(data.test),
-            "purpose": "final evaluation of the refit",
-        }
-        best_params = dict(best.user_attrs.get("settings") or space.decode(best.params))
-        model, train = trial_settings(config, best_params)
-        resolved = RunConfig(data=config.data, model=model, train=train, seed=config.seed)
-        seconds = elapsed(started)
-        previous = _previous_accesses(run_dir)
-        record = {
-            "created": now(),
-            "seconds": seconds,
-            "data": data.report,
-            "model": classifier.describe(),
-            "search": {
-                **{k: info[k] for k in ("storage", "study", "metric", "direction", "sampler", "pruner")},
-                "fingerprint": info["fingerprint"],
-                "trials": count_states(study.get_trials(deepcopy=False)),
-                "best_trial": best.number,
-                "best_value": best.value,
-                "best_params": best_params,
-                "importances": found,
-                **refit,
-            },
-            "test_accesses": [*previous, test_access],
-        }
-        split = {"source": data.report["source"], "seed": config.seed, **data.split_record()}
-        write_final(run_dir, classifier, resolved, metrics=metrics, split=split, record=record)
+            seconds = elapsed(started)
+        else:
+            classifier, refit = search.final_model(best)
+            metrics = {"val": classifier.evaluate(data.val, seed=config.seed)}
+            # The one access to the test split, after every choice has been made on validation.
+            metrics["test"] = classifier.evaluate(data.test, seed=config.seed)
+            test_access = {
+                "split": "test",
+                "at": now(),
+                "texts": len(data.test),
+                "purpose": "final evaluation of the refit",
+            }
+            best_params = dict(best.user_attrs.get("settings") or space.decode(best.params))
+            model, train = trial_settings(config, best_params)
+            resolved = RunConfig(data=config.data, model=model, train=train, seed=config.seed)
+            seconds = elapsed(started)
+            record = {
+                "created": now(),
+                "seconds": seconds,
+                "data": data.report,
+                "model": classifier.describe(),
+                "search": {
+                    **{k: info[k] for k in ("storage", "study", "metric", "direction", "sampler", "pruner")},
+                    "fingerprint": info["fingerprint"],
+                    "trials": count_states(study.get_trials(deepcopy=False)),
+                    "best_trial": best.number,
+                    "best_value": best.value,
+                    "best_params": best_params,
+                    "importances": found,
+                    **refit,
+                },
+                "test_accesses": [*_previous_accesses(run_dir), test_access],
+            }
+            split = {"source": data.report["source"], "seed": config.seed, **data.split_record()}
+            write_final(run_dir, classifier, resolved, metrics=metrics, split=split, record=record)
         _report(run_dir, info)
-        return TuneResult(
-            run_dir,
-            seconds,
-            best_params,
-            float(best.value if best.value is not None else math.nan),
-            best.number,
-            study,
-            classifier,
-            metrics,
-            data,
-            found,
-        )
+        value = float(best.value) if best.value is not None else math.nan
+        return TuneResult(run_dir, seconds, best_params, value, best.number, study, classifier, metrics, data, found)
+
+
+def _rewrite_record(run_dir: Path, record: dict[str, Any]) -> None:
+    """Replace the record of run.yaml, atomically, keeping its settings."""
+    content = yaml.safe_load((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    content["record"] = record
+    staged = run_dir / f".{RUN_FILE}.partial"
+    staged.write_text(yaml.safe_dump(content, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    os.replace(staged, run_dir / RUN_FILE)
 
 
 def _kept_result(
