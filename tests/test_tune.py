@@ -21,6 +21,7 @@ import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from ajuste.cli.main import main
 from ajuste.errors import ConfigError, TrainingError
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import parse_space
@@ -129,7 +130,6 @@ def count_classifiers() -> int:
 @pytest.fixture(scope="module")
 def finished(data_file: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """One search of 3 trials through the command line: (its run folder, its --json summary)."""
-    from ajuste.cli.main import main
 
     out = tmp_path_factory.mktemp("finished") / "run"
     command = tune_command(data_file, out, "--trials", "3", "--sampler", "random", "--pruner", "none", "--json")
@@ -488,3 +488,11 @@ def test_no_finished_trial_is_a_training_error(
     monkeypatch.setattr(TextClassifier, "fit_from", fit_from)
     with pytest.raises(TrainingError, match="ValueError: bad value"):
         tune(data_file, model="bag", space=TINY_SPACE, sampler="random", pruner="none", trials=1, out=tmp_path)
+
+
+def test_the_command_silences_optuna_s_own_trial_log(data_file: Path, tmp_path: Path, cli: Cli) -> None:
+    # The command prints one line per trial itself (none with --quiet): Optuna's log would repeat them.
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # Optuna's default
+    result = ok(cli(*tune_command(data_file, tmp_path / "run", "--trials", "2", "--quiet")))
+    assert optuna.logging.get_verbosity() == optuna.logging.WARNING
+    assert result.err == ""

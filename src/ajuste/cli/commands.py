@@ -73,7 +73,7 @@ def tune(args: argparse.Namespace) -> int:
     config = tune_config_from_args(args, data=_data_source(args))
     metric = config.tune.metric
     show = not args.quiet
-    if show:
+    if not args.verbose:  # our own line per trial replaces Optuna's log, which --quiet silences too
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
