@@ -40,6 +40,19 @@ def make_texts(n: int, seed: int = 0, classes: tuple[str, ...] = ("ham", "spam")
     return texts, labels
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty freeze-boundary cache, on disk and in memory: none writes to ~/.cache."""
+    from ajuste import cache
+
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("AJUSTE_CACHE_DIR", str(folder))
+    for variable in ("AJUSTE_CACHE_SIZE", "AJUSTE_CACHE_MEMORY"):
+        monkeypatch.delenv(variable, raising=False)
+    cache.clear()
+    return folder
+
+
 @pytest.fixture
 def small_data() -> tuple[list[str], list[str]]:
     return make_texts(120)

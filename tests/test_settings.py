@@ -113,7 +113,7 @@ def test_another_familys_setting_is_not_a_typo() -> None:
     message = config_error(with_data(model={"family": "bag", "num_heads": 4}))
     assert "model.num_heads: unknown setting for family bag" in message
     assert "did you mean 'num_heads'" not in message
-    assert "known: max_length, family, embed_dim, ngrams, buckets, min_freq" in message
+    assert "known: max_length, precision, family, embed_dim, ngrams, buckets, min_freq" in message
 
 
 def test_unknown_key_far_from_any_lists_the_known_ones() -> None:

@@ -13,7 +13,7 @@ from rich.table import Table
 from ajuste.cli.output import Output
 from ajuste.errors import ConfigError, DataError
 
-__all__ = ["datasets", "evaluate", "predict", "report", "train", "tune"]
+__all__ = ["cache", "datasets", "evaluate", "predict", "report", "train", "tune"]
 
 
 def _output(args: argparse.Namespace) -> Output:
@@ -163,7 +163,7 @@ def evaluate(args: argparse.Namespace) -> int:
             f"and {report['dropped_missing_label']} without label",
             fix="Check the --text-col and --label-col choice.",
         )
-    metrics = run.classifier.evaluate(dataset, batch_size=args.batch_size)
+    metrics = run.classifier.evaluate(dataset, batch_size=args.batch_size, precision=args.precision)
     dropped = report["dropped_empty_text"] + report["dropped_missing_label"]
     out.say(
         f"[bold]data[/]  {report['rows_in']} rows read, {dropped} without text or label skipped, {len(dataset)} scored"
@@ -216,7 +216,7 @@ def predict(args: argparse.Namespace) -> int:
         texts, ids = read_texts(args.input, file_format=args.format, text_col=args.text_col, encoding=args.encoding)
     else:
         texts = list(args.texts)
-    predictions = run.classifier.predict([t or "" for t in texts], batch_size=args.batch_size)
+    predictions = run.classifier.predict([t or "" for t in texts], batch_size=args.batch_size, precision=args.precision)
     seconds = round(time.perf_counter() - started, 3)
     if args.output:
         path = write_predictions(
@@ -275,4 +275,46 @@ def datasets(args: argparse.Namespace) -> int:
         )
     out.table(table)
     out.json({"datasets": listed})
+    return 0
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GB"
+
+
+def cache(args: argparse.Namespace) -> int:
+    from ajuste import cache as store
+
+    out = _output(args)
+    folder = store.cache_dir()
+    if args.action == "clear":
+        removed, freed = store.clear()
+        out.say(f"removed {removed} cache files ({_size(freed)}) from [bold]{folder}[/]")
+        out.json({"folder": str(folder), "removed": removed, "bytes": freed})
+        return 0
+    found = store.entries()
+    table = Table(box=None, pad_edge=False)
+    for column in ("key", "size", "last used", "model", "boundary", "texts", "max length", "precision"):
+        table.add_column(column, justify="right" if column in ("size", "texts", "max length") else "left")
+    for entry in found:
+        meta = entry.meta
+        table.add_row(
+            entry.key[:12],
+            _size(entry.bytes),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used)),
+            Path(str(meta.get("source", ""))).name or ("damaged" if meta.get("damaged") else ""),
+            str(meta.get("boundary", "")),
+            str(meta.get("texts", "")),
+            str(meta.get("max_length", "")),
+            str(meta.get("precision", "")),
+        )
+    total = sum(e.bytes for e in found)
+    out.table(table)
+    out.say(f"{len(found)} entries, {_size(total)} in [bold]{folder}[/] (cap {_size(store.disk_cap())})")
+    listed = [{"key": e.key, "bytes": e.bytes, "last_used": e.last_used, **e.meta} for e in found]
+    out.json({"folder": str(folder), "bytes": total, "cap_bytes": store.disk_cap(), "entries": listed})
     return 0

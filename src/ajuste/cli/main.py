@@ -43,6 +43,12 @@ def _source(parser: argparse.ArgumentParser) -> None:
     add_data_flags(parser)
 
 
+def _precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), default=None, help="Arithmetic of prediction (default: the model's)."
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ajuste", description="Train, evaluate and use text classifiers.")
     parser.add_argument("--version", action="version", version=f"ajuste {_version()}")
@@ -75,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", metavar="DATA", help="Labelled data file, or a built-in dataset name.")
     add_data_flags(evaluate, prepare=False)
     evaluate.add_argument("--batch-size", type=int, default=None, help="Texts per batch.")
+    _precision(evaluate)
     _common(evaluate)
     evaluate.set_defaults(handler=commands.evaluate)
 
@@ -97,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--encoding", default="utf-8", help="Text encoding of --input (utf-8).")
     predict.add_argument("--batch-size", type=int, default=None, help="Texts per batch.")
+    _precision(predict)
     predict.add_argument("--overwrite", action="store_true", help="Replace --output if it exists.")
     _common(predict)
     predict.set_defaults(handler=commands.predict)
@@ -156,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common(report)
     report.set_defaults(handler=commands.report)
 
+    cache = sub.add_parser(
+        "cache",
+        help="List or clear the cache of frozen-layer outputs.",
+        description="The freeze-boundary cache keeps what the frozen layers of a pretrained model compute "
+        "for each text, so that epochs, trials and later runs skip them. It lives in $AJUSTE_CACHE_DIR "
+        "(default ~/.cache/ajuste), capped by $AJUSTE_CACHE_SIZE (default 4GB; least recently used first out).",
+    )
+    cache.add_argument("action", choices=("list", "clear"), nargs="?", default="list", help="list (default) or clear.")
+    _common(cache)
+    cache.set_defaults(handler=commands.cache)
+
     datasets = sub.add_parser("datasets", help="List the built-in datasets and where they are found.")
     datasets.add_argument("--data-dir", help="Folder holding built-in datasets (default $AJUSTE_DATA_DIR).")
     _common(datasets)
@@ -193,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _configure_logging(args.verbose)
     try:
+        from ajuste.runtime import configure_threads
+
+        configure_threads()
         return int(args.handler(args) or 0)
     except AjusteError as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -117,6 +117,14 @@ MODEL_FLAGS = (
     Flag("--lora-alpha", "model", "lora_alpha", float, "pretrained: LoRA alpha (16).", PRETRAINED),
     Flag("--lora-dropout", "model", "lora_dropout", float, "pretrained: LoRA dropout (0.05).", PRETRAINED),
     Flag("--max-length", "model", "max_length", int, "Longest input in tokens (default: longest training text)."),
+    Flag(
+        "--precision",
+        "model",
+        "precision",
+        str,
+        "fp32 | bf16: arithmetic of prediction and of the frozen layers' pass (fp32).",
+        choices=("fp32", "bf16"),
+    ),
 )
 TRAIN_FLAGS = (
     Flag("--optimizer", "train", "optimizer", str, "adamw | adam | sgd (adamw).", choices=("adamw", "adam", "sgd")),
@@ -181,6 +189,13 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--trust-remote-code", action="store_true", default=None, help="Allow a checkpoint's own code to run (off)."
     )
+    group.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        default=None,
+        help="pretrained: run the frozen layers on every batch instead of once per text (cache on).",
+    )
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -217,6 +232,11 @@ def _model_section(args: argparse.Namespace, base: dict[str, Any]) -> tuple[dict
         section[flag.field] = value
     if args.trust_remote_code:
         section["trust_remote_code"] = True
+    if args.cache is False:
+        if family not in PRETRAINED:
+            problems.append(f"--no-cache applies to --model minilm or a checkpoint only, not {family}")
+        else:
+            section["cache"] = False
     return section, problems
 
 

@@ -9,13 +9,15 @@ its own files. Everything else — optimisation, batching, metrics, early stoppi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from ajuste.models.boundary import BoundaryStates
 
 __all__ = ["WEIGHTS_FILE", "Family", "TrainingDefaults", "count_parameters", "load_weights", "save_weights"]
 
@@ -93,3 +95,10 @@ class Family(ABC):
     def describe(self) -> dict[str, Any]:
         """Facts about the built model for reports (sizes, resolved choices)."""
         return {}
+
+    def frozen_features(
+        self, module: nn.Module, sequences: Sequence[Sequence[int]], progress: Callable[[int], None] | None = None
+    ) -> BoundaryStates | None:
+        """The frozen part's output for every sequence, from the cache or computed; ``None`` when every layer
+        trains (or the cache is off), and the whole model then runs on every batch."""
+        return None

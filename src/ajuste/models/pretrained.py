@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ from torch import nn
 
 from ajuste.errors import ConfigError, ModelError
 from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
+from ajuste.models.boundary import BoundaryStates, compute_states
 from ajuste.models.settings import PretrainedSettings, parse_trainable
-from ajuste.models.transformer import BackboneClassifier, Pooling, freeze_below
+from ajuste.models.transformer import BackboneClassifier, Pooling, find_blocks, freeze_below
 from ajuste.tokenize.batching import pad_sequences
 
 __all__ = ["PretrainedFamily", "minilm_path"]
@@ -112,6 +114,7 @@ class PretrainedFamily(Family):
         self.pooling: Pooling | None = None if settings.pooling == "auto" else settings.pooling
         self._max_length = settings.max_length
         self._folder: Path | None = None
+        self._tokenizer_hash: str | None = None
 
     # -- checks and loading -------------------------------------------------------------------
 
@@ -222,14 +225,19 @@ class PretrainedFamily(Family):
         policy = self.settings.trainable
         keep = parse_trainable(policy)
         frozen: list[nn.Module] = []
+        boundary: int | None = None
+        config: Any = getattr(module.backbone, "config", None)
+        if getattr(config, "use_cache", None):  # no key/value cache: we never generate
+            config.use_cache = False
         if policy == "lora":
             module.backbone = self._add_lora(module.backbone)
         elif keep == 0:
             module.backbone.requires_grad_(False)
-            frozen = [module.backbone]
+            frozen, boundary = [module.backbone], -1
         elif keep is not None:
             frozen = freeze_below(module.backbone, keep)
-        module.set_frozen(frozen)
+            boundary = len(find_blocks(module.backbone)[1]) - keep
+        module.set_frozen(frozen, boundary)
         return module
 
     def _add_lora(self, backbone: nn.Module) -> nn.Module:
@@ -294,6 +302,60 @@ class PretrainedFamily(Family):
         module = self._classifier(backbone, num_labels)
         load_weights(module, folder)
         return self._apply_policy(module)
+
+    def frozen_features(
+        self, module: nn.Module, sequences: Sequence[Sequence[int]], progress: Callable[[int], None] | None = None
+    ) -> BoundaryStates | None:
+        if not self.settings.cache or not isinstance(module, BackboneClassifier) or module.boundary is None:
+            return None
+        from ajuste import cache
+
+        parts = {
+            "checkpoint": self._checkpoint_fingerprint(module),
+            "boundary": module.boundary,
+            "pooling": module.pooling if module.boundary == -1 else None,
+            "tokenizer": self._tokenizer_fingerprint(),
+            "max_length": self._max_length,
+            "precision": self.settings.precision,
+            "texts": cache.fingerprint_sequences(sequences),
+        }
+        key = cache.make_key(parts)
+        states = cache.get(key)
+        if states is not None and len(states) == len(sequences):
+            log.info("frozen layers: %d texts from the cache (%s)", len(sequences), key)
+            return states
+        started = time.perf_counter()
+        states = compute_states(module, sequences, self.collate, self.settings.precision, progress)
+        meta = {
+            "source": self.source,
+            "boundary": "pooled output" if module.boundary == -1 else f"before block {module.boundary}",
+            "trainable": self.settings.trainable,
+            "max_length": self._max_length,
+            "precision": self.settings.precision,
+            "texts": len(sequences),
+        }
+        cache.put(key, states, meta)
+        log.info("frozen layers: %d texts computed in %.1f s (%s)", len(sequences), time.perf_counter() - started, key)
+        return states
+
+    def _checkpoint_fingerprint(self, module: BackboneClassifier) -> str:
+        from ajuste import cache
+
+        if module.frozen_fingerprint is None:  # the frozen weights never change: hashed once per model
+            config = self.config.to_json_string(use_diff=False) if self.config is not None else ""
+            module.frozen_fingerprint = cache.fingerprint_modules(module.frozen_modules) + cache.make_key(
+                {"config": config}
+            )
+        return module.frozen_fingerprint
+
+    def _tokenizer_fingerprint(self) -> str:
+        from ajuste import cache
+
+        if self._tokenizer_hash is None:
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            text = backend.to_str() if backend is not None else json.dumps(self.tokenizer.get_vocab(), sort_keys=True)
+            self._tokenizer_hash = cache.make_key({"tokenizer": text, "pad": self.pad_id})
+        return self._tokenizer_hash
 
     def describe(self) -> dict[str, Any]:
         blocks = None

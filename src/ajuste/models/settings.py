@@ -26,6 +26,9 @@ class _Settings(BaseModel):
     max_length: int | None = Field(
         None, ge=1, description="Longest input in tokens; unset: min(longest training text, model context)."
     )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="Arithmetic of prediction and of the frozen layers' pass (bf16 where the CPU has it)."
+    )
 
 
 class BagSettings(_Settings):
@@ -87,6 +90,9 @@ class PretrainedSettings(_Settings):
     lora_alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (trainable=lora).")
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA path (trainable=lora).")
     trust_remote_code: bool = Field(False, description="Allow a checkpoint's own Python code to run.")
+    cache: bool = Field(
+        True, description="Compute the frozen layers once per text and reuse them (head, last_block, last_n:K)."
+    )
 
     @field_validator("trainable")
     @classmethod

@@ -8,7 +8,9 @@ each text ends, whatever the pad token is.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -16,6 +18,18 @@ from torch import nn
 __all__ = ["BackboneClassifier", "Pooling", "find_blocks", "freeze_below"]
 
 Pooling = Literal["cls", "mean", "pooler", "last"]
+
+
+class _Reached(Exception):
+    """Raised by the hook on the first trainable block: the frozen part has run, the rest need not."""
+
+    def __init__(self, hidden: torch.Tensor) -> None:
+        super().__init__()
+        self.hidden = hidden
+
+
+def _hidden_argument(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    return args[0] if args else kwargs["hidden_states"]
 
 
 class BackboneClassifier(nn.Module):
@@ -32,9 +46,23 @@ class BackboneClassifier(nn.Module):
         # Modules below the freeze boundary stay in eval mode while the rest trains, so that their
         # dropout is off: a frozen layer then computes the same function in every epoch.
         self._frozen: list[nn.Module] = []
+        #: Where the frozen part ends: ``None`` (nothing frozen to skip: ``all``, ``lora``), ``-1`` (the
+        #: whole backbone: ``head``, the pooled vector is the boundary) or the number of frozen blocks.
+        self.boundary: int | None = None
+        self._blocks: list[nn.Module] = []  # the backbone's block stack (a plain list: not registered twice)
+        self._block_returns_tuple: bool | None = None  # older transformers return (hidden,) from a block
+        #: A hash of the frozen weights, set by the first user of the cache (they never change).
+        self.frozen_fingerprint: str | None = None
 
-    def set_frozen(self, modules: list[nn.Module]) -> None:
+    @property
+    def frozen_modules(self) -> list[nn.Module]:
+        return list(self._frozen)
+
+    def set_frozen(self, modules: list[nn.Module], boundary: int | None = None) -> None:
         self._frozen = modules
+        self.boundary = boundary
+        if boundary is not None and boundary >= 0:
+            self._blocks = list(find_blocks(self.backbone)[1])
         self.train(self.training)
 
     def train(self, mode: bool = True) -> BackboneClassifier:
@@ -43,13 +71,81 @@ class BackboneClassifier(nn.Module):
             module.eval()
         return self
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, boundary_states: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits; given ``boundary_states`` (what :meth:`frozen_states` returned), only the trainable part runs."""
+        if boundary_states is not None and self.boundary == -1:
+            return self.head(self.dropout(boundary_states))
+        if boundary_states is not None:
+            if self._block_returns_tuple is None and self.boundary:  # learn it from one token's frozen pass
+                self.frozen_states(input_ids[:1, :1], attention_mask[:1, :1])
+            with self._from_boundary(boundary_states):
+                return self.head(self.dropout(self._pooled(input_ids, attention_mask)))
+        return self.head(self.dropout(self._pooled(input_ids, attention_mask)))
+
+    def _pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         outputs = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
         if self.pooling == "pooler":
-            pooled = outputs.pooler_output
-        else:
-            pooled = pool(outputs.last_hidden_state, attention_mask, self.pooling)
-        return self.head(self.dropout(pooled))
+            return outputs.pooler_output
+        return pool(outputs.last_hidden_state, attention_mask, self.pooling)
+
+    # -- the freeze boundary ------------------------------------------------------------------------
+
+    def frozen_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """What the frozen part computes for a batch: the pooled vectors (``head``) or the hidden states
+        entering the first trainable block, ``(batch, width, hidden)``. Frozen modules run in eval mode."""
+        if self.boundary is None:
+            raise RuntimeError("this model has no freeze boundary: every layer trains")
+        with torch.no_grad():
+            if self.boundary == -1:
+                return self._pooled(input_ids, attention_mask)
+            blocks = self._blocks
+
+            def reached(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                raise _Reached(_hidden_argument(args, kwargs))
+
+            def returned(_module: nn.Module, _args: Any, output: Any) -> None:
+                self._block_returns_tuple = isinstance(output, tuple)
+
+            handles = [blocks[self.boundary].register_forward_pre_hook(reached, with_kwargs=True)]
+            if self.boundary > 0:
+                handles.append(blocks[self.boundary - 1].register_forward_hook(returned))
+            try:
+                self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+            except _Reached as stop:
+                return stop.hidden
+            finally:
+                for handle in handles:
+                    handle.remove()
+        raise RuntimeError("the backbone never called its block stack")
+
+    @contextmanager
+    def _from_boundary(self, states: torch.Tensor) -> Iterator[None]:
+        """Run the backbone's own forward, which builds the masks and positions for the batch as always, with
+        the frozen blocks passing their input through and ``states`` put in front of the first trainable one."""
+        blocks, boundary = self._blocks, self.boundary or 0
+        as_tuple = bool(self._block_returns_tuple)
+
+        def skip(*args: Any, **kwargs: Any) -> Any:
+            hidden = _hidden_argument(args, kwargs)
+            return (hidden,) if as_tuple else hidden
+
+        def inject(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if args:
+                return (states.to(args[0].dtype), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": states.to(kwargs["hidden_states"].dtype)}
+
+        skipped = list(blocks[:boundary])
+        for block in skipped:
+            block.forward = skip
+        handle = blocks[boundary].register_forward_pre_hook(inject, with_kwargs=True)
+        try:
+            yield
+        finally:
+            handle.remove()
+            for block in skipped:
+                del block.forward
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:

@@ -13,6 +13,7 @@ from ajuste.config import RunConfig
 from ajuste.data import describe, load_data, resolved_balance
 from ajuste.data.prepare import PreparedData
 from ajuste.runs.folder import check_target, default_run_dir, elapsed, now, write_run
+from ajuste.runtime import configure_threads
 from ajuste.training.callbacks import Callback
 from ajuste.training.classifier import TextClassifier
 
@@ -86,6 +87,7 @@ def train(
 ) -> RunResult:
     """Run the six steps for ``config`` and write the run folder; the test split is evaluated exactly once."""
     started = time.perf_counter()
+    configure_threads()
     target = Path(config.out) if config.out else default_run_dir(config)
     check_target(target, overwrite)
     data = load_data(config.data, seed=config.seed)

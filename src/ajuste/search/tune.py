@@ -37,6 +37,7 @@ from ajuste.data.prepare import PreparedData
 from ajuste.errors import AjusteError, ConfigError, RunFolderError, TrainingError
 from ajuste.models.settings import BagSettings, GPTSettings, PretrainedSettings
 from ajuste.runs.folder import HISTORY_FILE, METRICS_FILE, RUN_FILE, SPLIT_FILE, elapsed, now, write_files, write_json
+from ajuste.runtime import configure_threads
 from ajuste.search.samplers import SpaceGridSampler, make_pruner, make_sampler
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace, parse_space, split_settings
@@ -421,6 +422,7 @@ def run_tune(
 ) -> TuneResult:
     """Search, refit, evaluate the test split once, and write the run folder; see the module docstring."""
     started = time.perf_counter()
+    configure_threads()
     families: list[str] = list(config.families) or ([] if config.model.get("family") else list(DEFAULT_FAMILIES))
     space = parse_space(config.space, base_model=config.model, families=families)
     if config.model.get("family"):

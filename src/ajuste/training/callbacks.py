@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -10,7 +12,7 @@ if TYPE_CHECKING:
 
     from ajuste.training.classifier import TextClassifier
 
-__all__ = ["Callback", "EarlyStopping", "History", "ProgressBar", "is_improvement"]
+__all__ = ["Callback", "EarlyStopping", "History", "ProgressBar", "frozen_pass_progress", "is_improvement"]
 
 Logs = dict[str, Any]
 
@@ -155,3 +157,24 @@ class ProgressBar(Callback):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+@contextmanager
+def frozen_pass_progress(description: str, total: int, show: bool) -> Iterator[Callable[[int], None] | None]:
+    """A transient progress bar over the texts of a frozen-layer pass; yields its ``advance`` or ``None``."""
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda done: progress.update(task, advance=done)

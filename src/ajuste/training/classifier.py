@@ -27,7 +27,7 @@ from ajuste.errors import ConfigError, DataError, NotFittedError, RunFolderError
 from ajuste.models import Family, make_family
 from ajuste.models.base import WEIGHTS_FILE, count_parameters
 from ajuste.models.settings import BagSettings, GPTSettings, PretrainedSettings
-from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar
+from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar, frozen_pass_progress
 from ajuste.training.loop import Batches, EpochPlan, predict_logits, run_training
 from ajuste.training.metrics import classification_metrics
 from ajuste.training.optim import make_loss, make_optimizer, make_scheduler
@@ -43,6 +43,7 @@ MODEL_CONFIG = "config.json"
 FORMAT = "ajuste-model"
 FORMAT_VERSION = 1
 DataLike = TextDataset | Sequence[str]
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -236,10 +237,9 @@ class TextClassifier:
                 restore_best=settings.restore_best and val is not None,
                 seed=seed,
             )
-            train_batches = Batches(family.encode(train.texts), self._targets(train, "training data"), family.collate)
-            val_batches = None
-            if val is not None:
-                val_batches = Batches(family.encode(val.texts), self._targets(val, "validation data"), family.collate)
+            show = verbose is True or (verbose == "auto" and sys.stderr.isatty())
+            train_batches = self._batches(family, module, train, "training data", show)
+            val_batches = self._batches(family, module, val, "validation data", show) if val is not None else None
             lr = compiled.lr or defaults.lr
             optimizer = make_optimizer(module, compiled, lr)
             steps = -(-len(train) // plan.batch_size)
@@ -249,7 +249,7 @@ class TextClassifier:
             all_callbacks = list(callbacks)
             if settings.early_stopping is not None:
                 all_callbacks.append(EarlyStopping(plan.monitor, settings.early_stopping))
-            if verbose is True or (verbose == "auto" and sys.stderr.isatty()):
+            if show:
                 all_callbacks.append(ProgressBar())
             for callback in all_callbacks:
                 callback.set_model(self)
@@ -279,6 +279,13 @@ class TextClassifier:
         self.history_ = history
         return history
 
+    def _batches(self, family: Family, module: nn.Module, data: TextDataset, what: str, show: bool) -> Batches:
+        """Encoded texts and targets, with the frozen layers' output when the model has a freeze boundary."""
+        sequences = family.encode(data.texts)
+        with frozen_pass_progress(f"frozen layers, {what}", len(sequences), show) as progress:
+            features = family.frozen_features(module, sequences, progress)
+        return Batches(sequences, self._targets(data, what), family.collate, features)
+
     def _build(self, train: TextDataset) -> None:
         labels = self.labels if self.labels is not None else sorted(set(train.labels))
         if len(labels) < 2:
@@ -295,26 +302,51 @@ class TextClassifier:
         family, _, _ = self._require_fitted("predict")
         return batch_size or family.defaults().batch_size * 2
 
-    def predict_proba(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
-        """Class probabilities, one row per text, columns in the order of ``classes_``."""
+    def _precision(self, precision: str | None) -> str:
+        if precision is None:
+            return self.settings.precision
+        if precision not in PRECISIONS:
+            raise ConfigError("unknown precision", expected=" or ".join(PRECISIONS), found=repr(precision))
+        return precision
+
+    def predict_proba(
+        self, texts: Sequence[str], *, batch_size: int | None = None, precision: str | None = None
+    ) -> np.ndarray:
+        """Class probabilities, one row per text, columns in the order of ``classes_``.
+
+        ``precision`` (fp32 or bf16) overrides the model's setting for this call."""
         family, module, _ = self._require_fitted("predict")
         if isinstance(texts, str):
             raise ConfigError("predict takes a list of texts", found="a single string", fix="Wrap it in a list.")
         texts = ["" if t is None else str(t) for t in texts]
-        logits = predict_logits(module, family.encode(texts), family.collate, self._batch_size(batch_size))
+        logits = predict_logits(
+            module,
+            family.encode(texts),
+            family.collate,
+            self._batch_size(batch_size),
+            precision=self._precision(precision),
+        )
         if logits.numel() == 0:
             return np.zeros((0, len(self.classes_ or [])), dtype=np.float32)
         return torch.softmax(logits, dim=1).numpy()
 
-    def predict(self, texts: Sequence[str], *, batch_size: int | None = None) -> Predictions:
+    def predict(
+        self, texts: Sequence[str], *, batch_size: int | None = None, precision: str | None = None
+    ) -> Predictions:
         """Predicted labels and probabilities for ``texts``, in input order."""
         _, _, classes = self._require_fitted("predict")
-        probabilities = self.predict_proba(texts, batch_size=batch_size)
+        probabilities = self.predict_proba(texts, batch_size=batch_size, precision=precision)
         labels = [classes[i] for i in probabilities.argmax(axis=1)] if len(probabilities) else []
         return Predictions(labels, probabilities, list(classes))
 
     def evaluate(
-        self, x: DataLike, y: Sequence[Any] | None = None, *, batch_size: int | None = None, seed: int = 0
+        self,
+        x: DataLike,
+        y: Sequence[Any] | None = None,
+        *,
+        batch_size: int | None = None,
+        seed: int = 0,
+        precision: str | None = None,
     ) -> dict[str, Any]:
         """Accuracy (with a 95% interval), macro-F1, per-class precision/recall/F1, confusion matrix and loss."""
         family, module, classes = self._require_fitted("evaluate")
@@ -322,7 +354,13 @@ class TextClassifier:
         targets = self._targets(data, "evaluation data")
         if len(data) == 0:
             raise DataError("nothing to evaluate", expected="at least one labelled text", found="none")
-        logits = predict_logits(module, family.encode(data.texts), family.collate, self._batch_size(batch_size))
+        logits = predict_logits(
+            module,
+            family.encode(data.texts),
+            family.collate,
+            self._batch_size(batch_size),
+            precision=self._precision(precision),
+        )
         metrics = classification_metrics(targets.tolist(), torch.softmax(logits, dim=1).numpy(), classes, seed)
         # The exact cross-entropy of the logits, as in the history's val_loss: log_loss on float32
         # probabilities clips them at float32's epsilon and so under-reports confident mistakes.

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ajuste.errors import TrainingError
+from ajuste.models.boundary import BoundaryStates, autocast
 from ajuste.tokenize.batching import length_grouped_batches, sorted_batches
 from ajuste.training.callbacks import Callback, History, is_improvement
 from ajuste.training.metrics import epoch_metrics
@@ -28,17 +29,32 @@ Collate = Callable[[Sequence[Sequence[int]]], dict[str, torch.Tensor]]
 
 @dataclass
 class Batches:
-    """Encoded texts, their targets, and the family's collate function."""
+    """Encoded texts, their targets, the family's collate function and, when the model has a freeze
+    boundary, the frozen part's output for every text (then only the trainable part runs)."""
 
     sequences: list[list[int]]
     targets: torch.Tensor
     collate: Collate
+    features: BoundaryStates | None = None
 
     def __len__(self) -> int:
         return len(self.sequences)
 
     def lengths(self) -> list[int]:
         return [len(s) for s in self.sequences]
+
+    def inputs(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The module's keyword arguments for the texts ``indices``, padded to the longest of them."""
+        return batch_inputs(self.sequences, self.collate, self.features, indices)
+
+
+def batch_inputs(
+    sequences: Sequence[Sequence[int]], collate: Collate, features: BoundaryStates | None, indices: Sequence[int]
+) -> dict[str, torch.Tensor]:
+    inputs = collate([sequences[i] for i in indices])
+    if features is not None:
+        inputs["boundary_states"] = features.gather(indices, int(inputs["input_ids"].shape[1]))
+    return inputs
 
 
 @dataclass
@@ -55,16 +71,22 @@ class EpochPlan:
 
 
 def predict_logits(
-    module: nn.Module, sequences: Sequence[Sequence[int]], collate: Collate, batch_size: int
+    module: nn.Module,
+    sequences: Sequence[Sequence[int]],
+    collate: Collate,
+    batch_size: int,
+    *,
+    features: BoundaryStates | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Logits of every sequence, in input order, computed in eval mode in length-sorted batches."""
     was_training = module.training
     module.eval()
     outputs: list[torch.Tensor] = []
     order: list[int] = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision):
         for batch in sorted_batches([len(s) for s in sequences], batch_size):
-            outputs.append(module(**collate([sequences[i] for i in batch])).float())
+            outputs.append(module(**batch_inputs(sequences, collate, features, batch)).float())
             order.extend(batch)
     module.train(was_training)
     if not outputs:
@@ -76,7 +98,7 @@ def predict_logits(
 
 
 def _validate(module: nn.Module, data: Batches, batch_size: int, num_labels: int) -> dict[str, float]:
-    logits = predict_logits(module, data.sequences, data.collate, batch_size)
+    logits = predict_logits(module, data.sequences, data.collate, batch_size, features=data.features)
     loss = float(nn.functional.cross_entropy(logits, data.targets))
     scores = epoch_metrics(data.targets.tolist(), logits.argmax(dim=1).tolist(), num_labels)
     return {"val_loss": loss, **{f"val_{k}": v for k, v in scores.items()}}
@@ -157,7 +179,7 @@ def _train_epoch(
     optimizer.zero_grad(set_to_none=True)
     for step, batch in enumerate(batches, start=1):
         targets = train.targets[batch]
-        logits = module(**train.collate([train.sequences[i] for i in batch]))
+        logits = module(**train.inputs(batch))
         loss = loss_fn(logits, targets)
         if not torch.isfinite(loss):
             raise TrainingError(

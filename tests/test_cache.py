@@ -1,0 +1,292 @@
+"""The freeze-boundary cache: cached training equals uncached training, keys invalidate, the cap holds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from ajuste import cache
+from ajuste.data import TextDataset
+from ajuste.models import PretrainedSettings
+from ajuste.models import pretrained as pretrained_module
+from ajuste.training import TextClassifier
+from tests.conftest import CliResult, make_texts
+
+DROPOUTS = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "summary_first_dropout",
+)
+
+
+def _without_dropout(source: Path, target: Path, layers: int, seed: int = 0) -> Path:
+    """A fresh checkpoint like ``source`` with ``layers`` blocks and every dropout off."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(source)
+    for name in DROPOUTS:
+        if hasattr(config, name):
+            setattr(config, name, 0.0)
+    config.num_hidden_layers = layers  # n_layer on GPT-2 (an alias)
+    torch.manual_seed(seed)
+    AutoModel.from_config(config).save_pretrained(target)
+    AutoTokenizer.from_pretrained(source).save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def bert3(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _without_dropout(tiny_bert, tmp_path_factory.mktemp("bert3"), layers=3)
+
+
+@pytest.fixture(scope="module")
+def gpt3(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _without_dropout(tiny_gpt2, tmp_path_factory.mktemp("gpt3"), layers=3)
+
+
+TRAIN = make_texts(96, seed=1)
+VAL = make_texts(32, seed=2)
+
+
+def _fit(checkpoint: Path, trainable: str, *, use_cache: bool, **model: Any) -> TextClassifier:
+    settings = PretrainedSettings(checkpoint=str(checkpoint), trainable=trainable, cache=use_cache, **model)
+    classifier = TextClassifier(settings)
+    classifier.compile(lr=5e-3)
+    classifier.fit(*TRAIN, validation_data=VAL, epochs=2, batch_size=8, seed=5, verbose=False)
+    return classifier
+
+
+def _count_frozen_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the number of texts of every frozen pass that really runs (cache misses)."""
+    calls: list[int] = []
+    real = pretrained_module.compute_states
+
+    def counting(module: Any, sequences: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(sequences))
+        return real(module, sequences, *args, **kwargs)
+
+    monkeypatch.setattr(pretrained_module, "compute_states", counting)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("model", "trainable"),
+    [
+        ("bert3", "head"),
+        ("bert3", "last_block"),
+        ("bert3", "last_n:2"),
+        ("bert3", "last_n:3"),
+        ("gpt3", "head"),
+        ("gpt3", "last_block"),
+        ("gpt3", "last_n:2"),
+    ],
+)
+def test_cached_training_gives_the_same_weights_and_scores(
+    model: str, trainable: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = request.getfixturevalue(model)
+    calls = _count_frozen_passes(monkeypatch)
+    plain = _fit(checkpoint, trainable, use_cache=False)
+    assert calls == []  # the cache off: no frozen pass, the whole model runs on every batch
+    cached = _fit(checkpoint, trainable, use_cache=True)
+    assert calls == [len(TRAIN[0]), len(VAL[0])]  # train and validation, once each
+    assert plain.module_ is not None and cached.module_ is not None
+    plain_weights, cached_weights = plain.module_.state_dict(), cached.module_.state_dict()
+    trained = [n for n, p in plain.module_.named_parameters() if p.requires_grad]
+    assert trained and set(plain_weights) == set(cached_weights)
+    for name in plain_weights:
+        torch.testing.assert_close(cached_weights[name], plain_weights[name], atol=2e-5, rtol=1e-4, msg=name)
+    # the weights moved: the comparison is not between two untouched models
+    start = TextClassifier(PretrainedSettings(checkpoint=str(checkpoint), trainable=trainable))
+    torch.manual_seed(5)
+    start._build(TextDataset(*TRAIN, list(range(len(TRAIN[0])))))
+    assert start.module_ is not None
+    assert any(not torch.allclose(start.module_.state_dict()[n], plain_weights[n]) for n in trained)
+    assert plain.history_ is not None and cached.history_ is not None
+    for a, b in zip(plain.history_.epochs, cached.history_.epochs):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4, abs=1e-6)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
+    texts, labels = make_texts(40, seed=3)
+    plain_scores, cached_scores = plain.evaluate(texts, labels), cached.evaluate(texts, labels)
+    assert plain_scores["accuracy"] == cached_scores["accuracy"]
+    assert plain_scores["loss"] == pytest.approx(cached_scores["loss"], rel=1e-4)
+
+
+def test_every_layer_training_has_nothing_to_cache(bert3: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_frozen_passes(monkeypatch)
+    for trainable in ("all", "lora"):
+        _fit(bert3, trainable, use_cache=True)
+    assert calls == []
+    assert cache.entries() == []
+
+
+def test_a_second_run_reads_the_states_from_disk(bert3: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_frozen_passes(monkeypatch)
+    first = _fit(bert3, "last_block", use_cache=True)
+    assert len(calls) == 2 and len(cache.entries()) == 2
+    cache._memory.clear()  # as in a new process
+    second = _fit(bert3, "last_block", use_cache=True)
+    assert len(calls) == 2  # nothing recomputed
+    assert first.module_ is not None and second.module_ is not None
+    for name, value in first.module_.state_dict().items():
+        torch.testing.assert_close(second.module_.state_dict()[name], value)
+    listed = cache.entries()
+    assert {e.meta["texts"] for e in listed} == {len(TRAIN[0]), len(VAL[0])}
+    assert all(e.meta["boundary"] == "before block 2" and e.meta["trainable"] == "last_block" for e in listed)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"trainable": "last_n:2"},  # another boundary
+        {"max_length": 6},  # another maximum length (texts truncated differently)
+        {"precision": "bf16"},  # another arithmetic for the frozen pass
+        {"pooling": "mean"},  # for head: another pooled vector
+    ],
+)
+def test_a_change_of_settings_is_a_new_entry(
+    bert3: Path, change: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_frozen_passes(monkeypatch)
+    base = {"trainable": "head" if "pooling" in change else "last_block"}
+    _fit(bert3, use_cache=True, **base)  # type: ignore[arg-type]
+    _fit(bert3, use_cache=True, **{**base, **change})  # type: ignore[arg-type]
+    assert len(calls) == 4
+    assert len(cache.entries()) == 4
+
+
+def test_other_texts_or_other_weights_are_new_entries(bert3: Path, tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    classifier = _fit(bert3, "last_block", use_cache=True)
+    family, module = classifier.family_, classifier.module_
+    assert family is not None and module is not None
+    keys = {e.key for e in cache.entries()}
+    family.frozen_features(module, family.encode(["one text", "another text"]))
+    assert len({e.key for e in cache.entries()} - keys) == 1
+    # the same folder name, one frozen weight changed: the fingerprint differs
+    backbone = AutoModel.from_pretrained(bert3)
+    before = cache.fingerprint_modules([backbone.embeddings])
+    with torch.no_grad():
+        backbone.embeddings.word_embeddings.weight[3, 0] += 1e-3
+    assert cache.fingerprint_modules([backbone.embeddings]) != before
+    assert cache.fingerprint_sequences([[1, 2], [3]]) != cache.fingerprint_sequences([[1], [2, 3]])
+
+
+def test_another_tokenizer_is_a_new_entry(bert3: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers import AutoTokenizer
+
+    calls = _count_frozen_passes(monkeypatch)
+    _fit(bert3, "last_block", use_cache=True)
+    tokenizer = AutoTokenizer.from_pretrained(bert3)
+    tokenizer.add_tokens(["zzzunseen"])  # the same ids for these texts, but another tokenizer
+    tokenizer.save_pretrained(bert3 / "tok2")
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (other / name).write_bytes((bert3 / name).read_bytes())
+    for path in (bert3 / "tok2").iterdir():
+        (other / path.name).write_bytes(path.read_bytes())
+    _fit(other, "last_block", use_cache=True)
+    assert len(calls) == 4
+
+
+def test_the_size_cap_removes_the_least_recently_used(bert3: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fit(bert3, "last_block", use_cache=True)
+    sizes = {e.key: e.bytes for e in cache.entries()}
+    assert len(sizes) == 2
+    monkeypatch.setenv("AJUSTE_CACHE_SIZE", str(max(sizes.values()) + 10))
+    _fit(bert3, "last_n:2", use_cache=True)
+    kept = cache.entries()
+    assert sum(e.bytes for e in kept) <= max(sizes.values()) + 10
+    assert kept and all(e.meta["trainable"] == "last_n:2" for e in kept)  # the older entries went first
+    monkeypatch.setenv("AJUSTE_CACHE_SIZE", "0")
+    cache.clear()
+    _fit(bert3, "last_block", use_cache=True)
+    assert cache.entries() == []  # nothing on disk, still trained from memory
+
+
+def test_a_damaged_file_is_recomputed(bert3: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_frozen_passes(monkeypatch)
+    _fit(bert3, "last_block", use_cache=True)
+    for entry in cache.entries():
+        entry.path.write_bytes(b"not a safetensors file")
+    cache._memory.clear()
+    _fit(bert3, "last_block", use_cache=True)
+    assert len(calls) == 4
+    assert all(not e.meta.get("damaged") for e in cache.entries())
+
+
+def test_a_tune_study_computes_the_frozen_layers_once(bert3: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import ajuste
+    from tests.conftest import write_csv
+
+    calls = _count_frozen_passes(monkeypatch)
+    data = write_csv(tmp_path / "data.csv", *make_texts(150, seed=4))
+    result = ajuste.tune(
+        str(data),
+        model={"family": "pretrained", "checkpoint": str(bert3), "trainable": "head"},
+        space={"train.lr": {"low": 1e-3, "high": 1e-1, "log": True}},
+        sampler="random",
+        pruner="none",
+        trials=4,
+        train={"epochs": 2},
+        out=tmp_path / "run",
+    )
+    assert len(result.study.trials) == 4
+    assert len(calls) == 2  # train and validation, for every trial and the refit
+
+
+def test_bf16_prediction_is_close_to_fp32(bert3: Path) -> None:
+    classifier = _fit(bert3, "last_block", use_cache=True)
+    texts, _ = make_texts(30, seed=9)
+    fp32 = classifier.predict_proba(texts)
+    bf16 = classifier.predict_proba(texts, precision="bf16")
+    assert bf16.shape == fp32.shape
+    assert abs(bf16 - fp32).max() < 0.05
+    with pytest.raises(Exception, match="unknown precision"):
+        classifier.predict_proba(texts, precision="fp8")
+
+
+def test_cache_command_lists_and_clears(cli: Callable[..., CliResult], csv_file: Path, bert3: Path, tmp_path: Path):
+    empty = cli("cache", "list", "--json")
+    assert empty.code == 0 and empty.json()["entries"] == []
+    run = tmp_path / "run"
+    trained = cli("train", "--data", csv_file, "--model", str(bert3), "--epochs", "1", "--out", run, "--quiet")
+    assert trained.code == 0, trained.err
+    listed = cli("cache", "list", "--json").json()
+    assert len(listed["entries"]) == 2 and listed["bytes"] == sum(e["bytes"] for e in listed["entries"])
+    assert {e["source"] for e in listed["entries"]} == {str(bert3)}
+    shown = cli("cache")
+    assert "2 entries" in shown.out and "block 2" in shown.out and bert3.name in shown.out
+    cleared = cli("cache", "clear", "--json").json()
+    assert cleared["removed"] == 2
+    assert cli("cache", "list", "--json").json()["entries"] == []
+    # --no-cache trains without writing anything; --precision reaches the model settings
+    again = cli(
+        "train", "--data", csv_file, "--model", str(bert3), "--epochs", "1", "--no-cache", "--precision", "bf16",
+        "--out", tmp_path / "run2", "--quiet",
+    )  # fmt: skip
+    assert again.code == 0, again.err
+    assert cli("cache", "list", "--json").json()["entries"] == []
+    config = json.loads((tmp_path / "run2" / "model" / "config.json").read_text())
+    assert config["settings"]["cache"] is False and config["settings"]["precision"] == "bf16"
+    predicted = cli("predict", run, "win a free prize now", "--precision", "bf16", "--json")
+    assert predicted.code == 0, predicted.err
+
+
+def test_bad_cache_settings_get_one_line(cli: Callable[..., CliResult], csv_file: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AJUSTE_CACHE_SIZE", "lots")
+    result = cli("cache", "list")
+    assert result.code == 2
+    assert result.err.count("\n") == 1 and "AJUSTE_CACHE_SIZE" in result.err and "4GB" in result.err
+    refused = cli("train", "--data", csv_file, "--model", "bag", "--no-cache", "--epochs", "1")
+    assert refused.code == 2 and "--no-cache applies to" in refused.err
