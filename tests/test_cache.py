@@ -290,3 +290,21 @@ def test_bad_cache_settings_get_one_line(cli: Callable[..., CliResult], csv_file
     assert result.err.count("\n") == 1 and "AJUSTE_CACHE_SIZE" in result.err and "4GB" in result.err
     refused = cli("train", "--data", csv_file, "--model", "bag", "--no-cache", "--epochs", "1")
     assert refused.code == 2 and "--no-cache applies to" in refused.err
+
+
+def test_threads_follow_physical_cores_or_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ajuste.runtime import configure_threads, physical_cores
+
+    before = torch.get_num_threads()
+    try:
+        cores = physical_cores()
+        assert 1 <= cores <= (torch.multiprocessing.cpu_count() or cores)
+        monkeypatch.delenv("AJUSTE_THREADS", raising=False)
+        assert configure_threads() == cores == torch.get_num_threads()
+        monkeypatch.setenv("AJUSTE_THREADS", "1")
+        assert configure_threads() == 1 == torch.get_num_threads()
+        monkeypatch.setenv("AJUSTE_THREADS", "many")
+        with pytest.raises(Exception, match="AJUSTE_THREADS must be a whole number"):
+            configure_threads()
+    finally:
+        torch.set_num_threads(before)

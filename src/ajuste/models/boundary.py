@@ -16,16 +16,13 @@ from typing import Any
 
 import torch
 
-from ajuste.tokenize.batching import sorted_batches
+from ajuste.tokenize.batching import token_batches
 
 __all__ = ["BoundaryStates", "autocast", "compute_states"]
 
 log = logging.getLogger(__name__)
 
 Collate = Callable[[Sequence[Sequence[int]]], dict[str, torch.Tensor]]
-
-#: Tokens per batch of the frozen pass: large matrix products, whatever the lengths of the texts.
-_TOKENS_PER_BATCH = 8192
 
 
 class BoundaryStates:
@@ -90,7 +87,7 @@ def compute_states(
     module.eval()
     try:
         with autocast(precision):
-            for batch in _token_batches(lengths):
+            for batch in token_batches(lengths):
                 inputs = collate([sequences[i] for i in batch])
                 states = module.frozen_states(inputs["input_ids"], inputs["attention_mask"])
                 dtype = torch.bfloat16 if states.dtype == torch.bfloat16 else torch.float32
@@ -106,18 +103,3 @@ def compute_states(
     offsets = torch.zeros(len(lengths) + 1, dtype=torch.long)
     offsets[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.long), 0)
     return BoundaryStates(torch.cat(tensors) if tensors else torch.zeros(0, 0), offsets)
-
-
-def _token_batches(lengths: Sequence[int]) -> list[list[int]]:
-    """Length-sorted batches of about ``_TOKENS_PER_BATCH`` padded tokens each."""
-    batches: list[list[int]] = []
-    for group in sorted_batches(lengths, len(lengths) or 1):
-        current: list[int] = []
-        for i in group:  # sorted by length: the batch's width is its last text's length
-            if current and (len(current) + 1) * lengths[i] > _TOKENS_PER_BATCH:
-                batches.append(current)
-                current = []
-            current.append(i)
-        if current:
-            batches.append(current)
-    return batches

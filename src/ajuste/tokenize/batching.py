@@ -11,7 +11,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["length_grouped_batches", "pad_sequences", "sorted_batches"]
+__all__ = ["TOKENS_PER_BATCH", "length_grouped_batches", "pad_sequences", "sorted_batches", "token_batches"]
+
+#: Padded tokens per batch when no batch size is given (evaluation, prediction, the frozen pass): large
+#: matrix products whatever the lengths of the texts.
+TOKENS_PER_BATCH = 8192
 
 #: How many batches' worth of texts are sorted together before batching: large enough to group
 #: lengths well, small enough that every epoch still sees batches in a different mix.
@@ -34,6 +38,20 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Evaluation batches: all texts sorted by length (stable), cut into batches; callers restore order."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def token_batches(lengths: Sequence[int], tokens: int = TOKENS_PER_BATCH) -> list[list[int]]:
+    """Evaluation batches of at most ``tokens`` padded tokens each (one text alone may exceed it), sorted by length."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if current and (len(current) + 1) * max(1, lengths[i]) > tokens:  # sorted: the width is the last text's
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
 
 
 def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -298,9 +298,13 @@ class TextClassifier:
 
     # -- evaluate and predict -------------------------------------------------------------------
 
-    def _batch_size(self, batch_size: int | None) -> int:
-        family, _, _ = self._require_fitted("predict")
-        return batch_size or family.defaults().batch_size * 2
+    @staticmethod
+    def _batch_size(batch_size: int | None) -> int | None:
+        if batch_size is not None and batch_size < 1:
+            raise ConfigError(
+                "batch_size must be at least 1", found=str(batch_size), fix="Give a positive batch size, or none."
+            )
+        return batch_size
 
     def _precision(self, precision: str | None) -> str:
         if precision is None:

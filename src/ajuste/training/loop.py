@@ -18,7 +18,7 @@ from torch import nn
 
 from ajuste.errors import TrainingError
 from ajuste.models.boundary import BoundaryStates, autocast
-from ajuste.tokenize.batching import length_grouped_batches, sorted_batches
+from ajuste.tokenize.batching import length_grouped_batches, sorted_batches, token_batches
 from ajuste.training.callbacks import Callback, History, is_improvement
 from ajuste.training.metrics import epoch_metrics
 
@@ -74,18 +74,21 @@ def predict_logits(
     module: nn.Module,
     sequences: Sequence[Sequence[int]],
     collate: Collate,
-    batch_size: int,
+    batch_size: int | None = None,
     *,
     features: BoundaryStates | None = None,
     precision: str = "fp32",
 ) -> torch.Tensor:
-    """Logits of every sequence, in input order, computed in eval mode in length-sorted batches."""
+    """Logits of every sequence, in input order, computed in eval mode in length-sorted batches
+    (of ``batch_size`` texts, or unset: of about ``TOKENS_PER_BATCH`` padded tokens)."""
     was_training = module.training
     module.eval()
     outputs: list[torch.Tensor] = []
     order: list[int] = []
     with torch.inference_mode(), autocast(precision):
-        for batch in sorted_batches([len(s) for s in sequences], batch_size):
+        lengths = [len(s) for s in sequences]
+        batches = sorted_batches(lengths, batch_size) if batch_size else token_batches(lengths)
+        for batch in batches:
             outputs.append(module(**batch_inputs(sequences, collate, features, batch)).float())
             order.extend(batch)
     module.train(was_training)
@@ -97,8 +100,8 @@ def predict_logits(
     return result
 
 
-def _validate(module: nn.Module, data: Batches, batch_size: int, num_labels: int) -> dict[str, float]:
-    logits = predict_logits(module, data.sequences, data.collate, batch_size, features=data.features)
+def _validate(module: nn.Module, data: Batches, num_labels: int) -> dict[str, float]:
+    logits = predict_logits(module, data.sequences, data.collate, features=data.features)
     loss = float(nn.functional.cross_entropy(logits, data.targets))
     scores = epoch_metrics(data.targets.tolist(), logits.argmax(dim=1).tolist(), num_labels)
     return {"val_loss": loss, **{f"val_{k}": v for k, v in scores.items()}}
@@ -133,7 +136,7 @@ def run_training(
             **_train_epoch(module, train, lengths, plan, epoch, optimizer, scheduler, loss_fn, callbacks, num_labels),
         }
         if val is not None and len(val):
-            row.update(_validate(module, val, plan.batch_size * 2, num_labels))
+            row.update(_validate(module, val, num_labels))
         row["lr"] = optimizer.param_groups[0]["lr"]
         row["seconds"] = time.perf_counter() - started
         history.append(row)
