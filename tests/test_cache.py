@@ -57,6 +57,7 @@ VAL = make_texts(32, seed=2)
 
 
 def _fit(checkpoint: Path, trainable: str, *, use_cache: bool, **model: Any) -> TextClassifier:
+    model.setdefault("precision", "fp32")  # the comparisons below are within fp32 rounding
     settings = PretrainedSettings(checkpoint=str(checkpoint), trainable=trainable, cache=use_cache, **model)
     classifier = TextClassifier(settings)
     classifier.compile(lr=5e-3)
@@ -77,26 +78,31 @@ def _count_frozen_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+UPPER_LORA = {"lora_layers": 1, "lora_dropout": 0.0}
+
+
 @pytest.mark.parametrize(
-    ("model", "trainable"),
+    ("model", "trainable", "extra"),
     [
-        ("bert3", "head"),
-        ("bert3", "last_block"),
-        ("bert3", "last_n:2"),
-        ("bert3", "last_n:3"),
-        ("gpt3", "head"),
-        ("gpt3", "last_block"),
-        ("gpt3", "last_n:2"),
+        ("bert3", "head", {}),
+        ("bert3", "last_block", {}),
+        ("bert3", "last_n:2", {}),
+        ("bert3", "last_n:3", {}),
+        ("bert3", "lora", UPPER_LORA),
+        ("gpt3", "head", {}),
+        ("gpt3", "last_block", {}),
+        ("gpt3", "last_n:2", {}),
+        ("gpt3", "lora", UPPER_LORA),
     ],
 )
 def test_cached_training_gives_the_same_weights_and_scores(
-    model: str, trainable: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    model: str, trainable: str, extra: dict[str, Any], request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checkpoint = request.getfixturevalue(model)
     calls = _count_frozen_passes(monkeypatch)
-    plain = _fit(checkpoint, trainable, use_cache=False)
+    plain = _fit(checkpoint, trainable, use_cache=False, **extra)
     assert calls == []  # the cache off: no frozen pass, the whole model runs on every batch
-    cached = _fit(checkpoint, trainable, use_cache=True)
+    cached = _fit(checkpoint, trainable, use_cache=True, **extra)
     assert calls == [len(TRAIN[0]), len(VAL[0])]  # train and validation, once each
     assert plain.module_ is not None and cached.module_ is not None
     plain_weights, cached_weights = plain.module_.state_dict(), cached.module_.state_dict()
@@ -105,7 +111,9 @@ def test_cached_training_gives_the_same_weights_and_scores(
     for name in plain_weights:
         torch.testing.assert_close(cached_weights[name], plain_weights[name], atol=2e-5, rtol=1e-4, msg=name)
     # the weights moved: the comparison is not between two untouched models
-    start = TextClassifier(PretrainedSettings(checkpoint=str(checkpoint), trainable=trainable))
+    start = TextClassifier(
+        PretrainedSettings(checkpoint=str(checkpoint), trainable=trainable, **{**extra, "precision": "fp32"})
+    )
     torch.manual_seed(5)
     start._build(TextDataset(*TRAIN, list(range(len(TRAIN[0])))))
     assert start.module_ is not None
@@ -272,13 +280,13 @@ def test_cache_command_lists_and_clears(cli: Callable[..., CliResult], csv_file:
     assert cli("cache", "list", "--json").json()["entries"] == []
     # --no-cache trains without writing anything; --precision reaches the model settings
     again = cli(
-        "train", "--data", csv_file, "--model", str(bert3), "--epochs", "1", "--no-cache", "--precision", "bf16",
+        "train", "--data", csv_file, "--model", str(bert3), "--epochs", "1", "--no-cache", "--precision", "fp32",
         "--out", tmp_path / "run2", "--quiet",
     )  # fmt: skip
     assert again.code == 0, again.err
     assert cli("cache", "list", "--json").json()["entries"] == []
     config = json.loads((tmp_path / "run2" / "model" / "config.json").read_text())
-    assert config["settings"]["cache"] is False and config["settings"]["precision"] == "bf16"
+    assert config["settings"]["cache"] is False and config["settings"]["precision"] == "fp32"
     predicted = cli("predict", run, "win a free prize now", "--precision", "bf16", "--json")
     assert predicted.code == 0, predicted.err
 
@@ -308,3 +316,29 @@ def test_threads_follow_physical_cores_or_the_setting(monkeypatch: pytest.Monkey
             configure_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_evaluation_reuses_the_cached_states_of_known_texts(bert3: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_frozen_passes(monkeypatch)
+    cached = _fit(bert3, "last_block", use_cache=True)
+    plain = _fit(bert3, "last_block", use_cache=False)
+    assert len(calls) == 2
+    scores = cached.evaluate(*VAL)  # the validation texts: their states are in the cache
+    new_texts = cached.evaluate(*make_texts(20, seed=11))  # unknown texts: the whole model runs, nothing is cached
+    assert len(calls) == 2 and len(cache.entries()) == 2
+    assert scores["loss"] == pytest.approx(plain.evaluate(*VAL)["loss"], rel=1e-4)
+    assert new_texts["accuracy"] == plain.evaluate(*make_texts(20, seed=11))["accuracy"]
+
+
+def test_lora_layers_is_checked(bert3: Path) -> None:
+    from ajuste.errors import AjusteError
+
+    with pytest.raises(Exception, match="lora_layers applies to trainable 'lora' only"):
+        PretrainedSettings(checkpoint=str(bert3), trainable="last_block", lora_layers=1)
+    with pytest.raises(AjusteError, match="lora_layers \\(4\\) asks for more blocks than the 3"):
+        _fit(bert3, "lora", use_cache=True, lora_layers=4)
+    model = _fit(bert3, "lora", use_cache=True, lora_layers=2)
+    assert model.module_ is not None
+    names = [name for name, _ in model.module_.named_parameters() if "lora_" in name]
+    adapted = {name.split(".layer.")[1].split(".")[0] for name in names}
+    assert adapted == {"1", "2"}  # the last two of three blocks, none below

@@ -234,8 +234,11 @@ def test_a_trial_left_running_by_a_crash_is_run_again(data_file: Path, tmp_path:
     out = tmp_path / "run"
     first = tune(data_file, model="bag", space=TINY_SPACE, sampler="random", pruner="none", trials=1, out=out)
     assert first.trial_counts()["complete"] == 1
-    # A crash in the middle of the second trial: asked, its settings drawn, never told.
+    # A crash in the middle of the second trial: asked, its settings drawn, never told. Its settings differ
+    # from the first trial's (a repeat of a finished trial is not queued again).
     study = load_study(out)
+    done = study.trials[0].params
+    study.enqueue_trial({"model.embed_dim": 24 - done["model.embed_dim"], "train.epochs": 3 - done["train.epochs"]})
     stale = study.ask()
     settings = parse_space(TINY_SPACE, base_model={"family": "bag"}).suggest(stale)
     assert stale.params

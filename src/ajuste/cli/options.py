@@ -116,6 +116,7 @@ MODEL_FLAGS = (
     Flag("--lora-rank", "model", "lora_rank", int, "pretrained: LoRA rank (8).", PRETRAINED),
     Flag("--lora-alpha", "model", "lora_alpha", float, "pretrained: LoRA alpha (16).", PRETRAINED),
     Flag("--lora-dropout", "model", "lora_dropout", float, "pretrained: LoRA dropout (0.05).", PRETRAINED),
+    Flag("--lora-layers", "model", "lora_layers", int, "pretrained: LoRA on the last K blocks only (all).", PRETRAINED),
     Flag("--max-length", "model", "max_length", int, "Longest input in tokens (default: longest training text)."),
     Flag(
         "--precision",

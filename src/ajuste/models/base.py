@@ -97,8 +97,13 @@ class Family(ABC):
         return {}
 
     def frozen_features(
-        self, module: nn.Module, sequences: Sequence[Sequence[int]], progress: Callable[[int], None] | None = None
+        self,
+        module: nn.Module,
+        sequences: Sequence[Sequence[int]],
+        progress: Callable[[int], None] | None = None,
+        *,
+        compute: bool = True,
     ) -> BoundaryStates | None:
-        """The frozen part's output for every sequence, from the cache or computed; ``None`` when every layer
-        trains (or the cache is off), and the whole model then runs on every batch."""
+        """The frozen part's output for every sequence, from the cache or (``compute``) computed and cached;
+        ``None`` when every layer trains (or the cache is off, or a lookup missed): the whole model then runs."""
         return None

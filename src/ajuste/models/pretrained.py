@@ -163,6 +163,9 @@ class PretrainedFamily(Family):
         blocks = getattr(self.config, "num_hidden_layers", None)
         if keep is not None and isinstance(blocks, int) and keep > blocks:
             problems.append(f"model.trainable {self.settings.trainable} asks for more blocks than the {blocks} it has")
+        lora_layers = self.settings.lora_layers
+        if lora_layers is not None and isinstance(blocks, int) and lora_layers > blocks:
+            problems.append(f"model.lora_layers ({lora_layers}) asks for more blocks than the {blocks} it has")
         if self.settings.pooling == "pooler" and _is_decoder(self.config):
             problems.append("model.pooling 'pooler' needs an encoder; decoders use 'last' or 'mean'")
         if problems:
@@ -231,6 +234,9 @@ class PretrainedFamily(Family):
             config.use_cache = False
         if policy == "lora":
             module.backbone = self._add_lora(module.backbone)
+            if self.settings.lora_layers is not None:  # the blocks below the adapters never change
+                frozen = freeze_below(module.backbone, self.settings.lora_layers)
+                boundary = len(find_blocks(module.backbone)[1]) - self.settings.lora_layers
         elif keep == 0:
             module.backbone.requires_grad_(False)
             frozen, boundary = [module.backbone], -1
@@ -248,16 +254,20 @@ class PretrainedFamily(Family):
         # GPT-2-style checkpoints keep their projections in Conv1D layers (weights stored transposed):
         # peft must be told, or it warns and corrects the setting itself.
         fan_in_fan_out = any(isinstance(m, Conv1D) for m in backbone.modules())
-        options = {
+        options: dict[str, Any] = {
             "r": s.lora_rank,
             "lora_alpha": s.lora_alpha,
             "lora_dropout": s.lora_dropout,
             "fan_in_fan_out": fan_in_fan_out,
         }
+        if s.lora_layers is not None:
+            path, blocks = find_blocks(backbone)
+            options["layers_to_transform"] = list(range(len(blocks) - s.lora_layers, len(blocks)))
+            options["layers_pattern"] = path.rsplit(".", 1)[-1]
         try:
-            return get_peft_model(backbone, LoraConfig(**options))  # type: ignore[arg-type]
+            return get_peft_model(backbone, LoraConfig(**options))
         except ValueError:  # no default target modules known for this architecture
-            return get_peft_model(backbone, LoraConfig(target_modules="all-linear", **options))  # type: ignore[arg-type]
+            return get_peft_model(backbone, LoraConfig(target_modules="all-linear", **options))
 
     def build(self, num_labels: int) -> nn.Module:
         from transformers import AutoModel
@@ -304,7 +314,12 @@ class PretrainedFamily(Family):
         return self._apply_policy(module)
 
     def frozen_features(
-        self, module: nn.Module, sequences: Sequence[Sequence[int]], progress: Callable[[int], None] | None = None
+        self,
+        module: nn.Module,
+        sequences: Sequence[Sequence[int]],
+        progress: Callable[[int], None] | None = None,
+        *,
+        compute: bool = True,
     ) -> BoundaryStates | None:
         if not self.settings.cache or not isinstance(module, BackboneClassifier) or module.boundary is None:
             return None
@@ -324,6 +339,8 @@ class PretrainedFamily(Family):
         if states is not None and len(states) == len(sequences):
             log.info("frozen layers: %d texts from the cache (%s)", len(sequences), key)
             return states
+        if not compute:
+            return None
         started = time.perf_counter()
         states = compute_states(module, sequences, self.collate, self.settings.precision, progress)
         meta = {

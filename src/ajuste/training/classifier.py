@@ -236,6 +236,7 @@ class TextClassifier:
                 monitor=settings.monitor if val is not None else "loss",
                 restore_best=settings.restore_best and val is not None,
                 seed=seed,
+                precision=self.settings.precision,
             )
             show = verbose is True or (verbose == "auto" and sys.stderr.isatty())
             train_batches = self._batches(family, module, train, "training data", show)
@@ -313,6 +314,20 @@ class TextClassifier:
             raise ConfigError("unknown precision", expected=" or ".join(PRECISIONS), found=repr(precision))
         return precision
 
+    def _logits(
+        self, family: Family, module: nn.Module, texts: Sequence[str], batch_size: int | None, precision: str | None
+    ) -> torch.Tensor:
+        """Logits in input order; texts whose frozen-layer states are cached (validation texts, for one) run
+        only the trainable layers."""
+        chosen = self._precision(precision)
+        sequences = family.encode(texts)
+        features = (
+            family.frozen_features(module, sequences, compute=False) if chosen == self.settings.precision else None
+        )
+        return predict_logits(
+            module, sequences, family.collate, self._batch_size(batch_size), features=features, precision=chosen
+        )
+
     def predict_proba(
         self, texts: Sequence[str], *, batch_size: int | None = None, precision: str | None = None
     ) -> np.ndarray:
@@ -323,13 +338,7 @@ class TextClassifier:
         if isinstance(texts, str):
             raise ConfigError("predict takes a list of texts", found="a single string", fix="Wrap it in a list.")
         texts = ["" if t is None else str(t) for t in texts]
-        logits = predict_logits(
-            module,
-            family.encode(texts),
-            family.collate,
-            self._batch_size(batch_size),
-            precision=self._precision(precision),
-        )
+        logits = self._logits(family, module, texts, batch_size, precision)
         if logits.numel() == 0:
             return np.zeros((0, len(self.classes_ or [])), dtype=np.float32)
         return torch.softmax(logits, dim=1).numpy()
@@ -358,13 +367,7 @@ class TextClassifier:
         targets = self._targets(data, "evaluation data")
         if len(data) == 0:
             raise DataError("nothing to evaluate", expected="at least one labelled text", found="none")
-        logits = predict_logits(
-            module,
-            family.encode(data.texts),
-            family.collate,
-            self._batch_size(batch_size),
-            precision=self._precision(precision),
-        )
+        logits = self._logits(family, module, data.texts, batch_size, precision)
         metrics = classification_metrics(targets.tolist(), torch.softmax(logits, dim=1).numpy(), classes, seed)
         # The exact cross-entropy of the logits, as in the history's val_loss: log_loss on float32
         # probabilities clips them at float32's epsilon and so under-reports confident mistakes.

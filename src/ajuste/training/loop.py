@@ -68,6 +68,7 @@ class EpochPlan:
     monitor: str
     restore_best: bool
     seed: int
+    precision: str = "fp32"
 
 
 def predict_logits(
@@ -100,8 +101,8 @@ def predict_logits(
     return result
 
 
-def _validate(module: nn.Module, data: Batches, num_labels: int) -> dict[str, float]:
-    logits = predict_logits(module, data.sequences, data.collate, features=data.features)
+def _validate(module: nn.Module, data: Batches, num_labels: int, precision: str) -> dict[str, float]:
+    logits = predict_logits(module, data.sequences, data.collate, features=data.features, precision=precision)
     loss = float(nn.functional.cross_entropy(logits, data.targets))
     scores = epoch_metrics(data.targets.tolist(), logits.argmax(dim=1).tolist(), num_labels)
     return {"val_loss": loss, **{f"val_{k}": v for k, v in scores.items()}}
@@ -136,7 +137,7 @@ def run_training(
             **_train_epoch(module, train, lengths, plan, epoch, optimizer, scheduler, loss_fn, callbacks, num_labels),
         }
         if val is not None and len(val):
-            row.update(_validate(module, val, num_labels))
+            row.update(_validate(module, val, num_labels, plan.precision))
         row["lr"] = optimizer.param_groups[0]["lr"]
         row["seconds"] = time.perf_counter() - started
         history.append(row)
@@ -182,7 +183,8 @@ def _train_epoch(
     optimizer.zero_grad(set_to_none=True)
     for step, batch in enumerate(batches, start=1):
         targets = train.targets[batch]
-        logits = module(**train.inputs(batch))
+        with autocast(plan.precision):  # bf16 matrix products, fp32 weights, optimizer and loss
+            logits = module(**train.inputs(batch)).float()
         loss = loss_fn(logits, targets)
         if not torch.isfinite(loss):
             raise TrainingError(
