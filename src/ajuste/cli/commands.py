@@ -290,7 +290,7 @@ def cache(args: argparse.Namespace) -> int:
     from ajuste import cache as store
 
     out = _output(args)
-    folder = store.cache_dir()
+    folder, cap = store.cache_dir(), store.disk_cap()
     if args.action == "clear":
         removed, freed = store.clear()
         out.say(f"removed {removed} cache files ({_size(freed)}) from [bold]{folder}[/]")
@@ -298,15 +298,16 @@ def cache(args: argparse.Namespace) -> int:
         return 0
     found = store.entries()
     table = Table(box=None, pad_edge=False)
-    for column in ("key", "size", "last used", "model", "boundary", "texts", "max length", "precision"):
-        table.add_column(column, justify="right" if column in ("size", "texts", "max length") else "left")
+    for column in ("key", "size", "used", "model", "boundary", "texts", "max len", "precision"):
+        table.add_column(column, justify="right" if column in ("size", "texts", "max len") else "left", no_wrap=True)
     for entry in found:
         meta = entry.meta
+        model = meta.get("model") or Path(str(meta.get("source", ""))).name
         table.add_row(
-            entry.key[:12],
+            entry.key[:8],
             _size(entry.bytes),
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used)),
-            Path(str(meta.get("source", ""))).name or ("damaged" if meta.get("damaged") else ""),
+            time.strftime("%m-%d %H:%M", time.localtime(entry.last_used)),
+            "damaged" if meta.get("damaged") else str(model),
             str(meta.get("boundary", "")),
             str(meta.get("texts", "")),
             str(meta.get("max_length", "")),
@@ -314,7 +315,7 @@ def cache(args: argparse.Namespace) -> int:
         )
     total = sum(e.bytes for e in found)
     out.table(table)
-    out.say(f"{len(found)} entries, {_size(total)} in [bold]{folder}[/] (cap {_size(store.disk_cap())})")
+    out.say(f"{len(found)} entries, {_size(total)} in [bold]{folder}[/] (cap {_size(cap)})")
     listed = [{"key": e.key, "bytes": e.bytes, "last_used": e.last_used, **e.meta} for e in found]
-    out.json({"folder": str(folder), "bytes": total, "cap_bytes": store.disk_cap(), "entries": listed})
+    out.json({"folder": str(folder), "bytes": total, "cap_bytes": cap, "entries": listed})
     return 0

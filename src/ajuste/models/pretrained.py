@@ -344,6 +344,7 @@ class PretrainedFamily(Family):
         started = time.perf_counter()
         states = compute_states(module, sequences, self.collate, self.settings.precision, progress)
         meta = {
+            "model": "minilm" if self.settings.family == "minilm" else Path(self.source).name or self.source,
             "source": self.source,
             "boundary": "pooled output" if module.boundary == -1 else f"before block {module.boundary}",
             "trainable": self.settings.trainable,
