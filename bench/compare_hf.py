@@ -72,7 +72,7 @@ import ajuste
 from _common import DEFAULT_DATA_DIR, OUT, machine, pct, update_results, write_json
 from ajuste import cache as ajuste_cache
 from ajuste.data import load_table
-from ajuste.models.boundary import compute_states
+from ajuste.models.boundary import bf16_supported, compute_states
 
 transformers.logging.set_verbosity_error()
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -636,7 +636,7 @@ def precision_part(ctx: Context) -> dict[str, Any]:
         row["points"] = 100 * (row["bf16"] - row["fp32"])
         print(f"{row['what']:62s} fp32 {pct(row['fp32'])}  bf16 {pct(row['bf16'])}  ({row['points']:+.2f})", flush=True)
     worst = min(r["points"] for r in rows)
-    return {"rows": rows, "worst_points": worst, "within_half_point": worst >= -0.5, "bf16_native": bf16_native()}
+    return {"rows": rows, "worst_points": worst, "within_half_point": worst >= -0.5, "bf16_native": bf16_supported()}
 
 
 def precision_markdown(part: dict[str, Any]) -> list[str]:
@@ -711,14 +711,6 @@ def frozen_pass(ctx: Context, precision: str, hidden: int, intermediate: int) ->
     }
 
 
-def bf16_native() -> bool | None:
-    """Whether oneDNN computes bf16 matrix products natively on this CPU (AVX-512 BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return None
-
-
 def peak_part(ctx: Context) -> dict[str, Any]:
     config = AutoConfig.from_pretrained(minilm_folder())
     hidden, intermediate, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
@@ -767,7 +759,7 @@ def peak_part(ctx: Context) -> dict[str, Any]:
     }
     return {
         "model": {"hidden": hidden, "intermediate": intermediate, "layers": layers},
-        "bf16_native": bf16_native(),
+        "bf16_native": bf16_supported(),
         "rows": rows,
         "target_share": PEAK_SHARE,
         "meets": meets,

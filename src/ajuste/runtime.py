@@ -52,5 +52,5 @@ def configure_threads() -> int:
         threads = physical_cores()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    log.info("torch computes with %d threads", threads)
+        log.info("torch computes with %d threads", threads)
     return threads

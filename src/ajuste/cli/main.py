@@ -16,6 +16,7 @@ from typing import NoReturn
 from ajuste.cli import commands
 from ajuste.cli.options import add_data_flags, add_model_flags, add_train_flags
 from ajuste.errors import AjusteError
+from ajuste.models.settings import PRECISIONS
 
 __all__ = ["build_parser", "main"]
 
@@ -45,7 +46,7 @@ def _source(parser: argparse.ArgumentParser) -> None:
 
 def _precision(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--precision", choices=("fp32", "bf16"), default=None, help="Arithmetic of prediction (default: the model's)."
+        "--precision", choices=PRECISIONS, default=None, help="Arithmetic of prediction (default: the model's)."
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from ajuste.config import RunConfig, parse_config, read_yaml
 from ajuste.errors import ConfigError
+from ajuste.models.settings import PRECISIONS
 from ajuste.search.settings import TuneConfig
 from ajuste.validation import validate
 
@@ -124,7 +125,7 @@ MODEL_FLAGS = (
         "precision",
         str,
         "fp32 | bf16: arithmetic of prediction and of the frozen layers' pass (fp32).",
-        choices=("fp32", "bf16"),
+        choices=PRECISIONS,
     ),
 )
 TRAIN_FLAGS = (

@@ -9,6 +9,7 @@ that a training batch is gathered and padded to its own longest text in a few co
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -64,6 +65,7 @@ def autocast(precision: str) -> AbstractContextManager[Any]:
     return nullcontext()
 
 
+@functools.cache
 def bf16_supported() -> bool:
     """Whether this CPU computes bf16 matrix products natively (AVX-512 BF16 or AMX)."""
     try:

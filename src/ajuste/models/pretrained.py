@@ -323,6 +323,8 @@ class PretrainedFamily(Family):
     ) -> BoundaryStates | None:
         if not self.settings.cache or not isinstance(module, BackboneClassifier) or module.boundary is None:
             return None
+        if not compute and module.frozen_fingerprint is None:  # it never used the cache: nothing of it is there
+            return None
         from ajuste import cache
 
         parts = {

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "ACTIVATIONS",
+    "PRECISIONS",
     "BagSettings",
     "GPTSettings",
     "ModelSettings",
@@ -17,6 +18,9 @@ __all__ = [
 ]
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "tanh")
+Precision = Literal["fp32", "bf16"]
+#: The precisions a model computes in (bf16 only where the CPU has it natively).
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 _TRAINABLE = re.compile(r"^(head|last_block|all|lora|last_n:([1-9][0-9]*))$")
 
 
@@ -26,7 +30,7 @@ class _Settings(BaseModel):
     max_length: int | None = Field(
         None, ge=1, description="Longest input in tokens; unset: min(longest training text, model context)."
     )
-    precision: Literal["fp32", "bf16"] = Field(
+    precision: Precision = Field(
         "fp32",
         description="Matrix products of the frozen layers' pass, training and prediction; bf16 where the CPU has it "
         "(weights, optimizer and loss stay fp32).",
@@ -100,7 +104,7 @@ class PretrainedSettings(_Settings):
     )
     # bf16 by default here: bench/compare_hf.py measured the same test accuracy as fp32 for head, last_block
     # and all (frozen pass, training and prediction), 1.5-1.8x faster. Families trained from scratch stay fp32.
-    precision: Literal["fp32", "bf16"] = Field(
+    precision: Precision = Field(
         "bf16",
         description="Matrix products of the frozen layers' pass, training and prediction; bf16 where the CPU has it "
         "(weights, optimizer and loss stay fp32), fp32 elsewhere.",

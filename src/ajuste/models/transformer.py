@@ -75,14 +75,16 @@ class BackboneClassifier(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, boundary_states: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Logits; given ``boundary_states`` (what :meth:`frozen_states` returned), only the trainable part runs."""
-        if boundary_states is not None and self.boundary == -1:
-            return self.head(self.dropout(boundary_states))
-        if boundary_states is not None:
+        if boundary_states is None:
+            pooled = self._pooled(input_ids, attention_mask)
+        elif self.boundary == -1:
+            pooled = boundary_states
+        else:
             if self._block_returns_tuple is None and self.boundary:  # learn it from one token's frozen pass
                 self.frozen_states(input_ids[:1, :1], attention_mask[:1, :1])
             with self._from_boundary(boundary_states):
-                return self.head(self.dropout(self._pooled(input_ids, attention_mask)))
-        return self.head(self.dropout(self._pooled(input_ids, attention_mask)))
+                pooled = self._pooled(input_ids, attention_mask)
+        return self.head(self.dropout(pooled))
 
     def _pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         outputs = self.backbone(input_ids=input_ids, attention_mask=attention_mask)

@@ -351,9 +351,7 @@ def recover(study: optuna.Study, local: bool, enqueue: bool) -> int:
             json.dumps(t.params, sort_keys=True, default=str) for t in study.get_trials(states=(TrialState.WAITING,))
         }
         done_again = {
-            json.dumps(t.params, sort_keys=True, default=str)
-            for t in study.get_trials(deepcopy=False)
-            if t.state in COUNTED and not t.user_attrs.get("interrupted")
+            json.dumps(t.params, sort_keys=True, default=str) for t in study.get_trials(deepcopy=False) if _counts(t)
         }
         for trial in requeue:
             key = json.dumps(trial.params, sort_keys=True, default=str)
@@ -363,11 +361,14 @@ def recover(study: optuna.Study, local: bool, enqueue: bool) -> int:
     return len(stale)
 
 
+def _counts(trial: FrozenTrial) -> bool:
+    """Whether a trial counts towards the budget: finished, pruned, or failed for a reason of its own."""
+    return trial.state in COUNTED and not trial.user_attrs.get("interrupted")
+
+
 def counted(study: optuna.Study) -> int:
     """Trials that count towards the budget: finished, pruned, or failed for a reason of their own."""
-    return sum(
-        1 for t in study.get_trials(deepcopy=False) if t.state in COUNTED and not t.user_attrs.get("interrupted")
-    )
+    return sum(1 for t in study.get_trials(deepcopy=False) if _counts(t))
 
 
 def write_final(

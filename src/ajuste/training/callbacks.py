@@ -119,19 +119,10 @@ class ProgressBar(Callback):
         self._steps = 0
 
     def on_train_begin(self, logs: Logs) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import TextColumn
 
         self._epochs, self._steps = int(logs["epochs"]), int(logs["steps_per_epoch"])
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[loss]}"),
-            console=Console(stderr=True),
-            transient=True,
-        )
+        self._progress = _progress_bar(TextColumn("{task.fields[loss]}"))
         self._progress.start()
 
     def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
@@ -165,16 +156,15 @@ def frozen_pass_progress(description: str, total: int, show: bool) -> Iterator[C
     if not show:
         yield None
         return
+    with _progress_bar() as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda done: progress.update(task, advance=done)
+
+
+def _progress_bar(*extra: Any) -> Progress:
+    """A transient rich progress bar on stderr: description, bar, done/total, time left, then ``extra`` columns."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda done: progress.update(task, advance=done)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), *extra)
+    return Progress(*columns, console=Console(stderr=True), transient=True)

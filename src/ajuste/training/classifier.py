@@ -26,7 +26,7 @@ from ajuste.data.dataset import TextDataset
 from ajuste.errors import ConfigError, DataError, NotFittedError, RunFolderError
 from ajuste.models import Family, make_family
 from ajuste.models.base import WEIGHTS_FILE, count_parameters
-from ajuste.models.settings import BagSettings, GPTSettings, PretrainedSettings
+from ajuste.models.settings import PRECISIONS, BagSettings, GPTSettings, PretrainedSettings
 from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar, frozen_pass_progress
 from ajuste.training.loop import Batches, EpochPlan, predict_logits, run_training
 from ajuste.training.metrics import classification_metrics
@@ -43,7 +43,6 @@ MODEL_CONFIG = "config.json"
 FORMAT = "ajuste-model"
 FORMAT_VERSION = 1
 DataLike = TextDataset | Sequence[str]
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
