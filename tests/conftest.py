@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +72,22 @@ def write_csv(
 def write_jsonl(path: Path, texts: list[str], labels: list[str]) -> Path:
     path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in zip(texts, labels)), "utf-8")
     return path
+
+
+def deny_reading(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make reading ``path`` fail as it does without read permission: for real where permissions bind,
+    else (root reads anything) by making the read itself raise the PermissionError the system would."""
+    if os.geteuid() != 0:
+        path.chmod(0)
+        return
+    real = Path.read_bytes
+
+    def refused(self: Path) -> bytes:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refused)
 
 
 @pytest.fixture

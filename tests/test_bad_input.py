@@ -8,14 +8,17 @@ one) appears at the --out path.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ajuste.cli.main import main
-from tests.conftest import CliResult, make_texts, write_csv, write_jsonl
+from tests.conftest import CliResult, deny_reading, make_texts, write_csv, write_jsonl
 
 Cli = Callable[..., CliResult]
 TINY_BAG = ("--model", "bag", "--epochs", "1", "--embed-dim", "8", "--buckets", "64")
@@ -78,6 +81,27 @@ def test_data_path_is_a_folder(cli: Cli, tmp_path: Path, out: Path) -> None:
     message = user_error(cli("train", "--data", folder, "--out", out))
     assert "is a folder" in message
     assert_nothing_written(out)
+
+
+def test_data_file_without_read_permission(
+    cli: Cli, csv_file: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deny_reading(csv_file, monkeypatch)
+    message = user_error(cli("train", "--data", csv_file, "--out", out))
+    assert f"cannot read {csv_file}" in message
+    assert "expected a file this user may read, found permission denied" in message
+    assert "chmod u+r" in message
+    assert_nothing_written(out)
+
+
+def test_a_text_longer_than_the_csv_field_limit_is_data(cli: Cli, tmp_path: Path, out: Path) -> None:
+    """Python's csv refuses fields over 128 KB unless told otherwise; a long document is no quoting error."""
+    texts, labels = make_texts(60)
+    texts[7] = "win cash prize " * 14_000  # 210 KB in one field
+    path = write_csv(tmp_path / "long.csv", texts, labels)
+    result = cli("train", "--data", path, *TINY_BAG, "--out", out, "-q", "--json")
+    assert result.code == 0, result.err
+    assert result.json()["data"]["rows_read"] == 60
 
 
 @pytest.fixture
@@ -360,6 +384,59 @@ def test_config_file_with_several_problems(cli: Cli, csv_file: Path, tmp_path: P
     assert_nothing_written(out)
 
 
+@pytest.mark.parametrize("fractions", ["nan,0.5,0.5", "0.5,inf,0.5", "0.7,0.3,-inf"])
+def test_split_fractions_that_are_not_finite(cli: Cli, csv_file: Path, out: Path, fractions: str) -> None:
+    message = user_error(cli("train", "--data", csv_file, "--split", fractions, "--out", out))
+    assert "argument --split: expected three fractions like 0.7,0.1,0.2, each a finite number > 0" in message
+    assert f"got '{fractions}'" in message
+    assert "--help" in message
+    assert_nothing_written(out)
+
+
+def test_split_fraction_nan_in_a_config_file(cli: Cli, csv_file: Path, tmp_path: Path, out: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("data:\n  split: [.nan, 0.5, 0.5]\n", encoding="utf-8")
+    message = user_error(cli("train", "--data", csv_file, "--config", config, "--out", out))
+    assert "data.split: every fraction must be a finite number > 0 (as in 0.7,0.1,0.2), got nan,0.5,0.5" in message
+    assert "sum" not in message  # named for what it is, not as fractions that fail to add up
+    assert_nothing_written(out)
+
+
+def test_config_path_that_is_a_run_folder_points_at_its_run_yaml(
+    cli: Cli, csv_file: Path, trained_run: Path, out: Path
+) -> None:
+    message = user_error(cli("train", "--data", csv_file, "--config", trained_run, "--out", out))
+    assert f"config path {trained_run} is a folder" in message
+    assert "expected a YAML file, found a folder holding run.yaml" in message
+    assert f"Pass --config {trained_run / 'run.yaml'}" in message
+    assert_nothing_written(out)
+    followed = cli("train", "--data", csv_file, "--config", trained_run / "run.yaml", *TINY_BAG, "--out", out, "-q")
+    assert followed.code == 0, followed.err  # the fix it gives works
+
+
+def test_config_path_that_is_a_folder_without_run_yaml(cli: Cli, csv_file: Path, tmp_path: Path, out: Path) -> None:
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    message = user_error(cli("train", "--data", csv_file, "--config", folder, "--out", out))
+    assert f"config path {folder} is a folder" in message
+    assert "expected a YAML file, found a folder." in message
+    assert "Point --config at a YAML file" in message
+    assert_nothing_written(out)
+
+
+def test_config_file_without_read_permission(
+    cli: Cli, csv_file: Path, tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("seed: 3\n", encoding="utf-8")
+    deny_reading(config, monkeypatch)
+    message = user_error(cli("train", "--data", csv_file, "--config", config, "--out", out))
+    assert f"cannot read config file {config}" in message
+    assert "expected a file this user may read, found permission denied" in message
+    assert "chmod u+r" in message
+    assert_nothing_written(out)
+
+
 def test_out_exists_without_overwrite(cli: Cli, csv_file: Path, out: Path) -> None:
     out.mkdir()
     (out / "notes.txt").write_text("keep me", encoding="utf-8")
@@ -475,3 +552,195 @@ def test_trained_run_predicts(cli: Cli, trained_run: Path) -> None:
     result = cli("predict", trained_run, "win a free prize", "see you at lunch", "--json")
     assert result.code == 0, result.err
     assert len(result.json()["predictions"]) == 2
+
+
+# -- where predictions go ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def texts_file(tmp_path: Path) -> Path:
+    path = tmp_path / "texts.txt"
+    path.write_text("hello\nwin a prize\n", encoding="utf-8")
+    return path
+
+
+def test_predict_input_without_read_permission(
+    cli: Cli, trained_run: Path, texts_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = tmp_path / "predictions.csv"
+    deny_reading(texts_file, monkeypatch)
+    message = user_error(cli("predict", trained_run, "--input", texts_file, "--output", output))
+    assert f"cannot read {texts_file}" in message
+    assert "expected a file this user may read, found permission denied" in message
+    assert_nothing_written(output)
+
+
+def test_predict_output_in_a_folder_that_does_not_exist(
+    cli: Cli, trained_run: Path, texts_file: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "typo" / "predictions.csv"
+    message = user_error(cli("predict", trained_run, "--input", texts_file, "--output", output))
+    assert f"cannot write {output}" in message
+    assert f"expected an --output inside an existing folder, found no folder {output.parent}" in message
+    assert f"mkdir -p {output.parent}" in message
+    assert not output.parent.exists()  # refused, not created
+
+
+def test_an_existing_output_is_refused_before_the_run_folder_is_read(
+    cli: Cli, texts_file: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "predictions.csv"
+    output.write_text("old", encoding="utf-8")
+    # the run folder does not even exist: the error about the output shows that it came first
+    message = user_error(cli("predict", tmp_path / "no-run", "--input", texts_file, "--output", output))
+    assert f"{output} already exists" in message
+    assert "--overwrite" in message
+    assert output.read_text(encoding="utf-8") == "old"
+
+
+def deny_writing(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``folder`` refuse new files: for real where permissions bind, else (root writes anywhere)
+    by answering the permission question as the system would for a folder without write permission."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return
+    real = os.access
+
+    def access(path: object, mode: int, *args: object, **kwargs: object) -> bool:
+        if Path(str(path)) == folder and mode & os.W_OK:
+            return False
+        return real(path, mode, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_predict_output_that_is_a_folder(cli: Cli, trained_run: Path, texts_file: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    message = user_error(cli("predict", trained_run, "--input", texts_file, "--output", folder))
+    assert f"cannot write {folder}: expected a file name for --output, found a folder" in message
+    assert f"such as {folder / 'predictions.csv'}" in message
+    assert list(folder.iterdir()) == []
+
+
+def test_predict_output_in_a_folder_without_write_permission(
+    cli: Cli, trained_run: Path, texts_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    output = folder / "predictions.csv"
+    deny_writing(folder, monkeypatch)
+    message = user_error(cli("predict", trained_run, "--input", texts_file, "--output", output))
+    assert f"cannot write {output}" in message
+    assert "found permission denied" in message
+    assert "Choose an --output in a folder you own" in message
+    assert list(folder.iterdir()) == []
+
+
+def test_a_write_refused_while_predicting_is_one_line_and_leaves_nothing(
+    cli: Cli, trained_run: Path, texts_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder passes the early check, then refuses the file itself (an ACL, a read-only mount)."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    output = folder / "predictions.jsonl"
+    real = os.open
+
+    def refusing_open(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if Path(str(path)).parent == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    message = user_error(cli("predict", trained_run, "--input", texts_file, "--output", output))
+    assert f"cannot write {output}" in message
+    assert "found permission denied" in message
+    assert list(folder.iterdir()) == []
+
+
+def test_the_predictions_file_follows_the_umask(cli: Cli, trained_run: Path, texts_file: Path, tmp_path: Path) -> None:
+    output = tmp_path / "predictions.csv"
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        previous = os.umask(umask)
+        try:
+            result = cli("predict", trained_run, "--input", texts_file, "--output", output, "--overwrite")
+        finally:
+            os.umask(previous)
+        assert result.code == 0, result.err
+        assert stat.S_IMODE(output.stat().st_mode) == mode
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# -- models too large for this machine -----------------------------------------------------------
+
+
+def forbid_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A safety net: should the memory check let a huge model through, the test fails (exit 1) instead
+    of allocating hundreds of gigabytes."""
+    import transformers
+
+    from ajuste.models import bag
+
+    def allocate(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the model was allocated")
+
+    monkeypatch.setattr(bag, "BagOfEmbeddings", allocate)
+    monkeypatch.setattr(transformers, "GPT2Model", allocate)
+
+
+def _too_large_here(gigabytes: float) -> None:
+    from ajuste.models.memory import available_memory
+
+    available = available_memory()
+    assert available is not None  # Linux: /proc/meminfo
+    if available > gigabytes * 1e9:
+        pytest.skip(f"this machine has more than {gigabytes} GB available")
+
+
+@pytest.mark.parametrize(
+    ("flags", "smaller"),
+    [
+        (("--model", "bag", "--buckets", "10000000", "--embed-dim", "4096"), "Use a smaller --buckets or --embed-dim"),
+        (
+            ("--model", "gpt", "--emb-dim", "8192", "--num-layers", "48", "--vocab-size", "262144"),
+            "Use a smaller --emb-dim, --num-layers or --vocab-size",
+        ),
+    ],
+)
+def test_a_model_too_large_for_memory_is_refused_before_building(
+    cli: Cli, tmp_path: Path, out: Path, flags: tuple[str, ...], smaller: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _too_large_here(600)  # both need over 600 GB to train
+    forbid_allocation(monkeypatch)
+    path = write_csv(tmp_path / "tiny.csv", *make_texts(30))
+    message = user_error(cli("train", "--data", path, *flags, "--epochs", "1", "--out", out))
+    assert f"a {flags[1]} model this large does not fit in memory" in message
+    assert re.search(r"expected at most [0-9.]+ GB, the memory this machine has available", message)
+    found = re.search(r"found about ([0-9]+) GB needed for the weights, gradients and optimizer state", message)
+    assert found and int(found.group(1)) > 600
+    assert smaller in message
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize("family", ["bag", "gpt"])
+def test_the_memory_estimate_counts_the_parameters_a_model_really_has(family: str) -> None:
+    """The refusal above rests on this count: it is exact for the weights, checked on small models."""
+    from ajuste.models.bag import BagFamily
+    from ajuste.models.base import count_parameters
+    from ajuste.models.gpt import GPTFamily
+    from ajuste.models.memory import parameter_count
+    from ajuste.models.settings import BagSettings, GPTSettings
+
+    texts, _ = make_texts(40)
+    if family == "bag":
+        bag_settings = BagSettings(embed_dim=8, buckets=64)
+        bag = BagFamily(bag_settings)
+        bag.fit_preprocessing(texts)
+        assert bag.vocabulary is not None
+        module, estimate = bag.build(3), parameter_count(bag_settings, bag.vocabulary.size, 3)
+    else:
+        gpt_settings = GPTSettings(num_layers=2, num_heads=2, emb_dim=32, context_length=64, vocab_size=300)
+        gpt = GPTFamily(gpt_settings)
+        gpt.fit_preprocessing(texts)
+        module, estimate = gpt.build(3), parameter_count(gpt_settings, gpt.tokenizer.get_vocab_size(), 3)
+    assert count_parameters(module)[1] == estimate

@@ -163,6 +163,10 @@ def test_a_second_run_reads_the_states_from_disk(bert3: Path, monkeypatch: pytes
 def test_a_change_of_settings_is_a_new_entry(
     bert3: Path, change: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from ajuste.models import boundary
+
+    # bf16 is another arithmetic only where the CPU has it: elsewhere it computes fp32 (see below)
+    monkeypatch.setattr(boundary, "bf16_supported", lambda: True)
     calls = _count_frozen_passes(monkeypatch)
     base = {"trainable": "head" if "pooling" in change else "last_block"}
     _fit(bert3, use_cache=True, **base)  # type: ignore[arg-type]
@@ -205,6 +209,98 @@ def test_another_tokenizer_is_a_new_entry(bert3: Path, tmp_path: Path, monkeypat
         (other / path.name).write_bytes(path.read_bytes())
     _fit(other, "last_block", use_cache=True)
     assert len(calls) == 4
+
+
+@pytest.mark.parametrize("module_name", ["torch", "transformers"])
+def test_another_torch_or_transformers_version_is_a_new_entry(
+    bert3: Path, module_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers
+
+    classifier = _fit(bert3, "last_block", use_cache=True)
+    family, module = classifier.family_, classifier.module_
+    assert family is not None and module is not None
+    sequences = family.encode(["one text", "another text"])
+    family.frozen_features(module, sequences)
+    calls = _count_frozen_passes(monkeypatch)
+    family.frozen_features(module, sequences)
+    assert calls == []  # the same versions: a hit
+    library = {"torch": torch, "transformers": transformers}[module_name]
+    monkeypatch.setattr(library, "__version__", "99.0.0")
+    cache._memory.clear()  # as in the next process, run after an upgrade
+    family.frozen_features(module, sequences)
+    assert calls == [2]  # recomputed, not read from the entry the older release wrote
+    upgraded = [e for e in cache.entries() if e.meta[module_name] == "99.0.0"]
+    assert len(upgraded) == 1 and upgraded[0].meta["texts"] == 2
+
+
+def test_the_attention_implementation_is_part_of_the_key(bert3: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    classifier = _fit(bert3, "last_block", use_cache=True)
+    family, module = classifier.family_, classifier.module_
+    assert family is not None and module is not None
+    used = module.backbone.config._attn_implementation
+    assert {e.meta["attention"] for e in cache.entries()} == {used}
+    sequences = family.encode(["one text", "another text"])
+    family.frozen_features(module, sequences)
+    calls = _count_frozen_passes(monkeypatch)
+    other = "eager" if used != "eager" else "sdpa"
+    monkeypatch.setattr(module.backbone.config, "_attn_implementation", other)
+    family.frozen_features(module, sequences)
+    assert calls == [2]
+    assert other in {e.meta["attention"] for e in cache.entries()}
+
+
+def test_bf16_without_native_support_is_filed_as_the_fp32_it_computes(
+    bert3: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ajuste.models import boundary
+
+    monkeypatch.setattr(boundary, "bf16_supported", lambda: False)  # a CPU without AVX-512 BF16 or AMX
+    assert boundary.effective_precision("bf16") == "fp32"
+    calls = _count_frozen_passes(monkeypatch)
+    _fit(bert3, "last_block", use_cache=True, precision="fp32")
+    fp32_keys = {e.key for e in cache.entries()}
+    cache._memory.clear()
+    _fit(bert3, "last_block", use_cache=True, precision="bf16")
+    assert len(calls) == 2  # the bf16 run read the fp32 run's entries: the same values
+    assert {e.key for e in cache.entries()} == fp32_keys
+    assert {e.meta["precision"] for e in cache.entries()} == {"fp32"}
+    cache.clear()
+    _fit(bert3, "last_block", use_cache=True, precision="bf16")  # computed by a bf16 run, filed as fp32
+    assert {e.key for e in cache.entries()} == fp32_keys
+    assert {e.meta["precision"] for e in cache.entries()} == {"fp32"}
+
+
+@pytest.mark.parametrize("record", ["[1, 2]", '"x"', "3", "null", "not json"])
+def test_a_record_that_is_not_a_json_object_makes_the_file_damaged(
+    record: str, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ajuste.models.boundary import BoundaryStates
+
+    key = cache.make_key({"test": record})
+    cache.put(key, BoundaryStates(torch.ones(3, 4)), {"model": "tiny", "texts": 3})
+    (entry,) = cache.entries()
+    assert entry.meta["model"] == "tiny" and not entry.meta.get("damaged")
+    with safe_open(str(entry.path), framework="pt") as handle:  # the same tensors, the record damaged
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    save_file(tensors, str(entry.path), metadata={"ajuste": record})
+    cache._memory.clear()  # as in a new process
+    assert cache.get(key) is None  # a miss, not an exception
+    (listed,) = cache.entries()
+    assert listed.meta == {"damaged": True}
+    shown = cli("cache", "list", "--json")
+    assert shown.code == 0, shown.err
+    assert shown.json()["entries"][0]["damaged"] is True
+    table = cli("cache")
+    assert table.code == 0 and "damaged" in table.out
+    put_again = BoundaryStates(torch.zeros(3, 4))
+    cache.put(key, put_again, {"model": "tiny", "texts": 3})  # recomputed states overwrite it
+    cache._memory.clear()
+    again = cache.get(key)
+    assert again is not None and torch.equal(again.values, put_again.values)
 
 
 def test_the_size_cap_removes_the_least_recently_used(bert3: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,7 @@ from ajuste.data.prepare import (
     clean,
     dedupe,
     describe,
+    normalise_label,
     oversample,
     prepare,
     split,
@@ -62,6 +64,48 @@ def test_clean_leaves_the_table_alone() -> None:
     table = table_of([" a "], ["x"])
     clean(table)
     assert table.texts == [" a "]
+
+
+def test_clean_writes_a_whole_number_label_like_the_int_and_drops_nan_and_null() -> None:
+    table = table_of(
+        ["one", "one again", "two", "minus", "half", "nan", "NaN", "null", "NULL", "none kept", "None kept"],
+        ["1", "1.0", " 2.00 ", "-3.0", "1.5", "nan", "NaN", "null", "NULL", "none", "None"],
+    )
+    data, report = clean(table)
+    assert data.labels == ["1", "1", "2", "-3", "1.5", "none", "None"]
+    assert report == {"rows_in": 11, "dropped_empty_text": 0, "dropped_missing_label": 4}
+    assert normalise_label(None) is None and normalise_label("  ") is None
+    assert normalise_label("Null") is None and normalise_label("nAn") is None  # any case
+
+
+def _labels_file(path: Path, labels: list[object]) -> Path:
+    """``path`` (.csv, .jsonl or .parquet) with one text per label, written with each format's own types."""
+    texts = [f"text number {i}" for i in range(len(labels))]
+    if path.suffix == ".csv":
+        path.write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in zip(texts, labels)), "utf-8")
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in zip(texts, labels)), "utf-8")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"text": texts, "label": pa.array(labels)}), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "labels"),
+    [
+        ("data.csv", ["1", "1.0", "0", "0.0", "NaN", "null", "", "nan"]),
+        ("data.jsonl", [1, 1.0, 0, 0.0, "NaN", None, "", "null"]),
+        ("data.parquet", [1.0, 1.0, 0.0, 0.0, float("nan"), None, float("nan"), None]),
+    ],
+)
+def test_numeric_labels_read_from_a_file_are_one_class_each(tmp_path: Path, name: str, labels: list[object]) -> None:
+    data, report = clean(read_table(_labels_file(tmp_path / name, labels)))
+    assert data.labels == ["1", "1", "0", "0"]
+    assert data.rows == [0, 1, 2, 3]
+    assert report["dropped_missing_label"] == 4
 
 
 # -- dedupe --------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from ajuste.data.readers import detect_format, read_rows, read_table, read_texts
 from ajuste.errors import ConfigError, DataError
-from tests.conftest import make_texts, write_csv, write_jsonl
+from tests.conftest import deny_reading, make_texts, write_csv, write_jsonl
 
 QUOTED = 'He said "call me" and left'
 HALF_QUOTED = 'a lone " quote, then a comma'
@@ -397,3 +397,47 @@ def test_sms_spam_as_tsv_would_eat_the_first_row_as_header(sms_dir: Path) -> Non
     path = sms_dir / "sms_spam" / "SMSSpamCollection"
     _, records = read_rows(path, "tsv")
     assert len(records) == 5573
+
+
+# -- long texts and files the system refuses to read ----------------------------------------------
+
+
+def test_a_csv_field_longer_than_the_csv_default_limit_is_data(tmp_path: Path) -> None:
+    """Python's csv refuses fields over 128 KB by default; a long document is data, not a quoting error."""
+    texts, labels = make_texts(10)
+    texts[4] = "word " * 40_000  # 200 KB in one field
+    before = csv.field_size_limit()
+    table = read_table(write_csv(tmp_path / "long.csv", texts, labels))
+    assert table.texts == texts and len(table.texts[4]) == 200_000
+    assert csv.field_size_limit() == before  # the process-wide limit is put back
+    tsv = write_rows(tmp_path / "long.tsv", ["text", "label"], [[texts[4], "ham"]], delimiter="\t")
+    assert read_table(tsv).texts == [texts[4]]
+    assert csv.field_size_limit() == before
+
+
+@pytest.mark.parametrize("name", ["data.csv", "data.jsonl", "data.parquet", "messages.txt"])
+def test_a_file_without_read_permission_is_a_data_error(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts, labels = make_texts(6)
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"text": texts, "label": labels}), path)
+    else:
+        path.write_text("".join(f"{lab}\t{t}\n" for t, lab in zip(texts, labels)), encoding="utf-8")
+        if name.endswith(".csv"):
+            write_csv(path, texts, labels)
+        elif name.endswith(".jsonl"):
+            write_jsonl(path, texts, labels)
+    deny_reading(path, monkeypatch)
+    with pytest.raises(DataError) as caught:
+        read_table(path)
+    message = str(caught.value)
+    assert f"cannot read {path}" in message
+    assert "expected a file this user may read, found permission denied" in message
+    assert "chmod u+r" in message
+    with pytest.raises(DataError, match="permission denied"):
+        read_texts(path)

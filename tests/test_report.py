@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -15,8 +14,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import ajuste
 from ajuste.errors import RunFolderError
-from ajuste.search.report import NO_FINAL_MODEL, REPORT_FILE, SECTION_TITLES, build_report_html, write_report
+from ajuste.runs import RunFile, RunFolder, RunRecord, SearchInfo, SearchRecord, TestAccess
+from ajuste.search.report import NO_FINAL_MODEL, SECTION_TITLES, build_report_html, write_report
+from tests.conftest import make_texts
 
 ERROR_TEXT = "CUDA out of memory: <tried 2 GiB> & gave up"
 LABELS = ["ham", "spam & eggs", "other"]
@@ -25,18 +27,19 @@ LABELS = ["ham", "spam & eggs", "other"]
 def start_study(run_dir: Path, *, with_tune: bool = True) -> optuna.Study:
     """An empty study in ``run_dir/study.db``, announced in tune.json the way the tuner does."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    folder = RunFolder(run_dir)
+    storage = f"sqlite:///{folder.study_file.resolve()}"
     if with_tune:
-        tune = {
-            "storage": storage,
-            "study": "ajuste",
-            "metric": "accuracy",
-            "direction": "maximize",
-            "data": "sms-spam",
-            "sampler": "tpe",
-            "pruner": "median",
-        }
-        (run_dir / "tune.json").write_text(json.dumps(tune), encoding="utf-8")
+        info = SearchInfo(
+            fingerprint="0123456789",
+            study="ajuste",
+            metric="accuracy",
+            direction="maximize",
+            data="sms-spam",
+            sampler="tpe",
+            pruner="median",
+        )
+        folder.write_search_info(info, space_yaml="{}\n")
     study = optuna.create_study(
         study_name="ajuste", storage=storage, direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0)
     )
@@ -96,6 +99,36 @@ def split_metrics(accuracy: float) -> dict[str, Any]:
     }
 
 
+BEST_PARAMS = {"model.family": "bag", "model.embed_dim": 8, "train.lr": 0.0123}
+
+
+def write_final_model(folder: RunFolder, metrics: dict[str, Any], best_trial: int) -> None:
+    """A final model and its record, written the way ``ajuste tune`` writes them (a tiny bag model)."""
+    texts, labels = make_texts(30, classes=("ham", "spam", "other"))
+    labels = [dict(zip(("ham", "spam", "other"), LABELS))[label] for label in labels]
+    classifier = ajuste.build("bag", embed_dim=8, buckets=100)
+    classifier.fit(texts, labels, epochs=1, verbose=False)
+    search = SearchRecord(
+        study="ajuste",
+        metric="accuracy",
+        direction="maximize",
+        sampler="tpe",
+        pruner="median",
+        fingerprint="0123456789",
+        trials={"complete": 8},
+        best_trial=best_trial,
+        best_value=0.93,
+        best_params=BEST_PARAMS,
+        refit="train",
+        how="trained again with the best settings on the training split",
+    )
+    record = RunRecord(
+        seconds=1.0, data={}, model={}, search=search, test_accesses=[TestAccess(texts=60, purpose="test")]
+    )
+    config = ajuste.RunConfig(data=ajuste.DataSettings(dataset="sms-spam"), model=classifier.settings)
+    folder.write_final(classifier, RunFile(config=config, record=record), metrics=metrics, split={})
+
+
 @pytest.fixture(scope="module")
 def full_report(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A study with complete, pruned, failed and running trials, and a final model written."""
@@ -106,10 +139,9 @@ def full_report(tmp_path_factory: pytest.TempPathFactory) -> str:
     fail_trial(study)
     study.ask()  # a trial still running: asked, never told
     metrics = {"val": split_metrics(0.93), "test": split_metrics(0.91)}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
-    (run_dir / "run.yaml").write_text("record:\n  best_trial: 4\n", encoding="utf-8")
+    write_final_model(RunFolder(run_dir), metrics, best_trial=4)
     path = write_report(run_dir)
-    assert path == run_dir / REPORT_FILE
+    assert path == RunFolder(run_dir).report_file
     assert [p.name for p in run_dir.iterdir() if p.name.startswith(".")] == []  # no temporary file left behind
     return path.read_text(encoding="utf-8")
 
@@ -177,7 +209,9 @@ def test_full_report_shows_every_section(full_report: str) -> None:
     assert "tpe / median" in full_report
     assert "accuracy (maximize)" in full_report
     assert "Still running: trial 11" in full_report
-    assert "Refit with the settings of trial 4." in full_report
+    assert "Refit with the settings of trial 4 (trained again with the best settings" in full_report
+    final = full_report.split("<h2>Final model</h2>")[1].split("</section>")[0]
+    assert "<code>train.lr</code>" in final and "0.0123" in final and "<code>model.embed_dim</code>" in final
     assert NO_FINAL_MODEL not in full_report
 
 

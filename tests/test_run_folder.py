@@ -20,7 +20,7 @@ import ajuste.runs.folder
 from ajuste.config import parse_config, read_yaml
 from ajuste.errors import RunFolderError
 from ajuste.models import BagSettings
-from ajuste.runs import read_run
+from ajuste.runs import RunFolder
 from ajuste.training import TextClassifier
 from tests.conftest import make_texts, write_csv
 
@@ -211,14 +211,17 @@ def test_oversampled_train_rows_are_listed_once(tmp_path: Path) -> None:
     assert set(split["train"]) == set(result.data.train.rows)
 
 
-def test_read_run_and_load_give_the_trained_model(finished: tuple[Source, ajuste.RunResult]) -> None:
+def test_the_run_folder_reads_back_the_trained_model_and_its_record(finished: tuple[Source, ajuste.RunResult]) -> None:
     _, result = finished
-    run = read_run(result.run_dir)
+    run = RunFolder.open(result.run_dir)
     assert run.path == result.run_dir
-    assert run.metrics["test"]["accuracy"] == result.metrics["test"]["accuracy"]
-    assert run.run["seed"] == 123
+    metrics = run.read_metrics()
+    assert metrics is not None and metrics["test"]["accuracy"] == result.metrics["test"]["accuracy"]
+    run_file = run.read_run_file()
+    assert run_file is not None and run_file.config.seed == 123
+    assert run_file.record.test_accesses[0].texts == len(result.data.test)
     texts = result.data.test.texts
-    assert run.classifier.predict(texts).labels == result.classifier.predict(texts).labels
+    assert run.load().predict(texts).labels == result.classifier.predict(texts).labels
     loaded = ajuste.load(result.run_dir)
     assert loaded.history_ is not None and len(loaded.history_) == 10
     assert loaded.evaluate(result.data.test)["accuracy"] == result.metrics["test"]["accuracy"]
@@ -289,10 +292,10 @@ def test_a_crash_while_writing_leaves_no_folder(tmp_path: Path, monkeypatch: pyt
         monkeypatch.setattr(TextClassifier, "write_model", fail_model)
     elif where == "run.yaml":
 
-        def to_yaml(*args: Any, **kwargs: Any) -> str:
+        def write_yaml(*args: Any, **kwargs: Any) -> None:
             raise Crash("simulated crash while writing run.yaml")
 
-        monkeypatch.setattr(ajuste.runs.folder, "to_yaml", to_yaml)
+        monkeypatch.setattr(ajuste.runs.folder, "write_yaml", write_yaml)
     else:
         monkeypatch.setattr(ajuste.runs.folder, "write_json", crash_on(where))
     target = tmp_path / "runs" / "crashed"
@@ -360,11 +363,11 @@ def test_overwrite_replaces_only_after_the_new_run_is_complete(tmp_path: Path, m
     assert [p.name for p in target.parent.iterdir()] == ["run"]  # the old one is gone, nothing hidden left
 
 
-def test_read_run_refuses_an_incomplete_folder(tmp_path: Path) -> None:
+def test_opening_an_incomplete_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
     (tmp_path / "run.yaml").write_text("seed: 1\n", encoding="utf-8")
     with pytest.raises(RunFolderError, match="not a complete run folder"):
-        read_run(tmp_path)
+        RunFolder.open(tmp_path)
 
 
 def test_split_rows_are_data_rows_of_the_file(finished: tuple[Source, ajuste.RunResult]) -> None:

@@ -113,7 +113,7 @@ def test_another_familys_setting_is_not_a_typo() -> None:
     message = config_error(with_data(model={"family": "bag", "num_heads": 4}))
     assert "model.num_heads: unknown setting for family bag" in message
     assert "did you mean 'num_heads'" not in message
-    assert "known: max_length, precision, family, embed_dim, ngrams, buckets, min_freq" in message
+    assert "known: family, max_length, precision, embed_dim, ngrams, buckets, min_freq" in message
 
 
 def test_unknown_key_far_from_any_lists_the_known_ones() -> None:
@@ -123,7 +123,7 @@ def test_unknown_key_far_from_any_lists_the_known_ones() -> None:
 
 
 def test_model_family_is_checked() -> None:
-    assert "unknown model family; expected bag, gpt, pretrained or minilm" in config_error(
+    assert "unknown model family; expected one of bag, gpt, minilm, pretrained" in config_error(
         with_data(model={"family": "gtp"})
     )
     assert "model.family: is required" in config_error(with_data(model={"embed_dim": 8}))
@@ -162,8 +162,10 @@ def test_checkpoint_rules() -> None:
     [
         ([0.7, 0.2, 0.2], "fractions must sum to 1"),
         ([0.6, 0.1, 0.1], "fractions must sum to 1"),
-        ([0.8, 0.3, -0.1], "every fraction must be > 0"),
-        ([1.0, 0.0, 0.0], "every fraction must be > 0"),
+        ([0.8, 0.3, -0.1], "every fraction must be a finite number > 0"),
+        ([1.0, 0.0, 0.0], "every fraction must be a finite number > 0"),
+        ([float("nan"), 0.5, 0.5], "every fraction must be a finite number > 0"),  # NaN passes `<= 0`
+        ([0.5, float("inf"), 0.5], "every fraction must be a finite number > 0"),
         ([0.7, 0.3], "data.split.2: is required"),
     ],
 )
@@ -207,7 +209,7 @@ def test_read_yaml_missing_file(tmp_path: Path) -> None:
 
 
 def test_read_yaml_folder_is_not_a_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="is a folder: expected a YAML file, found a folder"):
         read_yaml(tmp_path)
 
 

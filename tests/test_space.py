@@ -16,10 +16,11 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from ajuste.errors import ConfigError
+from ajuste.models.registry import FAMILIES
 from ajuste.models.settings import GPTSettings
 from ajuste.search import expressions
 from ajuste.search.expressions import Expression, ExpressionError
-from ajuste.search.space import DEFAULT_SPACES, Group, Param, SearchSpace, parse_space
+from ajuste.search.space import Group, Param, SearchSpace, parse_space
 from ajuste.training.settings import TrainSettings
 from ajuste.validation import model_settings
 
@@ -83,7 +84,7 @@ def test_default_spaces_parse_and_give_valid_settings(families: list[str]) -> No
     space = parse_space(None, families=families)
     assert space.families == families
     for family in families:
-        expected = {key for key in DEFAULT_SPACES[family] if key != "constraints"}
+        expected = {key for key in FAMILIES[family].space if key != "constraints"}
         assert expected <= space.scopes[family].keys()
     seen = set()
     for values, _ in suggestions(space, 60):
@@ -178,7 +179,7 @@ def test_sampled_values_respect_step_bounds_choices_and_log() -> None:
 
 def test_lora_settings_exist_only_when_trainable_is_lora() -> None:
     space = parse_space(None, families=["minilm"])
-    ranges = {variant["when"]: variant for variant in DEFAULT_SPACES["minilm"]["train.lr"]}
+    ranges = {variant["when"]: variant for variant in FAMILIES["minilm"].space["train.lr"]}
     policies = set()
     for values, params in suggestions(space, 200):
         policy = values["model.trainable"]

@@ -23,9 +23,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ajuste.cli.main import main
 from ajuste.errors import ConfigError, TrainingError
+from ajuste.runs import RunFolder
+from ajuste.search.objective import TrialReporter
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import parse_space
-from ajuste.search.tune import TuneResult, _Reporter, run_tune, tune
+from ajuste.search.tune import TuneResult, run_tune, tune
 from ajuste.training.classifier import TextClassifier
 from ajuste.validation import validate
 from tests.conftest import CliResult, make_texts, write_csv
@@ -107,8 +109,10 @@ def record_of(run_dir: Path) -> dict[str, Any]:
 
 
 def load_study(run_dir: Path) -> optuna.Study:
-    info = json.loads((run_dir / "tune.json").read_text(encoding="utf-8"))
-    return optuna.load_study(study_name=info["study"], storage=info["storage"])
+    folder = RunFolder(run_dir)
+    info = folder.read_search_info()
+    assert info is not None
+    return optuna.load_study(study_name=info.study, storage=folder.storage_url(info))
 
 
 def config(data: Path, out: Path, space: dict[str, Any] | None = None, **search: Any) -> TuneConfig:
@@ -174,7 +178,7 @@ def test_the_json_line_summarises_the_search(finished: tuple[Path, dict[str, Any
 
 
 def test_a_finished_search_is_a_loadable_model(finished: tuple[Path, dict[str, Any]]) -> None:
-    from ajuste.training.classifier import load
+    from ajuste import load
 
     run_dir, summary = finished
     classifier = load(run_dir)
@@ -269,7 +273,7 @@ def test_the_reporter_feeds_the_pruner_and_stops_the_trial() -> None:
             return len(self.reported) >= 2
 
     trial = FakeTrial()
-    reporter = _Reporter(trial, "val_accuracy")  # type: ignore[arg-type]
+    reporter = TrialReporter(trial, "val_accuracy")  # type: ignore[arg-type]
     reporter.on_epoch_end(1, {"epoch": 1, "val_accuracy": 0.5, "loss": 1})
     reporter.on_epoch_end(2, {"epoch": 2, "val_accuracy": math.nan})  # not a score: not reported
     with pytest.raises(optuna.TrialPruned, match="after epoch 3"):
@@ -295,13 +299,13 @@ class NeverPrune:
 
 def test_the_time_budget_stops_a_trial_after_its_current_epoch_but_not_its_last() -> None:
     trial = NeverPrune()
-    reporter = _Reporter(trial, "val_accuracy", lambda: True)  # type: ignore[arg-type]
+    reporter = TrialReporter(trial, "val_accuracy", lambda: True)  # type: ignore[arg-type]
     reporter.on_train_begin({"epochs": 3})
     with pytest.raises(optuna.TrialPruned, match="time budget"):
         reporter.on_epoch_end(1, {"val_accuracy": 0.5})
     assert "time budget" in trial.attrs["stopped"]
     reporter.on_epoch_end(3, {"val_accuracy": 0.5})  # the last epoch: the trial completes
-    patient = _Reporter(NeverPrune(), "val_accuracy", lambda: False)  # type: ignore[arg-type]
+    patient = TrialReporter(NeverPrune(), "val_accuracy", lambda: False)  # type: ignore[arg-type]
     patient.on_train_begin({"epochs": 3})
     patient.on_epoch_end(1, {"val_accuracy": 0.5})
 
@@ -312,7 +316,7 @@ def test_a_pruned_trial_keeps_its_last_reported_score() -> None:
             return trial.last_step is not None and trial.last_step >= 2
 
     def objective(trial: optuna.Trial) -> float:
-        reporter = _Reporter(trial, "val_accuracy")
+        reporter = TrialReporter(trial, "val_accuracy")
         for epoch in range(1, 5):
             reporter.on_epoch_end(epoch, {"val_accuracy": epoch / 10})
         return 1.0
@@ -353,14 +357,28 @@ def test_pruners_stop_hopeless_trials(pruner: str, data_file: Path, tmp_path: Pa
 # -- failures ----------------------------------------------------------------------------------------
 
 
+#: What a trial can legitimately meet: a loss that is not a number, no memory left, settings a model refuses.
+LEGITIMATE_FAILURES = {
+    "nan": (lambda: TrainingError("the training loss is not a number"), "TrainingError: the training loss"),
+    "cpu-oom": (
+        lambda: RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"),
+        "TrainingError: out of memory",
+    ),
+    "memory": (lambda: MemoryError("no more"), "MemoryError: no more"),
+    "refused": (lambda: ConfigError("invalid settings: model.x"), "ConfigError: invalid settings"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LEGITIMATE_FAILURES))
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(
-    data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     original = TextClassifier.fit_from
+    make_error, reason = LEGITIMATE_FAILURES[kind]
 
     def fit_from(self: TextClassifier, *args: Any, **kwargs: Any) -> Any:
         if getattr(self.settings, "embed_dim", None) == 16:
-            raise RuntimeError("boom")
+            raise make_error()
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(TextClassifier, "fit_from", fit_from)
@@ -369,21 +387,49 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(
     assert result.trial_counts() == {"complete": 1, "pruned": 0, "fail": 1, "running": 0, "waiting": 0}
     (failed,) = [t for t in result.study.get_trials() if t.state == TrialState.FAIL]
     assert failed.params["model.embed_dim"] == 16
-    assert failed.user_attrs["error"] == "RuntimeError: boom"
+    assert failed.user_attrs["error"].startswith(reason)
+    assert "Traceback" in failed.user_attrs["traceback"]  # kept in the study for report.html and --verbose
     assert result.best_params["model.embed_dim"] == 8
     assert (tmp_path / "run" / "model").is_dir()
+
+
+def test_a_bug_stops_the_search_and_its_trial_runs_again_once_fixed(
+    cli: Cli, data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = TextClassifier.fit_from
+
+    def buggy(self: TextClassifier, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self.settings, "embed_dim", None) == 16:
+            raise KeyError("a bug in ajuste")
+        return original(self, *args, **kwargs)
+
+    out = tmp_path / "run"
+    command = tune_command(data_file, out, "--trials", "4", "--sampler", "grid", "--quiet")
+    with monkeypatch.context() as patch:
+        patch.setattr(TextClassifier, "fit_from", buggy)
+        result = cli(*command)
+    assert result.code == 1, result.err
+    assert result.err.startswith("internal error: KeyError") and "AJUSTE_DEBUG=1" in result.err
+    assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+    stopped = [t for t in load_study(out).get_trials() if t.state == TrialState.FAIL]
+    assert stopped and all(t.user_attrs["interrupted"] for t in stopped)  # not counted: not the trial's fault
+    assert "KeyError" in stopped[0].user_attrs["traceback"]
+    assert not (out / "model").exists()
+    ok(cli(*command))  # the bug fixed, the same command finishes the study: every point ran once
+    trials = load_study(out).get_trials()
+    assert sum(1 for t in trials if t.state == TrialState.COMPLETE) == 4
 
 
 def test_a_search_where_every_trial_fails_says_why_and_still_reports(
     cli: Cli, data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def fit_from(self: TextClassifier, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("boom")
+        raise TrainingError("the training loss is not a number")
 
     monkeypatch.setattr(TextClassifier, "fit_from", fit_from)
     out = tmp_path / "run"
     line = one_line_error(cli(*tune_command(data_file, out, "--trials", "2", "--quiet")))
-    assert "no trial of the search finished" in line and "RuntimeError: boom" in line
+    assert "no trial of the search finished" in line and "TrainingError: the training loss" in line
     assert not (out / "model").exists(), "no final model without a finished trial"
     report = out / "report.html"
     report.unlink()
@@ -486,10 +532,10 @@ def test_no_finished_trial_is_a_training_error(
     data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def fit_from(self: TextClassifier, *args: Any, **kwargs: Any) -> Any:
-        raise ValueError("bad value")
+        raise MemoryError("bad value")
 
     monkeypatch.setattr(TextClassifier, "fit_from", fit_from)
-    with pytest.raises(TrainingError, match="ValueError: bad value"):
+    with pytest.raises(TrainingError, match="MemoryError: bad value"):
         tune(data_file, model="bag", space=TINY_SPACE, sampler="random", pruner="none", trials=1, out=tmp_path)
 
 
@@ -497,5 +543,5 @@ def test_the_command_silences_optuna_s_own_trial_log(data_file: Path, tmp_path: 
     # The command prints one line per trial itself (none with --quiet): Optuna's log would repeat them.
     optuna.logging.set_verbosity(optuna.logging.INFO)  # Optuna's default
     result = ok(cli(*tune_command(data_file, tmp_path / "run", "--trials", "2", "--quiet")))
-    assert optuna.logging.get_verbosity() == optuna.logging.WARNING
+    assert optuna.logging.get_verbosity() == optuna.logging.ERROR  # a failed trial's traceback too
     assert result.err == ""

@@ -22,7 +22,7 @@ from ajuste.config import RunConfig
 from ajuste.data import DataSettings, PreparedData, TextDataset, load_data
 from ajuste.errors import AjusteError
 from ajuste.models import BagSettings, GPTSettings, PretrainedSettings
-from ajuste.runs import RunResult, train
+from ajuste.runs import RunResult, load, train
 from ajuste.training import (
     Callback,
     CompileSettings,
@@ -32,7 +32,6 @@ from ajuste.training import (
     Predictions,
     TextClassifier,
     TrainSettings,
-    load,
 )
 
 __version__ = "0.1.0"
@@ -78,9 +77,10 @@ def build(model: str = "bag", **architecture: Any) -> TextClassifier:
     ``architecture`` takes that family's settings, e.g. ``build("gpt", num_layers=2, emb_dim=128)`` or
     ``build("minilm", trainable="last_block")``. Everything is validated now; weights come in ``fit``.
     """
+    from ajuste.models.registry import FAMILIES
     from ajuste.validation import model_settings
 
-    if model in ("bag", "gpt", "minilm", "pretrained"):
+    if model in FAMILIES:
         values = {"family": model, **architecture}
     else:
         values = {"family": "pretrained", "checkpoint": model, **architecture}

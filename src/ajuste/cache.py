@@ -1,8 +1,9 @@
 """The freeze-boundary cache: hidden states kept in memory within a process and on disk across processes.
 
 An entry is keyed by everything its values depend on — the frozen weights and the model's config
-(the checkpoint), the boundary, the tokenizer, the maximum length, the precision and the exact texts
-(as the token ids they became) — so any change to one of them makes a new key, never a stale hit.
+(the checkpoint), the boundary, the tokenizer, the maximum length, the precision actually computed in,
+the attention implementation, the torch and transformers versions and the exact texts (as the token
+ids they became) — so any change to one of them makes a new key, never a stale hit.
 Files are safetensors (loading never runs code), written atomically, and the least recently used are
 removed once the folder grows past its size cap. A damaged or unreadable file is a miss, not an error.
 
@@ -138,9 +139,11 @@ def get(key: str) -> BoundaryStates | None:
     if not path.is_file():
         return None
     try:
-        from safetensors.torch import load_file
+        from safetensors import safe_open
 
-        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            _meta(handle)  # a file whose record is damaged is damaged, however good its tensors look
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
         states = BoundaryStates(tensors["values"], tensors.get("offsets"))
         os.utime(path)  # least recently used goes first
     except Exception as exc:  # a damaged file is a miss: recompute and overwrite it
@@ -176,6 +179,17 @@ def put(key: str, states: BoundaryStates, meta: dict[str, Any]) -> None:
         _evict(folder, cap)
     except OSError as exc:
         log.warning("cannot write the boundary cache in %s (%s): kept in memory only", folder, exc)
+
+
+def _meta(handle: Any) -> dict[str, Any]:
+    """The record that :func:`put` writes into a file's metadata; ``ValueError`` when it is not one."""
+    text = (handle.metadata() or {}).get("ajuste")
+    if text is None:
+        raise ValueError("no ajuste record in the metadata")
+    meta = json.loads(text)
+    if not isinstance(meta, dict):  # valid JSON, but not the object put() writes
+        raise ValueError(f"the ajuste record is a JSON {type(meta).__name__}, not an object")
+    return meta
 
 
 def _remember(key: str, states: BoundaryStates) -> None:
@@ -221,7 +235,7 @@ def entries() -> list[CacheEntry]:
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt") as handle:
-                meta = json.loads((handle.metadata() or {}).get("ajuste", "{}"))
+                meta = _meta(handle)
             stat = path.stat()
         except Exception:  # damaged: listed as such, and `clear` removes it
             meta, stat = {"damaged": True}, path.stat()

@@ -6,6 +6,7 @@ ever sees validated settings. Validation collects *every* problem and raises one
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ajuste.data.settings import DataSettings
 from ajuste.errors import ConfigError
-from ajuste.models.settings import BagSettings, ModelSettings
+from ajuste.models.registry import ModelSettings
+from ajuste.models.settings import BagSettings
 from ajuste.training.settings import TrainSettings
 from ajuste.validation import validate
 
 __all__ = ["RunConfig", "parse_config", "read_yaml", "to_yaml"]
+
+log = logging.getLogger(__name__)
 
 #: Keys of a run folder's run.yaml that record what happened rather than what to do.
 RECORD_KEYS = ("ajuste", "record")
@@ -39,10 +43,27 @@ class RunConfig(BaseModel):
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from ``path``, with the record keys of a run folder's run.yaml removed."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist", fix="Check the --config path.")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.is_dir():
+            inside = path / "run.yaml"  # a run folder: its run.yaml is a config file
+            raise ConfigError(
+                f"config path {path} is a folder",
+                expected="a YAML file",
+                found="a folder" + (" holding run.yaml" if inside.is_file() else ""),
+                fix=f"Pass --config {inside}." if inside.is_file() else "Point --config at a YAML file.",
+            )
+        if not path.is_file():
+            raise ConfigError(
+                f"config file {path} does not exist",
+                expected="a YAML file (a run folder's run.yaml works)",
+                found="nothing at that path",
+                fix="Check the --config path.",
+            )
+        raw = path.read_bytes()
+    except OSError as exc:  # a file (or a folder above it) this user may not read
+        raise ConfigError.unreadable(f"config file {path}", exc, "Check the --config path.") from None
+    try:
+        loaded = yaml.safe_load(raw.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid YAML", found=str(exc).splitlines()[0]) from None
     if loaded is None:
@@ -51,7 +72,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path} must hold a mapping", expected="keys data, model, train, seed, out", found=type(loaded).__name__
         )
-    return {k: v for k, v in loaded.items() if k not in RECORD_KEYS}
+    settings = {k: v for k, v in loaded.items() if k not in RECORD_KEYS}
+    model = settings.get("model")
+    if isinstance(model, dict) and "trust_remote_code" in model:
+        # A file never lets a checkpoint's code run: only --trust-remote-code on the command does.
+        settings["model"] = {k: v for k, v in model.items() if k != "trust_remote_code"}
+        if model["trust_remote_code"]:
+            log.info("%s: model.trust_remote_code is ignored; pass --trust-remote-code to allow it", path)
+    return settings
 
 
 def parse_config(values: dict[str, Any]) -> RunConfig:

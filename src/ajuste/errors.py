@@ -7,6 +7,8 @@ what was found, and how to fix it.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 __all__ = [
     "AjusteError",
     "ConfigError",
@@ -17,6 +19,9 @@ __all__ = [
     "RunFolderError",
     "TrainingError",
 ]
+
+
+E = TypeVar("E", bound="AjusteError")
 
 
 class AjusteError(Exception):
@@ -49,6 +54,19 @@ class AjusteError(Exception):
             message += f". {self.fix}"
         # One line, always: the CLI prints this as is.
         return " ".join(message.split())
+
+    @classmethod
+    def unreadable(cls: type[E], what: str, exc: OSError, otherwise: str) -> E:
+        """The error for a file the system refuses to read (permissions, a vanished disk)."""
+        denied = isinstance(exc, PermissionError)
+        return cls(
+            f"cannot read {what}",
+            expected="a file this user may read",
+            found="permission denied" if denied else (exc.strerror or type(exc).__name__),
+            fix="Give this user read permission (chmod u+r), or copy the file somewhere readable."
+            if denied
+            else otherwise,
+        )
 
 
 class ConfigError(AjusteError):

@@ -9,7 +9,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ajuste.data.settings import DataSettings
 from ajuste.errors import ConfigError
-from ajuste.models.settings import BagSettings, GPTSettings, ModelSettings, PretrainedSettings
+from ajuste.models.registry import FAMILIES, ModelSettings
+from ajuste.models.settings import FamilySettings
 from ajuste.training.settings import TrainSettings
 
 __all__ = ["model_settings", "validate", "validation_messages"]
@@ -18,16 +19,12 @@ T = TypeVar("T", bound=BaseModel)
 
 _SECTIONS: dict[str, list[type[BaseModel]]] = {
     "data": [DataSettings],
-    "model": [BagSettings, GPTSettings, PretrainedSettings],
+    "model": list(dict.fromkeys(entry.settings for entry in FAMILIES.values())),
     "train": [TrainSettings],
 }
 _TOP_LEVEL = ["data", "model", "train", "seed", "out"]
-_FAMILIES: dict[str, type[BaseModel]] = {
-    "bag": BagSettings,
-    "gpt": GPTSettings,
-    "pretrained": PretrainedSettings,
-    "minilm": PretrainedSettings,
-}
+_FAMILIES: dict[str, type[BaseModel]] = {name: entry.settings for name, entry in FAMILIES.items()}
+_EXPECTED_FAMILIES = ", ".join(FAMILIES)
 
 _MESSAGES = {
     "greater_than_equal": "must be >= {ge}",
@@ -73,10 +70,10 @@ def validation_messages(exc: ValidationError, prefix: str = "") -> list[str]:
             lines.append(f"{where}: unknown setting{f' for family {family}' if family else ''}{hint}")
             continue
         if kind == "union_tag_not_found":
-            lines.append(f"{where}.family: is required; expected bag, gpt, pretrained or minilm")
+            lines.append(f"{where}.family: is required; expected one of {_EXPECTED_FAMILIES}")
             continue
         if kind == "union_tag_invalid":
-            lines.append(f"{where}: unknown model family; expected bag, gpt, pretrained or minilm")
+            lines.append(f"{where}: unknown model family; expected one of {_EXPECTED_FAMILIES}")
             continue
         if kind == "literal_error":
             message = "must be " + str(error.get("ctx", {}).get("expected", "")).replace("'", "")
@@ -99,9 +96,9 @@ def validate(model: type[T], values: dict[str, Any], prefix: str = "") -> T:
         raise ConfigError("invalid settings: " + "; ".join(validation_messages(exc, prefix))) from None
 
 
-def model_settings(values: dict[str, Any]) -> BagSettings | GPTSettings | PretrainedSettings:
+def model_settings(values: dict[str, Any]) -> FamilySettings:
     """Validate a ``model:`` section alone."""
-    adapter: TypeAdapter[BagSettings | GPTSettings | PretrainedSettings] = TypeAdapter(ModelSettings)
+    adapter: TypeAdapter[FamilySettings] = TypeAdapter(ModelSettings)
     try:
         return adapter.validate_python(values)
     except ValidationError as exc:

@@ -67,16 +67,17 @@ def tune(args: argparse.Namespace) -> int:
 
     from ajuste.cli.options import tune_config_from_args
     from ajuste.data import describe
-    from ajuste.search.tune import best_trials, counted, run_tune
+    from ajuste.search.study import best_trials, counted
+    from ajuste.search.tune import run_tune
 
     out = _output(args)
     config = tune_config_from_args(args, data=_data_source(args))
     metric = config.tune.metric
     show = not args.quiet
-    if not args.verbose:  # our own line per trial replaces Optuna's log, which --quiet silences too
-        import optuna
+    if not args.verbose:  # our own line per trial replaces Optuna's log (and its traceback of a failed trial,
+        import optuna  # which stays in the study, shown by report.html and by --verbose)
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     def started(info: dict[str, Any]) -> None:
         resumed = f", resuming: {info['done']} trials already done" if info["done"] else ""
@@ -87,6 +88,8 @@ def tune(args: argparse.Namespace) -> int:
             f"[bold]search[/] {config.tune.sampler} sampler, {config.tune.pruner} pruner, {budget}{resumed}{recovered}"
         )
         out.say(f"[bold]folder[/] {info['run_dir']}  (`ajuste report {info['run_dir']}` shows the study at any time)")
+        for key, value in info["fixed"].items():
+            out.say(f"[bold]fixed[/]  {key} = {value}, as given: removed from the search space")
 
     def finished(trial: FrozenTrial, study: Any) -> None:
         value = "" if trial.value is None else f"val {metric} {trial.value:.4f}"
@@ -143,12 +146,13 @@ def evaluate(args: argparse.Namespace) -> int:
     from ajuste.data import DataSettings, load_table
     from ajuste.data.builtin import BUILTIN_DATASETS
     from ajuste.data.prepare import clean
-    from ajuste.runs.folder import read_run
+    from ajuste.runs.folder import RunFolder
     from ajuste.validation import validate
 
     out = _output(args)
     started = time.perf_counter()
-    run = read_run(args.run)
+    folder = RunFolder.open(args.run)
+    classifier = folder.load(trust_remote_code=args.trust_remote_code)
     source: dict[str, Any] = {"dataset": args.data} if args.data in BUILTIN_DATASETS else {"path": args.data}
     for name in ("format", "text_col", "label_col", "encoding", "data_dir"):
         if getattr(args, name, None) is not None:
@@ -163,7 +167,7 @@ def evaluate(args: argparse.Namespace) -> int:
             f"and {report['dropped_missing_label']} without label",
             fix="Check the --text-col and --label-col choice.",
         )
-    metrics = run.classifier.evaluate(dataset, batch_size=args.batch_size, precision=args.precision)
+    metrics = classifier.evaluate(dataset, batch_size=args.batch_size, precision=args.precision)
     dropped = report["dropped_empty_text"] + report["dropped_missing_label"]
     out.say(
         f"[bold]data[/]  {report['rows_in']} rows read, {dropped} without text or label skipped, {len(dataset)} scored"
@@ -183,7 +187,7 @@ def evaluate(args: argparse.Namespace) -> int:
     out.table(per_class)
     out.json(
         {
-            "run_dir": str(run.path),
+            "run_dir": str(folder.path),
             "data": {"rows_read": report["rows_in"], "scored": len(dataset), "skipped": dropped},
             "metrics": metrics,
             "seconds": round(time.perf_counter() - started, 3),
@@ -194,8 +198,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def predict(args: argparse.Namespace) -> int:
     from ajuste.data.readers import read_texts
-    from ajuste.data.writers import write_predictions
-    from ajuste.runs.folder import read_run
+    from ajuste.data.writers import check_output, write_predictions
+    from ajuste.runs.folder import RunFolder
 
     out = _output(args)
     if args.texts and args.input:
@@ -208,15 +212,17 @@ def predict(args: argparse.Namespace) -> int:
         raise ConfigError("--input needs --output", fix="Pass --output FILE.csv|.tsv|.jsonl to keep the predictions.")
     if args.input and args.output and Path(args.input).resolve() == Path(args.output).resolve():
         raise ConfigError("--output would overwrite --input", fix="Choose another --output.")
+    if args.output:  # refused before the model is read and every row predicted, not after
+        check_output(args.output, args.overwrite)
     started = time.perf_counter()
-    run = read_run(args.run)
+    classifier = RunFolder.open(args.run).load(trust_remote_code=args.trust_remote_code)
     ids: list[str] | None = None
     texts: list[str | None]
     if args.input:
         texts, ids = read_texts(args.input, file_format=args.format, text_col=args.text_col, encoding=args.encoding)
     else:
         texts = list(args.texts)
-    predictions = run.classifier.predict([t or "" for t in texts], batch_size=args.batch_size, precision=args.precision)
+    predictions = classifier.predict([t or "" for t in texts], batch_size=args.batch_size, precision=args.precision)
     seconds = round(time.perf_counter() - started, 3)
     if args.output:
         path = write_predictions(

@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ajuste.cli import commands
-from ajuste.cli.options import add_data_flags, add_model_flags, add_train_flags
+from ajuste.cli.options import add_data_flags, add_model_flags, add_train_flags, setting_choices
 from ajuste.errors import AjusteError
+from ajuste.models.registry import named_families
 from ajuste.models.settings import PRECISIONS
+from ajuste.search.settings import TuneSettings
 
 __all__ = ["build_parser", "main"]
 
@@ -44,9 +46,15 @@ def _source(parser: argparse.ArgumentParser) -> None:
     add_data_flags(parser)
 
 
-def _precision(parser: argparse.ArgumentParser) -> None:
+def _opening(parser: argparse.ArgumentParser) -> None:
+    """Flags of the commands that open a run folder: precision, and whether its checkpoint's code may run."""
     parser.add_argument(
         "--precision", choices=PRECISIONS, default=None, help="Arithmetic of prediction (default: the model's)."
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="Allow the Python code that the run folder's checkpoint brings to run (off: refused with exit 2).",
     )
 
 
@@ -82,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", metavar="DATA", help="Labelled data file, or a built-in dataset name.")
     add_data_flags(evaluate, prepare=False)
     evaluate.add_argument("--batch-size", type=int, default=None, help="Texts per batch.")
-    _precision(evaluate)
+    _opening(evaluate)
     _common(evaluate)
     evaluate.set_defaults(handler=commands.evaluate)
 
@@ -105,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--encoding", default="utf-8", help="Text encoding of --input (utf-8).")
     predict.add_argument("--batch-size", type=int, default=None, help="Texts per batch.")
-    _precision(predict)
+    _opening(predict)
     predict.add_argument("--overwrite", action="store_true", help="Replace --output if it exists.")
     _common(predict)
     predict.set_defaults(handler=commands.predict)
@@ -122,25 +130,28 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--model",
         metavar="NAME",
-        help="Family to search (bag, gpt, minilm), several as bag,minilm, or a checkpoint (default bag,gpt,minilm).",
+        help=f"Family to search ({', '.join(named_families())}), several as bag,minilm, or a checkpoint "
+        "(default: every family that needs no checkpoint).",
     )
     add_train_flags(tune)
     search = tune.add_argument_group("search")
     search.add_argument(
         "--sampler",
-        choices=("grid", "random", "tpe", "gp", "cmaes", "genetic", "nn"),
+        choices=setting_choices(TuneSettings, "sampler"),
         help="How the next settings are chosen (tpe).",
     )
     search.add_argument(
-        "--pruner", choices=("none", "median", "asha", "hyperband"), help="How hopeless trials are stopped (median)."
+        "--pruner", choices=setting_choices(TuneSettings, "pruner"), help="How hopeless trials are stopped (median)."
     )
     search.add_argument("--trials", type=int, metavar="N", help="Total trials of the study, resumed runs included.")
     search.add_argument("--timeout", metavar="TIME", help="Search time of this run: 600, 90s, 10m, 1h.")
     search.add_argument(
-        "--metric", choices=("accuracy", "macro_f1", "loss"), help="Validation score to optimise (accuracy)."
+        "--metric", choices=setting_choices(TuneSettings, "metric"), help="Validation score to optimise (accuracy)."
     )
     search.add_argument(
-        "--refit", choices=("train", "train+val"), help="Final model trained on train, or on train+val (train)."
+        "--refit",
+        choices=setting_choices(TuneSettings, "refit"),
+        help="Final model trained on train, or on train+val (train).",
     )
     search.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: study.db in the run folder).")
     search.add_argument("--study", metavar="NAME", help="Study name in --storage (default: from the settings).")
@@ -183,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What a Ctrl-C leaves behind, by command, when the command itself has nothing more precise to say.
+_INTERRUPTED = {
+    "train": "training stopped; nothing was written (a run folder appears only once complete)",
+    "tune": "the search was stopped before its first trial; nothing was kept but the run folder's settings",
+    "predict": "prediction stopped; no --output file was written (it appears only once complete)",
+    "evaluate": "evaluation stopped; nothing was written",
+}
+
+
 def _version() -> str:
     from ajuste import __version__
 
@@ -221,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     except KeyboardInterrupt as exc:
-        sys.stderr.write(f"interrupted: {exc or 'nothing was written for the unfinished run'}.\n")
+        sys.stderr.write(f"interrupted: {str(exc) or _INTERRUPTED.get(args.command, 'nothing was changed')}.\n")
         return 130
     except Exception as exc:  # an internal error: one line, the traceback only on request
         if os.environ.get("AJUSTE_DEBUG"):

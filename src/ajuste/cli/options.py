@@ -7,25 +7,28 @@ YAML file, which overrides the defaults. Flags given for a family they do not ap
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel
 
 from ajuste.config import RunConfig, parse_config, read_yaml
+from ajuste.data.settings import DataSettings
 from ajuste.errors import ConfigError
-from ajuste.models.settings import PRECISIONS
+from ajuste.models.registry import FAMILIES, families_with, is_named_family, named_families
 from ajuste.search.settings import TuneConfig
+from ajuste.training.settings import TrainSettings
 from ajuste.validation import validate
 
 __all__ = [
-    "FAMILIES",
     "add_data_flags",
     "add_model_flags",
     "add_train_flags",
     "config_from_args",
+    "setting_choices",
     "tune_config_from_args",
 ]
-
-FAMILIES = ("bag", "gpt", "minilm")
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,36 @@ class Flag:
     field: str
     kind: Any
     help: str
-    families: tuple[str, ...] = ()
-    choices: tuple[str, ...] | None = None
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The families whose settings have this flag's field (every family: any of them)."""
+        return families_with(self.field) if self.section == "model" else ()
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """The values the setting's own type allows (its ``Literal``), or None when it is not a choice."""
+        if self.section == "model":
+            owners: list[type[BaseModel]] = [FAMILIES[name].settings for name in self.families]
+        else:
+            owners = [DataSettings if self.section == "data" else TrainSettings]
+        for owner in owners:
+            field = owner.model_fields.get(self.field)
+            if field is not None:
+                return _literals(field.annotation) or None
+        return None
+
+
+def setting_choices(owner: type[BaseModel], name: str) -> tuple[str, ...]:
+    """The values a ``Literal`` setting allows: a flag's choices come from the setting itself."""
+    return _literals(owner.model_fields[name].annotation)
+
+
+def _literals(annotation: Any) -> tuple[str, ...]:
+    """The string values of the ``Literal`` inside an annotation (``Literal[...] | None`` included)."""
+    if get_origin(annotation) is Literal:
+        return tuple(str(value) for value in get_args(annotation))
+    return tuple(value for arg in get_args(annotation) for value in _literals(arg))
 
 
 def _split(text: str) -> list[float]:
@@ -48,10 +79,14 @@ def _split(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected three fractions like 0.7,0.1,0.2, got '{text}'") from None
     if len(parts) != 3:
         raise argparse.ArgumentTypeError(f"expected three fractions like 0.7,0.1,0.2, got '{text}'")
+    # float() reads 'nan' and 'inf' too: NaN passes every comparison, so it is refused by name here
+    if not all(math.isfinite(part) and part > 0 for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected three fractions like 0.7,0.1,0.2, each a finite number > 0, got '{text}'"
+        )
     return parts
 
 
-PRETRAINED = ("pretrained", "minilm")
 DATA_FLAGS = (
     Flag(
         "--format",
@@ -59,7 +94,6 @@ DATA_FLAGS = (
         "format",
         str,
         "File format (default: from the extension).",
-        choices=("auto", "csv", "tsv", "jsonl", "parquet", "lines"),
     ),
     Flag("--text-col", "data", "text_col", str, "Column of the texts (guessed when obvious)."),
     Flag("--label-col", "data", "label_col", str, "Column of the labels (guessed when obvious)."),
@@ -73,37 +107,33 @@ PREPARE_FLAGS = (
         "balance",
         str,
         "Class balancing (default: the dataset's; none for files).",
-        choices=("none", "undersample", "oversample", "class_weight"),
     ),
     Flag("--split", "data", "split", _split, "Train,validation,test fractions (default 0.7,0.1,0.2)."),
 )
 MODEL_FLAGS = (
-    Flag("--embed-dim", "model", "embed_dim", int, "bag: embedding size (64).", ("bag",)),
-    Flag("--ngrams", "model", "ngrams", int, "bag: longest word n-gram (2).", ("bag",)),
-    Flag("--buckets", "model", "buckets", int, "bag: hash buckets for n-grams (50000).", ("bag",)),
-    Flag("--min-freq", "model", "min_freq", int, "bag: minimum word count in training (1).", ("bag",)),
-    Flag("--num-layers", "model", "num_layers", int, "gpt: transformer blocks (2).", ("gpt",)),
-    Flag("--num-heads", "model", "num_heads", int, "gpt: attention heads, dividing --emb-dim (4).", ("gpt",)),
-    Flag("--emb-dim", "model", "emb_dim", int, "gpt: embedding size (128).", ("gpt",)),
-    Flag("--context-length", "model", "context_length", int, "gpt: longest sequence (256).", ("gpt",)),
-    Flag("--dropout", "model", "dropout", float, "gpt: dropout (0.1).", ("gpt",)),
+    Flag("--embed-dim", "model", "embed_dim", int, "bag: embedding size (64)."),
+    Flag("--ngrams", "model", "ngrams", int, "bag: longest word n-gram (2)."),
+    Flag("--buckets", "model", "buckets", int, "bag: hash buckets for n-grams (50000)."),
+    Flag("--min-freq", "model", "min_freq", int, "bag: minimum word count in training (1)."),
+    Flag("--num-layers", "model", "num_layers", int, "gpt: transformer blocks (2)."),
+    Flag("--num-heads", "model", "num_heads", int, "gpt: attention heads, dividing --emb-dim (4)."),
+    Flag("--emb-dim", "model", "emb_dim", int, "gpt: embedding size (128)."),
+    Flag("--context-length", "model", "context_length", int, "gpt: longest sequence (256)."),
+    Flag("--dropout", "model", "dropout", float, "gpt: dropout (0.1)."),
     Flag(
         "--activation",
         "model",
         "activation",
         str,
         "gpt: feed-forward activation (gelu).",
-        ("gpt",),
-        ("gelu", "gelu_new", "relu", "silu", "tanh"),
     ),
-    Flag("--vocab-size", "model", "vocab_size", int, "gpt: BPE vocabulary size (4096).", ("gpt",)),
+    Flag("--vocab-size", "model", "vocab_size", int, "gpt: BPE vocabulary size (4096)."),
     Flag(
         "--trainable",
         "model",
         "trainable",
         str,
         "pretrained: head | last_block | last_n:K | all | lora (last_block).",
-        PRETRAINED,
     ),
     Flag(
         "--pooling",
@@ -111,13 +141,11 @@ MODEL_FLAGS = (
         "pooling",
         str,
         "pretrained: auto | cls | mean | pooler | last (auto).",
-        PRETRAINED,
-        ("auto", "cls", "mean", "pooler", "last"),
     ),
-    Flag("--lora-rank", "model", "lora_rank", int, "pretrained: LoRA rank (8).", PRETRAINED),
-    Flag("--lora-alpha", "model", "lora_alpha", float, "pretrained: LoRA alpha (16).", PRETRAINED),
-    Flag("--lora-dropout", "model", "lora_dropout", float, "pretrained: LoRA dropout (0.05).", PRETRAINED),
-    Flag("--lora-layers", "model", "lora_layers", int, "pretrained: LoRA on the last K blocks only (all).", PRETRAINED),
+    Flag("--lora-rank", "model", "lora_rank", int, "pretrained: LoRA rank (8)."),
+    Flag("--lora-alpha", "model", "lora_alpha", float, "pretrained: LoRA alpha (16)."),
+    Flag("--lora-dropout", "model", "lora_dropout", float, "pretrained: LoRA dropout (0.05)."),
+    Flag("--lora-layers", "model", "lora_layers", int, "pretrained: LoRA on the last K blocks only (all)."),
     Flag("--max-length", "model", "max_length", int, "Longest input in tokens (default: longest training text)."),
     Flag(
         "--precision",
@@ -125,11 +153,10 @@ MODEL_FLAGS = (
         "precision",
         str,
         "fp32 | bf16: arithmetic of prediction and of the frozen layers' pass (fp32).",
-        choices=PRECISIONS,
     ),
 )
 TRAIN_FLAGS = (
-    Flag("--optimizer", "train", "optimizer", str, "adamw | adam | sgd (adamw).", choices=("adamw", "adam", "sgd")),
+    Flag("--optimizer", "train", "optimizer", str, "adamw | adam | sgd (adamw)."),
     Flag("--lr", "train", "lr", float, "Peak learning rate (default: the family's)."),
     Flag("--weight-decay", "train", "weight_decay", float, "Weight decay (0.01)."),
     Flag(
@@ -138,7 +165,6 @@ TRAIN_FLAGS = (
         "scheduler",
         str,
         "constant | linear | cosine (linear).",
-        choices=("constant", "linear", "cosine"),
     ),
     Flag("--warmup", "train", "warmup", float, "Fraction of steps spent warming up (0)."),
     Flag("--label-smoothing", "train", "label_smoothing", float, "Label smoothing (0)."),
@@ -153,7 +179,6 @@ TRAIN_FLAGS = (
         "monitor",
         str,
         "Validation metric to follow (val_loss).",
-        choices=("val_loss", "val_accuracy", "val_macro_f1"),
     ),
 )
 
@@ -185,7 +210,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         metavar="NAME",
-        help="bag | gpt | minilm | a checkpoint folder or hub id (default bag).",
+        help=f"{' | '.join(named_families())} | a checkpoint folder or hub id (default bag).",
     )
     _add(group, MODEL_FLAGS)  # type: ignore[arg-type]
     group.add_argument(
@@ -216,7 +241,7 @@ def _model_section(args: argparse.Namespace, base: dict[str, Any]) -> tuple[dict
     problems: list[str] = []
     section = dict(base)
     if args.model is not None:
-        if args.model in FAMILIES:
+        if is_named_family(args.model):
             chosen = {"family": args.model}
         else:
             chosen = {"family": "pretrained", "checkpoint": args.model}
@@ -232,11 +257,11 @@ def _model_section(args: argparse.Namespace, base: dict[str, Any]) -> tuple[dict
             problems.append(f"{flag.name} applies to --model {' or '.join(flag.families)} only, not {family}")
             continue
         section[flag.field] = value
-    if args.trust_remote_code:
+    if args.trust_remote_code:  # the one way in: read_yaml drops it from any --config file
         section["trust_remote_code"] = True
     if args.cache is False:
-        if family not in PRETRAINED:
-            problems.append(f"--no-cache applies to --model minilm or a checkpoint only, not {family}")
+        if family not in families_with("cache"):
+            problems.append(f"--no-cache applies to --model {' or '.join(families_with('cache'))} only, not {family}")
         else:
             section["cache"] = False
     return section, problems
@@ -295,11 +320,13 @@ def tune_config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | No
     values = _sections(args, data, ("data", "model", "train", "space", "tune"))
     if args.model is not None:
         names = [n.strip() for n in args.model.split(",") if n.strip()]
-        if len(names) > 1 or (names and names[0] in FAMILIES):
-            unknown = [n for n in names if n not in FAMILIES]
+        if len(names) > 1 or (names and is_named_family(names[0])):
+            unknown = [n for n in names if not is_named_family(n)]
             if len(names) > 1 and unknown:
                 raise ConfigError(
-                    "--model takes one checkpoint, or families", expected=", ".join(FAMILIES), found=", ".join(unknown)
+                    "--model takes one checkpoint, or families",
+                    expected=", ".join(named_families()),
+                    found=", ".join(unknown),
                 )
             values["model"] = {"family": names[0]} if len(names) == 1 else {}
             values["families"] = names if len(names) > 1 else []

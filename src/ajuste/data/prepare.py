@@ -6,6 +6,7 @@ returns what it changed alongside the result, so that nothing is ever dropped wi
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ __all__ = [
     "clean",
     "dedupe",
     "describe",
+    "normalise_label",
     "oversample",
     "prepare",
     "split",
@@ -51,16 +53,40 @@ class PreparedData:
         return {"train": sorted(set(self.train.rows)), "val": self.val.rows, "test": self.test.rows}
 
 
+#: Label strings that programs write for a missing value (pandas ``NaN``/``nan``, JSON and SQL ``null``),
+#: in any case. ``None`` and ``NA`` are not among them: LUIS-style intent data has a real ``None`` class,
+#: and ``NA`` can be a class (North America); a bogus class shows in the summary, a dropped one does not.
+MISSING_LABELS = frozenset({"nan", "null"})
+#: A whole number written as a float: ``1.0``, ``-3.00``.
+_WHOLE_FLOAT = re.compile(r"^([+-]?[0-9]+)\.0+$")
+
+
+def normalise_label(label: str | None) -> str | None:
+    """A label as one class name: stripped; ``None`` when missing; ``1.0`` written ``1``.
+
+    A numeric label column is read as floats in one file (Parquet, pandas' CSV) and as ints in
+    another, or mixes ``1`` and ``1.0`` in one JSONL file: they are the same class.
+    """
+    label = (label or "").strip()
+    if not label or label.lower() in MISSING_LABELS:
+        return None
+    whole = _WHOLE_FLOAT.match(label)
+    return str(int(whole.group(1))) if whole else label
+
+
 def clean(table: Table) -> tuple[TextDataset, Report]:
-    """Strip whitespace; drop rows whose text is empty or whose label is missing, counting each."""
+    """Strip whitespace; drop rows whose text is empty or whose label is missing, counting each.
+
+    Labels go through :func:`normalise_label`: ``NaN``, ``null`` (any case) and empty labels are missing.
+    """
     texts: list[str] = []
     labels: list[str] = []
     rows: list[int] = []
     empty_text = missing_label = 0
-    for text, label, row in zip(table.texts, table.labels, table.rows):
+    for text, raw_label, row in zip(table.texts, table.labels, table.rows):
         text = (text or "").strip()
-        label = (label or "").strip()
-        if not label:
+        label = normalise_label(raw_label)
+        if label is None:
             missing_label += 1
             continue
         if not text:

@@ -48,12 +48,21 @@ def detect_format(path: Path) -> str:
     return _EXTENSIONS[suffix]
 
 
+def _unreadable(path: Path, exc: OSError) -> DataError:
+    return DataError.unreadable(str(path), exc, "Check that the file and its disk are still there.")
+
+
 def _read_text(path: Path, encoding: str) -> str:
-    if not path.exists():
-        raise DataError(f"data file {path} does not exist", fix="Check the path, or use --dataset for a built-in one.")
-    if path.is_dir():
-        raise DataError(f"{path} is a folder", expected="a data file", fix="Point --data at the file itself.")
-    raw = path.read_bytes()
+    try:
+        if not path.exists():
+            raise DataError(
+                f"data file {path} does not exist", fix="Check the path, or use --dataset for a built-in one."
+            )
+        if path.is_dir():
+            raise DataError(f"{path} is a folder", expected="a data file", fix="Point --data at the file itself.")
+        raw = path.read_bytes()
+    except OSError as exc:  # exists() too raises when a parent folder may not be searched
+        raise _unreadable(path, exc) from None
     codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
         return raw.decode(codec)
@@ -75,6 +84,10 @@ def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[
     # strict: an unbalanced quote is an error, not a field that silently swallows the rest of the file
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
     start = 1  # the line where the record being read begins
+    # A long text is data, not a quoting error: no field can be longer than the file, so that is the
+    # limit while this file is read (csv's own default, 128 KB, refuses long documents). The limit is
+    # process-wide, so the previous one is put back afterwards.
+    previous_limit = csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     try:
         header = next(reader, None)
         if header is None:
@@ -96,6 +109,8 @@ def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[
             found=f"{exc} in the record that starts at line {start}",
             fix="Check the quoting on that line, or pass --format.",
         ) from None
+    finally:
+        csv.field_size_limit(previous_limit)
     return columns, records
 
 
@@ -125,12 +140,19 @@ def _read_jsonl(path: Path, encoding: str) -> Rows:
 
 
 def _read_parquet(path: Path) -> Rows:
-    if not path.exists():
-        raise DataError(f"data file {path} does not exist", fix="Check the path.")
+    try:
+        if not path.exists():
+            raise DataError(f"data file {path} does not exist", fix="Check the path.")
+        # A file is read here, so that a refused read gets its own message rather than pyarrow's; a
+        # folder is a partitioned dataset (as Spark writes them), which pyarrow reads itself.
+        raw = None if path.is_dir() else path.read_bytes()
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    import pyarrow as pa
     import pyarrow.parquet as pq  # heavy: imported only for Parquet files
 
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path if raw is None else pa.BufferReader(raw))
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise DataError(f"{path} is not a readable Parquet file", found=str(exc).splitlines()[0]) from None
     return list(table.column_names), table.to_pylist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -35,8 +36,11 @@ class DataSettings(BaseModel):
     @field_validator("split")
     @classmethod
     def _split_fractions(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(part <= 0 for part in value):
-            raise ValueError(f"every fraction must be > 0, got {','.join(map(str, value))}")
+        # NaN is neither <= 0 nor > 0: it is refused by name, with inf, before the sum says something odd
+        if not all(math.isfinite(part) and part > 0 for part in value):
+            raise ValueError(
+                f"every fraction must be a finite number > 0 (as in 0.7,0.1,0.2), got {','.join(map(str, value))}"
+            )
         if abs(sum(value) - 1.0) > 1e-6:
             raise ValueError(f"fractions must sum to 1, got {','.join(map(str, value))} (sum {sum(value):g})")
         return value

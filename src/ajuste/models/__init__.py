@@ -1,31 +1,23 @@
-"""Models: the three families behind one interface, and their settings."""
+"""Models: the families behind one interface, their settings, and the registry that names them."""
 
 from __future__ import annotations
 
-from ajuste.models.bag import BagFamily
 from ajuste.models.base import Family, TrainingDefaults, count_parameters
-from ajuste.models.gpt import GPTFamily
-from ajuste.models.pretrained import PretrainedFamily
-from ajuste.models.settings import BagSettings, GPTSettings, ModelSettings, PretrainedSettings
+from ajuste.models.settings import BagSettings, FamilySettings, GPTSettings, PretrainedSettings
+
+from ajuste.models.registry import FAMILIES, REGISTRY, ModelSettings, Registration, make_family  # isort: skip
 
 __all__ = [
+    "FAMILIES",
+    "REGISTRY",
     "BagSettings",
     "Family",
+    "FamilySettings",
     "GPTSettings",
     "ModelSettings",
     "PretrainedSettings",
+    "Registration",
     "TrainingDefaults",
     "count_parameters",
     "make_family",
 ]
-
-AnyModelSettings = BagSettings | GPTSettings | PretrainedSettings
-
-
-def make_family(settings: AnyModelSettings) -> Family:
-    """The family object for validated model settings."""
-    if isinstance(settings, BagSettings):
-        return BagFamily(settings)
-    if isinstance(settings, GPTSettings):
-        return GPTFamily(settings)
-    return PretrainedFamily(settings)

@@ -11,12 +11,26 @@ import torch
 from torch import nn
 
 from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
+from ajuste.models.memory import check_memory
 from ajuste.models.settings import BagSettings
 from ajuste.tokenize.words import WordVocabulary
 
 __all__ = ["BagFamily", "BagOfEmbeddings"]
 
 VOCAB_FILE = "vocabulary.json"
+
+
+#: The default search space of the family (see ajuste.search.space for the format).
+DEFAULT_SPACE: dict[str, Any] = {
+    "model.embed_dim": {"low": 16, "high": 256, "step": 16},
+    "model.ngrams": {"low": 1, "high": 3},
+    "model.min_freq": [1, 2],
+    "train.lr": {"low": 1e-3, "high": 0.3, "log": True},
+    "train.batch_size": [16, 32, 64, 128],
+    "train.epochs": {"low": 3, "high": 20},
+    "train.weight_decay": {"low": 1e-6, "high": 0.1, "log": True},
+    "train.warmup": {"low": 0.0, "high": 0.2},
+}
 
 
 class BagOfEmbeddings(nn.Module):
@@ -69,6 +83,11 @@ class BagFamily(Family):
         return {"ids": ids, "offsets": offsets}
 
     def build(self, num_labels: int) -> nn.Module:
+        # refused before allocating: a table too large for memory would otherwise swap, then be killed
+        check_memory(self.settings, self._vocabulary().size, num_labels)
+        return self._module(num_labels)
+
+    def _module(self, num_labels: int) -> BagOfEmbeddings:
         return BagOfEmbeddings(self._vocabulary().size, self.settings.embed_dim, num_labels)
 
     def defaults(self) -> TrainingDefaults:
@@ -81,7 +100,8 @@ class BagFamily(Family):
 
     def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
         self.vocabulary = WordVocabulary.from_dict(json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8")))
-        module = self.build(num_labels)
+        check_memory(self.settings, self.vocabulary.size, num_labels, training=False)  # predicting: weights only
+        module = self._module(num_labels)
         load_weights(module, folder)
         return module
 

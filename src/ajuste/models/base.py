@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ajuste.atomic import plain_permissions
+from ajuste.errors import RunFolderError
 from ajuste.models.boundary import BoundaryStates
 
 __all__ = ["WEIGHTS_FILE", "Family", "TrainingDefaults", "count_parameters", "load_weights", "save_weights"]
@@ -29,12 +31,23 @@ def save_weights(module: nn.Module, folder: Path) -> None:
     from safetensors.torch import save_model
 
     save_model(module, str(folder / WEIGHTS_FILE))
+    plain_permissions(folder / WEIGHTS_FILE)  # safetensors makes it 0600: a shared run must stay readable
 
 
 def load_weights(module: nn.Module, folder: Path) -> None:
+    """The weights of ``folder`` into ``module``; a damaged or foreign file is a RunFolderError."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
 
-    load_model(module, str(folder / WEIGHTS_FILE), strict=True)
+    path = folder / WEIGHTS_FILE
+    try:
+        load_model(module, str(path), strict=True)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:  # truncated, random bytes, other shapes
+        raise RunFolderError(
+            f"the weights file {path} is damaged or belongs to another model",
+            found=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            fix="Train again, or restore the run folder from a copy.",
+        ) from None
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:

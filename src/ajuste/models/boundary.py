@@ -19,7 +19,7 @@ import torch
 
 from ajuste.tokenize.batching import token_batches
 
-__all__ = ["BoundaryStates", "autocast", "compute_states"]
+__all__ = ["BoundaryStates", "autocast", "bf16_supported", "compute_states", "effective_precision"]
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,18 @@ class BoundaryStates:
         return batch
 
 
+def effective_precision(precision: str) -> str:
+    """The arithmetic that ``precision`` really gets here: bf16 only where the CPU has it natively.
+
+    What was computed, not what was asked for, is what a cached result is filed under: bf16 asked for
+    on a CPU without it computes fp32 values, the same as an fp32 run's.
+    """
+    return "bf16" if precision == "bf16" and bf16_supported() else "fp32"
+
+
 def autocast(precision: str) -> AbstractContextManager[Any]:
     """bf16 matrix products on the CPU when asked for and the hardware has them; fp32 otherwise."""
-    if precision == "bf16" and bf16_supported():
+    if effective_precision(precision) == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
 

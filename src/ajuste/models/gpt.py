@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
+from ajuste.models.memory import check_memory
 from ajuste.models.settings import GPTSettings
 from ajuste.models.transformer import BackboneClassifier
 from ajuste.tokenize.batching import pad_sequences
@@ -24,6 +25,24 @@ from ajuste.tokenize.bpe import END_OF_TEXT, train_bpe
 __all__ = ["GPTFamily"]
 
 TOKENIZER_FILE = "tokenizer.json"
+
+
+#: The default search space of the family (see ajuste.search.space for the format).
+DEFAULT_SPACE: dict[str, Any] = {
+    "model.num_layers": {"low": 1, "high": 4},
+    "model.num_heads": [2, 4, 8],
+    "model.emb_dim": {"low": 64, "high": 256, "step": 32},
+    "model.context_length": [64, 128, 256],
+    "model.dropout": {"low": 0.0, "high": 0.3},
+    "model.activation": ["gelu", "relu", "silu"],
+    "model.vocab_size": [1024, 2048, 4096, 8192],
+    "train.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    "train.batch_size": [16, 32, 64],
+    "train.epochs": {"low": 3, "high": 15},
+    "train.weight_decay": {"low": 1e-6, "high": 0.1, "log": True},
+    "train.warmup": {"low": 0.0, "high": 0.2},
+    "constraints": ["model.emb_dim % model.num_heads == 0"],
+}
 
 
 class GPTFamily(Family):
@@ -80,6 +99,11 @@ class GPTFamily(Family):
         )
 
     def build(self, num_labels: int) -> nn.Module:
+        # refused before allocating: a model too large for memory would otherwise swap, then be killed
+        check_memory(self.settings, self.tokenizer.get_vocab_size(), num_labels)
+        return self._module(num_labels)
+
+    def _module(self, num_labels: int) -> BackboneClassifier:
         from transformers import GPT2Model
 
         config = self._config()
@@ -98,7 +122,8 @@ class GPTFamily(Family):
 
         self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         self._max_length = int(entries["max_length"])
-        module = self.build(num_labels)
+        check_memory(self.settings, self.tokenizer.get_vocab_size(), num_labels, training=False)  # weights only
+        module = self._module(num_labels)
         load_weights(module, folder)
         return module
 

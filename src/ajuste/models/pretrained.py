@@ -22,7 +22,7 @@ from torch import nn
 
 from ajuste.errors import ConfigError, ModelError
 from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
-from ajuste.models.boundary import BoundaryStates, compute_states
+from ajuste.models.boundary import BoundaryStates, compute_states, effective_precision
 from ajuste.models.settings import PretrainedSettings, parse_trainable
 from ajuste.models.transformer import BackboneClassifier, Pooling, find_blocks, freeze_below
 from ajuste.tokenize.batching import pad_sequences
@@ -72,6 +72,43 @@ def _check_folder(folder: Path) -> None:
         )
 
 
+def _own_code(folder: Path) -> str | None:
+    """What in a checkpoint folder asks for its own Python code: an ``auto_map`` in its config files.
+
+    Read as plain JSON, before ``transformers`` sees the folder: deciding must not run anything.
+    """
+    for name in ("config.json", "tokenizer_config.json", "preprocessor_config.json"):
+        path = folder / name
+        try:
+            content = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue  # transformers will say what is wrong with the file
+        if isinstance(content, dict) and content.get("auto_map"):
+            mapped = content["auto_map"]
+            classes = ", ".join(sorted(map(str, mapped))) if isinstance(mapped, dict) else str(mapped)
+            return f"{name} maps {classes} to code in the folder"
+    return None
+
+
+def refuse_own_code(folder: Path, trust: bool) -> None:
+    """A checkpoint folder that brings its own code is refused unless ``trust`` was given on this very call."""
+    reason = None if trust else _own_code(folder)
+    if reason is not None:
+        raise ModelError(
+            f"the model in {folder} needs its own Python code to load, and a folder never runs code by itself",
+            found=reason,
+            fix="If you trust whoever made this folder, pass --trust-remote-code on this command "
+            "(trust_remote_code=True in Python).",
+        )
+
+
+def _attention_implementation(module: BackboneClassifier) -> str | None:
+    """The attention kernel the backbone runs (eager, sdpa, flash_attention_2...), as transformers chose it."""
+    config = getattr(module.backbone, "config", None)
+    chosen = getattr(config, "_attn_implementation", None)
+    return None if chosen is None else str(chosen)
+
+
 def _is_decoder(config: Any) -> bool:
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
@@ -100,6 +137,24 @@ def _sentence_transformers_pooling(folder: Path) -> Pooling | None:
     if modes.get("pooling_mode_cls_token"):
         return "cls"
     return None
+
+
+#: The default search space of the family (see ajuste.search.space for the format).
+DEFAULT_SPACE: dict[str, Any] = {
+    "model.trainable": ["head", "last_block", "last_n:2", "all", "lora"],
+    "model.lora_rank": {"low": 4, "high": 32, "log": True, "when": "model.trainable == 'lora'"},
+    "model.lora_alpha": {"low": 8.0, "high": 64.0, "log": True, "when": "model.trainable == 'lora'"},
+    "train.lr": [
+        {"low": 5e-4, "high": 1e-2, "log": True, "when": "model.trainable == 'head'"},
+        {"low": 5e-5, "high": 1e-3, "log": True, "when": "model.trainable in ['last_block', 'last_n:2']"},
+        {"low": 1e-5, "high": 1.5e-4, "log": True, "when": "model.trainable == 'all'"},
+        {"low": 2e-4, "high": 3e-3, "log": True, "when": "model.trainable == 'lora'"},
+    ],
+    "train.batch_size": [8, 16, 32],
+    "train.epochs": {"low": 2, "high": 6},
+    "train.weight_decay": {"low": 1e-6, "high": 0.1, "log": True},
+    "train.warmup": {"low": 0.0, "high": 0.2},
+}
 
 
 class PretrainedFamily(Family):
@@ -132,6 +187,7 @@ class PretrainedFamily(Family):
         folder = Path(location).expanduser()
         if folder.exists() or location.startswith((".", "/", "~")) or location.count("/") > 1:
             _check_folder(folder)
+            refuse_own_code(folder, self.settings.trust_remote_code)
             self._folder = folder
             location = str(folder)
         trust = self.settings.trust_remote_code
@@ -303,6 +359,8 @@ class PretrainedFamily(Family):
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         trust = self.settings.trust_remote_code
+        refuse_own_code(folder / BACKBONE_DIR, trust)
+        refuse_own_code(folder / TOKENIZER_DIR, trust)
         self.config = AutoConfig.from_pretrained(folder / BACKBONE_DIR, trust_remote_code=trust)
         self.tokenizer = AutoTokenizer.from_pretrained(folder / TOKENIZER_DIR, trust_remote_code=trust)
         self._max_length = int(entries["max_length"])
@@ -325,15 +383,23 @@ class PretrainedFamily(Family):
             return None
         if not compute and module.frozen_fingerprint is None:  # it never used the cache: nothing of it is there
             return None
+        import transformers
+
         from ajuste import cache
 
+        precision = effective_precision(self.settings.precision)
         parts = {
             "checkpoint": self._checkpoint_fingerprint(module),
             "boundary": module.boundary,
             "pooling": module.pooling if module.boundary == -1 else None,
             "tokenizer": self._tokenizer_fingerprint(),
             "max_length": self._max_length,
-            "precision": self.settings.precision,
+            "precision": precision,
+            # The same weights give other values under another attention kernel or another release
+            # of torch or transformers (fused kernels, changed defaults): each is part of the key.
+            "attention": _attention_implementation(module),
+            "torch": str(torch.__version__),
+            "transformers": str(transformers.__version__),
             "texts": cache.fingerprint_sequences(sequences),
         }
         key = cache.make_key(parts)
@@ -344,14 +410,17 @@ class PretrainedFamily(Family):
         if not compute:
             return None
         started = time.perf_counter()
-        states = compute_states(module, sequences, self.collate, self.settings.precision, progress)
+        states = compute_states(module, sequences, self.collate, precision, progress)
         meta = {
             "model": "minilm" if self.settings.family == "minilm" else Path(self.source).name or self.source,
             "source": self.source,
             "boundary": "pooled output" if module.boundary == -1 else f"before block {module.boundary}",
             "trainable": self.settings.trainable,
             "max_length": self._max_length,
-            "precision": self.settings.precision,
+            "precision": precision,
+            "attention": parts["attention"],
+            "torch": parts["torch"],
+            "transformers": parts["transformers"],
             "texts": len(sequences),
         }
         cache.put(key, states, meta)

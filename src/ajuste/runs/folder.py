@@ -1,155 +1,377 @@
-"""Run folders: everything a run produced, written atomically, read back without unpickling anything.
+"""``RunFolder``: the one owner of a run folder's layout — its file names, staging, replacing, reading back.
 
-Layout: ``run.yaml`` (resolved settings, seed, versions, and the record of what happened, including
-every access to the test split), ``model/`` (weights as safetensors, tokenizer, labels, config),
-``metrics.json``, ``history.json`` and ``split.json`` (row ids of each split). The folder is assembled
-under a hidden name beside its target and renamed into place only when complete, so a crash never
-leaves a half-written run that looks finished.
+Layout: ``run.yaml`` (settings, versions, and the record of what happened, every test access included),
+``model/`` (the model's own files, written by ``TextClassifier.write_model``), ``metrics.json``,
+``history.json``, ``split.json`` (row ids of each split); a tuning folder adds ``tune.json`` (which search,
+where its study lives), ``space.yaml``, ``study.db``, ``report.html`` and a ``.lock``.
+
+A training run is assembled under a hidden name beside its target and put in place in one rename (an
+existing run is exchanged with it atomically), so a crash never leaves a half-written run that looks
+finished, nor nothing where the old run was. Opening a folder reads JSON, YAML and safetensors only:
+nothing in it is ever executed (a checkpoint's own code runs only with ``trust_remote_code`` given on
+that very call).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
-import platform
+import logging
+import os
 import re
 import shutil
-import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from ajuste.config import RunConfig, to_yaml
+from ajuste.atomic import remove_leftovers, replace_folder, staging_folder, write_text
+from ajuste.config import RunConfig
 from ajuste.errors import RunFolderError
-from ajuste.training.classifier import TextClassifier, load, model_folder, replace_folder, staging_folder
+from ajuste.runs.record import RunFile, RunRecord, SearchInfo
+from ajuste.training.callbacks import History
+from ajuste.training.classifier import MODEL_CONFIG, TextClassifier, load_model
+from ajuste.validation import validation_messages
 
-__all__ = [
-    "RunFolder",
-    "check_target",
-    "default_run_dir",
-    "environment",
-    "read_run",
-    "write_files",
-    "write_run",
-]
+__all__ = ["RunFolder", "default_run_dir", "load"]
+
+log = logging.getLogger(__name__)
 
 RUN_FILE = "run.yaml"
+MODEL_DIR = "model"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
 SPLIT_FILE = "split.json"
+TUNE_FILE = "tune.json"
+SPACE_FILE = "space.yaml"
+STUDY_FILE = "study.db"
+REPORT_FILE = "report.html"
+LOCK_FILE = ".lock"
+#: The name a search's final files are staged under, inside its folder (``.final.partial.<pid>.<random>``).
+FINAL_STAGING = "final"
+#: The files a finished run has besides model/, moved into a tuning folder before the model (the model last).
+RESULT_FILES = (METRICS_FILE, HISTORY_FILE, SPLIT_FILE, RUN_FILE)
 
 
-def environment() -> dict[str, Any]:
-    """Library versions and platform, recorded in every run.yaml."""
-    import torch
-
-    from ajuste import __version__
-
-    versions = {"ajuste": __version__, "python": platform.python_version(), "torch": str(torch.__version__)}
-    for name in ("transformers", "tokenizers", "peft"):
-        try:
-            versions[name] = str(__import__(name).__version__)
-        except ImportError:
-            continue
-    versions["platform"] = platform.platform()
-    return versions
-
-
-def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:
+def default_run_dir(source: str, family: str, root: str | Path = "runs") -> Path:
     """``runs/<data>-<family>-<time>``."""
-    source = config.data.dataset or Path(config.data.path or "data").stem
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{source}-{config.model.family}-{stamp}")
-    return Path(root) / name
+    return Path(root) / re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{source}-{family}-{stamp}")
 
 
-def check_target(target: Path, overwrite: bool) -> None:
-    """Refuse, before any work, to replace an existing folder unless asked to."""
-    if target.exists() and not overwrite and (not target.is_dir() or any(target.iterdir())):
-        raise RunFolderError(
-            f"the output folder {target} already exists",
-            fix="Choose another --out, or pass --overwrite to replace it.",
-        )
+def _json(content: Any) -> str:
+    return json.dumps(content, indent=2, allow_nan=True)
+
+
+def _yaml(content: dict[str, Any]) -> str:
+    return yaml.safe_dump(content, sort_keys=False, allow_unicode=True)
 
 
 def write_json(path: Path, content: Any) -> None:
-    path.write_text(json.dumps(content, indent=2, allow_nan=True), encoding="utf-8")
+    """A JSON file of a run being staged (the folder around it makes it atomic)."""
+    path.write_text(_json(content), encoding="utf-8")
 
 
-def write_files(
-    folder: Path,
-    classifier: TextClassifier,
-    config: RunConfig,
-    *,
-    metrics: dict[str, Any],
-    split: dict[str, Any],
-    record: dict[str, Any],
-) -> None:
-    """The files of a run (model/, metrics, history, split, run.yaml) into an empty ``folder``."""
-    (folder / "model").mkdir()
-    classifier.write_model(folder / "model")
-    write_json(folder / METRICS_FILE, metrics)
-    write_json(folder / HISTORY_FILE, classifier.history_.to_dict() if classifier.history_ else {})
-    write_json(folder / SPLIT_FILE, split)
-    extra = {"ajuste": environment(), "record": record}
-    (folder / RUN_FILE).write_text(to_yaml(config, extra), encoding="utf-8")
+def write_yaml(path: Path, content: dict[str, Any]) -> None:
+    """A YAML file of a run being staged (the folder around it makes it atomic)."""
+    path.write_text(_yaml(content), encoding="utf-8")
 
 
-def write_run(
-    target: Path,
-    classifier: TextClassifier,
-    config: RunConfig,
-    *,
-    metrics: dict[str, Any],
-    split: dict[str, Any],
-    record: dict[str, Any],
-    overwrite: bool = False,
-) -> Path:
-    """Write a complete run folder at ``target`` in one atomic rename."""
-    check_target(target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_folder(target, "partial.")
-    try:
-        write_files(staging, classifier, config, metrics=metrics, split=split, record=record)
-        replace_folder(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
-
-
-@dataclass
 class RunFolder:
-    """A run folder read back: the classifier, its run.yaml and its metrics."""
+    """A run folder at ``path``: what it holds, where, and how it is written and read."""
 
-    path: Path
-    classifier: TextClassifier
-    run: dict[str, Any]
-    metrics: dict[str, Any]
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
 
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
 
-def read_run(path: str | Path) -> RunFolder:
-    """A run folder (or a bare model folder) and what it records."""
-    folder = model_folder(path)
-    root = folder.parent if folder.name == "model" else folder
-    classifier = load(folder)
-    run: dict[str, Any] = {}
-    metrics: dict[str, Any] = {}
-    if (root / RUN_FILE).is_file():
+    # -- where things are ---------------------------------------------------------------------
+
+    @property
+    def run_file(self) -> Path:
+        return self.path / RUN_FILE
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL_DIR
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def history_file(self) -> Path:
+        return self.path / HISTORY_FILE
+
+    @property
+    def tune_file(self) -> Path:
+        return self.path / TUNE_FILE
+
+    @property
+    def space_file(self) -> Path:
+        return self.path / SPACE_FILE
+
+    @property
+    def study_file(self) -> Path:
+        return self.path / STUDY_FILE
+
+    @property
+    def report_file(self) -> Path:
+        return self.path / REPORT_FILE
+
+    def is_finished(self) -> bool:
+        """Whether the folder holds a final model (the last thing written)."""
+        return (self.model_dir / MODEL_CONFIG).is_file()
+
+    # -- writing a training run -----------------------------------------------------------------
+
+    def check_target(self, overwrite: bool) -> None:
+        """Refuse, before any work, to replace an existing folder unless asked to."""
+        target = self.path
+        if target.exists() and not target.is_dir():
+            raise RunFolderError(f"the output {target} is a file", fix="Choose another --out.")
+        if target.exists() and not overwrite and any(target.iterdir()):
+            raise RunFolderError(
+                f"the output folder {target} already exists",
+                fix="Choose another --out, or pass --overwrite to replace it.",
+            )
+        if overwrite and self.tune_file.is_file():
+            raise RunFolderError(
+                f"{target} holds a search",
+                fix="Choose another --out; `ajuste tune --overwrite` is the way to discard a search.",
+            )
+
+    def clean(self) -> None:
+        """Remove (or restore) what a killed write left beside this folder, and say so."""
+        for line in remove_leftovers(self.path):
+            log.warning("%s", line)
+
+    def write(
+        self,
+        classifier: TextClassifier,
+        run_file: RunFile,
+        *,
+        metrics: dict[str, Any],
+        split: dict[str, Any],
+        overwrite: bool = False,
+    ) -> RunFolder:
+        """Write a complete run at this path: staged beside it, then put in place in one rename."""
+        self.check_target(overwrite)
+        self.clean()
+        staging = staging_folder(self.path)
         try:
-            run = yaml.safe_load((root / RUN_FILE).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise RunFolderError(f"{root / RUN_FILE} is not valid YAML", found=str(exc).splitlines()[0]) from None
-    if (root / METRICS_FILE).is_file():
-        metrics = json.loads((root / METRICS_FILE).read_text(encoding="utf-8"))
-    return RunFolder(root, classifier, run, metrics)
+            RunFolder(staging)._write_files(classifier, run_file, metrics=metrics, split=split)
+            replace_folder(staging, self.path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self
+
+    def _write_files(
+        self, classifier: TextClassifier, run_file: RunFile, *, metrics: dict[str, Any], split: dict[str, Any]
+    ) -> None:
+        """Every file of a finished run into this (empty, staging) folder."""
+        self.model_dir.mkdir()
+        classifier.write_model(self.model_dir)
+        history = classifier.history_.to_dict() if classifier.history_ else {}
+        for name, content in ((METRICS_FILE, metrics), (HISTORY_FILE, history), (SPLIT_FILE, split)):
+            write_json(self.path / name, content)
+        write_yaml(self.run_file, run_file.to_data())
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunFolder:
+        """An existing run folder; refused, with what is there, when it holds no model."""
+        path = Path(path)
+        if not path.exists():
+            raise RunFolderError(f"run folder {path} does not exist", fix="Check the path; `ajuste train` writes one.")
+        folder = cls(path)
+        if folder.is_finished():
+            return folder
+        raise RunFolderError(
+            f"{path} is not a complete run folder",
+            expected=f"{path}/{MODEL_DIR}/{MODEL_CONFIG}",
+            found=(", ".join(sorted(p.name for p in path.iterdir())) or "an empty folder")
+            if path.is_dir()
+            else "a file",
+            fix="Point at a folder written by `ajuste train` or `ajuste tune` (a tuning run has one once it ends).",
+        )
+
+    def load(self, *, trust_remote_code: bool = False) -> TextClassifier:
+        """The trained classifier, with its history when history.json is readable (prediction does not need it)."""
+        classifier = load_model(self.model_dir, trust_remote_code=trust_remote_code)
+        try:
+            classifier.history_ = self.read_history()
+        except RunFolderError as exc:
+            log.warning("%s", exc)
+        return classifier
+
+    def _read_json(self, path: Path) -> Any:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise RunFolderError(
+                f"{path} is damaged",
+                expected="a JSON file written by ajuste",
+                found=str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__,
+                fix="Train again, or restore the folder from a copy.",
+            ) from None
+
+    def read_metrics(self) -> dict[str, Any] | None:
+        """metrics.json (None before a final model exists)."""
+        if not self.metrics_file.is_file():
+            return None
+        content = self._read_json(self.metrics_file)
+        if not isinstance(content, dict):
+            raise RunFolderError(
+                f"{self.metrics_file} is damaged", expected="a JSON object", found=type(content).__name__
+            )
+        return content
+
+    def read_history(self) -> History | None:
+        if not self.history_file.is_file():
+            return None
+        content = self._read_json(self.history_file)
+        if not isinstance(content, dict):
+            raise RunFolderError(
+                f"{self.history_file} is damaged", expected="a JSON object", found=type(content).__name__
+            )
+        if not content:
+            return None
+        try:
+            return History.from_dict(content)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunFolderError(f"{self.history_file} is damaged", found=str(exc)[:160]) from None
+
+    def read_run_file(self) -> RunFile | None:
+        """run.yaml, typed (None when the folder has none yet)."""
+        if not self.run_file.is_file():
+            return None
+        try:
+            content = yaml.safe_load(self.run_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise RunFolderError(f"{self.run_file} is not valid YAML", found=str(exc).splitlines()[0][:160]) from None
+        if not isinstance(content, dict) or "record" not in content:
+            raise RunFolderError(f"{self.run_file} is damaged", expected="settings and a record")
+        try:
+            return RunFile.from_data(content)
+        except ValidationError as exc:
+            found = "; ".join(validation_messages(exc))[:300]
+            raise RunFolderError(f"{self.run_file} is damaged", found=found) from None
+
+    def config(self) -> RunConfig | None:
+        run_file = self.read_run_file()
+        return run_file.config if run_file else None
+
+    # -- a tuning run's folder --------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """One search at a time in a folder (another machine uses its own folder and a shared storage)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = (self.path / LOCK_FILE).open("a")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise RunFolderError(
+                    f"another `ajuste tune` is running in {self.path}",
+                    fix="Wait for it to end (or stop it with Ctrl-C) before resuming or overwriting this search; "
+                    "another --out (with --storage to share the study) runs beside it.",
+                ) from None
+            yield
+        finally:
+            handle.close()
+
+    def holds_other_content(self) -> bool:
+        """A folder that exists, is not empty, and holds no search: never taken over by a search."""
+        if not self.path.exists():
+            return False
+        if not self.path.is_dir():
+            return True
+        return not self.tune_file.is_file() and any(p.name != LOCK_FILE for p in self.path.iterdir())
+
+    def clear(self) -> None:
+        """Remove everything but the lock (held by the caller): a search started afresh."""
+        for entry in self.path.iterdir():
+            if entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def clean_search(self) -> None:
+        """Under the lock: remove what a killed search left inside the folder (staged final files)."""
+        for name in (FINAL_STAGING, RUN_FILE, REPORT_FILE, TUNE_FILE, SPACE_FILE):
+            for line in remove_leftovers(self.path / name):
+                log.warning("%s", line)
+
+    def read_search_info(self) -> SearchInfo | None:
+        if not self.tune_file.is_file():
+            return None
+        content = self._read_json(self.tune_file)
+        if not isinstance(content, dict):
+            raise RunFolderError(f"{self.tune_file} is damaged", expected="a JSON object", found=type(content).__name__)
+        storage = content.get("storage")
+        if isinstance(storage, str) and storage.startswith("sqlite:") and storage.endswith(f"/{STUDY_FILE}"):
+            content = {**content, "storage": None}  # written by an older ajuste: the folder's own study.db
+        try:
+            return SearchInfo.model_validate(content)
+        except ValidationError as exc:
+            found = "; ".join(validation_messages(exc))[:300]
+            raise RunFolderError(f"{self.tune_file} is damaged", found=found) from None
+
+    def write_search_info(self, info: SearchInfo, space_yaml: str) -> None:
+        write_text(self.space_file, space_yaml)
+        write_text(self.tune_file, _json(info.model_dump(mode="json")))
+
+    def storage_url(self, info: SearchInfo) -> str:
+        """The study's storage: the shared database's URL, or this folder's own study.db where it is now."""
+        return info.storage or f"sqlite:///{self.study_file.resolve()}"
+
+    def write_final(
+        self,
+        classifier: TextClassifier,
+        run_file: RunFile,
+        *,
+        metrics: dict[str, Any],
+        split: dict[str, Any],
+    ) -> None:
+        """A search's final model and record: staged inside the folder, moved in file by file, the model last
+        (the moment the run looks finished)."""
+        staging = staging_folder(self.path / FINAL_STAGING)
+        try:
+            RunFolder(staging)._write_files(classifier, run_file, metrics=metrics, split=split)
+            if self.model_dir.exists():  # an earlier final model: the run no longer looks finished
+                shutil.rmtree(self.model_dir)
+            for name in RESULT_FILES:
+                os.replace(staging / name, self.path / name)
+            os.replace(staging / MODEL_DIR, self.model_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def update_record(self, record: RunRecord) -> None:
+        """Replace the record of run.yaml, atomically, keeping its settings."""
+        run_file = self.read_run_file()
+        if run_file is None:
+            raise RunFolderError(f"{self.run_file} does not exist", fix="Run the search again to write it.")
+        write_text(self.run_file, _yaml(run_file.model_copy(update={"record": record}).to_data()))
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def load(path: str | Path, *, trust_remote_code: bool = False) -> TextClassifier:
+    """A trained classifier from a run folder (or a model folder written by ``TextClassifier.save``).
 
-
-def elapsed(start: float) -> float:
-    return round(time.perf_counter() - start, 3)
+    Reads JSON and safetensors only. A model that needs its checkpoint's own Python code is refused
+    unless ``trust_remote_code=True`` is given here: a run folder can never turn that on by itself.
+    """
+    path = Path(path)
+    if (path / MODEL_CONFIG).is_file() and not (path / MODEL_DIR / MODEL_CONFIG).is_file():
+        return load_model(path, trust_remote_code=trust_remote_code)
+    return RunFolder.open(path).load(trust_remote_code=trust_remote_code)

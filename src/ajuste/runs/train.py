@@ -12,7 +12,8 @@ from typing import Any
 from ajuste.config import RunConfig
 from ajuste.data import describe, load_data, resolved_balance
 from ajuste.data.prepare import PreparedData
-from ajuste.runs.folder import check_target, default_run_dir, elapsed, now, write_run
+from ajuste.runs.folder import RunFolder, default_run_dir
+from ajuste.runs.record import RunFile, RunRecord, TestAccess
 from ajuste.runtime import configure_threads
 from ajuste.training.callbacks import Callback
 from ajuste.training.classifier import TextClassifier
@@ -88,8 +89,9 @@ def train(
     """Run the six steps for ``config`` and write the run folder; the test split is evaluated exactly once."""
     started = time.perf_counter()
     configure_threads()
-    target = Path(config.out) if config.out else default_run_dir(config)
-    check_target(target, overwrite)
+    source = config.data.dataset or Path(config.data.path or "data").stem
+    folder = RunFolder(config.out or default_run_dir(source, config.model.family))
+    folder.check_target(overwrite)
     data = load_data(config.data, seed=config.seed)
     log.info("data: %s", describe(data))
     classifier = TextClassifier(config.model, labels=data.labels)
@@ -109,19 +111,18 @@ def train(
     }
     # The one access to the test split, after every choice has been made on validation.
     metrics["test"] = classifier.evaluate(data.test, seed=config.seed)
-    test_access = {"split": "test", "at": now(), "texts": len(data.test), "purpose": "final evaluation"}
-    seconds = elapsed(started)
+    test_access = TestAccess(texts=len(data.test), purpose="final evaluation")
+    seconds = round(time.perf_counter() - started, 3)
     resolved = resolve(config, classifier)
     history = classifier.history_
-    record = {
-        "created": now(),
-        "seconds": seconds,
-        "data": data.report,
-        "model": classifier.describe(),
-        "best_epoch": history.best_epoch if history else None,
-        "epochs_run": len(history) if history else 0,
-        "test_accesses": [test_access],
-    }
+    record = RunRecord(
+        seconds=seconds,
+        data=data.report,
+        model=classifier.describe(),
+        best_epoch=history.best_epoch if history else None,
+        epochs_run=len(history) if history else 0,
+        test_accesses=[test_access],
+    )
     split = {"source": data.report["source"], "seed": config.seed, **data.split_record()}
-    write_run(target, classifier, resolved, metrics=metrics, split=split, record=record, overwrite=overwrite)
-    return RunResult(target, seconds, resolved, data, metrics, classifier)
+    folder.write(classifier, RunFile(config=resolved, record=record), metrics=metrics, split=split, overwrite=overwrite)
+    return RunResult(folder.path, seconds, resolved, data, metrics, classifier)

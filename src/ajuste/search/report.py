@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import html
 import io
-import json
 import math
-import os
 import re
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,18 +30,16 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from ajuste.atomic import write_text
 from ajuste.errors import RunFolderError
+from ajuste.runs.folder import RunFolder
+from ajuste.runs.record import SearchRecord
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["REPORT_FILE", "SECTION_TITLES", "build_report_html", "write_report"]
-
-REPORT_FILE = "report.html"
-TUNE_FILE = "tune.json"
-METRICS_FILE = "metrics.json"
-RUN_FILE = "run.yaml"
+__all__ = ["SECTION_TITLES", "build_report_html", "write_report"]
 
 SECTION_TITLES = (
     "Summary",
@@ -97,91 +92,41 @@ def write_report(run_dir: str | Path, *, storage: str | None = None, study_name:
     ``storage`` and ``study_name`` override what ``run_dir/tune.json`` says. Works at any point of
     the study: while trials are running, before any trial finished, and before the final model exists.
     """
-    root = Path(run_dir)
-    if not root.is_dir():
+    folder = RunFolder(run_dir)
+    if not folder.path.is_dir():
         raise RunFolderError(
-            f"the run folder {root} does not exist",
+            f"the run folder {folder.path} does not exist",
             fix="Pass the folder that `ajuste tune` wrote (its --out).",
         )
-    tune = _read_tune(root)
-    storage = storage or _str_or_none(tune.get("storage"))
-    if storage is None:
+    info = folder.read_search_info()
+    if storage is None and info is None:
         raise RunFolderError(
-            f"{root} is not a tuning run folder",
-            expected=f"{TUNE_FILE} naming the study's storage, or a storage URL",
-            found=f"no {TUNE_FILE}" if not (root / TUNE_FILE).exists() else f"no 'storage' in {TUNE_FILE}",
+            f"{folder.path} is not a tuning run folder",
+            expected="tune.json naming the study's storage, or a storage URL",
+            found="no tune.json",
             fix="Pass the folder written by `ajuste tune`, or give the storage URL and study name.",
         )
-    study = _load_study(root, storage, study_name or _str_or_none(tune.get("study")))
-    final = _read_metrics(root)
-    record = _read_record(root)
-    data = _str_or_none(tune.get("data"))
-    title = f"Tuning report: {study.study_name}" + (f" on {data}" if data else "")
-    text = build_report_html(study, final=final, title=title, tune=tune, record=record)
-    return _write_atomically(root / REPORT_FILE, text)
+    if storage is None and info is not None:
+        storage = folder.storage_url(info)
+    study = _load_study(str(storage), study_name or (info.study if info else None))
+    final = folder.read_metrics()
+    run_file = folder.read_run_file() if final is not None else None
+    record = run_file.record.search if run_file is not None else None
+    tune = info.model_dump(mode="json") if info else {}
+    title = f"Tuning report: {study.study_name}" + (f" on {info.data}" if info and info.data else "")
+    text = build_report_html(study, final=final, title=title, tune=tune, search=record)
+    return write_text(folder.report_file, text)
 
 
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _read_tune(root: Path) -> dict[str, Any]:
-    path = root / TUNE_FILE
-    if not path.is_file():
-        return {}
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunFolderError(f"{path} cannot be read as JSON", found=str(exc)) from None
-    if not isinstance(content, dict):
-        raise RunFolderError(f"{path} is not a JSON object", found=type(content).__name__)
-    return content
-
-
-def _read_metrics(root: Path) -> dict[str, Any] | None:
-    path = root / METRICS_FILE
-    if not path.is_file():
-        return None
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunFolderError(
-            f"{path} cannot be read as JSON",
-            found=str(exc),
-            fix="Delete it and run `ajuste tune` again to write the final model.",
-        ) from None
-    return content if isinstance(content, dict) else None
-
-
-def _read_record(root: Path) -> dict[str, Any] | None:
-    """The ``record`` of run.yaml; the report only uses it for a detail, so a bad file is skipped."""
-    path = root / RUN_FILE
-    if not path.is_file():
-        return None
-    import yaml
-
-    try:
-        run = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    record = run.get("record") if isinstance(run, dict) else None
-    return record if isinstance(record, dict) else None
-
-
-def _load_study(root: Path, storage: str, study_name: str | None) -> optuna.Study:
+def _load_study(storage: str, study_name: str | None) -> optuna.Study:
     prefix = "sqlite:///"
-    if storage.startswith(prefix) and ":memory:" not in storage:
-        database = Path(storage[len(prefix) :].split("?", 1)[0])
-        moved = root / database.name
-        if not database.is_file() and moved.is_file():
-            # The run folder was moved or copied since tune.json recorded the absolute path.
-            storage, database = f"{prefix}{moved.resolve()}", moved
-        if not database.is_file():
-            # Optuna would silently create an empty database here.
-            raise RunFolderError(
-                f"the study database {database} does not exist",
-                fix="Pass the folder written by `ajuste tune`, or the storage URL of an existing study.",
-            )
+    database = Path(storage[len(prefix) :].split("?", 1)[0])
+    if storage.startswith(prefix) and ":memory:" not in storage and not database.is_file():
+        # Optuna would silently create an empty database here.
+        raise RunFolderError(
+            f"the study database {database} does not exist",
+            fix="Pass the folder written by `ajuste tune`, or the storage URL of an existing study.",
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # storage-version and experimental notices are not the user's problem here
         names = optuna.study.get_all_study_names(storage=storage)
@@ -201,19 +146,6 @@ def _load_study(root: Path, storage: str, study_name: str | None) -> optuna.Stud
             expected="a single-objective study, as `ajuste tune` writes",
         )
     return study
-
-
-def _write_atomically(path: Path, text: str) -> Path:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # ----------------------------------------------------------------------------------------------
@@ -561,12 +493,12 @@ def build_report_html(
     final: Mapping[str, Any] | None,
     title: str,
     tune: Mapping[str, Any] | None = None,
-    record: Mapping[str, Any] | None = None,
+    search: SearchRecord | None = None,
 ) -> str:
     """The whole report as one HTML5 document (reads the study, writes no file).
 
     ``final`` is the content of metrics.json (None before the final model exists), ``tune`` that of
-    tune.json (sampler, pruner, metric, data) and ``record`` the ``record`` of run.yaml.
+    tune.json (sampler, pruner, metric, data) and ``search`` what run.yaml records of the search.
     """
     tune = tune or {}
     trials = study.get_trials(deepcopy=False)
@@ -584,7 +516,7 @@ def build_report_html(
             _importance_section(svg, importances, importance_notes),
             _parameter_section(svg, finished, importances, metric),
             _curves_section(svg, ranked, metric),
-            _final_section(svg, final, record),
+            _final_section(svg, final, search),
             _best_section(ranked),
             _failed_section(trials),
         ]
@@ -721,12 +653,16 @@ def _curves_section(svg: _Svg, ranked: Sequence[FrozenTrial], metric: str) -> st
     return _section(4, svg(_curves_figure(chosen, metric), "learning curves of the best trials"))
 
 
-def _final_section(svg: _Svg, final: Mapping[str, Any] | None, record: Mapping[str, Any] | None) -> str:
+def _final_section(svg: _Svg, final: Mapping[str, Any] | None, search: SearchRecord | None) -> str:
     if final is None:
         return _section(5, _note(NO_FINAL_MODEL))
     body = ""
-    if record is not None and record.get("best_trial") is not None:
-        body += f"<p>Refit with the settings of trial {_e(record['best_trial'])}.</p>"
+    if search is not None:
+        body += f"<p>Refit with the settings of trial {_e(search.best_trial)} ({_e(search.how)}):</p>"
+        rows = [
+            [f"<code>{_e(key)}</code>", f"<code>{_e(_fmt(value))}</code>"] for key, value in search.best_params.items()
+        ]
+        body += _table(["setting", "value"], rows, ())
     splits = [(name, final[name]) for name in ("val", "test") if isinstance(final.get(name), Mapping)]
     rows = []
     for name, split in splits:

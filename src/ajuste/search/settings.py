@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ajuste.data.settings import DataSettings
+from ajuste.models.registry import FAMILIES
 from ajuste.training.settings import TrainSettings
 
 __all__ = ["TuneConfig", "TuneSettings", "parse_duration"]
@@ -66,14 +67,22 @@ class TuneConfig(BaseModel):
 
     data: DataSettings
     model: dict[str, Any] = Field(default_factory=dict, description="Fixed model settings (family, checkpoint...).")
-    families: list[Literal["bag", "gpt", "minilm", "pretrained"]] = Field(
-        default_factory=list, description="Families searched when the space names none; unset: bag, gpt, minilm."
+    families: list[str] = Field(
+        default_factory=list, description="Families searched when the space names none; unset: the registry's defaults."
     )
     train: TrainSettings = Field(default_factory=TrainSettings, description="Fixed training settings.")
     space: dict[str, Any] | None = Field(None, description="The search space; unset: the families' default spaces.")
     tune: TuneSettings = Field(default_factory=TuneSettings)
     seed: int = Field(123, description="Seed of the split, the sampler and every trial's training.")
     out: str | None = Field(None, description="Run folder; unset: runs/tune-<data>-<fingerprint>.")
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown families {', '.join(unknown)}; expected {', '.join(FAMILIES)}")
+        return value
 
     def fingerprint(self) -> str:
         """What makes a study the same study: everything but the budget and the output folder."""

@@ -36,79 +36,25 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from pydantic import BaseModel, ValidationError
 
 from ajuste.errors import ConfigError
-from ajuste.models.settings import BagSettings, GPTSettings, PretrainedSettings
+from ajuste.models.registry import FAMILIES
 from ajuste.search.expressions import Expression, ExpressionError
 from ajuste.training.settings import TrainSettings
 from ajuste.validation import validation_messages
 
-__all__ = ["DEFAULT_SPACES", "FAMILIES", "Param", "SearchSpace", "default_space", "parse_space"]
+__all__ = ["Param", "SearchSpace", "default_space", "parse_space"]
 
-FAMILIES = ("bag", "gpt", "minilm", "pretrained")
-_SETTINGS: dict[str, type[BaseModel]] = {
-    "bag": BagSettings,
-    "gpt": GPTSettings,
-    "minilm": PretrainedSettings,
-    "pretrained": PretrainedSettings,
-}
 #: Most valid combinations a constrained group may have, and most points a grid may have.
 MAX_COMBINATIONS = 100_000
 #: Most combinations of a family's finite model settings checked against the model's own rules.
 MAX_CHECKED = 20_000
 GRID_POINTS = 5
 
-_LOG_LR_TRAIN = {"low": 1e-5, "high": 0.3, "log": True}
-
-#: The default space of each family: the seed texts' hyperparameters, in ranges that suit the family.
-DEFAULT_SPACES: dict[str, dict[str, Any]] = {
-    "bag": {
-        "model.embed_dim": {"low": 16, "high": 256, "step": 16},
-        "model.ngrams": {"low": 1, "high": 3},
-        "model.min_freq": [1, 2],
-        "train.lr": {"low": 1e-3, "high": 0.3, "log": True},
-        "train.batch_size": [16, 32, 64, 128],
-        "train.epochs": {"low": 3, "high": 20},
-        "train.weight_decay": {"low": 1e-6, "high": 0.1, "log": True},
-        "train.warmup": {"low": 0.0, "high": 0.2},
-    },
-    "gpt": {
-        "model.num_layers": {"low": 1, "high": 4},
-        "model.num_heads": [2, 4, 8],
-        "model.emb_dim": {"low": 64, "high": 256, "step": 32},
-        "model.context_length": [64, 128, 256],
-        "model.dropout": {"low": 0.0, "high": 0.3},
-        "model.activation": ["gelu", "relu", "silu"],
-        "model.vocab_size": [1024, 2048, 4096, 8192],
-        "train.lr": {"low": 1e-4, "high": 3e-3, "log": True},
-        "train.batch_size": [16, 32, 64],
-        "train.epochs": {"low": 3, "high": 15},
-        "train.weight_decay": {"low": 1e-6, "high": 0.1, "log": True},
-        "train.warmup": {"low": 0.0, "high": 0.2},
-        "constraints": ["model.emb_dim % model.num_heads == 0"],
-    },
-    "pretrained": {
-        "model.trainable": ["head", "last_block", "last_n:2", "all", "lora"],
-        "model.lora_rank": {"low": 4, "high": 32, "log": True, "when": "model.trainable == 'lora'"},
-        "model.lora_alpha": {"low": 8.0, "high": 64.0, "log": True, "when": "model.trainable == 'lora'"},
-        "train.lr": [
-            {"low": 5e-4, "high": 1e-2, "log": True, "when": "model.trainable == 'head'"},
-            {"low": 5e-5, "high": 1e-3, "log": True, "when": "model.trainable in ['last_block', 'last_n:2']"},
-            {"low": 1e-5, "high": 1.5e-4, "log": True, "when": "model.trainable == 'all'"},
-            {"low": 2e-4, "high": 3e-3, "log": True, "when": "model.trainable == 'lora'"},
-        ],
-        "train.batch_size": [8, 16, 32],
-        "train.epochs": {"low": 2, "high": 6},
-        "train.weight_decay": {"low": 1e-6, "high": 0.1, "log": True},
-        "train.warmup": {"low": 0.0, "high": 0.2},
-    },
-}
-DEFAULT_SPACES["minilm"] = DEFAULT_SPACES["pretrained"]
-
 
 def default_space(families: Sequence[str]) -> dict[str, Any]:
     """The default space over ``families``: the family choice, then each family's own sub-space."""
     space: dict[str, Any] = {"model.family": list(families) if len(families) > 1 else families[0]}
     for family in families:
-        space[family] = DEFAULT_SPACES[family]
+        space[family] = dict(FAMILIES[family].space)
     return space
 
 
@@ -253,6 +199,8 @@ class SearchSpace:
     families: list[str]
     scopes: dict[str, Scope]
     source: dict[str, Any] = field(default_factory=dict)
+    #: Settings the space searched but the user fixed (``--epochs 3``), with their fixed values.
+    fixed_by_user: dict[str, Any] = field(default_factory=dict)
     _grid: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
@@ -364,12 +312,18 @@ class _Problems:
 
 
 def parse_space(
-    raw: Mapping[str, Any] | None, *, base_model: Mapping[str, Any] | None = None, families: Sequence[str] = ()
+    raw: Mapping[str, Any] | None,
+    *,
+    base_model: Mapping[str, Any] | None = None,
+    families: Sequence[str] = (),
+    fixed: Mapping[str, Any] | None = None,
 ) -> SearchSpace:
     """A validated :class:`SearchSpace` from plain data; every problem is listed in one ConfigError.
 
     ``base_model`` holds the fixed model settings (``--model`` and its flags); ``families`` is used when
     the space names no ``model.family``. ``raw`` None or empty: the default space of those families.
+    ``fixed`` maps settings the user fixed (``{"train.epochs": 3}``) to their values: they replace
+    whatever the space says of them, and :attr:`SearchSpace.fixed_by_user` names those it searched.
     """
     problems = _Problems()
     base = dict(base_model or {})
@@ -384,6 +338,8 @@ def parse_space(
     family_spec = top.pop("model.family", None)
     constraints = top.pop("constraints", [])
     blocks = {name: top.pop(name) for name in list(top) if name in FAMILIES}
+    blocks = {name: dict(block) if isinstance(block, Mapping) else block for name, block in blocks.items()}
+    overridden = _fix(top, blocks, dict(fixed or {}))
     for name in list(top):
         if "." not in str(name):
             hint = f"a family sub-space ({', '.join(FAMILIES)}), constraints, or a setting such as train.lr"
@@ -417,7 +373,19 @@ def parse_space(
             problems,
         )
     problems.raise_if_any()
-    return SearchSpace(chosen_families, scopes, dict(raw))
+    return SearchSpace(chosen_families, scopes, dict(raw), fixed_by_user=overridden)
+
+
+def _fix(top: dict[str, Any], blocks: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
+    """Replace the ranges of user-fixed settings by their values, in place; returns those that were ranges."""
+    overridden: dict[str, Any] = {}
+    for key, value in fixed.items():
+        for specs in (top, *(b for b in blocks.values() if isinstance(b, dict))):
+            if key in specs:
+                if isinstance(specs[key], (list, tuple, Mapping)):
+                    overridden[key] = value
+                specs[key] = value
+    return overridden
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -445,12 +413,14 @@ def _families(
         problems.add("model.family", f"unknown family {', '.join(unknown)}; expected {', '.join(FAMILIES)}")
     if not chosen and spec is None:
         problems.add("model.family", "the space names no model family; add model.family or give --model")
-    if (
-        "pretrained" in chosen
-        and not base.get("checkpoint")
-        and "model.checkpoint" not in dict(blocks.get("pretrained") or {})
-    ):
-        problems.add("pretrained", "needs a checkpoint: give --model PATH_OR_HUB_ID, or pretrained.model.checkpoint")
+    for name in chosen:
+        if (
+            name in FAMILIES
+            and FAMILIES[name].needs_checkpoint
+            and not base.get("checkpoint")
+            and "model.checkpoint" not in dict(blocks.get(name) or {})
+        ):
+            problems.add(name, f"needs a checkpoint: give --model PATH_OR_HUB_ID, or {name}.model.checkpoint")
     for name in blocks:
         if name not in chosen:
             problems.add(name, f"a sub-space for a family that model.family does not include ({', '.join(chosen)})")
@@ -466,7 +436,7 @@ def _scope(
     base: Mapping[str, Any],
     problems: _Problems,
 ) -> Scope:
-    settings_class = _SETTINGS[family]
+    settings_class = FAMILIES[family].settings
     known_problems = len(problems.lines)
     fixed: dict[str, Any] = {}
     params: list[Param] = []

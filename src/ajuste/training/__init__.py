@@ -1,7 +1,7 @@
 """Training: compile, fit, evaluate and predict, through one loop for every family."""
 
 from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar
-from ajuste.training.classifier import Predictions, TextClassifier, load
+from ajuste.training.classifier import Predictions, TextClassifier, load_model
 from ajuste.training.settings import CompileSettings, FitSettings, TrainSettings
 
 __all__ = [
@@ -14,5 +14,5 @@ __all__ = [
     "ProgressBar",
     "TextClassifier",
     "TrainSettings",
-    "load",
+    "load_model",
 ]

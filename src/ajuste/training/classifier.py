@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ajuste.atomic import replace_folder, staging_folder
 from ajuste.data.dataset import TextDataset
-from ajuste.errors import ConfigError, DataError, NotFittedError, RunFolderError
+from ajuste.errors import AjusteError, ConfigError, DataError, NotFittedError, RunFolderError
 from ajuste.models import Family, make_family
 from ajuste.models.base import WEIGHTS_FILE, count_parameters
-from ajuste.models.settings import PRECISIONS, BagSettings, GPTSettings, PretrainedSettings
+from ajuste.models.settings import PRECISIONS, BagSettings, FamilySettings
 from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar, frozen_pass_progress
 from ajuste.training.loop import Batches, EpochPlan, predict_logits, run_training
 from ajuste.training.metrics import classification_metrics
@@ -34,11 +33,10 @@ from ajuste.training.optim import make_loss, make_optimizer, make_scheduler
 from ajuste.training.settings import CompileSettings, FitSettings
 from ajuste.validation import model_settings, validate
 
-__all__ = ["Predictions", "TextClassifier", "load"]
+__all__ = ["MODEL_CONFIG", "Predictions", "TextClassifier", "load_model"]
 
 log = logging.getLogger(__name__)
 
-AnyModelSettings = BagSettings | GPTSettings | PretrainedSettings
 MODEL_CONFIG = "config.json"
 FORMAT = "ajuste-model"
 FORMAT_VERSION = 1
@@ -89,8 +87,8 @@ class TextClassifier:
     >>> model.predict(["WIN a FREE prize now!"]).labels                 # doctest: +SKIP
     """
 
-    def __init__(self, model: AnyModelSettings | None = None, *, labels: Sequence[str] | None = None) -> None:
-        self.settings: AnyModelSettings = model if model is not None else BagSettings()
+    def __init__(self, model: FamilySettings | None = None, *, labels: Sequence[str] | None = None) -> None:
+        self.settings: FamilySettings = model if model is not None else BagSettings()
         self.labels = list(labels) if labels is not None else None
         self.compile_settings: CompileSettings | None = None
         self.class_weights: dict[str, float] | None = None
@@ -380,7 +378,6 @@ class TextClassifier:
         target = Path(path)
         if target.exists() and not overwrite:
             raise RunFolderError(f"{target} already exists", fix="Choose another folder, or pass overwrite=True.")
-        target.parent.mkdir(parents=True, exist_ok=True)
         staging = staging_folder(target)
         try:
             self.write_model(staging)
@@ -419,57 +416,32 @@ class TextClassifier:
         return f"TextClassifier(family={self.settings.family!r}, {state})"
 
 
-def staging_folder(target: Path, label: str = "") -> Path:
-    """A hidden, empty folder beside ``target`` with the permissions a plain mkdir would give.
+def load_model(folder: str | Path, *, trust_remote_code: bool = False) -> TextClassifier:
+    """A trained classifier from a model folder (what :meth:`TextClassifier.save` writes); never unpickles.
 
-    (``mkdtemp`` makes it private, 0700: once renamed into place it would hide the run from other users.)
+    The settings recorded in the folder never allow a checkpoint's own code to run: only
+    ``trust_remote_code`` given here does.
     """
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{label}", dir=target.parent))
-    mask = os.umask(0)
-    os.umask(mask)
-    staging.chmod(0o777 & ~mask)
-    return staging
-
-
-def replace_folder(staging: Path, target: Path) -> None:
-    """Move ``staging`` to ``target`` in one rename; an existing ``target`` is removed only afterwards."""
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-        os.replace(target, old / "previous")
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, target)
-
-
-def model_folder(path: str | Path) -> Path:
-    """The model folder in a run folder (``RUN/model``), or ``path`` itself if it is one."""
-    path = Path(path)
-    if not path.exists():
-        raise RunFolderError(f"run folder {path} does not exist", fix="Check the path; `ajuste train` writes one.")
-    for candidate in (path / "model", path):
-        if (candidate / MODEL_CONFIG).is_file():
-            return candidate
-    raise RunFolderError(
-        f"{path} is not a complete run folder",
-        expected=f"{path}/model/{MODEL_CONFIG}",
-        found=(", ".join(sorted(p.name for p in path.iterdir())) or "an empty folder") if path.is_dir() else "a file",
-        fix="Point at a folder written by `ajuste train` or TextClassifier.save().",
-    )
-
-
-def load(path: str | Path) -> TextClassifier:
-    """A trained classifier from a run folder or a model folder; never unpickles anything."""
-    folder = model_folder(path)
+    folder = Path(folder)
+    config_file = folder / MODEL_CONFIG
+    if not config_file.is_file():
+        raise RunFolderError(
+            f"{folder} is not a model folder",
+            expected=f"{config_file}",
+            fix="Point at a folder written by `ajuste train` or TextClassifier.save().",
+        )
     try:
-        config = json.loads((folder / MODEL_CONFIG).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunFolderError(f"{folder / MODEL_CONFIG} is not valid JSON", found=str(exc)) from None
-    if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{config_file} is not valid JSON", found=str(exc)) from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
+        found = (
+            config if not isinstance(config, dict) else f"{config.get('format')} version {config.get('format_version')}"
+        )
         raise RunFolderError(
             f"{folder} was not written by this version of ajuste",
             expected=f"format {FORMAT} version {FORMAT_VERSION}",
-            found=f"{config.get('format')} version {config.get('format_version')}",
+            found=str(found)[:120],
         )
     if not (folder / WEIGHTS_FILE).is_file():
         raise RunFolderError(
@@ -478,18 +450,28 @@ def load(path: str | Path) -> TextClassifier:
             found="no weights file",
             fix="Train again: the run was not written completely.",
         )
-    classifier = TextClassifier(model_settings(config["settings"]), labels=config["labels"])
+    labels = config.get("labels")
+    recorded = config.get("settings")
+    if not isinstance(labels, list) or len(labels) < 2 or not isinstance(recorded, dict):
+        raise RunFolderError(f"{config_file} is damaged", expected="settings and at least two labels")
+    # Whatever the folder says, only the caller decides whether a checkpoint's own code may run.
+    recorded = {k: v for k, v in recorded.items() if k != "trust_remote_code"}
+    settings = model_settings(recorded)
+    if "trust_remote_code" in type(settings).model_fields:
+        settings = settings.model_copy(update={"trust_remote_code": trust_remote_code})
+    classifier = TextClassifier(settings, labels=[str(label) for label in labels])
     family = make_family(classifier.settings)
+    family_entries = config.get("family")
+    entries: dict[str, Any] = family_entries if isinstance(family_entries, dict) else {}
     try:
-        module = family.restore(folder, config.get("family", {}), len(config["labels"]))
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        module = family.restore(folder, entries, len(labels))
+    except AjusteError:
+        raise
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise RunFolderError(
             f"cannot load the model in {folder}",
-            found=str(exc).splitlines()[0][:200],
-            fix="The folder is damaged or incomplete: train again.",
+            found=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            fix="The folder is damaged or incomplete: train again, or restore it from a copy.",
         ) from None
-    classifier.family_, classifier.module_, classifier.classes_ = family, module, list(config["labels"])
-    history_file = folder.parent / "history.json"
-    if history_file.is_file():
-        classifier.history_ = History.from_dict(json.loads(history_file.read_text(encoding="utf-8")))
+    classifier.family_, classifier.module_, classifier.classes_ = family, module, list(classifier.labels or [])
     return classifier

@@ -1,0 +1,117 @@
+"""The model families, each declared once: name, settings class, model class, default search space.
+
+Everything that lists families — the command line's choices, settings validation, the search space,
+``ajuste tune``'s default families, ``ajuste.build`` — derives it from :data:`REGISTRY`. Adding a family
+is one new module (its settings, its :class:`~ajuste.models.base.Family`, its default space) plus one
+line here.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Union
+
+from pydantic import Field
+
+from ajuste.errors import ConfigError
+from ajuste.models import bag, gpt, pretrained
+from ajuste.models.base import Family
+from ajuste.models.settings import BagSettings, FamilySettings, GPTSettings, PretrainedSettings
+
+__all__ = [
+    "FAMILIES",
+    "REGISTRY",
+    "AnyModelSettings",
+    "ModelSettings",
+    "Registration",
+    "default_families",
+    "families_with",
+    "family_names",
+    "is_named_family",
+    "make_family",
+    "named_families",
+    "registration",
+]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One model family: how it is named, configured, built and searched."""
+
+    name: str
+    settings: type[FamilySettings]
+    family: Callable[[Any], Family]
+    space: Mapping[str, Any]
+    summary: str
+    #: Needs a ``checkpoint`` besides its name (so ``--model NAME`` alone cannot choose it).
+    needs_checkpoint: bool = False
+    #: Searched by ``ajuste tune`` when no family is named.
+    searched_by_default: bool = True
+
+
+REGISTRY: tuple[Registration, ...] = (
+    Registration("bag", BagSettings, bag.BagFamily, bag.DEFAULT_SPACE, "fastText-style bag of embeddings"),
+    Registration("gpt", GPTSettings, gpt.GPTFamily, gpt.DEFAULT_SPACE, "GPT-style transformer trained from scratch"),
+    Registration(
+        "minilm", PretrainedSettings, pretrained.PretrainedFamily, pretrained.DEFAULT_SPACE, "bundled all-MiniLM-L6-v2"
+    ),
+    Registration(
+        "pretrained",
+        PretrainedSettings,
+        pretrained.PretrainedFamily,
+        pretrained.DEFAULT_SPACE,
+        "any checkpoint folder or hub id",
+        needs_checkpoint=True,
+        searched_by_default=False,
+    ),
+)
+FAMILIES: dict[str, Registration] = {entry.name: entry for entry in REGISTRY}
+
+if TYPE_CHECKING:
+    AnyModelSettings = FamilySettings
+    ModelSettings = FamilySettings
+else:
+    #: The settings classes of the registry, validated by their ``family`` field.
+    AnyModelSettings = Union[tuple(dict.fromkeys(entry.settings for entry in REGISTRY))]  # noqa: UP007
+    ModelSettings = Annotated[AnyModelSettings, Field(discriminator="family")]
+
+
+def family_names() -> tuple[str, ...]:
+    return tuple(FAMILIES)
+
+
+def named_families() -> tuple[str, ...]:
+    """Families chosen by their name alone (``--model bag``), not by a checkpoint."""
+    return tuple(entry.name for entry in REGISTRY if not entry.needs_checkpoint)
+
+
+def default_families() -> list[str]:
+    return [entry.name for entry in REGISTRY if entry.searched_by_default]
+
+
+def is_named_family(name: object) -> bool:
+    return isinstance(name, str) and name in FAMILIES and not FAMILIES[name].needs_checkpoint
+
+
+def registration(name: str) -> Registration:
+    """The family called ``name``; an unknown name is refused with the closest known one."""
+    if name in FAMILIES:
+        return FAMILIES[name]
+    guess = difflib.get_close_matches(name, list(FAMILIES), n=1)
+    raise ConfigError(
+        f"unknown model family '{name}'",
+        expected=", ".join(FAMILIES),
+        fix=f"Did you mean '{guess[0]}'?" if guess else None,
+    )
+
+
+def make_family(settings: FamilySettings) -> Family:
+    """The family object for validated model settings."""
+    return registration(settings.family).family(settings)
+
+
+def families_with(setting: str) -> tuple[str, ...]:
+    """The families whose settings have ``setting`` (a command-line flag applies to those only)."""
+    return tuple(entry.name for entry in REGISTRY if setting in entry.settings.model_fields)

@@ -1,0 +1,149 @@
+"""The end of a search: the final model, its one evaluation on the test split, and the run folder's record.
+
+The test split is touched once per final model: when the same study ends again with the same best trial
+(a resumed search that found nothing better), the model already written and tested is kept, and only the
+record's counts are brought up to date.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from ajuste.config import RunConfig
+from ajuste.data.dataset import TextDataset
+from ajuste.errors import AjusteError
+from ajuste.runs.folder import RunFolder
+from ajuste.runs.record import RunFile, RunRecord, SearchInfo, SearchRecord, TestAccess
+from ajuste.search.objective import BestSoFar, Objective, trial_settings
+from ajuste.search.study import count_states, importances
+from ajuste.training.classifier import TextClassifier
+
+__all__ = ["Final", "finish"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Final:
+    """The final model of a search, its validation and test metrics, and the settings it was trained with."""
+
+    classifier: TextClassifier
+    metrics: dict[str, dict[str, Any]]
+    best: FrozenTrial
+    best_params: dict[str, Any]
+    importances: dict[str, float]
+    seconds: float
+
+
+def _concat(first: TextDataset, second: TextDataset) -> TextDataset:
+    return TextDataset(first.texts + second.texts, first.labels + second.labels, first.rows + second.rows)
+
+
+def _final_model(objective: Objective, best: FrozenTrial) -> tuple[TextClassifier, dict[str, Any]]:
+    """The best trial's own model when refitting on train repeats it exactly, else a refit."""
+    refit, data, seed = objective.config.tune.refit, objective.data, objective.config.seed
+    kept = objective.best
+    if refit == "train" and kept.number == best.number and kept.classifier is not None:
+        note = "the best trial's model: a refit with the same settings, data and seed repeats it exactly"
+        return kept.classifier, {"refit": "train", "how": note}
+    objective.best = BestSoFar()
+    gc.collect()
+    model, train = trial_settings(objective.config, _settings_of(objective, best))
+    classifier = TextClassifier(model, labels=data.labels)
+    classifier.compile_from(train.compile_settings(), class_weights=data.class_weights)
+    if refit == "train":
+        fit = train.fit_settings().model_copy(update={"monitor": f"val_{objective.metric}"})
+        classifier.fit_from(data.train, None, fit, validation_data=data.val, seed=seed, verbose=False)
+        return classifier, {"refit": "train", "how": "trained again with the best settings on the training split"}
+    family = classifier.family_
+    epochs = int(best.user_attrs.get("best_epoch") or train.epochs or (family.defaults().epochs if family else 1))
+    fit = train.fit_settings().model_copy(update={"epochs": epochs, "early_stopping": None, "restore_best": False})
+    classifier.fit_from(_concat(data.train, data.val), None, fit, seed=seed, verbose=False)
+    how = f"trained again with the best settings on train+val for {epochs} epochs (the best trial's best epoch)"
+    return classifier, {"refit": "train+val", "how": how, "epochs": epochs}
+
+
+def _settings_of(objective: Objective, trial: FrozenTrial) -> dict[str, Any]:
+    return dict(trial.user_attrs.get("settings") or objective.space.decode(trial.params))
+
+
+def _kept(folder: RunFolder, best: FrozenTrial, refit: str) -> tuple[TextClassifier, dict[str, Any], RunFile] | None:
+    """The final model already written and tested for this best trial; None if there is none (or it is damaged)."""
+    if not folder.is_finished():
+        return None
+    try:
+        run_file = folder.read_run_file()
+        search = run_file.record.search if run_file else None
+        if run_file is None or search is None or search.best_trial != best.number or search.refit != refit:
+            return None
+        metrics = folder.read_metrics()
+        if metrics is None:
+            return None
+        return folder.load(), metrics, run_file
+    except AjusteError as exc:
+        log.warning("the final model in %s cannot be reused (%s): it is trained and tested again", folder.path, exc)
+        return None
+
+
+def _previous_accesses(folder: RunFolder) -> list[TestAccess]:
+    """Test accesses of earlier completions of the same study: a resumed search keeps their record."""
+    try:
+        run_file = folder.read_run_file()
+    except AjusteError as exc:
+        log.warning(
+            "the earlier record of %s is damaged (%s); its test accesses are not carried over", folder.path, exc
+        )
+        return []
+    return list(run_file.record.test_accesses) if run_file else []
+
+
+def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: SearchInfo, started: float) -> Final:
+    """The final model of a finished study, tested once, written into the folder with its record."""
+    best = study.best_trial
+    found = importances(study)
+    trials = count_states(study.get_trials(deepcopy=False))
+    kept = _kept(folder, best, objective.config.tune.refit)
+    if kept is not None:  # same best trial, model already tested: the test split is not touched again
+        classifier, metrics, run_file = kept
+        search = run_file.record.search
+        if search is not None:
+            search = search.model_copy(update={"trials": trials, "importances": found, "best_value": best.value})
+        folder.update_record(run_file.record.model_copy(update={"search": search}))
+        params = dict(search.best_params) if search else _settings_of(objective, best)
+        return Final(classifier, metrics, best, params, found, round(time.perf_counter() - started, 3))
+    classifier, refit = _final_model(objective, best)
+    config, data = objective.config, objective.data
+    metrics = {"val": classifier.evaluate(data.val, seed=config.seed)}
+    # The one access to the test split, after every choice has been made on validation.
+    metrics["test"] = classifier.evaluate(data.test, seed=config.seed)
+    access = TestAccess(texts=len(data.test), purpose="final evaluation of the refit")
+    params = _settings_of(objective, best)
+    model, train = trial_settings(config, params)
+    seconds = round(time.perf_counter() - started, 3)
+    search = SearchRecord(
+        **info.model_dump(include={"study", "metric", "direction", "sampler", "pruner", "fingerprint"}),
+        trials=trials,
+        best_trial=best.number,
+        best_value=best.value,
+        best_params=params,
+        importances=found,
+        **refit,
+    )
+    record = RunRecord(
+        seconds=seconds,
+        data=data.report,
+        model=classifier.describe(),
+        search=search,
+        test_accesses=[*_previous_accesses(folder), access],
+    )
+    resolved = RunConfig(data=config.data, model=model, train=train, seed=config.seed)
+    split = {"source": data.report["source"], "seed": config.seed, **data.split_record()}
+    folder.write_final(classifier, RunFile(config=resolved, record=record), metrics=metrics, split=split)
+    return Final(classifier, metrics, best, params, found, seconds)

@@ -1,0 +1,175 @@
+"""One trial: its settings, the training it runs, the reporter that feeds the pruner, and which errors fail it.
+
+A trial fails (and the search goes on) only for what a trial can legitimately meet: a loss that is not a
+number, running out of memory, settings the model refuses. Anything else is a bug in ajuste: the study
+stops, the trial is marked as not counting (so the same command re-runs it once the bug is fixed), and the
+command exits with an internal error.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from ajuste.data.prepare import PreparedData
+from ajuste.errors import AjusteError, TrainingError
+from ajuste.models.settings import FamilySettings
+from ajuste.search.settings import TuneConfig
+from ajuste.search.space import SearchSpace, split_settings
+from ajuste.training.callbacks import Callback
+from ajuste.training.classifier import TextClassifier
+from ajuste.training.settings import TrainSettings
+from ajuste.validation import model_settings, validate
+
+__all__ = ["TRIAL_ERRORS", "Objective", "TrialReporter", "trial_failure", "trial_settings"]
+
+#: The errors that fail one trial without stopping the search (see :func:`trial_failure`).
+TRIAL_ERRORS = (AjusteError, MemoryError)
+
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate")
+
+
+def trial_failure(exc: BaseException) -> AjusteError | MemoryError | None:
+    """The error as a legitimate trial failure, or None when it is a bug that must stop the search."""
+    if isinstance(exc, (AjusteError, MemoryError)):
+        return exc
+    # torch's OutOfMemoryError (CUDA) and the CPU allocator's failure are RuntimeErrors that say so.
+    if isinstance(exc, RuntimeError) and any(s in str(exc).lower() for s in _OUT_OF_MEMORY):
+        return TrainingError("out of memory", found=str(exc).splitlines()[0][:200] if str(exc) else None)
+    return None
+
+
+def trial_settings(config: TuneConfig, values: Mapping[str, Any]) -> tuple[FamilySettings, TrainSettings]:
+    """The validated model and training settings of one point of the space, over the fixed ones."""
+    family = values["model.family"]
+    base = dict(config.model) if config.model.get("family") == family else {}
+    model_values, train_values = split_settings(values)
+    model = {**base, "family": family, **model_values}
+    train = {**config.train.model_dump(), **train_values}
+    return model_settings(model), validate(TrainSettings, train, "train")
+
+
+class TrialReporter(Callback):
+    """Feeds the validation score to the pruner after every epoch and keeps the epoch rows."""
+
+    def __init__(self, trial: optuna.Trial, monitor: str, out_of_time: Callable[[], bool] = lambda: False) -> None:
+        self.trial = trial
+        self.monitor = monitor
+        self.rows: list[dict[str, Any]] = []
+        self.epochs: int | None = None
+        self.out_of_time = out_of_time
+
+    def on_train_begin(self, logs: dict[str, Any]) -> None:
+        self.epochs = int(logs["epochs"]) if "epochs" in logs else None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        self.rows.append({k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()})
+        value = logs.get(self.monitor)
+        if value is None or not math.isfinite(float(value)):
+            return
+        self.trial.report(float(value), epoch)
+        # After the last epoch the trial has cost all it will: it completes rather than being pruned.
+        if epoch != self.epochs and self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch} with {self.monitor} {float(value):.4f}")
+        if epoch != self.epochs and self.out_of_time():
+            self.trial.set_user_attr("stopped", "the search's time budget ran out")
+            raise optuna.TrialPruned(f"stopped after epoch {epoch}: the time budget ran out")
+
+
+@dataclass
+class BestSoFar:
+    """The best trial's model so far, kept so that refitting on train does not train it twice."""
+
+    number: int | None = None
+    value: float | None = None
+    classifier: TextClassifier | None = None
+
+
+class Objective:
+    """The objective of a study over one prepared dataset: trains one trial and returns its validation score."""
+
+    def __init__(self, config: TuneConfig, space: SearchSpace, data: PreparedData) -> None:
+        self.config = config
+        self.space = space
+        self.data = data
+        self.metric = config.tune.metric
+        self.best = BestSoFar()
+        self.deadline: float | None = None
+        self.completed_before = False
+
+    def out_of_time(self) -> bool:
+        """Past the deadline of ``timeout``, once some trial has completed: a trial never runs far over it."""
+        done = self.best.number is not None or self.completed_before
+        return done and self.deadline is not None and time.perf_counter() > self.deadline
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        started = time.perf_counter()
+        values = self.space.suggest(trial)
+        trial.set_user_attr("settings", values)
+        reporter = TrialReporter(trial, f"val_{self.metric}", self.out_of_time)
+        try:
+            return self._train(trial, values, reporter)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr("error", "interrupted: the search was stopped during this trial")
+            raise
+        except Exception as exc:
+            failure = trial_failure(exc)
+            trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
+            if failure is None:  # a bug: not the trial's fault, so it does not count and runs again
+                trial.set_user_attr("interrupted", True)
+                trial.set_user_attr("error", f"internal error: {type(exc).__name__}: {_first_line(exc)}"[:500])
+                raise
+            trial.set_user_attr("error", f"{type(failure).__name__}: {_first_line(failure)}"[:500])
+            if failure is exc:
+                raise
+            raise failure from exc
+        finally:
+            trial.set_user_attr("history", reporter.rows)
+            trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+
+    def _train(self, trial: optuna.Trial, values: dict[str, Any], reporter: TrialReporter) -> float:
+        model, train = trial_settings(self.config, values)
+        classifier = TextClassifier(model, labels=self.data.labels)
+        classifier.compile_from(train.compile_settings(), class_weights=self.data.class_weights)
+        fit = train.fit_settings().model_copy(update={"monitor": f"val_{self.metric}"})
+        classifier.fit_from(
+            self.data.train,
+            None,
+            fit,
+            validation_data=self.data.val,
+            callbacks=[reporter],
+            seed=self.config.seed,
+            verbose=False,
+        )
+        history = classifier.history_
+        if history is None or not history.epochs:
+            raise TrainingError("the trial trained no epoch")
+        epoch = history.best_epoch or len(history)
+        row = history.epochs[epoch - 1]
+        value = float(row[f"val_{self.metric}"])
+        if not math.isfinite(value):
+            raise TrainingError(f"the validation {self.metric} is not a number", found=str(value))
+        trial.set_user_attr("best_epoch", epoch)
+        trial.set_user_attr("val_metrics", {k: v for k, v in row.items() if k.startswith("val_")})
+        if self._improves(value):
+            self.best = BestSoFar(trial.number, value, classifier)
+        return value
+
+    def _improves(self, value: float) -> bool:
+        if self.best.value is None:
+            return True
+        minimize = self.config.tune.direction == "minimize"
+        return value < self.best.value if minimize else value > self.best.value
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else ""

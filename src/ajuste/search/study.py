@@ -1,0 +1,126 @@
+"""The study: where it is stored, which trials count, how interrupted trials are recovered, and what it found.
+
+A trial counts towards ``--trials`` when it completed, was pruned, or failed for a reason of its own.
+Trials that were interrupted (Ctrl-C, a killed process) or stopped by a bug in ajuste do not count: they
+are queued again with the same settings, so the same command resumes the study where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ajuste.search.space import SearchSpace
+
+__all__ = [
+    "best_trials",
+    "count_states",
+    "counted",
+    "counts_towards_budget",
+    "importances",
+    "max_epochs",
+    "open_storage",
+    "recover",
+]
+
+log = logging.getLogger(__name__)
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    if url.startswith("sqlite:"):
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+    # A shared database: heartbeats let another worker see, and retry, the trial of a worker that died.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=60,
+            grace_period=180,
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        )
+
+
+def counts_towards_budget(trial: FrozenTrial) -> bool:
+    """Finished, pruned, or failed for a reason of its own (not interrupted, not stopped by a bug)."""
+    return trial.state in COUNTED and not trial.user_attrs.get("interrupted")
+
+
+def counted(study: optuna.Study) -> int:
+    """How many trials count towards the budget."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
+
+
+def count_states(trials: Sequence[FrozenTrial]) -> dict[str, int]:
+    found = Counter(t.state.name.lower() for t in trials)
+    return {state: found.get(state, 0) for state in ("complete", "pruned", "fail", "running", "waiting")}
+
+
+def _key(params: dict[str, object]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def recover(study: optuna.Study, local: bool, enqueue: bool) -> int:
+    """Trials left running by a crash (local storage only) are failed as interrupted; every interrupted
+    trial's settings are queued once again unless they already ran. Returns how many were left running."""
+    if not local:  # a shared study: heartbeats and the workers' own retries recover trials there
+        return 0
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    for trial in stale:
+        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        study._storage.set_trial_user_attr(trial._trial_id, "error", "interrupted: the process stopped")
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    if not enqueue:
+        return len(stale)
+    trials = study.get_trials(deepcopy=False)
+    waiting = {_key(t.params) for t in trials if t.state == TrialState.WAITING}
+    done = {_key(t.params) for t in trials if counts_towards_budget(t)}
+    for trial in trials:
+        key = _key(trial.params)
+        if trial.user_attrs.get("interrupted") and trial.params and key not in waiting and key not in done:
+            study.enqueue_trial(trial.params, skip_if_exists=False)
+            waiting.add(key)
+    return len(stale)
+
+
+def importances(study: optuna.Study) -> dict[str, float]:
+    """Parameter importances (fANOVA) over the completed trials; empty when there are too few."""
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if len(complete) < 3 or len({t.value for t in complete}) < 2:
+        return {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError, ZeroDivisionError) as exc:
+        log.info("no parameter importances: %s", exc)
+        return {}
+    return {name: float(value) for name, value in found.items()}
+
+
+def best_trials(study: optuna.Study, count: int = 5) -> list[FrozenTrial]:
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(complete, key=lambda t: (t.value, -t.number), reverse=reverse)[:count]
+
+
+def max_epochs(space: SearchSpace) -> int:
+    """The most epochs any trial of the space may train (for Hyperband's resource)."""
+    most = 1
+    for scope in space.scopes.values():
+        fixed = scope.fixed.get("train.epochs")
+        ranges = [i for i in scope.items if getattr(i, "key", None) == "train.epochs"]
+        if fixed:
+            most = max(most, int(fixed))
+        for item in ranges:
+            most = max(most, int(getattr(item, "high", None) or max(item.values())))  # type: ignore[union-attr]
+        if not fixed and not ranges:
+            most = max(most, 20)
+    return most
