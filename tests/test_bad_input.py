@@ -728,7 +728,6 @@ def test_the_memory_estimate_counts_the_parameters_a_model_really_has(family: st
     from ajuste.models.bag import BagFamily
     from ajuste.models.base import count_parameters
     from ajuste.models.gpt import GPTFamily
-    from ajuste.models.memory import parameter_count
     from ajuste.models.settings import BagSettings, GPTSettings
 
     texts, _ = make_texts(40)
@@ -737,10 +736,10 @@ def test_the_memory_estimate_counts_the_parameters_a_model_really_has(family: st
         bag = BagFamily(bag_settings)
         bag.fit_preprocessing(texts)
         assert bag.vocabulary is not None
-        module, estimate = bag.build(3), parameter_count(bag_settings, bag.vocabulary.size, 3)
+        module, estimate = bag.build(3), bag.parameter_count(3)
     else:
         gpt_settings = GPTSettings(num_layers=2, num_heads=2, emb_dim=32, context_length=64, vocab_size=300)
         gpt = GPTFamily(gpt_settings)
         gpt.fit_preprocessing(texts)
-        module, estimate = gpt.build(3), parameter_count(gpt_settings, gpt.tokenizer.get_vocab_size(), 3)
+        module, estimate = gpt.build(3), gpt.parameter_count(3)
     assert count_parameters(module)[1] == estimate

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ajuste.atomic import staged_file
+from ajuste.atomic import remove_leftovers, staged_file
 from ajuste.errors import ConfigError, DataError
 
 __all__ = ["check_output", "write_predictions"]
@@ -86,6 +86,7 @@ def write_predictions(
     """Write one prediction per input row; the file appears only once complete."""
     path = Path(path)
     kind = check_output(path, overwrite)
+    remove_leftovers(path)  # staged copies of an earlier write that was killed
     records: list[dict[str, Any]] = []
     for row, (text, label, probs) in enumerate(zip(texts, labels, probabilities)):
         record: dict[str, Any] = {"row": row}

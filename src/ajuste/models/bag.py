@@ -82,9 +82,18 @@ class BagFamily(Family):
         ids = torch.tensor([i for s in sequences for i in s], dtype=torch.long)
         return {"ids": ids, "offsets": offsets}
 
-    def build(self, num_labels: int) -> nn.Module:
+    def parameter_count(self, num_labels: int) -> int:
+        """The parameters :meth:`build` will allocate: the embedding table (words and buckets) and the head."""
+        width = self.settings.embed_dim
+        return self._vocabulary().size * width + width * num_labels + num_labels
+
+    def _check_memory(self, num_labels: int, training: bool) -> None:
         # refused before allocating: a table too large for memory would otherwise swap, then be killed
-        check_memory(self.settings, self._vocabulary().size, num_labels)
+        smaller = "Use a smaller --buckets or --embed-dim (or --ngrams 1, which needs no buckets)"
+        check_memory(self.name, self.parameter_count(num_labels), smaller, training=training)
+
+    def build(self, num_labels: int) -> nn.Module:
+        self._check_memory(num_labels, training=True)
         return self._module(num_labels)
 
     def _module(self, num_labels: int) -> BagOfEmbeddings:
@@ -100,7 +109,7 @@ class BagFamily(Family):
 
     def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
         self.vocabulary = WordVocabulary.from_dict(json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8")))
-        check_memory(self.settings, self.vocabulary.size, num_labels, training=False)  # predicting: weights only
+        self._check_memory(num_labels, training=False)  # predicting: the weights only
         module = self._module(num_labels)
         load_weights(module, folder)
         return module

@@ -98,9 +98,23 @@ class GPTFamily(Family):
             pad_token_id=self.end_id,
         )
 
-    def build(self, num_labels: int) -> nn.Module:
+    def parameter_count(self, num_labels: int) -> int:
+        """The parameters :meth:`build` will allocate, from the settings and the trained tokenizer."""
+        s, width = self.settings, self.settings.emb_dim
+        # GPT-2: token and position embeddings; per block two layer norms (2d each), attention
+        # (qkv d×3d + 3d, projection d×d + d) and the feed-forward layer (d×4d + 4d, 4d×d + d),
+        # which is 12d² + 13d; a final layer norm; the head.
+        block = 12 * width * width + 13 * width
+        embeddings = (self.tokenizer.get_vocab_size() + s.context_length) * width
+        return embeddings + s.num_layers * block + 2 * width + width * num_labels + num_labels
+
+    def _check_memory(self, num_labels: int, training: bool) -> None:
         # refused before allocating: a model too large for memory would otherwise swap, then be killed
-        check_memory(self.settings, self.tokenizer.get_vocab_size(), num_labels)
+        smaller = "Use a smaller --emb-dim, --num-layers or --vocab-size"
+        check_memory(self.name, self.parameter_count(num_labels), smaller, training=training)
+
+    def build(self, num_labels: int) -> nn.Module:
+        self._check_memory(num_labels, training=True)
         return self._module(num_labels)
 
     def _module(self, num_labels: int) -> BackboneClassifier:
@@ -122,7 +136,7 @@ class GPTFamily(Family):
 
         self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         self._max_length = int(entries["max_length"])
-        check_memory(self.settings, self.tokenizer.get_vocab_size(), num_labels, training=False)  # weights only
+        self._check_memory(num_labels, training=False)  # predicting: the weights only
         module = self._module(num_labels)
         load_weights(module, folder)
         return module

@@ -308,27 +308,9 @@ def tune(
     >>> result = ajuste.tune("sms-spam", model="bag", trials=20)          # doctest: +SKIP
     >>> result.best_params, result.metrics["test"]["accuracy"]            # doctest: +SKIP
     """
-    from ajuste.data.builtin import BUILTIN_DATASETS
-    from ajuste.data.settings import DataSettings
-
-    if isinstance(data, DataSettings):
-        data_values: dict[str, Any] = data.model_dump(exclude_unset=True)
-    elif isinstance(data, Mapping):
-        data_values = dict(data)
-    else:
-        data_values = {"dataset": str(data)} if str(data) in BUILTIN_DATASETS else {"path": str(data)}
-    families: list[str] = []
-    fixed: dict[str, Any] = {}
-    if isinstance(model, FamilySettings):
-        fixed = model.model_dump(mode="json")
-    elif isinstance(model, Mapping):
-        fixed = dict(model)
-    elif isinstance(model, str):
-        fixed = {"family": model} if is_named_family(model) else {"family": "pretrained", "checkpoint": model}
-    elif model is not None:
-        families = list(model)
+    fixed, families = _model_values(model)
     values = {
-        "data": data_values,
+        "data": _data_values(data),
         "model": fixed,
         "families": families,
         "train": dict(train or {}),
@@ -348,3 +330,26 @@ def tune(
         "out": str(out) if out is not None else None,
     }
     return run_tune(validate(TuneConfig, values), overwrite=overwrite)
+
+
+def _data_values(data: str | Mapping[str, Any] | Any) -> dict[str, Any]:
+    """The data section of ``tune``'s arguments: a built-in name, a path, a mapping or DataSettings."""
+    from ajuste.data.builtin import BUILTIN_DATASETS
+    from ajuste.data.settings import DataSettings
+
+    if isinstance(data, DataSettings):
+        return data.model_dump(exclude_unset=True)
+    if isinstance(data, Mapping):
+        return dict(data)
+    return {"dataset": str(data)} if str(data) in BUILTIN_DATASETS else {"path": str(data)}
+
+
+def _model_values(model: str | Sequence[str] | Mapping[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """The fixed model settings and the searched families of ``tune``'s ``model`` argument."""
+    if isinstance(model, FamilySettings):
+        return model.model_dump(mode="json"), []
+    if isinstance(model, Mapping):
+        return dict(model), []
+    if isinstance(model, str):
+        return ({"family": model} if is_named_family(model) else {"family": "pretrained", "checkpoint": model}), []
+    return {}, list(model or [])
