@@ -285,7 +285,7 @@ def test_unknown_model_name(cli: Cli, csv_file: Path, out: Path, monkeypatch: py
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # tests never reach for the hub
     message = user_error(cli("train", "--data", csv_file, "--model", "nonexistent-model-xyz", "--out", out))
     assert "unknown model 'nonexistent-model-xyz'" in message
-    assert "expected bag, gpt, minilm, a checkpoint folder" in message
+    assert "expected a model family (see `ajuste train --help`), a checkpoint folder" in message
     assert_nothing_written(out)
 
 

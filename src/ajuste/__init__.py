@@ -72,7 +72,7 @@ def __getattr__(name: str) -> Any:
 
 
 def build(model: str = "bag", **architecture: Any) -> TextClassifier:
-    """A new, untrained classifier: ``model`` is a family (bag, gpt, minilm) or a checkpoint folder / hub id.
+    """A new, untrained classifier: ``model`` is a family (linear, bag, gpt, minilm) or a checkpoint folder / hub id.
 
     ``architecture`` takes that family's settings, e.g. ``build("gpt", num_layers=2, emb_dim=128)`` or
     ``build("minilm", trainable="last_block")``. Everything is validated now; weights come in ``fit``.

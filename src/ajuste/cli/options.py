@@ -100,6 +100,16 @@ DATA_FLAGS = (
     Flag("--encoding", "data", "encoding", str, "Text encoding of the data file (default utf-8)."),
     Flag("--data-dir", "data", "data_dir", str, "Folder holding built-in datasets (default $AJUSTE_DATA_DIR)."),
 )
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "yes", "1", "on"):
+        return True
+    if text.lower() in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+
 PREPARE_FLAGS = (
     Flag(
         "--balance",
@@ -111,6 +121,15 @@ PREPARE_FLAGS = (
     Flag("--split", "data", "split", _split, "Train,validation,test fractions (default 0.7,0.1,0.2)."),
 )
 MODEL_FLAGS = (
+    Flag("--analyzer", "model", "analyzer", str, "linear: word | char | word+char n-grams (word)."),
+    Flag("--word-ngrams", "model", "word_ngrams", int, "linear: word n-grams from 1 to N (2)."),
+    Flag("--char-ngrams", "model", "char_ngrams", int, "linear: character n-grams from 2 to N (5)."),
+    Flag("--sublinear-tf", "model", "sublinear_tf", _boolean, "linear: term frequency as 1 + log(count) (true)."),
+    Flag("--min-df", "model", "min_df", int, "linear: keep features of at least N training texts (1)."),
+    Flag("--max-features", "model", "max_features", int, "linear: keep the N most frequent features (all)."),
+    Flag("--classifier", "model", "classifier", str, "linear: logistic | svm (calibrated) (logistic)."),
+    Flag("--C", "model", "C", float, "linear: inverse regularisation strength (1.0)."),
+    Flag("--class-weight", "model", "class_weight", str, "linear: none | balanced (none)."),
     Flag("--embed-dim", "model", "embed_dim", int, "bag: embedding size (64)."),
     Flag("--ngrams", "model", "ngrams", int, "bag: longest word n-gram (2)."),
     Flag("--buckets", "model", "buckets", int, "bag: hash buckets for n-grams (50000)."),

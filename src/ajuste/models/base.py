@@ -59,9 +59,10 @@ def count_parameters(module: nn.Module) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class TrainingDefaults:
-    """What a family trains with when the user does not say: the learning rate, epochs and batch size."""
+    """What a family trains with when the user does not say: the learning rate, epochs and batch size
+    (no learning rate for a family that is solved rather than trained by gradient descent)."""
 
-    lr: float
+    lr: float | None
     epochs: int
     batch_size: int
 
@@ -71,6 +72,8 @@ class Family(ABC):
 
     #: The ``family`` name in settings and run folders.
     name: str
+    #: Fitted in one pass by a solver (:meth:`solve`) instead of by gradient descent over epochs.
+    solver: bool = False
 
     @abstractmethod
     def fit_preprocessing(self, texts: Sequence[str]) -> None:
@@ -108,6 +111,12 @@ class Family(ABC):
     def describe(self) -> dict[str, Any]:
         """Facts about the built model for reports (sizes, resolved choices)."""
         return {}
+
+    def solve(
+        self, module: nn.Module, texts: Sequence[str], targets: torch.Tensor, class_weights: torch.Tensor | None
+    ) -> None:
+        """Fit ``module`` on the training texts in one pass (families with ``solver = True`` only)."""
+        raise NotImplementedError(f"the {self.name} family is trained by gradient descent, not solved")
 
     def frozen_features(
         self,

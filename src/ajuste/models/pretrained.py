@@ -196,7 +196,8 @@ class PretrainedFamily(Family):
         except (OSError, ValueError) as exc:
             raise ModelError(
                 f"unknown model '{location}'",
-                expected="bag, gpt, minilm, a checkpoint folder, or a Hugging Face hub id reachable from here",
+                expected="a model family (see `ajuste train --help`), a checkpoint folder, "
+                "or a hub id reachable from here",
                 found=str(exc).splitlines()[0][:200],
                 fix="Check the name; without a network, download the checkpoint elsewhere and pass its folder.",
             ) from None

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 from pydantic import Field
 
 from ajuste.errors import ConfigError
-from ajuste.models import bag, gpt, pretrained
+from ajuste.models import bag, gpt, linear, pretrained
 from ajuste.models.base import Family
-from ajuste.models.settings import BagSettings, FamilySettings, GPTSettings, PretrainedSettings
+from ajuste.models.settings import BagSettings, FamilySettings, GPTSettings, LinearSettings, PretrainedSettings
 
 __all__ = [
     "FAMILIES",
@@ -52,6 +52,7 @@ class Registration:
 
 
 REGISTRY: tuple[Registration, ...] = (
+    Registration("linear", LinearSettings, linear.LinearFamily, linear.DEFAULT_SPACE, "TF-IDF + linear classifier"),
     Registration("bag", BagSettings, bag.BagFamily, bag.DEFAULT_SPACE, "fastText-style bag of embeddings"),
     Registration("gpt", GPTSettings, gpt.GPTFamily, gpt.DEFAULT_SPACE, "GPT-style transformer trained from scratch"),
     Registration(

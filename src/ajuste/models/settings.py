@@ -13,6 +13,7 @@ __all__ = [
     "BagSettings",
     "FamilySettings",
     "GPTSettings",
+    "LinearSettings",
     "PretrainedSettings",
     "parse_trainable",
 ]
@@ -79,6 +80,32 @@ class GPTSettings(FamilySettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+class LinearSettings(FamilySettings):
+    """TF-IDF features and a linear classifier (scikit-learn), solved rather than trained by gradient descent.
+
+    The defaults are the baseline practitioners try first: TF-IDF of word 1-2-grams with sublinear term
+    frequency and scikit-learn's logistic regression as it comes (C=1, L2, lbfgs).
+    """
+
+    family: Literal["linear"] = "linear"
+    analyzer: Literal["word", "char", "word+char"] = Field(
+        "word", description="Features: word n-grams, character n-grams within words, or both side by side."
+    )
+    word_ngrams: int = Field(2, ge=1, le=5, description="Word n-grams from 1 to this.")
+    char_ngrams: int = Field(5, ge=2, le=8, description="Character n-grams from 2 to this (analyzer char).")
+    sublinear_tf: bool = Field(True, description="Term frequency as 1 + log(count).")
+    min_df: int = Field(1, ge=1, description="Keep features seen in at least this many training texts.")
+    max_features: int | None = Field(None, ge=1, description="Keep only the most frequent features; unset: all.")
+    classifier: Literal["logistic", "svm"] = Field(
+        "logistic", description="Logistic regression, or a linear SVM with sigmoid-calibrated probabilities."
+    )
+    C: float = Field(1.0, gt=0, description="Inverse regularisation strength (larger: fits the training data more).")
+    class_weight: Literal["none", "balanced"] = Field(
+        "none", description="Weigh classes by inverse frequency in the loss (balanced)."
+    )
+    max_iter: int = Field(1000, ge=1, description="Most iterations of the solver.")
 
 
 class PretrainedSettings(FamilySettings):

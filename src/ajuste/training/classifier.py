@@ -27,7 +27,15 @@ from ajuste.models import Family, make_family
 from ajuste.models.base import WEIGHTS_FILE, count_parameters
 from ajuste.models.settings import PRECISIONS, BagSettings, FamilySettings
 from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar, frozen_pass_progress
-from ajuste.training.loop import Batches, EpochPlan, predict_logits, run_training
+from ajuste.training.loop import (
+    Batches,
+    EpochPlan,
+    EpochStep,
+    GradientEpochs,
+    SolvedEpoch,
+    predict_logits,
+    run_training,
+)
 from ajuste.training.metrics import classification_metrics
 from ajuste.training.optim import make_loss, make_optimizer, make_scheduler
 from ajuste.training.settings import CompileSettings, FitSettings
@@ -226,7 +234,7 @@ class TextClassifier:
             family, module, classes = self._require_fitted("fit")
             defaults = family.defaults()
             plan = EpochPlan(
-                epochs=settings.epochs or defaults.epochs,
+                epochs=1 if family.solver else settings.epochs or defaults.epochs,
                 batch_size=settings.batch_size or defaults.batch_size,
                 grad_accum=settings.grad_accum,
                 max_grad_norm=compiled.max_grad_norm,
@@ -238,44 +246,60 @@ class TextClassifier:
             show = verbose is True or (verbose == "auto" and sys.stderr.isatty())
             train_batches = self._batches(family, module, train, "training data", show)
             val_batches = self._batches(family, module, val, "validation data", show) if val is not None else None
-            lr = compiled.lr or defaults.lr
-            optimizer = make_optimizer(module, compiled, lr)
-            steps = -(-len(train) // plan.batch_size)
-            total_steps = plan.epochs * -(-steps // plan.grad_accum)
-            scheduler = make_scheduler(optimizer, compiled, total_steps)
-            loss_fn = make_loss(compiled, classes, self.class_weights)
             all_callbacks = list(callbacks)
             if settings.early_stopping is not None:
                 all_callbacks.append(EarlyStopping(plan.monitor, settings.early_stopping))
             if show:
                 all_callbacks.append(ProgressBar())
+            step = self._epoch_step(family, module, train, train_batches, plan, all_callbacks)
             for callback in all_callbacks:
                 callback.set_model(self)
             self.stop_training = False
             trainable, total = count_parameters(module)
             log.info(
-                "training %s: %d of %d parameters trainable, lr %g, %d epochs of %d batches",
+                "training %s: %d of %d parameters trainable, %d epochs of %d steps",
                 family.name,
                 trainable,
                 total,
-                lr,
                 plan.epochs,
-                steps,
+                step.steps,
             )
             history = run_training(
-                module,
-                train_batches,
-                val_batches,
-                plan,
-                optimizer,
-                scheduler,
-                loss_fn,
-                all_callbacks,
-                lambda: self.stop_training,
-                len(classes),
+                module, step, val_batches, plan, all_callbacks, lambda: self.stop_training, len(classes)
             )
         self.history_ = history
         return history
+
+    def _epoch_step(
+        self,
+        family: Family,
+        module: nn.Module,
+        train: TextDataset,
+        batches: Batches,
+        plan: EpochPlan,
+        callbacks: Sequence[Callback],
+    ) -> EpochStep:
+        """What one epoch does: a solver's single fit, or an epoch of gradient descent with the compiled
+        optimizer, schedule and loss."""
+        compiled = self.compile_settings or CompileSettings()
+        classes = self.classes_ or []
+        loss_fn = make_loss(compiled, classes, self.class_weights)
+        if family.solver:
+            weights = getattr(loss_fn, "weight", None)
+            return SolvedEpoch(
+                module,
+                batches,
+                lambda: family.solve(module, train.texts, batches.targets, weights),
+                len(classes),
+                plan.precision,
+            )
+        lr = compiled.lr or family.defaults().lr
+        if lr is None:
+            raise TypeError(f"the {family.name} family gives no learning rate")
+        optimizer = make_optimizer(module, compiled, lr)
+        steps = -(-len(train) // plan.batch_size)
+        scheduler = make_scheduler(optimizer, compiled, plan.epochs * -(-steps // plan.grad_accum))
+        return GradientEpochs(module, batches, plan, optimizer, scheduler, loss_fn, callbacks, len(classes))
 
     def _batches(self, family: Family, module: nn.Module, data: TextDataset, what: str, show: bool) -> Batches:
         """Encoded texts and targets, with the frozen layers' output when the model has a freeze boundary."""

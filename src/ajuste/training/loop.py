@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -22,7 +22,7 @@ from ajuste.tokenize.batching import length_grouped_batches, sorted_batches, tok
 from ajuste.training.callbacks import Callback, History, is_improvement
 from ajuste.training.metrics import epoch_metrics
 
-__all__ = ["Batches", "EpochPlan", "predict_logits", "run_training"]
+__all__ = ["Batches", "EpochPlan", "EpochStep", "GradientEpochs", "SolvedEpoch", "predict_logits", "run_training"]
 
 Collate = Callable[[Sequence[Sequence[int]]], dict[str, torch.Tensor]]
 
@@ -110,12 +110,9 @@ def _validate(module: nn.Module, data: Batches, num_labels: int, precision: str)
 
 def run_training(
     module: nn.Module,
-    train: Batches,
+    step: EpochStep,
     val: Batches | None,
     plan: EpochPlan,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    loss_fn: nn.Module,
     callbacks: Sequence[Callback],
     should_stop: Callable[[], bool],
     num_labels: int,
@@ -124,21 +121,17 @@ def run_training(
     history = History()
     best_value: float | None = None
     best_state: dict[str, torch.Tensor] | None = None
-    lengths = train.lengths()
-    steps = math.ceil(len(train) / plan.batch_size)
     for callback in callbacks:
-        callback.on_train_begin({"epochs": plan.epochs, "steps_per_epoch": steps})
+        callback.on_train_begin({"epochs": plan.epochs, "steps_per_epoch": step.steps})
     for epoch in range(1, plan.epochs + 1):
         started = time.perf_counter()
         for callback in callbacks:
             callback.on_epoch_begin(epoch, {})
-        row: dict[str, Any] = {
-            "epoch": epoch,
-            **_train_epoch(module, train, lengths, plan, epoch, optimizer, scheduler, loss_fn, callbacks, num_labels),
-        }
+        row: dict[str, Any] = {"epoch": epoch, **step(epoch)}
         if val is not None and len(val):
             row.update(_validate(module, val, num_labels, plan.precision))
-        row["lr"] = optimizer.param_groups[0]["lr"]
+        if step.lr is not None:
+            row["lr"] = step.lr
         row["seconds"] = time.perf_counter() - started
         history.append(row)
         value = row.get(plan.monitor)
@@ -162,47 +155,89 @@ def run_training(
     return history
 
 
-def _train_epoch(
-    module: nn.Module,
-    train: Batches,
-    lengths: list[int],
-    plan: EpochPlan,
-    epoch: int,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    loss_fn: nn.Module,
-    callbacks: Sequence[Callback],
-    num_labels: int,
-) -> dict[str, float]:
-    module.train()
-    total_loss, seen = 0.0, 0
-    predicted: list[int] = []
-    truth: list[int] = []
-    batches = length_grouped_batches(lengths, plan.batch_size, seed=plan.seed * 10_007 + epoch)
-    trainable = [p for p in module.parameters() if p.requires_grad]
-    optimizer.zero_grad(set_to_none=True)
-    for step, batch in enumerate(batches, start=1):
-        targets = train.targets[batch]
-        with autocast(plan.precision):  # bf16 matrix products, fp32 weights, optimizer and loss
-            logits = module(**train.inputs(batch)).float()
-        loss = loss_fn(logits, targets)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"the training loss became {loss.item()} at epoch {epoch}, batch {step}",
-                fix="Lower the learning rate (--lr) or enable gradient clipping (--max-grad-norm).",
-            )
-        (loss / plan.grad_accum).backward()
-        if step % plan.grad_accum == 0 or step == len(batches):
-            if plan.max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(trainable, plan.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        total_loss += loss.item() * len(batch)
-        seen += len(batch)
-        predicted += logits.argmax(dim=1).tolist()
-        truth += targets.tolist()
-        for callback in callbacks:
-            callback.on_train_batch_end(step, {"loss": loss.item()})
-    scores = epoch_metrics(truth, predicted, num_labels)
-    return {"loss": total_loss / max(1, seen), **scores}
+class EpochStep(Protocol):
+    """One epoch of training: returns the epoch's training loss and scores."""
+
+    @property
+    def steps(self) -> int: ...
+
+    def __call__(self, epoch: int) -> dict[str, float]: ...
+
+    @property
+    def lr(self) -> float | None: ...
+
+
+@dataclass
+class GradientEpochs:
+    """Epochs of minibatch gradient descent over length-grouped batches (every family but the solved ones)."""
+
+    module: nn.Module
+    train: Batches
+    plan: EpochPlan
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: nn.Module
+    callbacks: Sequence[Callback]
+    num_labels: int
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(len(self.train) / self.plan.batch_size)
+
+    @property
+    def lr(self) -> float | None:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def __call__(self, epoch: int) -> dict[str, float]:
+        module, train, plan = self.module, self.train, self.plan
+        module.train()
+        total_loss, seen = 0.0, 0
+        predicted: list[int] = []
+        truth: list[int] = []
+        batches = length_grouped_batches(train.lengths(), plan.batch_size, seed=plan.seed * 10_007 + epoch)
+        trainable = [p for p in module.parameters() if p.requires_grad]
+        self.optimizer.zero_grad(set_to_none=True)
+        for step, batch in enumerate(batches, start=1):
+            targets = train.targets[batch]
+            with autocast(plan.precision):  # bf16 matrix products, fp32 weights, optimizer and loss
+                logits = module(**train.inputs(batch)).float()
+            loss = self.loss_fn(logits, targets)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the training loss became {loss.item()} at epoch {epoch}, batch {step}",
+                    fix="Lower the learning rate (--lr) or enable gradient clipping (--max-grad-norm).",
+                )
+            (loss / plan.grad_accum).backward()
+            if step % plan.grad_accum == 0 or step == len(batches):
+                if plan.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(trainable, plan.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            total_loss += loss.item() * len(batch)
+            seen += len(batch)
+            predicted += logits.argmax(dim=1).tolist()
+            truth += targets.tolist()
+            for callback in self.callbacks:
+                callback.on_train_batch_end(step, {"loss": loss.item()})
+        scores = epoch_metrics(truth, predicted, self.num_labels)
+        return {"loss": total_loss / max(1, seen), **scores}
+
+
+@dataclass
+class SolvedEpoch:
+    """The one "epoch" of a family fitted by a solver: ``solve`` fits the module, then the training split
+    is scored like any epoch's, so the history, validation, callbacks and pruning are the same."""
+
+    module: nn.Module
+    train: Batches
+    solve: Callable[[], None]
+    num_labels: int
+    precision: str = "fp32"
+    steps: int = 1
+    lr: float | None = None
+
+    def __call__(self, epoch: int) -> dict[str, float]:
+        self.solve()
+        scores = _validate(self.module, self.train, self.num_labels, self.precision)
+        return {name.removeprefix("val_"): value for name, value in scores.items()}

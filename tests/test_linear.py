@@ -1,0 +1,159 @@
+"""The ``linear`` family: scikit-learn's TF-IDF and linear classifiers, solved once, kept as data."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse
+import yaml
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
+
+import ajuste
+from ajuste.errors import ConfigError
+from ajuste.models.settings import LinearSettings
+from tests.conftest import CliResult, make_texts, write_csv
+
+Cli = Callable[..., CliResult]
+TEXTS, LABELS = make_texts(90, seed=8, classes=("ham", "spam", "other"))
+QUERIES = [*make_texts(30, seed=99, classes=("ham", "spam", "other"))[0], "", "zzz unknown words only"]
+
+
+def reference(settings: LinearSettings, texts: list[str], labels: list[str], queries: list[str]) -> np.ndarray:
+    """What scikit-learn's own pipeline predicts with the same settings."""
+    common = {"sublinear_tf": settings.sublinear_tf, "min_df": settings.min_df}
+    blocks = []
+    if settings.analyzer != "char":
+        blocks.append(TfidfVectorizer(ngram_range=(1, settings.word_ngrams), **common))
+    if settings.analyzer != "word":
+        blocks.append(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, settings.char_ngrams), **common))
+    train = scipy.sparse.hstack([b.fit_transform(texts) for b in blocks]).tocsr()
+    test = scipy.sparse.hstack([b.transform(queries) for b in blocks]).tocsr()
+    classes = sorted(set(labels))
+    y = np.array([classes.index(label) for label in labels])
+    if settings.classifier == "logistic":
+        model: Any = LogisticRegression(C=settings.C, max_iter=settings.max_iter)
+    else:
+        model = CalibratedClassifierCV(LinearSVC(C=settings.C), method="sigmoid", cv=3, ensemble=False)
+    return np.asarray(model.fit(train, y).predict_proba(test))
+
+
+@pytest.mark.parametrize("classifier", ["logistic", "svm"])
+@pytest.mark.parametrize("analyzer", ["word", "char", "word+char"])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_predictions_equal_scikit_learn_s_pipeline(classifier: str, analyzer: str, classes: int) -> None:
+    names = ("ham", "spam", "other")[:classes]
+    texts, labels = zip(*[(t, label) for t, label in zip(TEXTS, LABELS) if label in names])
+    settings = LinearSettings(classifier=classifier, analyzer=analyzer, C=3.0, char_ngrams=4)  # type: ignore[arg-type]
+    model = ajuste.TextClassifier(settings)
+    model.fit(list(texts), list(labels), verbose=False)
+    np.testing.assert_allclose(
+        model.predict_proba(QUERIES),
+        reference(settings, list(texts), list(labels), QUERIES),
+        atol=1e-4,  # fp32 weights
+    )
+
+
+def test_fitting_is_one_solved_epoch_with_a_history() -> None:
+    model = ajuste.build("linear")
+    history = model.fit(TEXTS[:70], LABELS[:70], validation_data=(TEXTS[70:], LABELS[70:]), epochs=30, verbose=False)
+    assert len(history) == 1  # a solver has no epochs to count: the setting is moot
+    row = history.epochs[0]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1"} <= set(row) and "lr" not in row
+    assert row["accuracy"] == 1.0
+
+
+def test_loading_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = ajuste.build("linear", analyzer="word+char", classifier="svm")
+    model.fit(TEXTS, LABELS, verbose=False)
+    folder = model.save(tmp_path / "model")
+    assert {p.name for p in folder.iterdir()} == {
+        "config.json",
+        "model.safetensors",
+        "vocabulary.json",
+        "idf.safetensors",
+    }
+    vocabularies = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+    assert len(vocabularies) == 2 and all(isinstance(v, dict) for v in vocabularies)
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("loading a linear model unpickled something")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    loaded = ajuste.load(folder)
+    assert loaded.predict(QUERIES).labels == model.predict(QUERIES).labels
+    np.testing.assert_array_equal(loaded.predict_proba(QUERIES), model.predict_proba(QUERIES))
+
+
+def test_a_class_missing_from_training_is_never_predicted() -> None:
+    model = ajuste.TextClassifier(LinearSettings(), labels=["ham", "other", "spam"])
+    texts, labels = zip(*[(t, label) for t, label in zip(TEXTS, LABELS) if label != "other"])
+    model.fit(list(texts), list(labels), verbose=False)
+    probabilities = model.predict_proba(QUERIES)
+    assert probabilities[:, 1].max() < 1e-3
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_an_empty_vocabulary_is_a_settings_error() -> None:
+    model = ajuste.build("linear", min_df=1000)
+    with pytest.raises(ConfigError, match=r"TF-IDF vocabulary of the training texts is empty.*min_df"):
+        model.fit(TEXTS, LABELS, verbose=False)
+
+
+def test_balanced_class_weights_change_the_solution() -> None:
+    extra_ham = [t for t, label in zip(TEXTS[40:], LABELS[40:]) if label == "ham"]
+    texts, labels = TEXTS[:40] + extra_ham, LABELS[:40] + ["ham"] * len(extra_ham)  # ham outnumbers the others
+    plain = ajuste.build("linear")
+    plain.fit(texts, labels, verbose=False)
+    balanced = ajuste.build("linear", class_weight="balanced")
+    balanced.fit(texts, labels, verbose=False)
+    ham = plain.classes_.index("ham")
+    assert balanced.predict_proba(QUERIES)[:, ham].mean() < plain.predict_proba(QUERIES)[:, ham].mean()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_csv(tmp_path_factory.mktemp("linear") / "data.csv", TEXTS, LABELS)
+
+
+def test_the_command_line_trains_predicts_and_evaluates_a_linear_model(cli: Cli, data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    flags = ("--analyzer", "word+char", "--C", "2.5", "--sublinear-tf", "false", "--classifier", "svm")
+    result = cli("train", "--data", data, "--model", "linear", *flags, "--out", run, "--json")
+    assert result.code == 0, result.err
+    summary = result.json()
+    assert summary["test"]["accuracy"] >= 0.9
+    settings = yaml.safe_load((run / "run.yaml").read_text(encoding="utf-8"))["model"]
+    assert (settings["family"], settings["analyzer"], settings["C"], settings["sublinear_tf"]) == (
+        "linear",
+        "word+char",
+        2.5,
+        False,
+    )
+    predicted = cli("predict", run, "win a free prize now", "--json")
+    assert predicted.code == 0 and predicted.json()["predictions"][0]["label"] == "spam"
+    evaluated = cli("evaluate", run, data, "--json")
+    assert evaluated.code == 0 and evaluated.json()["metrics"]["accuracy"] >= 0.9
+
+
+def test_a_flag_of_the_linear_family_is_refused_for_another(cli: Cli, data: Path, tmp_path: Path) -> None:
+    result = cli("train", "--data", data, "--model", "bag", "--C", "2", "--out", tmp_path / "run")
+    assert result.code == 2 and "--C applies to --model linear only, not bag" in result.err
+
+
+def test_tune_searches_the_linear_family_s_default_space(data: Path, tmp_path: Path) -> None:
+    result = ajuste.tune(data, model="linear", sampler="random", pruner="none", trials=4, out=tmp_path / "run")
+    settings = [t.user_attrs["settings"] for t in result.study.get_trials()]
+    assert len({s["model.C"] for s in settings}) == 4
+    assert all(s["train.epochs"] == 1 for s in settings)
+    assert {"model.analyzer", "model.sublinear_tf", "model.min_df", "model.class_weight"} <= set(settings[0])
+    assert result.metrics["test"]["accuracy"] >= 0.8
