@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ajuste.config import RunConfig, parse_config, read_yaml, to_yaml
+from ajuste.config import RunConfig, parse_config, read_yaml
 from ajuste.data.settings import DataSettings
 from ajuste.errors import ConfigError
 from ajuste.models.settings import BagSettings, GPTSettings, PretrainedSettings, parse_trainable
@@ -251,8 +251,11 @@ def test_run_yaml_round_trip_drops_the_record(tmp_path: Path) -> None:
         seed=7,
         out="runs/x",
     )
-    path = tmp_path / "run.yaml"
-    path.write_text(to_yaml(config, {"ajuste": {"ajuste": "0.1.0"}, "record": {"seconds": 1.0}}), encoding="utf-8")
+    from ajuste.runs.folder import write_yaml
+    from ajuste.runs.record import RunFile, RunRecord
+
+    path = tmp_path / "run.yaml"  # written as a run folder writes it
+    write_yaml(path, RunFile(config=config, record=RunRecord(seconds=1.0, data={}, model={})).to_data())
     values = read_yaml(path)
     assert set(values) == {"data", "model", "train", "seed", "out"}
     assert parse_config(values) == config

@@ -20,7 +20,7 @@ from ajuste.models.settings import BagSettings
 from ajuste.training.settings import TrainSettings
 from ajuste.validation import validate
 
-__all__ = ["RunConfig", "parse_config", "read_yaml", "to_yaml"]
+__all__ = ["RunConfig", "parse_config", "read_yaml"]
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,3 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def parse_config(values: dict[str, Any]) -> RunConfig:
     """A validated :class:`RunConfig` from plain data (a YAML file's content merged with flags)."""
     return validate(RunConfig, values)
-
-
-def to_yaml(config: RunConfig, extra: dict[str, Any] | None = None) -> str:
-    """YAML text of ``config`` (plus record keys), loadable again by :func:`read_yaml`."""
-    content = config.model_dump(mode="json")
-    if extra:
-        content.update(extra)
-    return yaml.safe_dump(content, sort_keys=False, allow_unicode=True)
