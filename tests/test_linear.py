@@ -152,8 +152,13 @@ def test_a_flag_of_the_linear_family_is_refused_for_another(cli: Cli, data: Path
 
 def test_tune_searches_the_linear_family_s_default_space(data: Path, tmp_path: Path) -> None:
     result = ajuste.tune(data, model="linear", sampler="random", pruner="none", trials=4, out=tmp_path / "run")
-    settings = [t.user_attrs["settings"] for t in result.study.get_trials()]
-    assert len({s["model.C"] for s in settings}) == 4
+    trials = result.study.get_trials()
+    settings = [t.user_attrs["settings"] for t in trials]
+    assert [t.user_attrs.get("portfolio") for t in trials[:2]] == [
+        "linear defaults",
+        "linear model.classifier=svm, model.analyzer=word+char",
+    ]
+    assert settings[1]["model.classifier"] == "svm" and len({s["model.C"] for s in settings[1:]}) == 3
     assert all(s["train.epochs"] == 1 for s in settings)
     assert {"model.analyzer", "model.sublinear_tf", "model.min_df", "model.class_weight"} <= set(settings[0])
     assert result.metrics["test"]["accuracy"] >= 0.8

@@ -119,6 +119,8 @@ PREPARE_FLAGS = (
         "Class balancing (default: the dataset's; none for files).",
     ),
     Flag("--split", "data", "split", _split, "Train,validation,test fractions (default 0.7,0.1,0.2)."),
+    Flag("--val-data", "data", "val_path", str, "A file holding the validation split (same columns as --data)."),
+    Flag("--test-data", "data", "test_path", str, "A file holding the test split (same columns as --data)."),
 )
 MODEL_FLAGS = (
     Flag("--analyzer", "model", "analyzer", str, "linear: word | char | word+char n-grams (word)."),

@@ -54,11 +54,23 @@ def resolved_balance(settings: DataSettings) -> str:
 
 
 def load_data(settings: DataSettings, seed: int = 123) -> PreparedData:
-    """Read, clean, dedupe, balance and split the data that ``settings`` describe."""
+    """Read, clean, dedupe, balance and split the data that ``settings`` describe; the validation and test
+    splits come from their own files when ``val_path`` / ``test_path`` name them."""
+    given = {}
+    for name, path in (("val", settings.val_path), ("test", settings.test_path)):
+        if path is not None:
+            given[name] = read_table(
+                path,
+                file_format=settings.format,
+                text_col=settings.text_col,
+                label_col=settings.label_col,
+                encoding=settings.encoding,
+            )
     return prepare(
         load_table(settings),
         dedupe_texts=settings.dedupe,
         balance=resolved_balance(settings),
         fractions=settings.split,
         seed=seed,
+        given=given,
     )

@@ -48,9 +48,12 @@ class PreparedData:
     def counts(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
-    def split_record(self) -> dict[str, list[int]]:
+    def split_record(self) -> dict[str, Any]:
         """The split as source row ids: enough to trace any result back to its texts."""
-        return {"train": sorted(set(self.train.rows)), "val": self.val.rows, "test": self.test.rows}
+        record: dict[str, Any] = {"train": sorted(set(self.train.rows)), "val": self.val.rows, "test": self.test.rows}
+        if "sources" in self.report:  # rows of a split given in its own file are rows of that file
+            record["sources"] = self.report["sources"]
+        return record
 
 
 #: Label strings that programs write for a missing value (pandas ``NaN``/``nan``, JSON and SQL ``null``),
@@ -215,6 +218,65 @@ def split(
     return train, val, test, report
 
 
+def _hold_out(data: TextDataset, fraction: float, seed: int) -> tuple[TextDataset, TextDataset]:
+    """A stratified two-way split: (the rest, ``fraction`` of every class held out)."""
+    by_class = _positions_by_class(data)
+    labels = sorted(by_class)
+    shares = apportion(int(len(data) * fraction), [len(by_class[label]) for label in labels])
+    rng = np.random.default_rng(seed)
+    held: list[int] = []
+    for label, count in zip(labels, shares):
+        positions = [by_class[label][i] for i in rng.permutation(len(by_class[label]))]
+        held.extend(positions[:count])
+    chosen = set(held)
+    return data.subset([i for i in range(len(data)) if i not in chosen]), data.subset(sorted(held))
+
+
+def _given_splits(
+    data: TextDataset,
+    given: dict[str, Table],
+    dedupe_texts: bool,
+    fractions: tuple[float, float, float],
+    seed: int,
+    report: Report,
+) -> tuple[TextDataset, TextDataset, TextDataset]:
+    """Validation and/or test from their own files; the main data is training (and the split not given).
+
+    A text of a given split that is also in the main data is removed from the main data (a leak check):
+    otherwise the model would be scored on texts it trained on.
+    """
+    held: dict[str, TextDataset] = {}
+    for name, table in given.items():
+        part, part_report = clean(table)
+        if dedupe_texts:
+            part, part_report["dedupe"] = dedupe(part)
+        if len(part) == 0:
+            raise DataError(f"no labelled text in the {name} file {table.source}", expected="rows with text and label")
+        held[name] = part
+        report[f"{name}_file"] = {"source": table.source, **part_report}
+    seen = {text: name for name, part in held.items() for text in part.texts}
+    leaked = Counter(seen[text] for text in data.texts if text in seen)
+    data = data.subset([i for i, text in enumerate(data.texts) if text not in seen])
+    report["leak_check"] = {f"removed_from_training_also_in_{name}": leaked.get(name, 0) for name in held}
+    train, val, test = data, held.get("val"), held.get("test")
+    train_share, val_share, test_share = fractions
+    if val is None:
+        train, val = _hold_out(train, val_share / (train_share + val_share), seed)
+    if test is None:
+        train, test = _hold_out(train, test_share / (train_share + test_share), seed)
+    unknown = sorted((set(val.labels) | set(test.labels)) - set(train.labels))
+    if unknown:
+        raise DataError(
+            "the validation or test file has labels that training never sees",
+            expected=f"labels among {', '.join(sorted(set(train.labels)))}",
+            found=", ".join(unknown[:5]),
+            fix="Map them to known labels, or add training texts of those classes.",
+        )
+    if min(len(train), len(val), len(test)) == 0:
+        raise DataError("a split is empty", found=f"{len(train)}/{len(val)}/{len(test)} texts", fix="Add more texts.")
+    return train, val, test
+
+
 def prepare(
     table: Table,
     *,
@@ -222,12 +284,15 @@ def prepare(
     balance: str = "none",
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
     seed: int = 123,
+    given: dict[str, Table] | None = None,
 ) -> PreparedData:
     """Clean, dedupe, balance and split a table, recording what each step did.
 
     ``undersample`` is applied before the split (the reference protocol: every split is balanced);
     ``oversample`` only to the training split, so that no copy of a training text reaches validation
     or test; ``class_weight`` leaves the data as is and returns loss weights computed on training.
+    ``given`` maps ``val`` and/or ``test`` to tables that are those splits as they are (cleaned and
+    deduplicated, never balanced); the fractions then only divide the main table into what is not given.
     """
     report: Report = {"source": table.source}
     data, report["clean"] = clean(table)
@@ -250,7 +315,15 @@ def prepare(
         )
     if balance == "undersample":
         data, report["balance"] = undersample(data, seed)
-    train, val, test, report["split"] = split(data, fractions, seed)
+    if given:
+        train, val, test = _given_splits(data, given, dedupe_texts, fractions, seed, report)
+        report["split"] = {name: part.class_counts() for name, part in (("train", train), ("val", val), ("test", test))}
+        report["sources"] = {
+            "train": table.source,
+            **{name: given[name].source if name in given else table.source for name in ("val", "test")},
+        }
+    else:
+        train, val, test, report["split"] = split(data, fractions, seed)
     weights = None
     if balance == "oversample":
         train, report["balance"] = oversample(train, seed)
@@ -285,6 +358,10 @@ def describe(data: PreparedData) -> str:
         parts.append(f"{r['balance']['method']}d to {r['balance']['after']}")
     sizes = data.counts()
     parts.append(f"split {sizes['train']}/{sizes['val']}/{sizes['test']}")
+    for name, source in (r.get("sources") or {}).items():
+        if name != "train" and source != r["sources"]["train"]:
+            removed = r["leak_check"][f"removed_from_training_also_in_{name}"]
+            parts.append(f"{name} from {source} ({removed} of its texts removed from training)")
     counter = Counter(data.train.labels)
     parts.append("train classes " + ", ".join(f"{k}={v}" for k, v in sorted(counter.items())))
     return "; ".join(parts)

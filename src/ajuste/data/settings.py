@@ -29,6 +29,12 @@ class DataSettings(BaseModel):
     balance: Balance | None = Field(
         None, description="Class balancing; unset means the dataset's default (`none` for files)."
     )
+    val_path: str | None = Field(
+        None, description="A file holding the validation split (same format and columns); unset: split from path."
+    )
+    test_path: str | None = Field(
+        None, description="A file holding the test split (same format and columns); unset: split from path."
+    )
     split: tuple[float, float, float] = Field(
         (0.7, 0.1, 0.2), description="Train, validation and test fractions, summing to 1."
     )

@@ -38,7 +38,7 @@ DEFAULT_SPACE: dict[str, Any] = {
     "model.vocab_size": [1024, 2048, 4096, 8192],
     "train.lr": {"low": 1e-4, "high": 3e-3, "log": True},
     "train.batch_size": [16, 32, 64],
-    "train.epochs": {"low": 3, "high": 15},
+    "train.epochs": {"low": 3, "high": 20},  # up to the default's 20: the defaults must lie inside the space
     "train.weight_decay": {"low": 1e-6, "high": 0.1, "log": True},
     "train.warmup": {"low": 0.0, "high": 0.2},
     "constraints": ["model.emb_dim % model.num_heads == 0"],

@@ -37,6 +37,7 @@ _ABSENT = -1e4
 
 #: The default search space: regularisation, features and weighting, the settings that matter for TF-IDF models.
 DEFAULT_SPACE: dict[str, Any] = {
+    "model.classifier": ["logistic", "svm"],
     "model.C": {"low": 0.01, "high": 100.0, "log": True},
     "model.analyzer": ["word", "char", "word+char"],
     "model.word_ngrams": {"low": 1, "high": 3, "when": "model.analyzer != 'char'"},

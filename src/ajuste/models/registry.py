@@ -49,14 +49,32 @@ class Registration:
     needs_checkpoint: bool = False
     #: Searched by ``ajuste tune`` when no family is named.
     searched_by_default: bool = True
+    #: Settings besides the defaults that are strong for text classification in general, tried early by
+    #: every search of the family (each a change to the default settings; training defaults follow it).
+    portfolio: tuple[Mapping[str, Any], ...] = ()
 
 
 REGISTRY: tuple[Registration, ...] = (
-    Registration("linear", LinearSettings, linear.LinearFamily, linear.DEFAULT_SPACE, "TF-IDF + linear classifier"),
+    Registration(
+        "linear",
+        LinearSettings,
+        linear.LinearFamily,
+        linear.DEFAULT_SPACE,
+        "TF-IDF + linear classifier",
+        # Word and character n-grams with a linear SVM: the strongest of the classic TF-IDF baselines
+        # (character n-grams survive misspellings and rare word forms; hinge loss with calibration).
+        portfolio=({"model.classifier": "svm", "model.analyzer": "word+char"},),
+    ),
     Registration("bag", BagSettings, bag.BagFamily, bag.DEFAULT_SPACE, "fastText-style bag of embeddings"),
     Registration("gpt", GPTSettings, gpt.GPTFamily, gpt.DEFAULT_SPACE, "GPT-style transformer trained from scratch"),
     Registration(
-        "minilm", PretrainedSettings, pretrained.PretrainedFamily, pretrained.DEFAULT_SPACE, "bundled all-MiniLM-L6-v2"
+        "minilm",
+        PretrainedSettings,
+        pretrained.PretrainedFamily,
+        pretrained.DEFAULT_SPACE,
+        "bundled all-MiniLM-L6-v2",
+        # Fine-tuning every layer is the standard recipe for encoders (BERT's own paper): slower, usually best.
+        portfolio=({"model.trainable": "all"},),
     ),
     Registration(
         "pretrained",
@@ -66,6 +84,7 @@ REGISTRY: tuple[Registration, ...] = (
         "any checkpoint folder or hub id",
         needs_checkpoint=True,
         searched_by_default=False,
+        portfolio=({"model.trainable": "all"},),
     ),
 )
 FAMILIES: dict[str, Registration] = {entry.name: entry for entry in REGISTRY}

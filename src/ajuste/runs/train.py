@@ -45,6 +45,7 @@ class RunResult:
             "dropped_duplicates": report.get("dedupe", {}).get("dropped_duplicates", 0),
             "balance": report["balance"]["method"],
         }
+        counts.update(report.get("leak_check", {}))
         counts.update(self.data.counts())
         counts["classes"] = {name: split for name, split in report["split"].items()}
         return counts

@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ajuste.errors import ConfigError
 
-__all__ = ["NeuralSampler"]
+__all__ = ["MultiObjectiveError", "NeuralSampler"]
 
 _NumericDistribution = FloatDistribution | IntDistribution
 
@@ -382,6 +382,7 @@ class NeuralSampler(optuna.samplers.BaseSampler):
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
+        _check_single_objective(study)
         if not search_space:
             return {}
         completed = [
@@ -398,6 +399,7 @@ class NeuralSampler(optuna.samplers.BaseSampler):
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
+        _check_single_objective(study)
         return self._random_sampler.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
@@ -454,9 +456,13 @@ def _one_intra_op_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+class MultiObjectiveError(ConfigError, ValueError):
+    """A multi-objective study given to a single-objective sampler: a ValueError, as Optuna's samplers raise."""
+
+
 def _check_single_objective(study: Study) -> None:
     if len(study.directions) > 1:
-        raise ConfigError(
+        raise MultiObjectiveError(
             "NeuralSampler optimises one objective",
             expected="a study with one direction",
             found=f"{len(study.directions)} directions",

@@ -260,6 +260,36 @@ class SearchSpace:
                 values.update(decoded)
         return values
 
+    def encode(self, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The study parameters under which :meth:`suggest` gives ``settings`` (for enqueuing known settings);
+        None when the space cannot give them (a value out of its ranges, a family it does not search)."""
+        family = settings.get("model.family", self.families[0])
+        if family not in self.scopes:
+            return None
+        scope = self.scopes[family]
+        params: dict[str, Any] = {"model.family": family} if len(self.families) > 1 else {}
+        values: dict[str, Any] = {"model.family": family, **scope.fixed}  # the space's fixed values win
+        unset = dict.fromkeys(scope.keys())
+        for item in scope.items:
+            if isinstance(item, Group):
+                label = "|".join(str(settings.get(key)) for key in item.keys)
+                if label not in item.labels or item.decode(label) != {k: settings.get(k) for k in item.keys}:
+                    return None
+                params[item.name] = label
+                values.update(item.decode(label))
+            elif item.when is None or item.when.holds(ChainMap(values, unset)):
+                value = settings.get(item.key)
+                distribution = item.distribution()
+                try:
+                    inside = value is not None and distribution._contains(distribution.to_internal_repr(value))
+                except (ValueError, TypeError):
+                    inside = False
+                if not inside:
+                    return None
+                params[item.name] = value
+                values[item.key] = value
+        return params
+
     def describe(self) -> list[str]:
         """One line per family and setting, for ``--dry-run``-style listings and the report."""
         lines = []

@@ -30,6 +30,7 @@ from ajuste.runs.record import SearchInfo
 from ajuste.runtime import configure_threads
 from ajuste.search.final import finish
 from ajuste.search.objective import TRIAL_ERRORS, Objective, trial_settings
+from ajuste.search.portfolio import enqueue_portfolio
 from ajuste.search.samplers import SpaceGridSampler, make_pruner, make_sampler
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace, parse_space
@@ -141,6 +142,8 @@ def _open_study(
         direction=info.direction,
         load_if_exists=True,
     )
+    if settings.sampler != "grid":  # a grid runs every point once anyway
+        enqueue_portfolio(study, config, space)
     recovered = recover(study, local=info.storage is None, enqueue=settings.sampler != "grid")
     existing = len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(
@@ -212,9 +215,9 @@ def run_tune(
             fix="Choose another --out, or pass --overwrite to replace it.",
         )
     with folder.locked():
-        info = _open_search(folder, config, overwrite)
-        data = load_data(config.data, seed=config.seed)
+        data = load_data(config.data, seed=config.seed)  # before anything is written: bad data leaves no search
         log.info("data: %s", describe(data))
+        info = _open_search(folder, config, overwrite)
         study, recovered = _open_study(folder, info, config, space)
         objective = Objective(config, space, data)
         budget = _budget(study, config.tune.trials)

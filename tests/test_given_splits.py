@@ -1,0 +1,76 @@
+"""``--val-data`` and ``--test-data``: splits given in their own files, with a leak check against training."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import CliResult, make_texts, write_csv
+
+Cli = Callable[..., CliResult]
+TEXTS, LABELS = make_texts(150, seed=31)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    """A main file of 100 texts, and validation and test files of 25 each; 3 test texts also in the main file."""
+    main_texts, main_labels = TEXTS[:100] + TEXTS[125:128], LABELS[:100] + LABELS[125:128]
+    return {
+        "main": write_csv(tmp_path / "main.csv", main_texts, main_labels),
+        "val": write_csv(tmp_path / "val.csv", TEXTS[100:125], LABELS[100:125]),
+        "test": write_csv(tmp_path / "test.csv", TEXTS[125:150], LABELS[125:150]),
+    }
+
+
+def train(cli: Cli, files: dict[str, Path], out: Path, *flags: str) -> dict:
+    result = cli("train", "--data", files["main"], "--embed-dim", "8", "--epochs", "1", "--out", out, "--json", *flags)
+    assert result.code == 0, result.err
+    return result.json()
+
+
+def test_both_splits_from_their_files_and_a_leak_removed_from_training(
+    cli: Cli, files: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    summary = train(cli, files, out, "--val-data", str(files["val"]), "--test-data", str(files["test"]))
+    data = summary["data"]
+    assert (data["train"], data["val"], data["test"]) == (100, 25, 25)  # the 3 leaked texts left training
+    assert data["removed_from_training_also_in_test"] == 3 and data["removed_from_training_also_in_val"] == 0
+    split = json.loads((out / "split.json").read_text(encoding="utf-8"))
+    assert split["sources"] == {"train": str(files["main"]), "val": str(files["val"]), "test": str(files["test"])}
+    assert split["test"] == list(range(25)) and split["val"] == list(range(25))  # rows of their own files
+    record = yaml.safe_load((out / "run.yaml").read_text(encoding="utf-8"))
+    assert record["data"]["val_path"] == str(files["val"])
+    assert record["record"]["data"]["leak_check"]["removed_from_training_also_in_test"] == 3
+    assert record["record"]["test_accesses"][0]["texts"] == 25
+
+
+def test_only_a_test_file_leaves_validation_to_the_split(cli: Cli, files: dict[str, Path], tmp_path: Path) -> None:
+    summary = train(cli, files, tmp_path / "run", "--test-data", str(files["test"]))
+    data = summary["data"]
+    assert data["test"] == 25
+    # 100 texts left: validation takes 0.1 / (0.7 + 0.1) of them, stratified
+    assert (data["train"], data["val"]) == (88, 12)
+
+
+def test_a_label_that_training_never_sees_is_refused(cli: Cli, files: dict[str, Path], tmp_path: Path) -> None:
+    odd = write_csv(tmp_path / "odd.csv", TEXTS[100:110], ["weather"] * 10)
+    result = cli("train", "--data", files["main"], "--val-data", odd, "--out", tmp_path / "run")
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1
+    assert "labels that training never sees" in result.err and "weather" in result.err
+    assert not (tmp_path / "run").exists()
+
+
+def test_tune_takes_the_given_splits(cli: Cli, files: dict[str, Path], tmp_path: Path) -> None:
+    config = tmp_path / "space.yaml"
+    config.write_text(yaml.safe_dump({"space": {"model.embed_dim": [8, 16], "train.epochs": 1}}), encoding="utf-8")
+    result = cli(
+        "tune", "--data", files["main"], "--model", "bag", "--config", config, "--trials", "2",
+        "--val-data", files["val"], "--test-data", files["test"], "--out", tmp_path / "tune", "--json",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert result.json()["data"]["test"] == 25 and result.json()["data"]["val"] == 25

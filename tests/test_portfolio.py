@@ -1,0 +1,96 @@
+"""A study starts from what ``ajuste train`` would run: every searched family's defaults, then its portfolio."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+
+from ajuste.models.registry import FAMILIES, default_families
+from ajuste.runs import RunFolder
+from ajuste.search.portfolio import default_settings, portfolio
+from ajuste.search.settings import TuneConfig
+from ajuste.search.tune import search_space
+from ajuste.validation import validate
+from tests.conftest import CliResult, make_texts, write_csv
+
+Cli = Callable[..., CliResult]
+
+
+def tune_config(**values: Any) -> TuneConfig:
+    return validate(TuneConfig, {"data": {"dataset": "sms-spam"}, **values})
+
+
+def test_encode_gives_back_the_parameters_of_any_trial() -> None:
+    space = search_space(tune_config())
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=4))
+    for _ in range(40):
+        trial = study.ask()
+        settings = space.suggest(trial)
+        assert space.encode(settings) == trial.params
+        study.tell(trial, 0.0)
+
+
+def test_a_setting_outside_the_space_cannot_be_encoded() -> None:
+    space = search_space(tune_config(families=["bag"]))
+    settings = default_settings(tune_config(families=["bag"]), "bag")
+    assert space.encode(settings) is not None
+    assert space.encode({**settings, "model.embed_dim": 1000}) is None
+    assert space.encode({**settings, "model.family": "gpt"}) is None
+
+
+def test_every_default_lies_inside_its_family_s_default_space() -> None:
+    config = tune_config()
+    space = search_space(config)
+    queued = [what for what, _ in portfolio(config, space)]
+    assert queued[: len(default_families())] == [f"{family} defaults" for family in default_families()]
+    expected_changes = sum(len(FAMILIES[f].portfolio) for f in default_families())
+    assert len(queued) == len(default_families()) + expected_changes
+
+
+def test_a_fixed_training_flag_is_part_of_the_defaults_tried() -> None:
+    config = tune_config(families=["bag"], train={"epochs": 3})
+    space = search_space(config)
+    ((what, params),) = portfolio(config, space)
+    assert what == "bag defaults" and "train.epochs" not in params  # fixed: not a parameter of the study
+    assert default_settings(config, "bag")["train.epochs"] == 3
+    assert space.decode(params)["train.epochs"] == 3
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    texts, labels = make_texts(60, seed=12)
+    return write_csv(tmp_path_factory.mktemp("portfolio") / "data.csv", texts, labels)
+
+
+def test_the_first_trials_are_what_train_runs_for_each_family(cli: Cli, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tune"
+    result = cli("tune", "--data", data, "--model", "linear,bag", "--trials", "4", "--sampler", "tpe", "--out", out)
+    assert result.code == 0, result.err
+    folder = RunFolder(out)
+    info = folder.read_search_info()
+    assert info is not None
+    trials = optuna.load_study(study_name=info.study, storage=folder.storage_url(info)).get_trials()
+    assert [t.user_attrs.get("portfolio") for t in trials[:3]] == [
+        "linear defaults",
+        "bag defaults",
+        "linear model.classifier=svm, model.analyzer=word+char",
+    ]
+    assert "portfolio" not in trials[3].user_attrs
+    for family, trial in (("linear", trials[0]), ("bag", trials[1])):
+        run = tmp_path / f"train-{family}"
+        trained = cli("train", "--data", data, "--model", family, "--out", run, "--quiet")
+        assert trained.code == 0, trained.err
+        resolved = yaml.safe_load((run / "run.yaml").read_text(encoding="utf-8"))
+        for key, value in trial.user_attrs["settings"].items():
+            section, name = key.split(".", 1)
+            assert resolved[section][name] == value, key
+
+    again = cli("tune", "--data", data, "--model", "linear,bag", "--trials", "5", "--sampler", "tpe", "--out", out)
+    assert again.code == 0, again.err
+    trials = optuna.load_study(study_name=info.study, storage=folder.storage_url(info)).get_trials()
+    assert sum(1 for t in trials if "portfolio" in t.user_attrs) == 3, "queued once per study"
