@@ -42,6 +42,8 @@ def _machine_line(info: dict[str, Any]) -> str:
 
 
 def default_part(data_dir: str, timeout: str) -> None:
+    from ajuste.models.registry import default_families
+
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         protocols = (("deduplicated (default)", []), ("--keep-duplicates (published protocol)", ["--keep-duplicates"]))
@@ -69,9 +71,10 @@ def default_part(data_dir: str, timeout: str) -> None:
     lines = [
         "## Search: `ajuste tune --dataset sms-spam --timeout 10m` (bench/bench_tune.py default)",
         "",
-        f"{_machine_line(info)} Default settings: families bag, gpt and minilm with their default spaces, "
-        "TPE sampler, median pruner, validation accuracy, refit on train, test split evaluated once. "
-        "Seconds are the whole command (search, refit, test, report).",
+        f"{_machine_line(info)} Default settings: families {', '.join(default_families())} with their default "
+        "spaces, every family's defaults and portfolio tried first, TPE sampler, median pruner, validation "
+        "accuracy, refit on train, test split evaluated once. Seconds are the whole command (search, refit, test, "
+        "report).",
         "",
         "| protocol | seconds | trials (complete / pruned / failed) | best settings | val acc "
         "| test acc (95% interval) | test texts |",
