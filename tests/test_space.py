@@ -453,3 +453,25 @@ def test_evaluation_is_exact_arithmetic() -> None:
     assert Expression.parse("model.x / 3").evaluate({"model.x": 1}) == pytest.approx(1 / 3)
     assert Expression.parse("model.x ** 2").evaluate({"model.x": 3}) == 9
     assert math.isclose(Expression.parse("-model.x").evaluate({"model.x": 0.5}), -0.5)
+
+
+# -- a grid under a budget -----------------------------------------------------------------------------
+
+
+def test_a_grid_larger_than_the_budget_is_thinned_least_important_settings_first() -> None:
+    space = parse_space(None, families=["bag"])
+    assert space.grid_size() is None  # more points than a grid may have: refused before this
+    coarse, lines = space.coarsened(30)
+    size = coarse.grid_size()
+    assert size is not None and 8 <= size <= 30
+    values = {item.key: item.values() for item in coarse.scopes["bag"].items if isinstance(item, Param)}
+    assert len(values["train.lr"]) >= 2, "the learning rate keeps points longest"
+    assert len(values["train.warmup"]) == 1 and len(values["train.weight_decay"]) == 1
+    assert any(line.endswith("train.warmup 5 → 1 (0.1)") or "train.warmup 5 → 1 (0.1)" in line for line in lines)
+    assert all(len(set(point.values())) for point in coarse.grid())
+
+
+def test_a_grid_within_the_budget_is_left_as_it_is() -> None:
+    space = parse_space({"model.embed_dim": [8, 16], "train.epochs": [1, 2]}, base_model={"family": "bag"})
+    same, lines = space.coarsened(10)
+    assert same is space and lines == []

@@ -545,3 +545,29 @@ def test_the_command_silences_optuna_s_own_trial_log(data_file: Path, tmp_path: 
     result = ok(cli(*tune_command(data_file, tmp_path / "run", "--trials", "2", "--quiet")))
     assert optuna.logging.get_verbosity() == optuna.logging.ERROR  # a failed trial's traceback too
     assert result.err == ""
+
+
+def test_grid_on_a_default_space_runs_the_budget_and_says_how(data_file: Path, tmp_path: Path, cli: Cli) -> None:
+    out = tmp_path / "run"
+    args = ["tune", "--data", data_file, "--model", "bag", "--sampler", "grid", "--trials", "6", "--out", out]
+    result = ok(cli(*args))
+    assert "train.warmup 5 → 1" in result.out
+    points = int(result.out.split("coarsened to ")[1].split(" points")[0])
+    assert 2 <= points <= 6, "about the budget, never above it"
+    trials = load_study(out).get_trials()
+    assert len(trials) == points and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == points
+
+
+def test_ties_on_validation_accuracy_go_to_the_lowest_validation_loss(data_file: Path, tmp_path: Path) -> None:
+    # Six validation texts: most settings score 100%, so the choice among them is the tie-break's.
+    space = {"model.embed_dim": [8, 16], "train.epochs": [2, 3], "train.lr": [0.05, 0.1], "model.buckets": 1000}
+    result = tune(data_file, model="bag", space=space, sampler="grid", pruner="none", out=tmp_path / "run")
+    complete = [t for t in result.study.get_trials() if t.state == TrialState.COMPLETE]
+    top = max(t.value for t in complete)
+    tied = [t for t in complete if t.value == top]
+    assert len(tied) > 1, "the test needs a tie"
+    lowest = min(tied, key=lambda t: (t.user_attrs["val_metrics"]["val_loss"], t.number))
+    assert result.best_trial == lowest.number
+    search = record_of(tmp_path / "run")["search"]
+    assert search["best_trial"] == lowest.number and "lowest validation loss" in search["chosen_by"]

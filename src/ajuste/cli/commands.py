@@ -88,6 +88,11 @@ def tune(args: argparse.Namespace) -> int:
             f"[bold]search[/] {config.tune.sampler} sampler, {config.tune.pruner} pruner, {budget}{resumed}{recovered}"
         )
         out.say(f"[bold]folder[/] {info['run_dir']}  (`ajuste report {info['run_dir']}` shows the study at any time)")
+        if info["coarsened"]:
+            out.say(
+                f"[bold]grid[/]   coarsened to {info['grid']} points for the trial budget: "
+                + "; ".join(info["coarsened"])
+            )
         for key, value in info["fixed"].items():
             out.say(f"[bold]fixed[/]  {key} = {value}, as given: removed from the search space")
 

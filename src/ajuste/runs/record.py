@@ -71,6 +71,7 @@ class SearchRecord(_Record):
     best_value: float | None
     best_params: dict[str, Any]
     importances: dict[str, float] = Field(default_factory=dict)
+    chosen_by: str | None = None
     refit: str
     how: str
     epochs: int | None = None

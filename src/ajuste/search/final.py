@@ -22,7 +22,7 @@ from ajuste.errors import AjusteError
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import RunFile, RunRecord, SearchInfo, SearchRecord, TestAccess
 from ajuste.search.objective import BestSoFar, Objective, trial_settings
-from ajuste.search.study import count_states, importances
+from ajuste.search.study import CHOSEN_BY, best_trials, count_states, importances
 from ajuste.training.classifier import TextClassifier
 
 __all__ = ["Final", "finish"]
@@ -106,7 +106,7 @@ def _previous_accesses(folder: RunFolder) -> list[TestAccess]:
 
 def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: SearchInfo, started: float) -> Final:
     """The final model of a finished study, tested once, written into the folder with its record."""
-    best = study.best_trial
+    best = best_trials(study, 1)[0]
     found = importances(study)
     trials = count_states(study.get_trials(deepcopy=False))
     kept = _kept(folder, best, objective.config.tune.refit)
@@ -134,6 +134,7 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
         best_value=best.value,
         best_params=params,
         importances=found,
+        chosen_by=CHOSEN_BY,
         **refit,
     )
     record = RunRecord(

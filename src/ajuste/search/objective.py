@@ -22,6 +22,7 @@ from ajuste.errors import AjusteError, TrainingError
 from ajuste.models.settings import FamilySettings
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace, split_settings
+from ajuste.search.study import ranking
 from ajuste.training.callbacks import Callback
 from ajuste.training.classifier import TextClassifier
 from ajuste.training.settings import TrainSettings
@@ -89,6 +90,7 @@ class BestSoFar:
     number: int | None = None
     value: float | None = None
     classifier: TextClassifier | None = None
+    loss: float = math.inf
 
 
 class Objective:
@@ -160,15 +162,19 @@ class Objective:
             raise TrainingError(f"the validation {self.metric} is not a number", found=str(value))
         trial.set_user_attr("best_epoch", epoch)
         trial.set_user_attr("val_metrics", {k: v for k, v in row.items() if k.startswith("val_")})
-        if self._improves(value):
-            self.best = BestSoFar(trial.number, value, classifier)
+        loss = float(row.get("val_loss", math.inf))
+        loss = loss if math.isfinite(loss) else math.inf
+        if self._improves(value, loss, trial.number):
+            self.best = BestSoFar(trial.number, value, classifier, loss)
         return value
 
-    def _improves(self, value: float) -> bool:
-        if self.best.value is None:
+    def _improves(self, value: float, loss: float, number: int) -> bool:
+        """Whether this trial now ranks first, as the final choice will rank it (ties: lower loss)."""
+        best = self.best
+        if best.value is None or best.number is None:
             return True
-        minimize = self.config.tune.direction == "minimize"
-        return value < self.best.value if minimize else value > self.best.value
+        maximize = self.config.tune.direction == "maximize"
+        return ranking(value, loss, number, maximize) < ranking(best.value, best.loss, best.number, maximize)
 
 
 def _first_line(exc: BaseException) -> str:

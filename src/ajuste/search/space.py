@@ -130,15 +130,51 @@ class Param:
         return text + (f" when {self.when}" if self.when else "")
 
 
-def _spread(low: float, high: float, log: bool) -> list[float]:
+def _spread(low: float, high: float, log: bool, count: int = GRID_POINTS) -> list[float]:
+    if count == 1:  # the middle of the range (geometric on a log scale)
+        return [math.sqrt(low * high) if log else (low + high) / 2]
     if log:
-        points = [float(math.exp(v)) for v in _linspace(math.log(low), math.log(high), GRID_POINTS)]
+        points = [float(math.exp(v)) for v in _linspace(math.log(low), math.log(high), count)]
     else:
-        points = _linspace(low, high, GRID_POINTS)
+        points = _linspace(low, high, count)
     # exp(log(x)) and low + (high - low) can miss the ends by a rounding error: keep every point in range.
     points = [min(max(point, low), high) for point in points]
     points[0], points[-1] = low, high
     return points
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _coarse_values(param: Param, count: int) -> list[Any]:
+    """``count`` grid points of a numeric setting, spread over its range, on its steps and its kind."""
+    if count >= len(param.values()):
+        return param.values()
+    if param.kind == "categorical":  # every other choice, first kept, until count are left
+        choices = list(param.choices)
+        stride = math.ceil(len(choices) / count)
+        return choices[::stride][:count]
+    low, high = param.bounds()
+    points = _spread(low, high, param.log, count)
+    if param.step:
+        points = [min(high, low + round((v - low) / param.step) * param.step) for v in points]
+    if param.kind == "int":
+        return sorted({round(v) for v in points})
+    return sorted(set(points))
+
+
+#: Settings that keep their grid points longest when a grid must shrink (the most important first).
+_GRID_PRIORITY = (
+    "model.family",
+    "model.trainable",
+    "train.lr",
+    "model.C",
+    "train.epochs",
+    "model.embed_dim",
+    "model.emb_dim",
+    "model.num_layers",
+)
 
 
 def _linspace(low: float, high: float, count: int) -> list[float]:
@@ -259,6 +295,59 @@ class SearchSpace:
                 decoded = item.decode(params[item.name]) if isinstance(item, Group) else {item.key: params[item.name]}
                 values.update(decoded)
         return values
+
+    def grid_size(self) -> int | None:
+        """How many points the grid has; None when more than it may have."""
+        try:
+            return len(self.grid())
+        except ConfigError:
+            return None
+
+    def coarsened(self, points: int) -> tuple[SearchSpace, list[str]]:
+        """This space with fewer grid points per setting — numeric settings first, then choices, the least
+        important first — until its grid has at most ``points`` points or nothing is left to thin; and one
+        line per setting that lost points."""
+        size = self.grid_size()
+        if size is not None and size <= points:
+            return self, []
+        items = [item for scope in self.scopes.values() for item in scope.items if isinstance(item, Param)]
+        items = [p for p in items if len(p.values()) > 1]
+        # numeric before categorical; within each, settings not in _GRID_PRIORITY first, then from its end
+        rank = {key: i for i, key in enumerate(_GRID_PRIORITY)}
+        items.sort(key=lambda p: (p.kind == "categorical", -rank.get(p.key, len(rank))))
+        counts = {p.name: len(p.values()) for p in items}
+        by_name = {p.name: p for p in items}
+        space = self
+        while (size is None or size > points) and any(count > 1 for count in counts.values()):
+            for param in items:  # one step fewer for each setting in turn
+                count = counts[param.name]
+                if count > 1:
+                    counts[param.name] = count // 2 if count > 3 else count - 1
+                    space = self._with_points(counts, by_name)
+                    size = space.grid_size()
+                    if size is not None and size <= points:
+                        break
+        changed = []
+        for p in items:
+            if counts[p.name] < len(p.values()):
+                kept = ", ".join(_short(v) for v in _coarse_values(p, counts[p.name]))
+                changed.append(f"{p.name} {len(p.values())} → {counts[p.name]} ({kept})")
+        return space, changed
+
+    def _with_points(self, counts: Mapping[str, int], params: Mapping[str, Param]) -> SearchSpace:
+        scopes = {
+            family: replace(
+                scope,
+                items=[
+                    replace(item, grid=tuple(_coarse_values(item, counts[item.name])))
+                    if isinstance(item, Param) and item.name in params
+                    else item
+                    for item in scope.items
+                ],
+            )
+            for family, scope in self.scopes.items()
+        }
+        return SearchSpace(self.families, scopes, self.source, self.fixed_by_user)
 
     def encode(self, settings: Mapping[str, Any]) -> dict[str, Any] | None:
         """The study parameters under which :meth:`suggest` gives ``settings`` (for enqueuing known settings);

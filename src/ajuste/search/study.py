@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ajuste.search.space import SearchSpace
 
 __all__ = [
+    "CHOSEN_BY",
     "best_trials",
     "count_states",
     "counted",
@@ -26,7 +28,9 @@ __all__ = [
     "importances",
     "max_epochs",
     "open_storage",
+    "ranking",
     "recover",
+    "validation_loss",
 ]
 
 log = logging.getLogger(__name__)
@@ -105,10 +109,30 @@ def importances(study: optuna.Study) -> dict[str, float]:
     return {name: float(value) for name, value in found.items()}
 
 
+#: How the final model's trial is chosen, as run.yaml records it.
+CHOSEN_BY = "the best validation score; ties broken by the lowest validation loss, then the earliest trial"
+
+
+def validation_loss(trial: FrozenTrial) -> float:
+    """The trial's validation cross-entropy at its best epoch (infinite when it recorded none)."""
+    value = (trial.user_attrs.get("val_metrics") or {}).get("val_loss")
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.inf
+
+
+def ranking(value: float, loss: float, number: int, maximize: bool) -> tuple[float, float, int]:
+    """Sort key of a finished trial, best first. Accuracy on a small validation split ties often (128 texts
+    move it in steps of 0.8 points): among equal scores the more confident-and-right model — lower
+    cross-entropy — is the better bet, whatever the dataset."""
+    return (-value if maximize else value, loss, number)
+
+
 def best_trials(study: optuna.Study, count: int = 5) -> list[FrozenTrial]:
+    """The best completed trials, best first (see :func:`ranking`)."""
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
-    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return sorted(complete, key=lambda t: (t.value, -t.number), reverse=reverse)[:count]
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(complete, key=lambda t: ranking(float(t.value or 0.0), validation_loss(t), t.number, maximize))[
+        :count
+    ]
 
 
 def max_epochs(space: SearchSpace) -> int:

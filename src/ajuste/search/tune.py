@@ -206,6 +206,9 @@ def run_tune(
     configure_threads()
     space = search_space(config)
     folder = RunFolder(config.out or default_tune_dir(config))
+    coarsening: list[str] = []
+    if config.tune.sampler == "grid" and config.tune.trials is not None:  # a grid the budget can run through
+        space, coarsening = space.coarsened(config.tune.trials)
     grid_size = len(space.grid()) if config.tune.sampler == "grid" else None
     if config.tune.trials is None and config.tune.timeout is None and grid_size is None:  # before any folder
         raise ConfigError("no budget for the search", fix="Give --trials N and/or --timeout 10m.")
@@ -222,18 +225,18 @@ def run_tune(
         objective = Objective(config, space, data)
         budget = _budget(study, config.tune.trials)
         if on_start is not None:
-            done, fixed = counted(study), space.fixed_by_user
             on_start(
-                dict(
-                    run_dir=folder.path,
-                    done=done,
-                    recovered=recovered,
-                    budget=budget,
-                    data=data,
-                    space=space,
-                    grid=grid_size,
-                    fixed=fixed,
-                )
+                {
+                    "run_dir": folder.path,
+                    "done": counted(study),
+                    "recovered": recovered,
+                    "budget": budget,
+                    "data": data,
+                    "space": space,
+                    "grid": grid_size,
+                    "fixed": space.fixed_by_user,
+                    "coarsened": coarsening,
+                }
             )
         try:
             _optimize(study, objective, budget, config.tune.timeout, on_trial)
