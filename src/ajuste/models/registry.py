@@ -28,7 +28,6 @@ __all__ = [
     "Registration",
     "default_families",
     "families_with",
-    "family_names",
     "is_named_family",
     "make_family",
     "named_families",
@@ -96,10 +95,6 @@ else:
     #: The settings classes of the registry, validated by their ``family`` field.
     AnyModelSettings = Union[tuple(dict.fromkeys(entry.settings for entry in REGISTRY))]  # noqa: UP007
     ModelSettings = Annotated[AnyModelSettings, Field(discriminator="family")]
-
-
-def family_names() -> tuple[str, ...]:
-    return tuple(FAMILIES)
 
 
 def named_families() -> tuple[str, ...]:

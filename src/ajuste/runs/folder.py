@@ -30,7 +30,6 @@ import yaml
 from pydantic import ValidationError
 
 from ajuste.atomic import remove_leftovers, replace_folder, staging_folder, write_text
-from ajuste.config import RunConfig
 from ajuste.errors import RunFolderError
 from ajuste.runs.record import RunFile, RunRecord, SearchInfo
 from ajuste.training.callbacks import History
@@ -264,10 +263,6 @@ class RunFolder:
         except ValidationError as exc:
             found = "; ".join(validation_messages(exc))[:300]
             raise RunFolderError(f"{self.run_file} is damaged", found=found) from None
-
-    def config(self) -> RunConfig | None:
-        run_file = self.read_run_file()
-        return run_file.config if run_file else None
 
     # -- a tuning run's folder --------------------------------------------------------------------
 
