@@ -16,6 +16,8 @@ exactly as ``TfidfVectorizer.transform`` does, then a sparse product (``Embeddin
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ from ajuste.models.memory import check_memory
 from ajuste.models.settings import LinearSettings
 
 __all__ = ["DEFAULT_SPACE", "LinearFamily", "SparseLinear"]
+
+log = logging.getLogger(__name__)
 
 VOCAB_FILE = "vocabulary.json"
 #: A class the training split lacks can never win (its score is this far below the others).
@@ -299,13 +303,10 @@ class LinearFamily(Family):
 
 def _fit_quietly(model: Any, features: Any, y: np.ndarray) -> None:
     """Fit, turning scikit-learn's convergence warning into a log line (the solution is still usable)."""
-    import logging
-    import warnings
-
     from sklearn.exceptions import ConvergenceWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         model.fit(features, y)
     for warning in caught:
-        logging.getLogger(__name__).info("%s", warning.message)
+        log.info("%s", warning.message)

@@ -62,6 +62,12 @@ def default_run_dir(source: str, family: str, root: str | Path = "runs") -> Path
     return Path(root) / re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{source}-{family}-{stamp}")
 
 
+def _clean(target: Path) -> None:
+    """Remove (or restore) what a killed write of ``target`` left, saying what was done."""
+    for line in remove_leftovers(target):
+        log.warning("%s", line)
+
+
 def _json(content: Any) -> str:
     return json.dumps(content, indent=2, allow_nan=True)
 
@@ -147,8 +153,7 @@ class RunFolder:
 
     def clean(self) -> None:
         """Remove (or restore) what a killed write left beside this folder, and say so."""
-        for line in remove_leftovers(self.path):
-            log.warning("%s", line)
+        _clean(self.path)
 
     def write(
         self,
@@ -305,8 +310,7 @@ class RunFolder:
     def clean_search(self) -> None:
         """Under the lock: remove what a killed search left inside the folder (staged final files)."""
         for name in (FINAL_STAGING, RUN_FILE, REPORT_FILE, TUNE_FILE, SPACE_FILE):
-            for line in remove_leftovers(self.path / name):
-                log.warning("%s", line)
+            _clean(self.path / name)
 
     def read_search_info(self) -> SearchInfo | None:
         if not self.tune_file.is_file():
