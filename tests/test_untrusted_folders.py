@@ -92,6 +92,14 @@ def test_predict_refuses_a_folder_that_would_run_its_code(cli: Cli, crafted_run:
     assert not marker.exists()
 
 
+def test_export_refuses_a_folder_that_would_run_its_code(
+    cli: Cli, crafted_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run, marker = crafted_run
+    assert "needs its own Python code" in one_line_error(cli("export", run, "--out", tmp_path / "exported"))
+    assert not marker.exists() and not (tmp_path / "exported").exists()
+
+
 def test_evaluate_refuses_a_folder_that_would_run_its_code(
     cli: Cli, crafted_run: tuple[Path, Path], data: Path
 ) -> None:

@@ -13,7 +13,7 @@ from rich.table import Table
 from ajuste.cli.output import Output
 from ajuste.errors import ConfigError, DataError
 
-__all__ = ["cache", "datasets", "evaluate", "predict", "report", "train", "tune"]
+__all__ = ["cache", "datasets", "evaluate", "export", "predict", "report", "train", "tune"]
 
 
 def _output(args: argparse.Namespace) -> Output:
@@ -258,6 +258,32 @@ def predict(args: argparse.Namespace) -> int:
     out.table(table)
     records = [{"text": t, **r} for t, r in zip(texts, predictions.to_records())]
     out.json({"predictions": records, "seconds": seconds})
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from ajuste.export import export_run
+
+    out = _output(args)
+    result = export_run(
+        args.run,
+        args.out,
+        file_format=args.format,
+        quantize=args.quantize,
+        overwrite=args.overwrite,
+        trust_remote_code=args.trust_remote_code,
+    )
+    record = result.record
+    out.say(
+        f"[bold]exported[/] {result.source} to ONNX{' (int8 weights)' if result.quantize else ''}: "
+        f"{_size(result.bytes)}"
+    )
+    out.say(
+        f"[bold]checked[/]  {record.same_labels} of {record.checked_texts} example texts get the same label; "
+        f"largest probability difference {record.max_probability_difference:.2g}"
+    )
+    out.say(f"run folder [bold]{result.run_dir}[/] ({result.seconds:.1f} s): predict, evaluate and serve use it")
+    out.json(result.summary())
     return 0
 
 

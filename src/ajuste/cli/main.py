@@ -51,6 +51,10 @@ def _opening(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision", choices=PRECISIONS, default=None, help="Arithmetic of prediction (default: the model's)."
     )
+    _trust(parser)
+
+
+def _trust(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -187,6 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
     _common(cache)
     cache.set_defaults(handler=commands.cache)
 
+    export = sub.add_parser(
+        "export",
+        help="Export a run's model to ONNX (fp32 or int8) for fast CPU prediction.",
+        description="Write a new run folder whose model ONNX Runtime computes: predict, evaluate, serve and "
+        "ajuste.load use it like any run. The export is checked against the PyTorch model before it is kept.",
+    )
+    export.add_argument("run", metavar="RUN", help="Run folder written by `ajuste train` or `ajuste tune`.")
+    export.add_argument("--format", choices=("onnx",), default="onnx", help="Export format (onnx).")
+    export.add_argument(
+        "--quantize", choices=("int8",), default=None, help="Store the weights as int8 (smaller, faster on CPU)."
+    )
+    export.add_argument("--out", metavar="DIR", help="Folder to write (default: RUN-onnx or RUN-onnx-int8).")
+    export.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
+    _trust(export)
+    _common(export)
+    export.set_defaults(handler=commands.export)
+
     datasets = sub.add_parser("datasets", help="List the built-in datasets and where they are found.")
     datasets.add_argument("--data-dir", help="Folder holding built-in datasets (default $AJUSTE_DATA_DIR).")
     _common(datasets)
@@ -200,6 +221,7 @@ _INTERRUPTED = {
     "tune": "the search was stopped before its first trial; nothing was kept but the run folder's settings",
     "predict": "prediction stopped; no --output file was written (it appears only once complete)",
     "evaluate": "evaluation stopped; nothing was written",
+    "export": "export stopped; nothing was written (the exported folder appears only once checked)",
 }
 
 

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
+from ajuste.models.base import Family, PaddedSum, TrainingDefaults, load_weights, padded_bags, save_weights
 from ajuste.models.memory import check_memory
 from ajuste.models.settings import BagSettings
 from ajuste.tokenize.words import WordVocabulary
@@ -107,12 +108,24 @@ class BagFamily(Family):
         save_weights(module, folder)
         return {}
 
-    def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
+    def restore_preprocessing(self, folder: Path, entries: dict[str, Any]) -> None:
         self.vocabulary = WordVocabulary.from_dict(json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8")))
+
+    def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
+        self.restore_preprocessing(folder, entries)
         self._check_memory(num_labels, training=False)  # predicting: the weights only
         module = self._module(num_labels)
         load_weights(module, folder)
         return module
+
+    def export_inputs(self, sequences: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        batch = self.collate(sequences)
+        return padded_bags(batch["ids"], batch["offsets"])
+
+    def export_module(self, module: nn.Module) -> nn.Module:
+        if not isinstance(module, BagOfEmbeddings):
+            raise TypeError(f"expected a BagOfEmbeddings module, got {type(module).__name__}")
+        return PaddedSum(module.embedding.weight, module.fc)
 
     def describe(self) -> dict[str, Any]:
         vocabulary = self._vocabulary()

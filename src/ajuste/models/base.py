@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,7 +22,16 @@ from ajuste.atomic import plain_permissions
 from ajuste.errors import RunFolderError
 from ajuste.models.boundary import BoundaryStates
 
-__all__ = ["WEIGHTS_FILE", "Family", "TrainingDefaults", "count_parameters", "load_weights", "save_weights"]
+__all__ = [
+    "WEIGHTS_FILE",
+    "Family",
+    "PaddedSum",
+    "TrainingDefaults",
+    "count_parameters",
+    "load_weights",
+    "padded_bags",
+    "save_weights",
+]
 
 #: Weights are stored as safetensors: loading them never runs code, unlike a pickle.
 WEIGHTS_FILE = "model.safetensors"
@@ -103,6 +113,23 @@ class Family(ABC):
     def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
         """Read back what :meth:`save` wrote: the module with its trained weights."""
 
+    @abstractmethod
+    def restore_preprocessing(self, folder: Path, entries: dict[str, Any]) -> None:
+        """Read back only the preprocessing :meth:`save` wrote (vocabulary, tokenizer, maximum length): what
+        :meth:`encode` and :meth:`export_inputs` need when another runtime (ONNX) computes the logits."""
+
+    # -- export: fixed-shape inputs that an ONNX graph takes ----------------------------------------
+
+    def export_inputs(self, sequences: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        """The exported graph's inputs for one batch: every tensor has the batch as its first dimension.
+
+        Families whose batch is already padded (``input_ids`` and ``attention_mask``) use it as is."""
+        return {name: tensor.numpy() for name, tensor in self.collate(sequences).items()}
+
+    def export_module(self, module: nn.Module) -> nn.Module:
+        """The module to export: ``forward`` takes :meth:`export_inputs` by name and returns the logits."""
+        return module
+
     @property
     @abstractmethod
     def max_length(self) -> int | None:
@@ -129,3 +156,39 @@ class Family(ABC):
         """The frozen part's output for every sequence, from the cache or (``compute``) computed and cached;
         ``None`` when every layer trains (or the cache is off, or a lookup missed): the whole model then runs."""
         return None
+
+
+def padded_bags(ids: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """A flat bag batch (``EmbeddingBag``'s ids and offsets) as a padded ``ids`` and ``weights`` pair.
+
+    Without ``weights`` each bag is a mean: every id of a bag of ``n`` weighs ``1/n``. Padding weighs 0, so an
+    empty bag sums to zeros, as ``EmbeddingBag`` returns for it.
+    """
+    ends = torch.cat([offsets[1:], torch.tensor([len(ids)], dtype=torch.long)])
+    lengths = (ends - offsets).tolist()
+    width = max(1, max(lengths, default=1))
+    padded_ids = np.zeros((len(lengths), width), dtype=np.int64)
+    padded_weights = np.zeros((len(lengths), width), dtype=np.float32)
+    flat_ids = ids.numpy()
+    flat_weights = None if weights is None else weights.numpy()
+    for row, (start, length) in enumerate(zip(offsets.tolist(), lengths)):
+        padded_ids[row, :length] = flat_ids[start : start + length]
+        if flat_weights is None:
+            padded_weights[row, :length] = 1.0 / length if length else 0.0
+        else:
+            padded_weights[row, :length] = flat_weights[start : start + length]
+    return {"ids": padded_ids, "weights": padded_weights}
+
+
+class PaddedSum(nn.Module):
+    """``EmbeddingBag``'s weighted sum over padded ids: the form an ONNX graph computes fast (an
+    ``EmbeddingBag`` exports as a loop over the bags). ``then`` maps the summed vectors to the logits."""
+
+    def __init__(self, table: torch.Tensor, then: nn.Module) -> None:
+        super().__init__()
+        self.table = nn.Parameter(table.detach(), requires_grad=False)
+        self.then = then
+
+    def forward(self, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        summed = (nn.functional.embedding(ids, self.table) * weights.unsqueeze(-1)).sum(dim=1)
+        return self.then(summed)

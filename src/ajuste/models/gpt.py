@@ -18,7 +18,7 @@ from torch import nn
 from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
 from ajuste.models.memory import check_memory
 from ajuste.models.settings import GPTSettings
-from ajuste.models.transformer import BackboneClassifier
+from ajuste.models.transformer import BackboneClassifier, eager_copy
 from ajuste.tokenize.batching import pad_sequences
 from ajuste.tokenize.bpe import END_OF_TEXT, train_bpe
 
@@ -131,15 +131,21 @@ class GPTFamily(Family):
         save_weights(module, folder)
         return {"max_length": self._max_length}
 
-    def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
+    def restore_preprocessing(self, folder: Path, entries: dict[str, Any]) -> None:
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         self._max_length = int(entries["max_length"])
+
+    def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
+        self.restore_preprocessing(folder, entries)
         self._check_memory(num_labels, training=False)  # predicting: the weights only
         module = self._module(num_labels)
         load_weights(module, folder)
         return module
+
+    def export_module(self, module: nn.Module) -> nn.Module:
+        return eager_copy(module)
 
     def describe(self) -> dict[str, Any]:
         return {"vocab_size": self.tokenizer.get_vocab_size(), "max_length": self._max_length}

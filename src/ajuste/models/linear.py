@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ajuste.errors import ConfigError
-from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
+from ajuste.models.base import Family, PaddedSum, TrainingDefaults, load_weights, padded_bags, save_weights
 from ajuste.models.memory import check_memory
 from ajuste.models.settings import LinearSettings
 
@@ -73,7 +73,11 @@ class SparseLinear(nn.Module):
         nn.init.zeros_(self.scores.weight)
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        scores = self.scores(ids, offsets, per_sample_weights=weights) + self.bias
+        return self.logits(self.scores(ids, offsets, per_sample_weights=weights))
+
+    def logits(self, products: torch.Tensor) -> torch.Tensor:
+        """The logits from the sparse products of the TF-IDF vectors with the coefficients."""
+        scores = products + self.bias
         if not self.calibrated:
             return scores
         probabilities = torch.sigmoid(-(self.calibration_a * scores + self.calibration_b))
@@ -284,7 +288,7 @@ class LinearFamily(Family):
             raise TypeError(f"expected a SparseLinear module, got {type(module).__name__}")
         return {"features": self.num_features, "scores": int(module.scores.weight.shape[1])}
 
-    def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
+    def restore_preprocessing(self, folder: Path, entries: dict[str, Any]) -> None:
         from safetensors.torch import load_file
 
         vocabularies = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
@@ -293,12 +297,35 @@ class LinearFamily(Family):
         self._set_features(vocabularies, load_file(str(folder / "idf.safetensors"))["idf"])
         if len(vocabularies) != len(self._blocks()) or self.idf is None or len(self.idf) != self.num_features:
             raise ValueError("the vocabulary and idf files do not match the settings")
+
+    def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
+        self.restore_preprocessing(folder, entries)
         module = SparseLinear(self.num_features, int(entries["scores"]), num_labels, self.settings.classifier == "svm")
         load_weights(module, folder)
         return module
 
+    def export_inputs(self, sequences: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        batch = self.collate(sequences)
+        return padded_bags(batch["ids"], batch["offsets"], batch["weights"])
+
+    def export_module(self, module: nn.Module) -> nn.Module:
+        if not isinstance(module, SparseLinear):
+            raise TypeError(f"expected a SparseLinear module, got {type(module).__name__}")
+        return PaddedSum(module.scores.weight, _Logits(module))
+
     def describe(self) -> dict[str, Any]:
         return {"features": self.num_features, "classifier": self.settings.classifier}
+
+
+class _Logits(nn.Module):
+    """The part of :class:`SparseLinear` after the sparse product, for the exported graph."""
+
+    def __init__(self, linear: SparseLinear) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, products: torch.Tensor) -> torch.Tensor:
+        return self.linear.logits(products)
 
 
 def _fit_quietly(model: Any, features: Any, y: np.ndarray) -> None:

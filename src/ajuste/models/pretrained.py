@@ -24,7 +24,7 @@ from ajuste.errors import ConfigError, ModelError
 from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
 from ajuste.models.boundary import BoundaryStates, compute_states, effective_precision
 from ajuste.models.settings import PretrainedSettings, parse_trainable
-from ajuste.models.transformer import BackboneClassifier, Pooling, find_blocks, freeze_below
+from ajuste.models.transformer import BackboneClassifier, Pooling, eager_copy, find_blocks, freeze_below
 from ajuste.tokenize.batching import pad_sequences
 
 __all__ = ["PretrainedFamily", "minilm_path"]
@@ -356,8 +356,8 @@ class PretrainedFamily(Family):
         save_weights(module, folder)
         return {"max_length": self._max_length, "pooling": self.pooling, "source": self.source}
 
-    def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+    def restore_preprocessing(self, folder: Path, entries: dict[str, Any]) -> None:
+        from transformers import AutoConfig, AutoTokenizer
 
         trust = self.settings.trust_remote_code
         refuse_own_code(folder / BACKBONE_DIR, trust)
@@ -367,6 +367,12 @@ class PretrainedFamily(Family):
         self._max_length = int(entries["max_length"])
         self.pooling = entries["pooling"]
         self.source = str(entries.get("source", self.source))
+
+    def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
+        from transformers import AutoModel
+
+        self.restore_preprocessing(folder, entries)
+        trust = self.settings.trust_remote_code
         backbone = AutoModel.from_config(self.config, trust_remote_code=trust)
         module = self._classifier(backbone, num_labels)
         load_weights(module, folder)
@@ -446,6 +452,9 @@ class PretrainedFamily(Family):
             text = backend.to_str() if backend is not None else json.dumps(self.tokenizer.get_vocab(), sort_keys=True)
             self._tokenizer_hash = cache.make_key({"tokenizer": text, "pad": self.pad_id})
         return self._tokenizer_hash
+
+    def export_module(self, module: nn.Module) -> nn.Module:
+        return eager_copy(module)
 
     def describe(self) -> dict[str, Any]:
         blocks = None

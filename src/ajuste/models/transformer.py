@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from copy import deepcopy
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-__all__ = ["BackboneClassifier", "Pooling", "find_blocks", "freeze_below"]
+__all__ = ["BackboneClassifier", "Pooling", "eager_copy", "find_blocks", "freeze_below"]
 
 Pooling = Literal["cls", "mean", "pooler", "last"]
 
@@ -194,3 +195,18 @@ def freeze_below(backbone: nn.Module, trainable_blocks: int) -> list[nn.Module]:
     for module in frozen:
         module.requires_grad_(False)
     return frozen
+
+
+def eager_copy(module: nn.Module) -> nn.Module:
+    """A copy of a :class:`BackboneClassifier` whose attention is written out in plain operators ("eager").
+
+    For an exported graph: ONNX Runtime runs the eager attention of MiniLM faster than the exported
+    scaled-dot-product attention (measured by bench/bench_export.py), and its int8 quantization covers it.
+    """
+    if not isinstance(module, BackboneClassifier):
+        raise TypeError(f"expected a BackboneClassifier, got {type(module).__name__}")
+    copy = deepcopy(module)
+    setter = getattr(copy.backbone, "set_attn_implementation", None)
+    if setter is not None:
+        setter("eager")
+    return copy

@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -186,6 +186,34 @@ class RunFolder:
         for name, content in ((METRICS_FILE, metrics), (HISTORY_FILE, history), (SPLIT_FILE, split)):
             write_json(self.path / name, content)
         write_yaml(self.run_file, run_file.to_data())
+
+    def write_derived(
+        self,
+        source: RunFolder,
+        write_model: Callable[[Path], None],
+        run_file: Callable[[], RunFile],
+        *,
+        overwrite: bool = False,
+    ) -> RunFolder:
+        """A run made from ``source`` without training (an export): ``write_model`` fills ``model/``, then
+        ``run_file()`` gives run.yaml; the metrics, history, split and report are copied; staged beside this
+        path, put in place in one rename."""
+        self.check_target(overwrite)
+        self.clean()
+        staging = staging_folder(self.path)
+        try:
+            staged = RunFolder(staging)
+            staged.model_dir.mkdir()
+            write_model(staged.model_dir)
+            for name in (METRICS_FILE, HISTORY_FILE, SPLIT_FILE, REPORT_FILE):
+                if (source.path / name).is_file():
+                    shutil.copyfile(source.path / name, staging / name)
+            write_yaml(staged.run_file, run_file().to_data())
+            replace_folder(staging, self.path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self
 
     # -- reading ----------------------------------------------------------------------------------
 

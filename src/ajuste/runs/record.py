@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ajuste.config import RunConfig
 
-__all__ = ["RunFile", "RunRecord", "SearchInfo", "SearchRecord", "TestAccess", "environment", "now"]
+__all__ = ["ExportRecord", "RunFile", "RunRecord", "SearchInfo", "SearchRecord", "TestAccess", "environment", "now"]
 
 
 def now() -> str:
@@ -77,6 +77,19 @@ class SearchRecord(_Record):
     epochs: int | None = None
 
 
+class ExportRecord(_Record):
+    """How an exported run was made from its source run (which keeps the PyTorch weights)."""
+
+    source: str
+    format: Literal["onnx"]
+    quantize: str | None = None
+    at: str = Field(default_factory=now)
+    opset: int
+    checked_texts: int
+    max_probability_difference: float
+    same_labels: int
+
+
 class RunRecord(_Record):
     """What happened in a run: when, how long, the data report, the model, and every test access."""
 
@@ -88,6 +101,7 @@ class RunRecord(_Record):
     epochs_run: int | None = None
     test_accesses: list[TestAccess] = Field(default_factory=list)
     search: SearchRecord | None = None
+    export: ExportRecord | None = None
 
 
 class RunFile(BaseModel):

@@ -467,12 +467,16 @@ def load_model(folder: str | Path, *, trust_remote_code: bool = False) -> TextCl
             expected=f"format {FORMAT} version {FORMAT_VERSION}",
             found=str(found)[:120],
         )
-    if not (folder / WEIGHTS_FILE).is_file():
+    runtime = config.get("runtime")
+    if runtime not in (None, "onnx"):
+        raise RunFolderError(f"{config_file} names an unknown runtime", expected="none, or onnx", found=repr(runtime))
+    weights = "model.onnx" if runtime == "onnx" else WEIGHTS_FILE
+    if not (folder / weights).is_file():
         raise RunFolderError(
             f"run folder {folder} is incomplete",
-            expected=WEIGHTS_FILE,
+            expected=weights,
             found="no weights file",
-            fix="Train again: the run was not written completely.",
+            fix="Train (or export) again: the run was not written completely.",
         )
     labels = config.get("labels")
     recorded = config.get("settings")
@@ -488,6 +492,14 @@ def load_model(folder: str | Path, *, trust_remote_code: bool = False) -> TextCl
     family_entries = config.get("family")
     entries: dict[str, Any] = family_entries if isinstance(family_entries, dict) else {}
     try:
+        if runtime == "onnx":
+            from ajuste.training.onnx import OnnxClassifier, onnx_session
+
+            family.restore_preprocessing(folder, entries)
+            export = config.get("export")
+            return OnnxClassifier(
+                classifier, family, onnx_session(folder / weights), export if isinstance(export, dict) else {}
+            )
         module = family.restore(folder, entries, len(labels))
     except AjusteError:
         raise
