@@ -16,23 +16,27 @@ and the search: ``ajuste.tune("sms-spam", model="bag", trials=30)`` (see :func:`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ajuste.config import RunConfig
-from ajuste.data import DataSettings, PreparedData, TextDataset, load_data
 from ajuste.errors import AjusteError
-from ajuste.models import BagSettings, GPTSettings, PretrainedSettings
-from ajuste.runs import RunResult, load, train
-from ajuste.training import (
-    Callback,
-    CompileSettings,
-    EarlyStopping,
-    FitSettings,
-    History,
-    Predictions,
-    TextClassifier,
-    TrainSettings,
-)
+from ajuste.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from ajuste.config import RunConfig
+    from ajuste.data import DataSettings, PreparedData, TextDataset, load_data
+    from ajuste.models import BagSettings, GPTSettings, PretrainedSettings
+    from ajuste.runs.folder import load
+    from ajuste.runs.train import RunResult, train
+    from ajuste.training import (
+        Callback,
+        CompileSettings,
+        EarlyStopping,
+        FitSettings,
+        History,
+        Predictions,
+        TextClassifier,
+        TrainSettings,
+    )
 
 __version__ = "0.1.0"
 
@@ -62,13 +66,30 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # ``ajuste.tune`` imports Optuna: only when it is used, so that ``import ajuste`` stays light.
-    if name in ("tune", "TuneResult"):
-        from ajuste.search import tune as search
-
-        return getattr(search, name)
-    raise AttributeError(f"module 'ajuste' has no attribute {name!r}")
+#: Each public name imported on first use, so that ``import ajuste`` (and a command that needs no PyTorch, as
+#: predicting with a bag model) stays light.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "ajuste.config": ("RunConfig",),
+        "ajuste.data": ("DataSettings", "PreparedData", "TextDataset", "load_data"),
+        "ajuste.models": ("BagSettings", "GPTSettings", "PretrainedSettings"),
+        "ajuste.runs.folder": ("load",),
+        "ajuste.runs.train": ("RunResult", "train"),
+        "ajuste.search.tune": ("TuneResult", "tune"),
+        "ajuste.training": (
+            "Callback",
+            "CompileSettings",
+            "EarlyStopping",
+            "FitSettings",
+            "History",
+            "Predictions",
+            "TextClassifier",
+            "TrainSettings",
+        ),
+    },
+    submodules=True,
+)
 
 
 def build(model: str = "bag", **architecture: Any) -> TextClassifier:
@@ -78,6 +99,7 @@ def build(model: str = "bag", **architecture: Any) -> TextClassifier:
     ``build("minilm", trainable="last_block")``. Everything is validated now; weights come in ``fit``.
     """
     from ajuste.models.registry import FAMILIES
+    from ajuste.training import TextClassifier
     from ajuste.validation import model_settings
 
     if model in FAMILIES:

@@ -220,7 +220,7 @@ def predict(args: argparse.Namespace) -> int:
     if args.output:  # refused before the model is read and every row predicted, not after
         check_output(args.output, args.overwrite)
     started = time.perf_counter()
-    classifier = RunFolder.open(args.run).load(trust_remote_code=args.trust_remote_code)
+    classifier = RunFolder.open(args.run).predictor(trust_remote_code=args.trust_remote_code, precision=args.precision)
     ids: list[str] | None = None
     texts: list[str | None]
     if args.input:

@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("--data-dir", help="Folder holding built-in datasets (default $AJUSTE_DATA_DIR).")
     _common(datasets)
     datasets.set_defaults(handler=commands.datasets)
+
     return parser
 
 
@@ -236,13 +237,13 @@ def _configure_logging(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        import transformers
-
+    if "transformers" in sys.modules:  # imported already (ajuste used from Python): tell it directly
+        transformers = sys.modules["transformers"]
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
-    except ImportError:
-        pass
+    else:  # else as it reads them when a command imports it: not before, it takes a third of a second
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if not verbose:  # the hub client logs every retry: the one error line must stay alone on stderr
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
 
@@ -254,10 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _configure_logging(args.verbose)
-    try:
-        from ajuste.runtime import configure_threads
-
-        configure_threads()
+    try:  # torch's threads are set where torch is first used (loading or training a model)
         return int(args.handler(args) or 0)
     except AjusteError as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -11,18 +11,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ajuste.training.metrics import json_safe
+
 __all__ = ["Output"]
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN: report it as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 class Output:
@@ -64,5 +55,5 @@ class Output:
 
     def json(self, content: Mapping[str, Any]) -> None:
         if self.json_mode:
-            sys.stdout.write(json.dumps(_clean(content), ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(json_safe(content), ensure_ascii=False) + "\n")
             sys.stdout.flush()

@@ -27,11 +27,13 @@ import numpy as np
 import torch
 
 from ajuste.errors import ConfigError, RunFolderError
-from ajuste.models.base import WEIGHTS_FILE, count_parameters
+from ajuste.models.base import count_parameters
+from ajuste.models.files import ONNX_FILE, WEIGHTS_FILE
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import ExportRecord, RunFile
-from ajuste.training.classifier import MODEL_CONFIG, TextClassifier
-from ajuste.training.onnx import ONNX_FILE, RUNTIME, OnnxClassifier
+from ajuste.training.classifier import TextClassifier
+from ajuste.training.light import MODEL_CONFIG
+from ajuste.training.onnx import RUNTIME, OnnxClassifier
 
 __all__ = ["CHECK_TEXTS", "FORMATS", "QUANTIZATIONS", "ExportResult", "export_run"]
 

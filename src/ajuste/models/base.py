@@ -21,6 +21,7 @@ from torch import nn
 from ajuste.atomic import plain_permissions
 from ajuste.errors import RunFolderError
 from ajuste.models.boundary import BoundaryStates
+from ajuste.models.files import WEIGHTS_FILE
 
 __all__ = [
     "WEIGHTS_FILE",
@@ -32,9 +33,6 @@ __all__ = [
     "padded_bags",
     "save_weights",
 ]
-
-#: Weights are stored as safetensors: loading them never runs code, unlike a pickle.
-WEIGHTS_FILE = "model.safetensors"
 
 
 def save_weights(module: nn.Module, folder: Path) -> None:

@@ -9,16 +9,18 @@ line here.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field
 
 from ajuste.errors import ConfigError
-from ajuste.models import bag, gpt, linear, pretrained
-from ajuste.models.base import Family
 from ajuste.models.settings import BagSettings, FamilySettings, GPTSettings, LinearSettings, PretrainedSettings
+
+if TYPE_CHECKING:
+    from ajuste.models.base import Family
 
 __all__ = [
     "FAMILIES",
@@ -41,8 +43,10 @@ class Registration:
 
     name: str
     settings: type[FamilySettings]
-    family: Callable[[Any], Family]
-    space: Mapping[str, Any]
+    #: The module that defines the family (its ``Family`` class and ``DEFAULT_SPACE``), imported on first
+    #: use: listing the families (the command line's choices) does not import PyTorch.
+    module: str
+    family_class: str
     summary: str
     #: Needs a ``checkpoint`` besides its name (so ``--model NAME`` alone cannot choose it).
     needs_checkpoint: bool = False
@@ -52,25 +56,36 @@ class Registration:
     #: every search of the family (each a change to the default settings; training defaults follow it).
     portfolio: tuple[Mapping[str, Any], ...] = ()
 
+    def family(self, settings: FamilySettings) -> Family:
+        """The family object for ``settings``."""
+        family: Family = getattr(importlib.import_module(self.module), self.family_class)(settings)
+        return family
+
+    @property
+    def space(self) -> Mapping[str, Any]:
+        """The family's default search space."""
+        space: Mapping[str, Any] = importlib.import_module(self.module).DEFAULT_SPACE
+        return space
+
 
 REGISTRY: tuple[Registration, ...] = (
     Registration(
         "linear",
         LinearSettings,
-        linear.LinearFamily,
-        linear.DEFAULT_SPACE,
+        "ajuste.models.linear",
+        "LinearFamily",
         "TF-IDF + linear classifier",
         # Word and character n-grams with a linear SVM: the strongest of the classic TF-IDF baselines
         # (character n-grams survive misspellings and rare word forms; hinge loss with calibration).
         portfolio=({"model.classifier": "svm", "model.analyzer": "word+char"},),
     ),
-    Registration("bag", BagSettings, bag.BagFamily, bag.DEFAULT_SPACE, "fastText-style bag of embeddings"),
-    Registration("gpt", GPTSettings, gpt.GPTFamily, gpt.DEFAULT_SPACE, "GPT-style transformer trained from scratch"),
+    Registration("bag", BagSettings, "ajuste.models.bag", "BagFamily", "fastText-style bag of embeddings"),
+    Registration("gpt", GPTSettings, "ajuste.models.gpt", "GPTFamily", "GPT-style transformer trained from scratch"),
     Registration(
         "minilm",
         PretrainedSettings,
-        pretrained.PretrainedFamily,
-        pretrained.DEFAULT_SPACE,
+        "ajuste.models.pretrained",
+        "PretrainedFamily",
         "bundled all-MiniLM-L6-v2",
         # Fine-tuning every layer is the standard recipe for encoders (BERT's own paper): slower, usually best.
         portfolio=({"model.trainable": "all"},),
@@ -78,8 +93,8 @@ REGISTRY: tuple[Registration, ...] = (
     Registration(
         "pretrained",
         PretrainedSettings,
-        pretrained.PretrainedFamily,
-        pretrained.DEFAULT_SPACE,
+        "ajuste.models.pretrained",
+        "PretrainedFamily",
         "any checkpoint folder or hub id",
         needs_checkpoint=True,
         searched_by_default=False,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -32,9 +32,12 @@ from pydantic import ValidationError
 from ajuste.atomic import remove_leftovers, replace_folder, staging_folder, write_text
 from ajuste.errors import RunFolderError
 from ajuste.runs.record import RunFile, RunRecord, SearchInfo
-from ajuste.training.callbacks import History
-from ajuste.training.classifier import MODEL_CONFIG, TextClassifier, load_model
+from ajuste.training.light import MODEL_CONFIG, NumpyBag, light_model
 from ajuste.validation import validation_messages
+
+if TYPE_CHECKING:  # PyTorch is imported when a model is loaded, not to read a folder
+    from ajuste.training.callbacks import History
+    from ajuste.training.classifier import TextClassifier
 
 __all__ = ["RunFolder", "default_run_dir", "load"]
 
@@ -237,12 +240,19 @@ class RunFolder:
 
     def load(self, *, trust_remote_code: bool = False) -> TextClassifier:
         """The trained classifier, with its history when history.json is readable (prediction does not need it)."""
+        from ajuste.training.classifier import load_model
+
         classifier = load_model(self.model_dir, trust_remote_code=trust_remote_code)
         try:
             classifier.history_ = self.read_history()
         except RunFolderError as exc:
             log.warning("%s", exc)
         return classifier
+
+    def predictor(self, *, trust_remote_code: bool = False, precision: str | None = None) -> TextClassifier | NumpyBag:
+        """What predicts fastest from a cold start: a bag model in NumPy (no PyTorch import), else :meth:`load`."""
+        light = light_model(self.model_dir, precision)
+        return light if light is not None else self.load(trust_remote_code=trust_remote_code)
 
     def _read_json(self, path: Path) -> Any:
         try:
@@ -276,6 +286,8 @@ class RunFolder:
             )
         if not content:
             return None
+        from ajuste.training.callbacks import History
+
         try:
             return History.from_dict(content)
         except (KeyError, TypeError, ValueError) as exc:
@@ -398,6 +410,8 @@ def load(path: str | Path, *, trust_remote_code: bool = False) -> TextClassifier
     Reads JSON and safetensors only. A model that needs its checkpoint's own Python code is refused
     unless ``trust_remote_code=True`` is given here: a run folder can never turn that on by itself.
     """
+    from ajuste.training.classifier import load_model
+
     path = Path(path)
     if (path / MODEL_CONFIG).is_file() and not (path / MODEL_DIR / MODEL_CONFIG).is_file():
         return load_model(path, trust_remote_code=trust_remote_code)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ajuste.config import RunConfig
 from ajuste.data import describe, load_data, resolved_balance
@@ -16,7 +16,9 @@ from ajuste.runs.folder import RunFolder, default_run_dir
 from ajuste.runs.record import RunFile, RunRecord, TestAccess
 from ajuste.runtime import configure_threads
 from ajuste.training.callbacks import Callback
-from ajuste.training.classifier import TextClassifier
+
+if TYPE_CHECKING:  # PyTorch is imported when a run trains, not when ajuste.runs is
+    from ajuste.training.classifier import TextClassifier
 
 __all__ = ["HEADLINE_METRICS", "RunResult", "train"]
 
@@ -88,6 +90,8 @@ def train(
     verbose: bool | str = "auto",
 ) -> RunResult:
     """Run the six steps for ``config`` and write the run folder; the test split is evaluated exactly once."""
+    from ajuste.training.classifier import TextClassifier
+
     started = time.perf_counter()
     configure_threads()
     source = config.data.dataset or Path(config.data.path or "data").stem

@@ -1,8 +1,16 @@
 """Training: compile, fit, evaluate and predict, through one loop for every family."""
 
-from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar
-from ajuste.training.classifier import Predictions, TextClassifier, load_model
-from ajuste.training.settings import CompileSettings, FitSettings, TrainSettings
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ajuste.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar
+    from ajuste.training.classifier import TextClassifier, load_model
+    from ajuste.training.light import Predictions
+    from ajuste.training.settings import CompileSettings, FitSettings, TrainSettings
 
 __all__ = [
     "Callback",
@@ -16,3 +24,14 @@ __all__ = [
     "TrainSettings",
     "load_model",
 ]
+
+#: Imported on first use: PyTorch only for what needs it.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "ajuste.training.callbacks": ("Callback", "EarlyStopping", "History", "ProgressBar"),
+        "ajuste.training.classifier": ("TextClassifier", "load_model"),
+        "ajuste.training.light": ("Predictions",),
+        "ajuste.training.settings": ("CompileSettings", "FitSettings", "TrainSettings"),
+    },
+)

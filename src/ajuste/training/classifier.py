@@ -12,7 +12,6 @@ import logging
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,12 @@ from ajuste.atomic import replace_folder, staging_folder
 from ajuste.data.dataset import TextDataset
 from ajuste.errors import AjusteError, ConfigError, DataError, NotFittedError, RunFolderError
 from ajuste.models import Family, make_family
-from ajuste.models.base import WEIGHTS_FILE, count_parameters
+from ajuste.models.base import count_parameters
+from ajuste.models.files import ONNX_FILE
 from ajuste.models.settings import PRECISIONS, BagSettings, FamilySettings
+from ajuste.runtime import configure_threads
 from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar, frozen_pass_progress
+from ajuste.training.light import FORMAT, FORMAT_VERSION, MODEL_CONFIG, Predictions, read_model_config
 from ajuste.training.loop import (
     Batches,
     EpochPlan,
@@ -41,33 +43,11 @@ from ajuste.training.optim import make_loss, make_optimizer, make_scheduler
 from ajuste.training.settings import CompileSettings, FitSettings
 from ajuste.validation import model_settings, validate
 
-__all__ = ["MODEL_CONFIG", "Predictions", "TextClassifier", "load_model"]
+__all__ = ["TextClassifier", "load_model"]
 
 log = logging.getLogger(__name__)
 
-MODEL_CONFIG = "config.json"
-FORMAT = "ajuste-model"
-FORMAT_VERSION = 1
 DataLike = TextDataset | Sequence[str]
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """Predicted labels and class probabilities, in the order of the input texts."""
-
-    labels: list[str]
-    probabilities: np.ndarray
-    classes: list[str]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def to_records(self) -> list[dict[str, Any]]:
-        """One dict per text: ``label`` and ``probabilities`` by class."""
-        return [
-            {"label": label, "probabilities": {c: float(p) for c, p in zip(self.classes, row)}}
-            for label, row in zip(self.labels, self.probabilities)
-        ]
 
 
 def _as_dataset(x: DataLike, y: Sequence[Any] | None, what: str) -> TextDataset:
@@ -370,8 +350,7 @@ class TextClassifier:
         """Predicted labels and probabilities for ``texts``, in input order."""
         _, _, classes = self._require_fitted("predict")
         probabilities = self.predict_proba(texts, batch_size=batch_size, precision=precision)
-        labels = [classes[i] for i in probabilities.argmax(axis=1)] if len(probabilities) else []
-        return Predictions(labels, probabilities, list(classes))
+        return Predictions.of(probabilities, classes)
 
     def evaluate(
         self,
@@ -429,6 +408,7 @@ class TextClassifier:
         trainable, total = count_parameters(module)
         return {
             "family": family.name,
+            "runtime": "pytorch",
             "labels": classes,
             "parameters": total,
             "trainable_parameters": trainable,
@@ -446,42 +426,10 @@ def load_model(folder: str | Path, *, trust_remote_code: bool = False) -> TextCl
     The settings recorded in the folder never allow a checkpoint's own code to run: only
     ``trust_remote_code`` given here does.
     """
+    configure_threads()
     folder = Path(folder)
-    config_file = folder / MODEL_CONFIG
-    if not config_file.is_file():
-        raise RunFolderError(
-            f"{folder} is not a model folder",
-            expected=f"{config_file}",
-            fix="Point at a folder written by `ajuste train` or TextClassifier.save().",
-        )
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunFolderError(f"{config_file} is not valid JSON", found=str(exc)) from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
-        found = (
-            config if not isinstance(config, dict) else f"{config.get('format')} version {config.get('format_version')}"
-        )
-        raise RunFolderError(
-            f"{folder} was not written by this version of ajuste",
-            expected=f"format {FORMAT} version {FORMAT_VERSION}",
-            found=str(found)[:120],
-        )
-    runtime = config.get("runtime")
-    if runtime not in (None, "onnx"):
-        raise RunFolderError(f"{config_file} names an unknown runtime", expected="none, or onnx", found=repr(runtime))
-    weights = "model.onnx" if runtime == "onnx" else WEIGHTS_FILE
-    if not (folder / weights).is_file():
-        raise RunFolderError(
-            f"run folder {folder} is incomplete",
-            expected=weights,
-            found="no weights file",
-            fix="Train (or export) again: the run was not written completely.",
-        )
-    labels = config.get("labels")
-    recorded = config.get("settings")
-    if not isinstance(labels, list) or len(labels) < 2 or not isinstance(recorded, dict):
-        raise RunFolderError(f"{config_file} is damaged", expected="settings and at least two labels")
+    config = read_model_config(folder)
+    runtime, labels, recorded = config.get("runtime"), config["labels"], config["settings"]
     # Whatever the folder says, only the caller decides whether a checkpoint's own code may run.
     recorded = {k: v for k, v in recorded.items() if k != "trust_remote_code"}
     settings = model_settings(recorded)
@@ -498,7 +446,7 @@ def load_model(folder: str | Path, *, trust_remote_code: bool = False) -> TextCl
             family.restore_preprocessing(folder, entries)
             export = config.get("export")
             return OnnxClassifier(
-                classifier, family, onnx_session(folder / weights), export if isinstance(export, dict) else {}
+                classifier, family, onnx_session(folder / ONNX_FILE), export if isinstance(export, dict) else {}
             )
         module = family.restore(folder, entries, len(labels))
     except AjusteError:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["accuracy_interval", "classification_metrics", "epoch_metrics"]
+__all__ = ["accuracy_interval", "classification_metrics", "epoch_metrics", "json_safe"]
 
 
 def accuracy_interval(correct: np.ndarray, seed: int = 0, resamples: int = 2000, level: float = 0.95) -> list[float]:
@@ -52,3 +53,14 @@ def classification_metrics(
     result["labels"] = list(labels)
     result["confusion_matrix"] = confusion_matrix(truth, predicted, labels=indices).tolist()
     return result
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as None: JSON has no NaN (an F1 of a class never predicted is one)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

@@ -24,12 +24,10 @@ from ajuste.runtime import physical_cores
 from ajuste.tokenize.batching import sorted_batches, token_batches
 from ajuste.training.classifier import TextClassifier
 
-__all__ = ["ONNX_FILE", "RUNTIME", "OnnxClassifier", "onnx_session"]
+__all__ = ["RUNTIME", "OnnxClassifier", "onnx_session"]
 
 log = logging.getLogger(__name__)
 
-#: The graph's file in an exported model folder.
-ONNX_FILE = "model.onnx"
 #: ``config.json``'s ``runtime`` for an exported model (a PyTorch model folder has none).
 RUNTIME = "onnx"
 #: Padded tokens per batch: ONNX Runtime on the CPU is fastest on smaller batches than PyTorch (1.4x more

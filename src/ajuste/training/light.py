@@ -1,0 +1,168 @@
+"""What predicting needs before, or instead of, PyTorch: the model folder's config, and a NumPy bag model.
+
+``model/config.json`` is read and checked here (format, runtime, labels, settings), for every model. For the
+``bag`` family the forward pass is the mean of a few embedding rows and one matrix product: :class:`NumpyBag`
+computes it in NumPy from the same files (``vocabulary.json``, ``model.safetensors``), so that ``ajuste
+predict RUN "text"`` on a bag run answers without importing PyTorch, which alone takes about a second.
+``tests/test_light.py`` holds it to the PyTorch model's probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ajuste.errors import ConfigError, RunFolderError
+from ajuste.models.files import ONNX_FILE, WEIGHTS_FILE
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MODEL_CONFIG",
+    "NumpyBag",
+    "Predictions",
+    "light_model",
+    "read_model_config",
+]
+
+MODEL_CONFIG = "config.json"
+FORMAT = "ajuste-model"
+FORMAT_VERSION = 1
+RUNTIMES = (None, "onnx")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predicted labels and class probabilities, in the order of the input texts."""
+
+    labels: list[str]
+    probabilities: np.ndarray
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per text: ``label`` and ``probabilities`` by class."""
+        return [
+            {"label": label, "probabilities": {c: float(p) for c, p in zip(self.classes, row)}}
+            for label, row in zip(self.labels, self.probabilities)
+        ]
+
+    @classmethod
+    def of(cls, probabilities: np.ndarray, classes: Sequence[str]) -> Predictions:
+        """The most probable class of each row, with the probabilities."""
+        labels = [classes[i] for i in probabilities.argmax(axis=1)] if len(probabilities) else []
+        return cls(labels, probabilities, list(classes))
+
+
+def read_model_config(folder: Path) -> dict[str, Any]:
+    """``model/config.json``, checked: written by this version, its weights present, labels and settings."""
+    config_file = folder / MODEL_CONFIG
+    if not config_file.is_file():
+        raise RunFolderError(
+            f"{folder} is not a model folder",
+            expected=f"{config_file}",
+            fix="Point at a folder written by `ajuste train` or TextClassifier.save().",
+        )
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{config_file} is not valid JSON", found=str(exc)) from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
+        found = (
+            config if not isinstance(config, dict) else f"{config.get('format')} version {config.get('format_version')}"
+        )
+        raise RunFolderError(
+            f"{folder} was not written by this version of ajuste",
+            expected=f"format {FORMAT} version {FORMAT_VERSION}",
+            found=str(found)[:120],
+        )
+    runtime = config.get("runtime")
+    if runtime not in RUNTIMES:
+        raise RunFolderError(f"{config_file} names an unknown runtime", expected="none, or onnx", found=repr(runtime))
+    weights = ONNX_FILE if runtime == "onnx" else WEIGHTS_FILE
+    if not (folder / weights).is_file():
+        raise RunFolderError(
+            f"run folder {folder} is incomplete",
+            expected=weights,
+            found="no weights file",
+            fix=f"{'Export' if runtime else 'Train'} again: the run was not written completely.",
+        )
+    labels, settings = config.get("labels"), config.get("settings")
+    if not isinstance(labels, list) or len(labels) < 2 or not isinstance(settings, dict):
+        raise RunFolderError(f"{config_file} is damaged", expected="settings and at least two labels")
+    return config
+
+
+def _damaged(path: Path, what: str, exc: Exception) -> RunFolderError:
+    return RunFolderError(
+        f"{what} {path} is damaged or belongs to another model",
+        found=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+        fix="Train again, or restore the run folder from a copy.",
+    )
+
+
+class NumpyBag:
+    """A trained ``bag`` model computed in NumPy: mean of the text's embedding rows, then the linear layer."""
+
+    def __init__(self, folder: Path, config: dict[str, Any]) -> None:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        from ajuste.tokenize.words import WordVocabulary
+
+        self.classes_ = [str(label) for label in config["labels"]]
+        self.max_length: int | None = config["settings"].get("max_length")
+        try:
+            self.vocabulary = WordVocabulary.from_dict(
+                json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise _damaged(folder / "vocabulary.json", "the vocabulary file", exc) from None
+        try:
+            weights = load_file(str(folder / WEIGHTS_FILE))
+            self.embedding, self.weight = weights["embedding.weight"], weights["fc.weight"]
+            self.bias = weights["fc.bias"]
+        except (SafetensorError, OSError, ValueError, KeyError) as exc:
+            raise _damaged(folder / WEIGHTS_FILE, "the weights file", exc) from None
+        if self.embedding.shape != (self.vocabulary.size, self.weight.shape[1]) or self.weight.shape[0] != len(
+            self.classes_
+        ):
+            raise RunFolderError(
+                f"the weights in {folder} do not match its vocabulary and labels",
+                fix="Train again, or restore the run folder from a copy.",
+            )
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if isinstance(texts, str):
+            raise ConfigError("predict takes a list of texts", found="a single string", fix="Wrap it in a list.")
+        means = np.zeros((len(texts), self.embedding.shape[1]), dtype=np.float32)
+        for row, text in enumerate(texts):
+            ids = self.vocabulary.encode("" if text is None else str(text))[: self.max_length or None]
+            if ids:  # an empty bag is zeros, as in EmbeddingBag
+                means[row] = self.embedding[ids].mean(axis=0)
+        logits = means @ self.weight.T + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+        return probabilities
+
+    def predict(self, texts: Sequence[str], **_: Any) -> Predictions:
+        return Predictions.of(self.predict_proba(texts), self.classes_)
+
+
+def light_model(folder: Path, precision: str | None = None) -> NumpyBag | None:
+    """The model of ``folder`` computed without PyTorch where its family allows it (``bag`` in fp32), else None."""
+    config = read_model_config(folder)
+    settings = config["settings"]
+    if config.get("runtime") is not None or settings.get("family") != "bag":
+        return None
+    if (precision or settings.get("precision") or "fp32") != "fp32":
+        return None
+    return NumpyBag(folder, config)
