@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from ajuste.cli import commands
 from ajuste.cli.options import add_data_flags, add_model_flags, add_train_flags, setting_choices
+from ajuste.cli.serving import add_serve_parser
 from ajuste.errors import AjusteError
 from ajuste.models.registry import named_families
 from ajuste.models.settings import PRECISIONS
@@ -213,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(datasets)
     datasets.set_defaults(handler=commands.datasets)
 
+    add_serve_parser(sub, _opening, _common)
     return parser
 
 
