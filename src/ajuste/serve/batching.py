@@ -3,7 +3,8 @@
 A model predicts 64 texts in little more time than one, so a server that called it once per request would
 spend its time on per-call overhead as soon as clients are many. Each served model has one
 :class:`MicroBatcher`: requests wait in an asyncio queue; one worker takes the first waiting request, adds
-those that are already waiting or arrive within ``max_wait`` seconds, up to ``max_batch`` texts, runs the
+those that are already waiting or arrive within ``max_wait`` seconds (0 by default: the requests that
+arrived while the model computed the previous call), up to ``max_batch`` texts, runs the
 model once on all their texts in a thread (one call at a time per model: the event loop stays free to
 accept requests meanwhile), and gives each request its own slice of the answer, in order.
 

@@ -20,7 +20,11 @@ class ServeSettings(BaseModel):
         64, ge=1, le=65_536, description="Texts per model call, gathered from the requests that arrive together."
     )
     max_wait_ms: float = Field(
-        5.0, ge=0, le=10_000, description="How long a request may wait for others to share its model call."
+        0.0,
+        ge=0,
+        le=10_000,
+        description="How long a request may wait for others to share its model call; at 0, requests that arrive "
+        "while the model computes share its next call, and none waits when it is idle.",
     )
     max_texts: int = Field(256, ge=1, le=1_000_000, description="Texts per request.")
     max_chars: int = Field(20_000, ge=1, description="Characters per text.")

@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 #: ``config.json``'s ``runtime`` for an exported model (a PyTorch model folder has none).
 RUNTIME = "onnx"
-#: Padded tokens per batch: ONNX Runtime on the CPU is fastest on smaller batches than PyTorch (1.4x more
-#: texts per second for MiniLM int8 at 1,024 tokens than at 8,192; bench/bench_export.py).
-TOKENS_PER_BATCH = 1024
+#: Padded tokens per batch: ONNX Runtime on the CPU is fastest on smaller batches than PyTorch (MiniLM int8 on
+#: sms-spam, 2 cores: 1,490 texts/s at 512 tokens, 1,480 at 1,024, 1,310 at 4,096).
+TOKENS_PER_BATCH = 512
 
 
 def onnx_session(path: Path) -> Any:
