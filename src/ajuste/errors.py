@@ -17,6 +17,7 @@ __all__ = [
     "ModelError",
     "NotFittedError",
     "RunFolderError",
+    "SearchError",
     "TrainingError",
 ]
 
@@ -95,3 +96,7 @@ class NotFittedError(AjusteError):
 
 class TrainingError(AjusteError):
     """Training that cannot go on, such as a loss that became NaN or infinite."""
+
+
+class SearchError(AjusteError):
+    """A search that cannot go on: its shared study belongs to other settings, or its database is gone."""

@@ -88,6 +88,8 @@ def tune(args: argparse.Namespace) -> int:
             f"[bold]search[/] {config.tune.sampler} sampler, {config.tune.pruner} pruner, {budget}{resumed}{recovered}"
         )
         out.say(f"[bold]folder[/] {info['run_dir']}  (`ajuste report {info['run_dir']}` shows the study at any time)")
+        if info["worker"]:
+            out.say(f"[bold]shared[/] study {info['study']} in {info['storage']}, as worker {info['worker']}")
         if info["coarsened"]:
             out.say(
                 f"[bold]grid[/]   coarsened to {info['grid']} points for the trial budget: "
@@ -111,7 +113,9 @@ def tune(args: argparse.Namespace) -> int:
             f"{_short(trial.user_attrs.get('settings', {}))}{reason}"
         )
 
-    result = run_tune(config, overwrite=args.overwrite, on_trial=finished if show else None, on_start=started)
+    result = run_tune(
+        config, overwrite=args.overwrite, finalize=args.finalize, on_trial=finished if show else None, on_start=started
+    )
     counts = result.trial_counts()
     out.say(
         f"[bold]trials[/] {counted(result.study)} counted: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
@@ -130,8 +134,21 @@ def tune(args: argparse.Namespace) -> int:
     if result.importances:
         shown = ", ".join(f"{name} {value:.2f}" for name, value in list(result.importances.items())[:8])
         out.say(f"[bold]importance[/] {shown}")
-    out.say(f"[bold]final model[/] trial {result.best_trial}'s settings; test split evaluated once:")
-    out.metrics_table(result.metrics)
+    if result.classifier is not None:
+        out.say(f"[bold]final model[/] trial {result.best_trial}'s settings; test split evaluated once:")
+        out.metrics_table(result.metrics)
+    elif result.final_by is not None:
+        by = result.final_by
+        test = by["test"]
+        out.say(
+            f"[bold]final model[/] made by worker {by['worker']} in {by['run_dir']} (trial {by['best_trial']}): "
+            f"test accuracy {test['accuracy']:.4f} on {test['n']} texts, the test split evaluated there, once"
+        )
+    else:
+        out.say(
+            f"[bold]final model[/] not made here: {result.running_elsewhere} trials still run on other workers; "
+            "the last of them makes it (or run the same command with --finalize once they end)"
+        )
     out.say(f"run folder [bold]{result.run_dir}[/] with report.html ({result.seconds:.1f} s)")
     out.json(result.summary())
     return 0

@@ -158,8 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
         choices=setting_choices(TuneSettings, "refit"),
         help="Final model trained on train, or on train+val (train).",
     )
-    search.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: study.db in the run folder).")
+    search.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Share the study: journal:FILE (processes of one machine) or postgresql+psycopg://USER@HOST:PORT/DB "
+        "(machines; the password from PGPASSWORD or ~/.pgpass). Default: study.db in the run folder.",
+    )
     search.add_argument("--study", metavar="NAME", help="Study name in --storage (default: from the settings).")
+    search.add_argument(
+        "--heartbeat",
+        type=int,
+        metavar="SECONDS",
+        help="On a shared database: a worker's heartbeat; its trial is run again after three missed (60).",
+    )
+    search.add_argument(
+        "--finalize",
+        action="store_true",
+        help="Run no trial: make the shared study's final model (once per study) or show the one made.",
+    )
     search.add_argument(
         "--startup-trials", type=int, metavar="N", help="Random trials before a model-based sampler models (8)."
     )

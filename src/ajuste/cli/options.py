@@ -332,7 +332,18 @@ def config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | None = 
     return parse_config(values)
 
 
-SEARCH_FLAGS = ("sampler", "pruner", "trials", "timeout", "metric", "refit", "storage", "study", "startup_trials")
+SEARCH_FLAGS = (
+    "sampler",
+    "pruner",
+    "trials",
+    "timeout",
+    "metric",
+    "refit",
+    "storage",
+    "study",
+    "startup_trials",
+    "heartbeat",
+)
 
 
 def tune_config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | None = None) -> TuneConfig:

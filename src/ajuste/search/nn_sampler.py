@@ -392,9 +392,20 @@ class NeuralSampler(optuna.samplers.BaseSampler):
         ]
         if len(completed) < max(self.n_startup_trials, 1):
             return {}
-        values = np.array([done.value for done in completed], dtype=np.float64)
+        values = [float(done.value) for done in completed if done.value is not None]
+        params = [done.params for done in completed]
+        # Trials other workers are running: scored as the worst so far (a constant liar), so that this worker
+        # does not propose what they are already trying.
+        worst = min(values) if study.direction == StudyDirection.MAXIMIZE else max(values)
+        for pending in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if pending.number != trial.number and all(
+                name in pending.params and pending.distributions.get(name) == dist
+                for name, dist in search_space.items()
+            ):
+                params.append(pending.params)
+                values.append(worst)
         with _one_intra_op_thread():
-            return self._propose(_SpaceEncoder(search_space), [done.params for done in completed], values, study)
+            return self._propose(_SpaceEncoder(search_space), params, np.array(values, dtype=np.float64), study)
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution

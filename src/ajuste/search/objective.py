@@ -22,13 +22,18 @@ from ajuste.errors import AjusteError, TrainingError
 from ajuste.models.settings import FamilySettings
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace, split_settings
-from ajuste.search.study import ranking
+from ajuste.search.study import counts_towards_budget, ranking, retried
 from ajuste.training.callbacks import Callback
 from ajuste.training.classifier import TextClassifier
 from ajuste.training.settings import TrainSettings
 from ajuste.validation import model_settings, validate
 
-__all__ = ["TRIAL_ERRORS", "Objective", "TrialReporter", "trial_failure", "trial_settings"]
+__all__ = ["TRIAL_ERRORS", "Objective", "SurplusTrial", "TrialReporter", "trial_failure", "trial_settings"]
+
+
+class SurplusTrial(AjusteError):
+    """A trial that one worker started while the others had already started the study's last ones."""
+
 
 #: The errors that fail one trial without stopping the search (see :func:`trial_failure`).
 TRIAL_ERRORS = (AjusteError, MemoryError)
@@ -96,7 +101,9 @@ class BestSoFar:
 class Objective:
     """The objective of a study over one prepared dataset: trains one trial and returns its validation score."""
 
-    def __init__(self, config: TuneConfig, space: SearchSpace, data: PreparedData) -> None:
+    def __init__(
+        self, config: TuneConfig, space: SearchSpace, data: PreparedData, *, worker: str | None = None
+    ) -> None:
         self.config = config
         self.space = space
         self.data = data
@@ -104,6 +111,8 @@ class Objective:
         self.best = BestSoFar()
         self.deadline: float | None = None
         self.completed_before = False
+        #: On a shared study, this worker's name (recorded in each trial it runs).
+        self.worker = worker
 
     def out_of_time(self) -> bool:
         """Past the deadline of ``timeout``, once some trial has completed: a trial never runs far over it."""
@@ -112,6 +121,9 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         started = time.perf_counter()
+        if self.worker is not None:
+            trial.set_user_attr("worker", self.worker)
+            self._claim(trial)
         values = self.space.suggest(trial)
         trial.set_user_attr("settings", values)
         reporter = TrialReporter(trial, f"val_{self.metric}", self.out_of_time)
@@ -137,6 +149,26 @@ class Objective:
         finally:
             trial.set_user_attr("history", reporter.rows)
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+
+    def _claim(self, trial: optuna.Trial) -> None:
+        """On a shared study, run this trial only if fewer than ``--trials`` trials that count or run come before
+        it: workers that start trials at the same moment never run more than the study's count between them."""
+        limit = self.config.tune.trials
+        if limit is None:
+            return
+        trials = trial.study.get_trials(deepcopy=False)
+        again = retried(trials)
+        ahead = sum(
+            1
+            for other in trials
+            if other.number < trial.number
+            and (counts_towards_budget(other, again) or other.state == optuna.trial.TrialState.RUNNING)
+        )
+        if ahead >= limit:
+            trial.set_user_attr("interrupted", True)  # not run, so it does not count
+            trial.set_user_attr("error", f"not run: the study already has its {limit} trials")
+            trial.study.stop()
+            raise SurplusTrial(f"the study already has its {limit} trials")
 
     def _train(self, trial: optuna.Trial, values: dict[str, Any], reporter: TrialReporter) -> float:
         model, train = trial_settings(self.config, values)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -24,18 +26,31 @@ GRID_ID = "ajuste:grid_id"
 STARTUP_TRIALS = 8
 
 
-def make_sampler(name: str, space: SearchSpace, *, seed: int, startup_trials: int = STARTUP_TRIALS) -> BaseSampler:
-    """The sampler called ``name``, seeded; ``grid`` enumerates ``space`` (conditions and constraints honoured)."""
+def make_sampler(
+    name: str,
+    space: SearchSpace,
+    *,
+    seed: int,
+    startup_trials: int = STARTUP_TRIALS,
+    lock: Callable[[], AbstractContextManager[None]] | None = None,
+) -> BaseSampler:
+    """The sampler called ``name``, seeded; ``grid`` enumerates ``space`` (conditions and constraints honoured).
+
+    Several workers of one study each seed their own; model-based samplers treat the trials that other workers
+    are running as already scored (``tpe``'s constant liar, ``nn``'s pending trials), so workers do not propose
+    the same point; ``lock`` (one holder across workers) makes the grid hand each point out once."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.simplefilter("ignore", FutureWarning)  # deprecated-argument notices of optuna 4.9+
         if name == "grid":
-            return SpaceGridSampler(space, seed=seed)
+            return SpaceGridSampler(space, seed=seed, lock=lock)
         if name == "random":
             return RandomSampler(seed=seed)
         if name == "tpe":
             # multivariate + group: the joint model that suits a space whose parameters depend on the family.
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials, multivariate=True, group=True)
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=startup_trials, multivariate=True, group=True, constant_liar=True
+            )
         if name == "gp":
             return optuna.samplers.GPSampler(
                 seed=seed, n_startup_trials=startup_trials, warn_independent_sampling=False
@@ -75,7 +90,10 @@ class SpaceGridSampler(BaseSampler):
     The study stops when the last point has been tried.
     """
 
-    def __init__(self, space: SearchSpace, *, seed: int = 0) -> None:
+    def __init__(
+        self, space: SearchSpace, *, seed: int = 0, lock: Callable[[], AbstractContextManager[None]] | None = None
+    ) -> None:
+        self._lock = lock or contextlib.nullcontext
         self._points = space.grid()
         self._order = [int(i) for i in np.random.default_rng(seed).permutation(len(self._points))]
         self._fallback = RandomSampler(seed=seed)
@@ -98,12 +116,13 @@ class SpaceGridSampler(BaseSampler):
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         if GRID_ID in trial.system_attrs or "fixed_params" in trial.system_attrs:
             return
-        taken = self.taken(study)
-        free = [i for i in self._order if i not in taken]
-        if not free:
-            study.stop()
-            free = self._order[:1]
-        study._storage.set_trial_system_attr(trial._trial_id, GRID_ID, free[0])
+        with self._lock():  # another worker choosing at the same moment would take the same point
+            taken = self.taken(study)
+            free = [i for i in self._order if i not in taken]
+            if not free:
+                study.stop()
+                free = self._order[:1]
+            study._storage.set_trial_system_attr(trial._trial_id, GRID_ID, free[0])
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return {}

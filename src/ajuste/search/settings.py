@@ -46,9 +46,27 @@ class TuneSettings(BaseModel):
     refit: Literal["train", "train+val"] = Field(
         "train", description="Final model: the best settings on train, or on train+val for the best epoch count."
     )
-    storage: str | None = Field(None, description="Optuna storage URL; unset: a SQLite file in the run folder.")
+    storage: str | None = Field(
+        None,
+        description="Where the study is shared: journal:FILE (processes of one machine) or a PostgreSQL URL "
+        "(machines); unset: the run folder's own study.db.",
+    )
     study: str | None = Field(None, description="Study name in the storage; unset: derived from the settings.")
     startup_trials: int = Field(8, ge=1, le=1000, description="Random trials before a model-based sampler models.")
+    heartbeat: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="Seconds between a worker's heartbeats on a shared database; a trial without one for three "
+        "heartbeats is failed and runs again.",
+    )
+
+    @field_validator("storage")
+    @classmethod
+    def _shareable(cls, value: str | None) -> str | None:
+        from ajuste.search.storage import check_storage
+
+        return None if value is None else check_storage(value)
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -86,5 +104,9 @@ class TuneConfig(BaseModel):
 
     def fingerprint(self) -> str:
         """What makes a study the same study: everything but the budget and the output folder."""
-        content = self.model_dump(mode="json", exclude={"out": True, "tune": {"trials", "timeout"}})
+        from ajuste.search.storage import public_url
+
+        content = self.model_dump(mode="json", exclude={"out": True, "tune": {"trials", "timeout", "heartbeat"}})
+        if self.tune.storage is not None:  # the same study with or without the password in the URL
+            content["tune"]["storage"] = public_url(self.tune.storage)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]

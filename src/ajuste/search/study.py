@@ -7,16 +7,20 @@ are queued again with the same settings, so the same command resumes the study w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ajuste.data.prepare import PreparedData
+from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace
 
 __all__ = [
@@ -27,9 +31,11 @@ __all__ = [
     "counts_towards_budget",
     "importances",
     "max_epochs",
-    "open_storage",
     "ranking",
     "recover",
+    "recover_dead_workers",
+    "retried",
+    "study_identity",
     "validation_loss",
 ]
 
@@ -38,28 +44,22 @@ log = logging.getLogger(__name__)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    if url.startswith("sqlite:"):
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
-    # A shared database: heartbeats let another worker see, and retry, the trial of a worker that died.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=60,
-            grace_period=180,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
-        )
+def retried(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of trials that were queued again because their worker died (the copy names them)."""
+    return {int(number) for t in trials for number in t.system_attrs.get("retry_history", ())}
 
 
-def counts_towards_budget(trial: FrozenTrial) -> bool:
-    """Finished, pruned, or failed for a reason of its own (not interrupted, not stopped by a bug)."""
-    return trial.state in COUNTED and not trial.user_attrs.get("interrupted")
+def counts_towards_budget(trial: FrozenTrial, again: Set[int] = frozenset()) -> bool:
+    """Finished, pruned, or failed for a reason of its own (not interrupted, not stopped by a bug, not failed
+    with its dead worker and run again: ``again`` holds those, see :func:`retried`)."""
+    return trial.state in COUNTED and not trial.user_attrs.get("interrupted") and trial.number not in again
 
 
 def counted(study: optuna.Study) -> int:
     """How many trials count towards the budget."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
+    trials = study.get_trials(deepcopy=False)
+    again = retried(trials)
+    return sum(1 for t in trials if counts_towards_budget(t, again))
 
 
 def count_states(trials: Sequence[FrozenTrial]) -> dict[str, int]:
@@ -92,6 +92,60 @@ def recover(study: optuna.Study, local: bool, enqueue: bool) -> int:
             study.enqueue_trial(trial.params, skip_if_exists=False)
             waiting.add(key)
     return len(stale)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def recover_dead_workers(study: optuna.Study, host: str) -> int:
+    """Trials left running by workers of this machine whose process is gone (a journal file has no
+    heartbeats): failed as interrupted, their settings queued again. Returns how many."""
+    found = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = str(trial.user_attrs.get("worker") or "")
+        name, _, pid = owner.rpartition(":")
+        if name != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        study._storage.set_trial_user_attr(trial._trial_id, "error", f"interrupted: worker {owner} stopped")
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        if trial.params:
+            study.enqueue_trial(trial.params, skip_if_exists=False)
+        found += 1
+    return found
+
+
+def _digest(content: object) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def study_identity(config: TuneConfig, data: PreparedData, space: SearchSpace) -> dict[str, str]:
+    """What makes workers' studies one study, part by part: the labelled texts (wherever the file is), their
+    split, the search space and the search settings (the budget and where results go may differ)."""
+    splits = [(s.texts, s.labels) for s in (data.train, data.val, data.test)]
+    everything = sorted((t, label) for texts, labels in splits for t, label in zip(texts, labels))
+    search = config.tune.model_dump(mode="json", exclude={"trials", "timeout", "storage", "study", "heartbeat"})
+    return {
+        "data": _digest(everything),
+        "split": _digest(splits),
+        "space": _digest(
+            {
+                "space": config.space,
+                "families": config.families,
+                "model": config.model,
+                "train": config.train.model_dump(mode="json"),
+                "searched": space.families,
+            }
+        ),
+        "search": _digest({**search, "seed": config.seed}),
+    }
 
 
 def importances(study: optuna.Study) -> dict[str, float]:

@@ -10,7 +10,9 @@ model with its one test access in :mod:`~ajuste.search.final`.
 from __future__ import annotations
 
 import logging
+import socket
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,19 +24,37 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ajuste.data import describe, load_data
 from ajuste.data.prepare import PreparedData
-from ajuste.errors import ConfigError, RunFolderError, TrainingError
+from ajuste.errors import ConfigError, RunFolderError, SearchError, TrainingError
 from ajuste.models.registry import default_families, is_named_family
 from ajuste.models.settings import FamilySettings
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import SearchInfo
 from ajuste.runtime import configure_threads
-from ajuste.search.final import finish
+from ajuste.search.final import Final, finish
 from ajuste.search.objective import TRIAL_ERRORS, Objective, trial_settings
 from ajuste.search.portfolio import enqueue_portfolio
 from ajuste.search.samplers import SpaceGridSampler, make_pruner, make_sampler
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace, parse_space
-from ajuste.search.study import count_states, counted, max_epochs, open_storage, recover
+from ajuste.search.storage import (
+    close_storage,
+    database_retries,
+    open_storage,
+    public_url,
+    storage_kind,
+    study_lock,
+    worker_id,
+    worker_seed,
+)
+from ajuste.search.study import (
+    best_trials,
+    count_states,
+    counted,
+    max_epochs,
+    recover,
+    recover_dead_workers,
+    study_identity,
+)
 from ajuste.training.classifier import TextClassifier
 from ajuste.validation import model_settings, validate
 
@@ -59,10 +79,14 @@ class TuneResult:
     best_value: float
     best_trial: int
     study: optuna.Study
-    classifier: TextClassifier
+    classifier: TextClassifier | None
     metrics: dict[str, dict[str, Any]]
     data: PreparedData
     importances: dict[str, float] = field(default_factory=dict)
+    #: On a shared study: who made the final model ({"worker", "run_dir", "at"}), when this worker did not; and
+    #: how many trials other workers were still running when this one stopped (the last of them finalizes).
+    final_by: dict[str, Any] | None = None
+    running_elsewhere: int = 0
 
     def trial_counts(self) -> dict[str, int]:
         return count_states(self.study.get_trials(deepcopy=False))
@@ -79,6 +103,8 @@ class TuneResult:
             "trials": self.trial_counts(),
             "data": {**self.data.counts(), "classes": self.data.labels},
             **{split: {k: v for k, v in m.items() if k in headline} for split, m in self.metrics.items()},
+            "final_by": self.final_by,
+            "running_elsewhere": self.running_elsewhere,
         }
 
 
@@ -117,7 +143,7 @@ def _open_search(folder: RunFolder, config: TuneConfig, overwrite: bool) -> Sear
     settings = config.tune
     info = SearchInfo(
         fingerprint=config.fingerprint(),
-        storage=settings.storage,
+        storage=public_url(settings.storage) if settings.storage else None,
         study=settings.study or f"ajuste-{config.fingerprint()}",
         metric=settings.metric,
         direction="minimize" if settings.direction == "minimize" else "maximize",
@@ -125,33 +151,69 @@ def _open_search(folder: RunFolder, config: TuneConfig, overwrite: bool) -> Sear
         pruner=settings.pruner,
         data=config.data.dataset or config.data.path,
     )
-    space_yaml = yaml.safe_dump(config.model_dump(mode="json", exclude={"out"}), sort_keys=False)
+    recorded = config.model_dump(mode="json", exclude={"out"})
+    recorded["tune"]["storage"] = info.storage  # never the password
+    space_yaml = yaml.safe_dump(recorded, sort_keys=False)
     folder.write_search_info(info, space_yaml)
     return info
 
 
 def _open_study(
-    folder: RunFolder, info: SearchInfo, config: TuneConfig, space: SearchSpace
-) -> tuple[optuna.Study, int]:
-    """The study, its interrupted trials queued again, with this run's sampler and pruner; and how many
-    trials a crash had left running."""
+    folder: RunFolder, info: SearchInfo, config: TuneConfig, space: SearchSpace, url: str, data: PreparedData
+) -> tuple[optuna.Study, int, str | None]:
+    """The study, its interrupted trials queued again, with this run's sampler and pruner; how many trials a
+    crash had left running; and, on a shared study, this worker's name."""
     settings = config.tune
-    study = optuna.create_study(
-        storage=open_storage(folder.storage_url(info)),
-        study_name=info.study,
-        direction=info.direction,
-        load_if_exists=True,
+    storage = open_storage(url, heartbeat=settings.heartbeat)
+    shared = storage_kind(url) != "local"
+    study = database_retries(
+        lambda: optuna.create_study(
+            storage=storage, study_name=info.study, direction=info.direction, load_if_exists=True
+        ),
+        url,
     )
-    if settings.sampler != "grid":  # a grid runs every point once anyway
-        enqueue_portfolio(study, config, space)
-    recovered = recover(study, local=info.storage is None, enqueue=settings.sampler != "grid")
+    worker = worker_id() if shared else None
+    with study_lock(storage, url, info.study):  # workers starting together: one checks and seeds the study
+        if shared:
+            _same_study(study, study_identity(config, data, space), url)
+        if settings.sampler != "grid":  # a grid runs every point once anyway
+            enqueue_portfolio(study, config, space)
+        recovered = recover(study, local=not shared, enqueue=settings.sampler != "grid")
+        if storage_kind(url) == "journal":  # no heartbeats in a journal: this machine's dead workers are known
+            recovered += recover_dead_workers(study, socket.gethostname())
     existing = len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(
-        settings.sampler, space, seed=config.seed + existing, startup_trials=settings.startup_trials
+        settings.sampler,
+        space,
+        seed=worker_seed(config.seed, worker) if worker else config.seed + existing,
+        startup_trials=settings.startup_trials,
+        lock=(lambda: study_lock(storage, url, info.study)) if shared else None,
     )
     study.pruner = make_pruner(settings.pruner, max_epochs=max_epochs(space))
     study.set_user_attr("metric", settings.metric)
-    return study, recovered
+    return study, recovered, worker
+
+
+IDENTITY = "ajuste:identity"
+FINAL = "ajuste:final"
+
+
+def _same_study(study: optuna.Study, identity: dict[str, str], url: str) -> None:
+    """Record what the study is (data, split, space, search) on first use; refuse a worker that differs."""
+    recorded = study.user_attrs.get(IDENTITY)
+    if recorded is None:
+        study.set_user_attr(IDENTITY, identity)
+        return
+    different = [part for part in identity if recorded.get(part) != identity[part]]
+    if different:
+        raise SearchError(
+            f"study '{study.study_name}' in {public_url(url)} was started with other settings: "
+            f"different {', '.join(different)}",
+            expected=", ".join(f"{part} {recorded.get(part)}" for part in different),
+            found=", ".join(f"{part} {identity[part]}" for part in different),
+            fix="Start every worker of a study with the same data, split, space and search settings "
+            "(or give this one another --study).",
+        )
 
 
 def _budget(study: optuna.Study, trials: int | None) -> int | None:
@@ -181,6 +243,94 @@ def _optimize(
     )
 
 
+def _shared_search(
+    study: optuna.Study,
+    objective: Objective,
+    config: TuneConfig,
+    url: str,
+    on_trial: TrialHook | None,
+) -> int:
+    """One worker's part of a shared study: trials until the study counts ``--trials`` (every worker's
+    together) or this worker's ``--timeout`` ends. A trial left running by a dead worker is failed by the
+    heartbeat check after its grace period and run again; the worker waits for that rather than stop short.
+    A database that goes away is retried (see :func:`~ajuste.search.storage.database_retries`). Returns how
+    many trials other workers are still running when this one stops."""
+    settings = config.tune
+    deadline = None if settings.timeout is None else time.perf_counter() + settings.timeout
+
+    def running() -> int:
+        return sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING)
+
+    def step() -> bool:
+        with warnings.catch_warnings():  # "experimental" since Optuna 2.9, and what the heartbeats are for
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        busy = running()
+        limits = [] if settings.trials is None else [settings.trials - counted(study) - busy]
+        if isinstance(study.sampler, SpaceGridSampler):  # points given to running trials are taken already
+            limits.append(study.sampler.remaining(study))
+        left = min(limits) if limits else None
+        remaining = None if deadline is None else deadline - time.perf_counter()
+        if remaining is not None and remaining <= 0:
+            return False
+        if left is not None and left <= 0:
+            if busy == 0:
+                return False
+            time.sleep(min(5.0, settings.heartbeat))  # the last trials run elsewhere; one may need running again
+            return True
+        try:
+            _optimize(study, objective, left, remaining, on_trial)
+        except optuna.exceptions.UpdateFinishedTrialError as exc:
+            # This worker's trial went without a heartbeat past the grace period (an overloaded machine), so
+            # another worker failed it and queued it again: that copy counts; this worker goes on.
+            log.warning("a trial of this worker was declared stale and runs again elsewhere: %s", exc)
+        return True
+
+    while database_retries(step, url):
+        pass
+    return database_retries(running, url)
+
+
+def _finalize(
+    folder: RunFolder,
+    objective: Objective,
+    study: optuna.Study,
+    info: SearchInfo,
+    started: float,
+    url: str,
+    worker: str | None,
+    finalize: bool,
+) -> tuple[Final | None, dict[str, Any] | None, int]:
+    """The final model, made once per study: here (a local study, or the worker that ends a shared one), or
+    already by another worker (its record is returned), or not yet (trials still run elsewhere: their count)."""
+    if worker is None:
+        return finish(folder, objective, study, info, started), None, 0
+    with study_lock(study._storage, url, info.study):
+        done = study._storage.get_study_user_attrs(study._study_id).get(FINAL)
+        if done is not None:
+            return None, done, 0
+        elsewhere = sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING)
+        if elsewhere:
+            if finalize:
+                raise SearchError(
+                    f"study '{info.study}' still has {elsewhere} trials running",
+                    fix="Wait for its workers to end them (the last one finalizes by itself), then run --finalize.",
+                )
+            return None, None, elsewhere
+        final = finish(folder, objective, study, info, started)
+        study.set_user_attr(
+            FINAL,
+            {
+                "worker": worker,
+                "run_dir": str(folder.path.resolve()),
+                "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "best_trial": final.best.number,
+                "test": {k: final.metrics["test"][k] for k in ("accuracy", "macro_f1", "accuracy_ci95", "n")},
+            },
+        )
+        return final, None, 0
+
+
 def _require_a_finished_trial(study: optuna.Study) -> None:
     trials = study.get_trials(deepcopy=False)
     if any(t.state == TrialState.COMPLETE for t in trials):
@@ -198,6 +348,7 @@ def run_tune(
     config: TuneConfig,
     *,
     overwrite: bool = False,
+    finalize: bool = False,
     on_trial: TrialHook | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
 ) -> TuneResult:
@@ -210,7 +361,7 @@ def run_tune(
     if config.tune.sampler == "grid" and config.tune.trials is not None:  # a grid the budget can run through
         space, coarsening = space.coarsened(config.tune.trials)
     grid_size = len(space.grid()) if config.tune.sampler == "grid" else None
-    if config.tune.trials is None and config.tune.timeout is None and grid_size is None:  # before any folder
+    if not finalize and config.tune.trials is None and config.tune.timeout is None and grid_size is None:
         raise ConfigError("no budget for the search", fix="Give --trials N and/or --timeout 10m.")
     if not overwrite and folder.holds_other_content():
         raise RunFolderError(
@@ -221,8 +372,9 @@ def run_tune(
         data = load_data(config.data, seed=config.seed)  # before anything is written: bad data leaves no search
         log.info("data: %s", describe(data))
         info = _open_search(folder, config, overwrite)
-        study, recovered = _open_study(folder, info, config, space)
-        objective = Objective(config, space, data)
+        url = config.tune.storage or folder.storage_url(info)  # the given URL: its password is never recorded
+        study, recovered, worker = _open_study(folder, info, config, space, url, data)
+        objective = Objective(config, space, data, worker=worker)
         budget = _budget(study, config.tune.trials)
         if on_start is not None:
             on_start(
@@ -236,16 +388,48 @@ def run_tune(
                     "grid": grid_size,
                     "fixed": space.fixed_by_user,
                     "coarsened": coarsening,
+                    "worker": worker,
+                    "storage": public_url(url) if worker else None,
+                    "study": info.study,
                 }
             )
         try:
-            _optimize(study, objective, budget, config.tune.timeout, on_trial)
+            elsewhere = 0
+            if not finalize and worker is None:
+                _optimize(study, objective, budget, config.tune.timeout, on_trial)
+            elif not finalize:
+                elsewhere = _shared_search(study, objective, config, url, on_trial)
             _require_a_finished_trial(study)
-            final = finish(folder, objective, study, info, started)
+            final, final_by, elsewhere = (
+                (None, None, elsewhere)
+                if elsewhere
+                else database_retries(
+                    lambda: _finalize(folder, objective, study, info, started, url, worker, finalize), url
+                )
+            )
         except KeyboardInterrupt:
             raise SearchInterrupted(_interrupted(folder, study)) from None
         finally:
-            _report(folder, info)
+            _report(folder, info, url)
+            if worker is not None:
+                close_storage(study._storage)
+    if final is None:
+        best = best_trials(study, 1)[0]
+        metrics = {"test": dict(final_by["test"])} if final_by else {}
+        return TuneResult(
+            folder.path,
+            round(time.perf_counter() - started, 3),
+            dict(best.user_attrs.get("settings") or best.params),
+            float(best.value) if best.value is not None else float("nan"),
+            best.number,
+            study,
+            None,
+            metrics,
+            data,
+            {},
+            final_by=final_by,
+            running_elsewhere=elsewhere,
+        )
     value = float(final.best.value) if final.best.value is not None else float("nan")
     return TuneResult(
         folder.path,
@@ -275,11 +459,11 @@ def _after_trial(hook: TrialHook) -> Callable[[optuna.Study, FrozenTrial], None]
     return callback
 
 
-def _report(folder: RunFolder, info: SearchInfo) -> None:
+def _report(folder: RunFolder, info: SearchInfo, url: str) -> None:
     try:
         from ajuste.search.report import write_report
 
-        write_report(folder.path, storage=folder.storage_url(info), study_name=info.study)
+        write_report(folder.path, storage=url, study_name=info.study)
     except Exception as exc:  # the report is a convenience: never lose a search over it
         log.warning("could not write report.html: %s", exc)
 
@@ -302,6 +486,8 @@ def tune(
     out: str | Path | None = None,
     overwrite: bool = False,
     startup_trials: int = 8,
+    heartbeat: int = 60,
+    finalize: bool = False,
 ) -> TuneResult:
     """Search the settings of a classifier, refit the best, and evaluate it once on the test split.
 
@@ -331,11 +517,12 @@ def tune(
             "storage": storage,
             "study": study,
             "startup_trials": startup_trials,
+            "heartbeat": heartbeat,
         },
         "seed": seed,
         "out": str(out) if out is not None else None,
     }
-    return run_tune(validate(TuneConfig, values), overwrite=overwrite)
+    return run_tune(validate(TuneConfig, values), overwrite=overwrite, finalize=finalize)
 
 
 def _data_values(data: str | Mapping[str, Any] | Any) -> dict[str, Any]:

@@ -1,0 +1,254 @@
+"""Where a study lives, and what sharing one study between processes and machines takes.
+
+Three kinds of storage:
+
+- **local**: the run folder's own ``study.db`` (SQLite), one process at a time (the folder is locked);
+- **journal** (``journal:FILE``): Optuna's journal file, appended to under a file lock, for several processes
+  on one machine without a server;
+- **database** (``postgresql+psycopg://USER@HOST:PORT/DB``): Optuna's RDB storage on PostgreSQL, the engine
+  Optuna recommends for many machines.
+
+SQLite given as ``--storage`` is refused: several processes writing one SQLite file (let alone over a network
+file system) fail on its locks. On a database, every worker sends a heartbeat while its trial runs; the trial
+of a worker that stops sending one is failed after a grace period of three heartbeats, marked interrupted
+(it does not count), and queued again with the same settings for a living worker. Connection pools are
+small (two connections, one more at a peak, per worker), so fifty workers stay far below PostgreSQL's
+default of a hundred connections. A database that goes away is retried with backoff for
+:data:`OUTAGE_LIMIT` seconds before the worker stops with a message that says so.
+
+The password of a database URL is used to connect and never written or shown: run folders record the URL
+without it (:func:`public_url`); leave it out of ``--storage`` altogether and libpq reads it from
+``PGPASSWORD`` or ``~/.pgpass``.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import logging
+import os
+import socket
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from ajuste.errors import ConfigError, SearchError
+
+__all__ = [
+    "OUTAGE_LIMIT",
+    "STALE",
+    "RetryStaleTrial",
+    "check_storage",
+    "close_storage",
+    "database_retries",
+    "open_storage",
+    "public_url",
+    "storage_kind",
+    "study_lock",
+    "worker_id",
+    "worker_seed",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+StorageKind = Literal["local", "journal", "database"]
+JOURNAL = "journal:"
+#: System attribute of a trial queued again after a stale one: why the original failed.
+STALE = "ajuste:stale"
+#: Seconds a worker keeps retrying a database that does not answer before it stops.
+OUTAGE_LIMIT = 120.0
+#: Connections per worker: one for the trial, one for its heartbeat, one more at a peak.
+POOL = {"pool_size": 2, "max_overflow": 1, "pool_pre_ping": True, "pool_recycle": 600}
+
+
+def storage_kind(url: str | None) -> StorageKind:
+    if url is None or url.startswith("sqlite:"):
+        return "local"
+    return "journal" if url.startswith(JOURNAL) else "database"
+
+
+def check_storage(url: str) -> str:
+    """``url`` if ajuste can share a study through it; else a ConfigError that says what to use instead."""
+    if url.startswith("sqlite:"):
+        raise ConfigError(
+            "--storage sqlite: cannot be shared: several processes writing one SQLite file fail on its locks",
+            found=public_url(url),
+            fix="Leave --storage out for one process (the run folder's own study.db); use --storage journal:FILE "
+            "for several processes on one machine, or postgresql+psycopg://USER@HOST:PORT/DB for several machines.",
+        )
+    if url.startswith(JOURNAL):
+        if not url[len(JOURNAL) :].strip():
+            raise ConfigError("--storage journal: needs a file", fix="Give --storage journal:PATH/study.log.")
+        return url
+    if not url.startswith(("postgresql:", "postgresql+")):
+        raise ConfigError(
+            "unsupported --storage",
+            expected="journal:FILE, or postgresql+psycopg://USER@HOST:PORT/DB",
+            found=public_url(url),
+        )
+    return url
+
+
+def public_url(url: str) -> str:
+    """``url`` without its password: what a run folder records and a message shows."""
+    if storage_kind(url) != "database":
+        return url
+    from sqlalchemy.engine import URL, make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url.split("://", 1)[0] + "://…"  # not a URL at all: show nothing that might be a secret
+    if not parsed.password:
+        return url
+    # URL.set(password=None) keeps the password ("None: unchanged"): build the URL again without it
+    bare = URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database, parsed.query)
+    return bare.render_as_string(hide_password=False)
+
+
+class RetryStaleTrial:
+    """Heartbeat callback: the stale trial of a dead worker is queued again, up to three times per original
+    trial, with the same settings. A finished trial cannot be changed, so the failed one is not marked: the
+    copy names it (``failed_trial``, ``retry_history``), and a trial that was run again does not count
+    (:func:`~ajuste.search.study.retried`)."""
+
+    def __init__(self, grace: int) -> None:
+        self.grace = grace
+        self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        reason = f"its worker stopped sending heartbeats for {self.grace} s"
+        log.warning("trial %d failed: %s; it runs again", trial.number, reason)
+        fresh = copy.copy(trial)
+        fresh.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("interrupted", "error", "worker")}
+        fresh.system_attrs = {**trial.system_attrs, STALE: reason}
+        self._retry(study, fresh)
+
+
+def open_storage(url: str, *, heartbeat: int = 60) -> optuna.storages.BaseStorage:
+    """The storage at ``url`` (a local SQLite URL, ``journal:FILE`` or a PostgreSQL URL)."""
+    kind = storage_kind(url)
+    if kind == "local":
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+    if kind == "journal":
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url[len(JOURNAL) :]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return database_retries(
+            lambda: optuna.storages.RDBStorage(
+                url,
+                engine_kwargs={**POOL, "connect_args": {"connect_timeout": 10}},
+                heartbeat_interval=heartbeat,
+                grace_period=3 * heartbeat,
+                heartbeat_stale_trial_callback=RetryStaleTrial(3 * heartbeat),
+            ),
+            url,
+        )
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import DBAPIError, DisconnectionError
+
+    return (optuna.exceptions.StorageInternalError, DBAPIError, DisconnectionError)
+
+
+def _from_database(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the database connection, directly or as the cause of what Optuna raised while
+    handling it (its trial bookkeeping can fail with another error when the storage fails under it)."""
+    errors = _database_errors()
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, errors):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def database_retries(action: Callable[[], T], url: str, *, limit: float = OUTAGE_LIMIT) -> T:
+    """``action()``, retried with backoff (1 s, 2 s, 4 s … 15 s) while the database does not answer; after
+    ``limit`` seconds of failures a SearchError that names the database and what to do."""
+    started, wait = time.monotonic(), 1.0
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            if not _from_database(exc):
+                raise
+            spent = time.monotonic() - started
+            cause = str(exc.__cause__ or exc).strip().splitlines()[0][:200] if str(exc.__cause__ or exc) else ""
+            if spent + wait > limit:
+                raise SearchError(
+                    f"the study's database did not answer for {spent:.0f} s",
+                    found=f"{public_url(url)}: {cause or type(exc).__name__}",
+                    fix="Check that PostgreSQL runs and is reachable; then run the same command again: the study "
+                    "resumes where it is (a trial cut short runs again).",
+                ) from None
+            log.warning("the study's database does not answer (%s); retrying in %.0f s", cause, wait)
+            time.sleep(wait)
+            wait = min(2 * wait, 15.0)
+
+
+@contextmanager
+def study_lock(storage: optuna.storages.BaseStorage, url: str, study: str) -> Iterator[None]:
+    """One holder at a time across every worker of ``study``: a PostgreSQL advisory lock, or a file lock beside
+    the journal file (a local study is already the locked run folder's)."""
+    kind = storage_kind(url)
+    if kind == "local":
+        yield
+        return
+    key = zlib.crc32(f"ajuste:{study}".encode())
+    if kind == "journal":
+        with open(f"{url[len(JOURNAL) :]}.ajuste-lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    from sqlalchemy import text
+
+    engine = _backend(storage).engine
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+
+def _backend(storage: optuna.storages.BaseStorage) -> Any:
+    return getattr(storage, "_backend", storage)  # a study wraps its RDB storage in a cache
+
+
+def close_storage(storage: optuna.storages.BaseStorage) -> None:
+    """Close the storage's database connections (a process that goes on must not leave them open)."""
+    engine = getattr(_backend(storage), "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
+def worker_id() -> str:
+    """This worker's name in the study: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_seed(seed: int, worker: str) -> int:
+    """A sampler seed of this worker's own, from the study's seed: no two workers draw the same startup trials."""
+    return (seed * 1_000_003 + zlib.crc32(worker.encode())) % (2**31 - 1)
+
+
+def journal_path(url: str) -> Path:
+    return Path(url[len(JOURNAL) :])
