@@ -10,11 +10,11 @@ Three kinds of storage:
 
 SQLite given as ``--storage`` is refused: several processes writing one SQLite file (let alone over a network
 file system) fail on its locks. On a database, every worker sends a heartbeat while its trial runs; the trial
-of a worker that stops sending one is failed after a grace period of three heartbeats, marked interrupted
-(it does not count), and queued again with the same settings for a living worker. Connection pools are
-small (two connections, one more at a peak, per worker), so fifty workers stay far below PostgreSQL's
-default of a hundred connections. A database that goes away is retried with backoff for
-:data:`OUTAGE_LIMIT` seconds before the worker stops with a message that says so.
+of a worker that stops sending one is failed after a grace period of three heartbeats and queued again
+with the same settings for a living worker (the failed one does not count). Connection pools are small:
+one connection kept open per worker, up to three while its trial, heartbeat and a lock overlap. A database
+that goes away is retried with backoff for :data:`OUTAGE_LIMIT` seconds before the worker stops with a
+message that says so.
 
 The password of a database URL is used to connect and never written or shown: run folders record the URL
 without it (:func:`public_url`); leave it out of ``--storage`` altogether and libpq reads it from
@@ -65,8 +65,8 @@ JOURNAL = "journal:"
 STALE = "ajuste:stale"
 #: Seconds a worker keeps retrying a database that does not answer before it stops.
 OUTAGE_LIMIT = 120.0
-#: Connections per worker: one for the trial, one for its heartbeat, one more at a peak.
-POOL = {"pool_size": 2, "max_overflow": 1, "pool_pre_ping": True, "pool_recycle": 600}
+#: Connections per worker: one kept open; up to two more while the trial, its heartbeat and a lock overlap.
+POOL = {"pool_size": 1, "max_overflow": 2, "pool_pre_ping": True, "pool_recycle": 600}
 
 
 def storage_kind(url: str | None) -> StorageKind:
