@@ -54,12 +54,10 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PGPASSWORD": PASSWORD, "AJUSTE_THREADS": "1"}
 
 
-def worker_args(
-    data: Path, out: Path, storage: str, study: str, trials: int, *extra: str, finalize: bool = False
-) -> list[str]:
+def worker_args(data: Path, out: Path, storage: str, study: str, trials: int, *extra: str) -> list[str]:
+    """The arguments of `ajuste` for one worker of ``study``."""
     args = ["tune", "--data", str(data), *WORKER_FLAGS, "--trials", str(trials), "--storage", storage]
-    args += ["--study", study, "--out", str(out), "--json", "-q", *extra, *(["--finalize"] if finalize else [])]
-    return args
+    return [*args, "--study", study, "--out", str(out), "--json", "-q", *extra]
 
 
 def start_worker(
