@@ -275,8 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     if getattr(args, "storage", None):
         # Workers of one shared study often share a machine: torch's OpenMP threads then wait for work without
-        # spinning, or N workers slow each other down many times over (measured: 2 workers on 2 cores, 20 bag
-        # trials on sms-spam: 189 s spinning, 26 s not). Before torch is imported; an explicit setting wins.
+        # spinning, or N workers slow each other down many times over (a test by hand: 2 workers on 2 cores, 20
+        # bag trials on sms-spam, 189 s spinning, 26 s not). Before torch is imported; an explicit setting wins.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:  # torch's threads are set where torch is first used (loading or training a model)
         return int(args.handler(args) or 0)

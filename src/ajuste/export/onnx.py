@@ -32,8 +32,8 @@ from ajuste.models.files import ONNX_FILE, WEIGHTS_FILE
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import ExportRecord, RunFile
 from ajuste.training.classifier import TextClassifier
-from ajuste.training.light import MODEL_CONFIG
-from ajuste.training.onnx import RUNTIME, OnnxClassifier
+from ajuste.training.light import MODEL_CONFIG, ONNX_RUNTIME
+from ajuste.training.onnx import OnnxClassifier
 
 __all__ = ["CHECK_TEXTS", "FORMATS", "QUANTIZATIONS", "ExportResult", "export_run"]
 
@@ -195,7 +195,7 @@ def export_run(
         else:
             _write_graph(classifier, folder / ONNX_FILE)
         config = json.loads((source.model_dir / MODEL_CONFIG).read_text(encoding="utf-8"))
-        config["runtime"] = RUNTIME
+        config["runtime"] = ONNX_RUNTIME
         config["export"] = {
             "quantize": quantize,
             "opset": OPSET,

@@ -33,7 +33,6 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import optuna
@@ -248,7 +247,3 @@ def worker_id() -> str:
 def worker_seed(seed: int, worker: str) -> int:
     """A sampler seed of this worker's own, from the study's seed: no two workers draw the same startup trials."""
     return (seed * 1_000_003 + zlib.crc32(worker.encode())) % (2**31 - 1)
-
-
-def journal_path(url: str) -> Path:
-    return Path(url[len(JOURNAL) :])

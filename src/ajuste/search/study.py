@@ -14,7 +14,7 @@ import math
 import os
 import warnings
 from collections import Counter
-from collections.abc import Sequence, Set
+from collections.abc import Callable, Sequence, Set
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -71,18 +71,16 @@ def _key(params: dict[str, object]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
-def recover(study: optuna.Study, local: bool, enqueue: bool) -> int:
-    """Trials left running by a crash (local storage only) are failed as interrupted; every interrupted
-    trial's settings are queued once again unless they already ran. Returns how many were left running."""
-    if not local:  # a shared study: heartbeats and the workers' own retries recover trials there
-        return 0
-    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
-    for trial in stale:
+def _interrupt(study: optuna.Study, trials: Sequence[FrozenTrial], reason: Callable[[FrozenTrial], str]) -> None:
+    """Fail running trials whose process is gone, marked interrupted (they do not count)."""
+    for trial in trials:
         study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-        study._storage.set_trial_user_attr(trial._trial_id, "error", "interrupted: the process stopped")
+        study._storage.set_trial_user_attr(trial._trial_id, "error", reason(trial))
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    if not enqueue:
-        return len(stale)
+
+
+def _requeue_interrupted(study: optuna.Study) -> None:
+    """Queue the settings of every interrupted trial once again, unless they are queued or already ran."""
     trials = study.get_trials(deepcopy=False)
     waiting = {_key(t.params) for t in trials if t.state == TrialState.WAITING}
     done = {_key(t.params) for t in trials if counts_towards_budget(t)}
@@ -91,6 +89,17 @@ def recover(study: optuna.Study, local: bool, enqueue: bool) -> int:
         if trial.user_attrs.get("interrupted") and trial.params and key not in waiting and key not in done:
             study.enqueue_trial(trial.params, skip_if_exists=False)
             waiting.add(key)
+
+
+def recover(study: optuna.Study, local: bool, enqueue: bool) -> int:
+    """Trials left running by a crash (local storage only) are failed as interrupted; every interrupted
+    trial's settings are queued once again unless they already ran. Returns how many were left running."""
+    if not local:  # a shared study: heartbeats and the workers' own retries recover trials there
+        return 0
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    _interrupt(study, stale, lambda _: "interrupted: the process stopped")
+    if enqueue:
+        _requeue_interrupted(study)
     return len(stale)
 
 
@@ -104,22 +113,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def recover_dead_workers(study: optuna.Study, host: str) -> int:
+def recover_dead_workers(study: optuna.Study, host: str, enqueue: bool) -> int:
     """Trials left running by workers of this machine whose process is gone (a journal file has no
-    heartbeats): failed as interrupted, their settings queued again. Returns how many."""
-    found = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = str(trial.user_attrs.get("worker") or "")
-        name, _, pid = owner.rpartition(":")
-        if name != host or not pid.isdigit() or _alive(int(pid)):
-            continue
-        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-        study._storage.set_trial_user_attr(trial._trial_id, "error", f"interrupted: worker {owner} stopped")
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        if trial.params:
-            study.enqueue_trial(trial.params, skip_if_exists=False)
-        found += 1
-    return found
+    heartbeats): failed as interrupted, their settings queued again (as :func:`recover` does). Returns how many."""
+
+    def dead(trial: FrozenTrial) -> bool:
+        name, _, pid = str(trial.user_attrs.get("worker") or "").rpartition(":")
+        return name == host and pid.isdigit() and not _alive(int(pid))
+
+    found = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if dead(t)]
+    _interrupt(study, found, lambda t: f"interrupted: worker {t.user_attrs['worker']} stopped")
+    if enqueue:
+        _requeue_interrupted(study)
+    return len(found)
 
 
 def _digest(content: object) -> str:

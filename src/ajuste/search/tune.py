@@ -180,7 +180,7 @@ def _open_study(
             enqueue_portfolio(study, config, space)
         recovered = recover(study, local=not shared, enqueue=settings.sampler != "grid")
         if storage_kind(url) == "journal":  # no heartbeats in a journal: this machine's dead workers are known
-            recovered += recover_dead_workers(study, socket.gethostname())
+            recovered += recover_dead_workers(study, socket.gethostname(), enqueue=settings.sampler != "grid")
     existing = len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(
         settings.sampler,
@@ -216,9 +216,10 @@ def _same_study(study: optuna.Study, identity: dict[str, str], url: str) -> None
         )
 
 
-def _budget(study: optuna.Study, trials: int | None) -> int | None:
-    """Trials still to run: the study's total minus those that count; the grid's free points at most."""
-    budget = None if trials is None else max(0, trials - counted(study))
+def _budget(study: optuna.Study, trials: int | None, running: int = 0) -> int | None:
+    """Trials still to run: the study's total minus those that count (and those ``running`` elsewhere); the
+    grid's free points at most (a running trial's point is taken already)."""
+    budget = None if trials is None else max(0, trials - counted(study) - running)
     if isinstance(study.sampler, SpaceGridSampler):
         free = study.sampler.remaining(study)
         budget = free if budget is None else min(budget, free)
@@ -266,10 +267,7 @@ def _shared_search(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
         busy = running()
-        limits = [] if settings.trials is None else [settings.trials - counted(study) - busy]
-        if isinstance(study.sampler, SpaceGridSampler):  # points given to running trials are taken already
-            limits.append(study.sampler.remaining(study))
-        left = min(limits) if limits else None
+        left = _budget(study, settings.trials, busy)
         remaining = None if deadline is None else deadline - time.perf_counter()
         if remaining is not None and remaining <= 0:
             return False

@@ -28,7 +28,14 @@ from ajuste.models.files import ONNX_FILE
 from ajuste.models.settings import PRECISIONS, BagSettings, FamilySettings
 from ajuste.runtime import configure_threads
 from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar, frozen_pass_progress
-from ajuste.training.light import FORMAT, FORMAT_VERSION, MODEL_CONFIG, Predictions, read_model_config
+from ajuste.training.light import (
+    FORMAT,
+    FORMAT_VERSION,
+    MODEL_CONFIG,
+    ONNX_RUNTIME,
+    Predictions,
+    read_model_config,
+)
 from ajuste.training.loop import (
     Batches,
     EpochPlan,
@@ -440,7 +447,7 @@ def load_model(folder: str | Path, *, trust_remote_code: bool = False) -> TextCl
     family_entries = config.get("family")
     entries: dict[str, Any] = family_entries if isinstance(family_entries, dict) else {}
     try:
-        if runtime == "onnx":
+        if runtime == ONNX_RUNTIME:
             from ajuste.training.onnx import OnnxClassifier, onnx_session
 
             family.restore_preprocessing(folder, entries)

@@ -24,6 +24,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "MODEL_CONFIG",
+    "ONNX_RUNTIME",
     "NumpyBag",
     "Predictions",
     "light_model",
@@ -33,7 +34,9 @@ __all__ = [
 MODEL_CONFIG = "config.json"
 FORMAT = "ajuste-model"
 FORMAT_VERSION = 1
-RUNTIMES = (None, "onnx")
+#: ``config.json``'s ``runtime`` for an exported model (a PyTorch model folder has none).
+ONNX_RUNTIME = "onnx"
+RUNTIMES = (None, ONNX_RUNTIME)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def read_model_config(folder: Path) -> dict[str, Any]:
     runtime = config.get("runtime")
     if runtime not in RUNTIMES:
         raise RunFolderError(f"{config_file} names an unknown runtime", expected="none, or onnx", found=repr(runtime))
-    weights = ONNX_FILE if runtime == "onnx" else WEIGHTS_FILE
+    weights = ONNX_FILE if runtime == ONNX_RUNTIME else WEIGHTS_FILE
     if not (folder / weights).is_file():
         raise RunFolderError(
             f"run folder {folder} is incomplete",

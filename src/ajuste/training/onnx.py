@@ -23,15 +23,14 @@ from ajuste.models import Family
 from ajuste.runtime import physical_cores
 from ajuste.tokenize.batching import sorted_batches, token_batches
 from ajuste.training.classifier import TextClassifier
+from ajuste.training.light import ONNX_RUNTIME
 
-__all__ = ["RUNTIME", "OnnxClassifier", "onnx_session"]
+__all__ = ["OnnxClassifier", "onnx_session"]
 
 log = logging.getLogger(__name__)
 
-#: ``config.json``'s ``runtime`` for an exported model (a PyTorch model folder has none).
-RUNTIME = "onnx"
-#: Padded tokens per batch: ONNX Runtime on the CPU is fastest on smaller batches than PyTorch (MiniLM int8 on
-#: sms-spam, 2 cores: 1,490 texts/s at 512 tokens, 1,480 at 1,024, 1,310 at 4,096).
+#: Padded tokens per batch: ONNX Runtime on the CPU is fastest on smaller batches than PyTorch (a sweep by hand
+#: of 256 to 4,096 tokens, MiniLM int8 on sms-spam, 2 cores: 512 was fastest, 4,096 about 12% slower).
 TOKENS_PER_BATCH = 512
 
 
@@ -60,7 +59,7 @@ def onnx_session(path: Path) -> Any:
 class OnnxClassifier(TextClassifier):
     """A trained classifier whose logits ONNX Runtime computes; it predicts and evaluates, never trains."""
 
-    runtime = RUNTIME
+    runtime = ONNX_RUNTIME
 
     def __init__(self, classifier: TextClassifier, family: Family, session: Any, export: dict[str, Any]) -> None:
         super().__init__(classifier.settings, labels=classifier.labels)
@@ -116,7 +115,7 @@ class OnnxClassifier(TextClassifier):
         return {
             "family": self.settings.family,
             "labels": self.classes_,
-            "runtime": RUNTIME,
+            "runtime": ONNX_RUNTIME,
             "quantize": self.export.get("quantize"),
             "parameters": self.export.get("parameters"),
             "trainable_parameters": 0,
