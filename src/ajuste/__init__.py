@@ -25,11 +25,13 @@ if TYPE_CHECKING:
     from ajuste.config import RunConfig
     from ajuste.data import DataSettings, PreparedData, TextDataset, load_data
     from ajuste.models import BagSettings, GPTSettings, PretrainedSettings
+    from ajuste.runs.distill import DistillResult, distill
     from ajuste.runs.folder import load
     from ajuste.runs.train import RunResult, train
     from ajuste.training import (
         Callback,
         CompileSettings,
+        DistillSettings,
         EarlyStopping,
         FitSettings,
         History,
@@ -46,6 +48,8 @@ __all__ = [
     "Callback",
     "CompileSettings",
     "DataSettings",
+    "DistillResult",
+    "DistillSettings",
     "EarlyStopping",
     "FitSettings",
     "GPTSettings",
@@ -59,6 +63,7 @@ __all__ = [
     "TextDataset",
     "TrainSettings",
     "build",
+    "distill",
     "load",
     "load_data",
     "train",
@@ -74,12 +79,14 @@ __getattr__ = lazy_attributes(
         "ajuste.config": ("RunConfig",),
         "ajuste.data": ("DataSettings", "PreparedData", "TextDataset", "load_data"),
         "ajuste.models": ("BagSettings", "GPTSettings", "PretrainedSettings"),
+        "ajuste.runs.distill": ("DistillResult", "distill"),
         "ajuste.runs.folder": ("load",),
         "ajuste.runs.train": ("RunResult", "train"),
         "ajuste.search.tune": ("TuneResult", "tune"),
         "ajuste.training": (
             "Callback",
             "CompileSettings",
+            "DistillSettings",
             "EarlyStopping",
             "FitSettings",
             "History",

@@ -13,7 +13,7 @@ from rich.table import Table
 from ajuste.cli.output import Output
 from ajuste.errors import ConfigError, DataError
 
-__all__ = ["cache", "datasets", "evaluate", "export", "predict", "report", "train", "tune"]
+__all__ = ["cache", "datasets", "distill", "evaluate", "export", "predict", "report", "train", "tune"]
 
 
 def _output(args: argparse.Namespace) -> Output:
@@ -29,13 +29,64 @@ def train(args: argparse.Namespace) -> int:
     config = config_from_args(args, data=_data_source(args))
     result = train_run(config, overwrite=args.overwrite, verbose=out.show_progress)
     out.say(f"[bold]data[/]   {describe(result.data)}")
-    model = result.classifier.describe()
+    _model_line(out, result.classifier.describe())
+    out.metrics_table(result.metrics)
+    out.say(f"run folder [bold]{result.run_dir}[/] ({result.seconds:.1f} s)")
+    out.json(result.summary())
+    return 0
+
+
+def _model_line(out: Output, model: dict[str, Any]) -> None:
     out.say(
         f"[bold]model[/]  {model['family']}: {model['parameters']:,} parameters, "
         f"{model['trainable_parameters']:,} trainable"
     )
-    out.metrics_table(result.metrics)
-    out.say(f"run folder [bold]{result.run_dir}[/] ({result.seconds:.1f} s)")
+
+
+def distill(args: argparse.Namespace) -> int:
+    from ajuste.cli.options import distill_config_from_args
+    from ajuste.data import describe
+    from ajuste.runs.distill import run_distill
+
+    out = _output(args)
+    config = distill_config_from_args(args)
+    result = run_distill(config, overwrite=args.overwrite, verbose=out.show_progress)
+    run, record = result.run, result.record
+    out.say(f"[bold]data[/]   {describe(run.data)}")
+    cached = "from the cache" if record.teacher_cached else f"computed in {record.teacher_seconds:.1f} s"
+    out.say(
+        f"[bold]teacher[/] {record.teacher} ({record.teacher_family}); its probabilities of "
+        f"{record.labelled_texts:,} labelled, {record.augmented_texts:,} augmented and {record.unlabeled_texts:,} "
+        f"unlabelled texts {cached}"
+    )
+    if record.unlabeled_left_out:
+        out.say(
+            f"[bold]note[/]   {record.unlabeled_left_out:,} unlabelled texts left out: repeated, or a training, "
+            "validation or test text"
+        )
+    _model_line(out, run.classifier.describe())
+    out.metrics_table(run.metrics)
+    table = Table(box=None, pad_edge=False)
+    for column in ("model", "val acc", "test acc", "texts/s"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    rates = result.throughput
+
+    def percent(value: Any) -> str:
+        return "" if value is None else f"{100 * float(value):.2f}%"
+
+    def rate(name: str) -> str:
+        return f"{rates[name]:,.0f}" if name in rates else ""
+
+    table.add_row(
+        "teacher", percent(record.teacher_val_accuracy), percent(record.teacher_test_accuracy), rate("teacher")
+    )
+    table.add_row(
+        "student", percent(run.metrics["val"]["accuracy"]), percent(run.metrics["test"]["accuracy"]), rate("student")
+    )
+    out.table(table)
+    if rates:
+        out.say(f"the student predicts {rates['speedup']:,.1f}x as many texts a second ({rates['texts']:,} texts)")
+    out.say(f"run folder [bold]{run.run_dir}[/] ({run.seconds:.1f} s)")
     out.json(result.summary())
     return 0
 

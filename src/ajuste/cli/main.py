@@ -225,6 +225,48 @@ def build_parser() -> argparse.ArgumentParser:
     _common(export)
     export.set_defaults(handler=commands.export)
 
+    distill = sub.add_parser(
+        "distill",
+        help="Train a cheap student on a trained run's probabilities (a transformer's accuracy at a bag's cost).",
+        description="Train a student model on the teacher run's class probabilities (softened by --temperature, "
+        "mixed with the true labels by --alpha) over the teacher's training texts, augmented copies of them and "
+        "unlabelled texts; choose it on the teacher's validation split, evaluate the teacher's test split once, "
+        "and time both models' prediction. The student is an ordinary run folder.",
+    )
+    distill.add_argument("teacher", metavar="TEACHER_RUN", help="Run folder of the teacher (ajuste train or tune).")
+    student = distill.add_argument_group("student model")
+    student.add_argument(
+        "--student",
+        dest="model",
+        default="bag",
+        metavar="NAME",
+        help="Family of the student, trained by gradient descent: bag (default), gpt, or another one.",
+    )
+    add_model_flags(student, choose=False)
+    add_train_flags(distill)
+    teaching = distill.add_argument_group("distillation")
+    teaching.add_argument(
+        "--temperature", type=float, help="Softening of both models' probabilities (2; 1 is none, higher is softer)."
+    )
+    teaching.add_argument(
+        "--alpha", type=float, help="Weight of the true label against the teacher on labelled texts, 0 to 1 (0.5)."
+    )
+    teaching.add_argument(
+        "--augment",
+        type=int,
+        metavar="N",
+        help="Augmented copies of each training text (word dropout, nearby swaps, n-grams), teacher-labelled (0).",
+    )
+    teaching.add_argument(
+        "--unlabeled", metavar="FILE", help="Texts without labels, labelled by the teacher: one per line, or a column."
+    )
+    teaching.add_argument("--unlabeled-col", metavar="NAME", help="Column of the texts in --unlabeled.")
+    run = distill.add_argument_group("run")
+    run.add_argument("--out", metavar="DIR", help="Run folder to write (default runs/<data>-<student>-<time>).")
+    run.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
+    _common(distill)
+    distill.set_defaults(handler=commands.distill)
+
     datasets = sub.add_parser("datasets", help="List the built-in datasets and where they are found.")
     datasets.add_argument("--data-dir", help="Folder holding built-in datasets (default $AJUSTE_DATA_DIR).")
     _common(datasets)
@@ -241,6 +283,7 @@ _INTERRUPTED = {
     "predict": "prediction stopped; no --output file was written (it appears only once complete)",
     "evaluate": "evaluation stopped; nothing was written",
     "export": "export stopped; nothing was written (the exported folder appears only once checked)",
+    "distill": "distillation stopped; nothing was written (a run folder appears only once complete)",
 }
 
 

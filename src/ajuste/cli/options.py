@@ -225,14 +225,17 @@ def add_data_flags(parser: argparse.ArgumentParser, *, prepare: bool = True) -> 
         group.add_argument("--keep-duplicates", action="store_true", help="Keep exact duplicate texts.")
 
 
-def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model")
-    group.add_argument(
-        "--model",
-        default=None,
-        metavar="NAME",
-        help=f"{' | '.join(named_families())} | a checkpoint folder or hub id (default bag).",
-    )
+def add_model_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, choose: bool = True) -> None:
+    """The model's flags, in a group of their own (or in ``parser`` when it is a group); ``choose`` adds
+    ``--model`` (a command that names the model another way leaves it out)."""
+    group = parser if isinstance(parser, argparse._ArgumentGroup) else parser.add_argument_group("model")
+    if choose:
+        group.add_argument(
+            "--model",
+            default=None,
+            metavar="NAME",
+            help=f"{' | '.join(named_families())} | a checkpoint folder or hub id (default bag).",
+        )
     _add(group, MODEL_FLAGS)  # type: ignore[arg-type]
     group.add_argument(
         "--trust-remote-code", action="store_true", default=None, help="Allow a checkpoint's own code to run (off)."
@@ -288,6 +291,17 @@ def _model_section(args: argparse.Namespace, base: dict[str, Any]) -> tuple[dict
     return section, problems
 
 
+def _train_section(args: argparse.Namespace, section: dict[str, Any]) -> dict[str, Any]:
+    """The training settings of ``section`` with the training flags applied."""
+    for flag in TRAIN_FLAGS:
+        value = getattr(args, flag.field, None)
+        if value is not None:
+            section[flag.field] = value
+    if getattr(args, "restore_best", None) is False:
+        section["restore_best"] = False
+    return section
+
+
 def _sections(args: argparse.Namespace, data: dict[str, Any] | None, sections: tuple[str, ...]) -> dict[str, Any]:
     """The ``--config`` file's content with the data, training, seed and output flags applied."""
     values: dict[str, Any] = read_yaml(args.config) if getattr(args, "config", None) else {}
@@ -305,14 +319,7 @@ def _sections(args: argparse.Namespace, data: dict[str, Any] | None, sections: t
             data_section[flag.field] = value
     if getattr(args, "keep_duplicates", False):
         data_section["dedupe"] = False
-    train_section = dict(values.get("train") or {})
-    for flag in TRAIN_FLAGS:
-        value = getattr(args, flag.field, None)
-        if value is not None:
-            train_section[flag.field] = value
-    if getattr(args, "restore_best", None) is False:
-        train_section["restore_best"] = False
-    values.update({"data": data_section, "train": train_section})
+    values.update({"data": data_section, "train": _train_section(args, dict(values.get("train") or {}))})
     if getattr(args, "seed", None) is not None:
         values["seed"] = args.seed
     if getattr(args, "out", None) is not None:
@@ -372,3 +379,18 @@ def tune_config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | No
             search[name] = value
     values["tune"] = search
     return validate(TuneConfig, values)
+
+
+DISTILL_FLAGS = ("temperature", "alpha", "augment", "unlabeled", "unlabeled_col")
+
+
+def distill_config_from_args(args: argparse.Namespace) -> RunConfig:
+    """A validated RunConfig of ``ajuste distill``: the teacher's data and seed, the student's model (``--student``
+    and the model flags) and training flags, and the distillation flags."""
+    from ajuste.runs.distill import distill_config
+
+    model_section, problems = _model_section(args, {})
+    if problems:
+        raise ConfigError("invalid flags: " + "; ".join(problems))
+    settings = {name: getattr(args, name) for name in DISTILL_FLAGS if getattr(args, name) is not None}
+    return distill_config(args.teacher, model_section, train=_train_section(args, {}), out=args.out, **settings)

@@ -265,16 +265,22 @@ class RunFolder:
                 fix="Train again, or restore the folder from a copy.",
             ) from None
 
+    def _read_object(self, path: Path) -> dict[str, Any] | None:
+        """A JSON object written by ajuste; None when the file is absent."""
+        if not path.is_file():
+            return None
+        content = self._read_json(path)
+        if not isinstance(content, dict):
+            raise RunFolderError(f"{path} is damaged", expected="a JSON object", found=type(content).__name__)
+        return content
+
     def read_metrics(self) -> dict[str, Any] | None:
         """metrics.json (None before a final model exists)."""
-        if not self.metrics_file.is_file():
-            return None
-        content = self._read_json(self.metrics_file)
-        if not isinstance(content, dict):
-            raise RunFolderError(
-                f"{self.metrics_file} is damaged", expected="a JSON object", found=type(content).__name__
-            )
-        return content
+        return self._read_object(self.metrics_file)
+
+    def read_split(self) -> dict[str, Any] | None:
+        """split.json: the source rows of each split (None before a final model exists)."""
+        return self._read_object(self.path / SPLIT_FILE)
 
     def read_history(self) -> History | None:
         if not self.history_file.is_file():

@@ -16,7 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ajuste.config import RunConfig
 
-__all__ = ["ExportRecord", "RunFile", "RunRecord", "SearchInfo", "SearchRecord", "TestAccess", "environment", "now"]
+__all__ = [
+    "DistillRecord",
+    "ExportRecord",
+    "RunFile",
+    "RunRecord",
+    "SearchInfo",
+    "SearchRecord",
+    "TestAccess",
+    "environment",
+    "now",
+]
 
 
 def now() -> str:
@@ -90,6 +100,21 @@ class ExportRecord(_Record):
     same_labels: int
 
 
+class DistillRecord(_Record):
+    """How a distilled run was made: its teacher (and the teacher's recorded accuracy), and the texts it learnt on."""
+
+    teacher: str
+    teacher_family: str
+    teacher_val_accuracy: float | None = None
+    teacher_test_accuracy: float | None = None
+    labelled_texts: int
+    augmented_texts: int
+    unlabeled_texts: int
+    unlabeled_left_out: int = 0
+    teacher_cached: bool
+    teacher_seconds: float
+
+
 class RunRecord(_Record):
     """What happened in a run: when, how long, the data report, the model, and every test access."""
 
@@ -102,6 +127,7 @@ class RunRecord(_Record):
     test_accesses: list[TestAccess] = Field(default_factory=list)
     search: SearchRecord | None = None
     export: ExportRecord | None = None
+    distillation: DistillRecord | None = None
 
 
 class RunFile(BaseModel):
@@ -114,8 +140,11 @@ class RunFile(BaseModel):
     record: RunRecord
 
     def to_data(self) -> dict[str, Any]:
+        settings = self.config.model_dump(mode="json")
+        if settings.get("distill") is None:  # a run without a teacher: no distill section at all
+            settings.pop("distill", None)
         return {
-            **self.config.model_dump(mode="json"),
+            **settings,
             "ajuste": self.ajuste,
             "record": self.record.model_dump(mode="json", exclude_none=True),
         }

@@ -13,7 +13,7 @@ from ajuste.config import RunConfig
 from ajuste.data import describe, load_data, resolved_balance
 from ajuste.data.prepare import PreparedData
 from ajuste.runs.folder import RunFolder, default_run_dir
-from ajuste.runs.record import RunFile, RunRecord, TestAccess
+from ajuste.runs.record import DistillRecord, RunFile, RunRecord, TestAccess
 from ajuste.runtime import configure_threads
 from ajuste.training.callbacks import Callback
 
@@ -37,6 +37,7 @@ class RunResult:
     data: PreparedData
     metrics: dict[str, dict[str, Any]]
     classifier: TextClassifier
+    distillation: DistillRecord | None = None
 
     def data_counts(self) -> dict[str, Any]:
         report = self.data.report
@@ -78,7 +79,14 @@ def resolve(config: RunConfig, classifier: TextClassifier) -> RunConfig:
     data_values = config.data.model_dump()
     data_values["balance"] = resolved_balance(config.data)
     return RunConfig.model_validate(
-        {"data": data_values, "model": model_values, "train": train_values, "seed": config.seed, "out": config.out}
+        {
+            "data": data_values,
+            "model": model_values,
+            "train": train_values,
+            "seed": config.seed,
+            "out": config.out,
+            "distill": config.distill,
+        }
     )
 
 
@@ -89,7 +97,10 @@ def train(
     callbacks: Sequence[Callback] = (),
     verbose: bool | str = "auto",
 ) -> RunResult:
-    """Run the six steps for ``config`` and write the run folder; the test split is evaluated exactly once."""
+    """Run the six steps for ``config`` and write the run folder; the test split is evaluated exactly once.
+
+    With ``config.distill``, the model learns from a teacher run as well (see :mod:`ajuste.runs.distill`): the
+    data must split as the teacher's did, and the teacher's probabilities are added to the training texts."""
     from ajuste.training.classifier import TextClassifier
 
     started = time.perf_counter()
@@ -99,16 +110,22 @@ def train(
     folder.check_target(overwrite)
     data = load_data(config.data, seed=config.seed)
     log.info("data: %s", describe(data))
+    student = None
+    if config.distill is not None:
+        from ajuste.runs.distill import student_data
+
+        student = student_data(config.distill, data, config.seed)
     classifier = TextClassifier(config.model, labels=data.labels)
     classifier.compile_from(config.train.compile_settings(), class_weights=data.class_weights)
     classifier.fit_from(
-        data.train,
+        student.train if student else data.train,
         None,
         config.train.fit_settings(),
         validation_data=data.val,
         callbacks=callbacks,
         seed=config.seed,
         verbose=verbose,
+        teacher=student.targets if student else None,
     )
     metrics = {
         "train": classifier.evaluate(data.train, seed=config.seed),
@@ -127,7 +144,8 @@ def train(
         best_epoch=history.best_epoch if history else None,
         epochs_run=len(history) if history else 0,
         test_accesses=[test_access],
+        distillation=student.record if student else None,
     )
     split = {"source": data.report["source"], "seed": config.seed, **data.split_record()}
     folder.write(classifier, RunFile(config=resolved, record=record), metrics=metrics, split=split, overwrite=overwrite)
-    return RunResult(folder.path, seconds, resolved, data, metrics, classifier)
+    return RunResult(folder.path, seconds, resolved, data, metrics, classifier, student.record if student else None)

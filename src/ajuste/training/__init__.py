@@ -9,17 +9,20 @@ from ajuste.lazy import lazy_attributes
 if TYPE_CHECKING:
     from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar
     from ajuste.training.classifier import TextClassifier, load_model
+    from ajuste.training.distillation import TeacherTargets
     from ajuste.training.light import Predictions
-    from ajuste.training.settings import CompileSettings, FitSettings, TrainSettings
+    from ajuste.training.settings import CompileSettings, DistillSettings, FitSettings, TrainSettings
 
 __all__ = [
     "Callback",
     "CompileSettings",
+    "DistillSettings",
     "EarlyStopping",
     "FitSettings",
     "History",
     "Predictions",
     "ProgressBar",
+    "TeacherTargets",
     "TextClassifier",
     "TrainSettings",
     "load_model",
@@ -32,6 +35,7 @@ __getattr__ = lazy_attributes(
         "ajuste.training.callbacks": ("Callback", "EarlyStopping", "History", "ProgressBar"),
         "ajuste.training.classifier": ("TextClassifier", "load_model"),
         "ajuste.training.light": ("Predictions",),
-        "ajuste.training.settings": ("CompileSettings", "FitSettings", "TrainSettings"),
+        "ajuste.training.distillation": ("TeacherTargets",),
+        "ajuste.training.settings": ("CompileSettings", "DistillSettings", "FitSettings", "TrainSettings"),
     },
 )

@@ -28,6 +28,7 @@ from ajuste.models.files import ONNX_FILE
 from ajuste.models.settings import PRECISIONS, BagSettings, FamilySettings
 from ajuste.runtime import configure_threads
 from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar, frozen_pass_progress
+from ajuste.training.distillation import DistillationLoss, TeacherTargets
 from ajuste.training.light import (
     FORMAT,
     FORMAT_VERSION,
@@ -171,8 +172,12 @@ class TextClassifier:
         callbacks: Sequence[Callback] = (),
         seed: int = 123,
         verbose: bool | str = "auto",
+        teacher: TeacherTargets | None = None,
     ) -> History:
-        """Train on ``x`` (a TextDataset, or texts with labels ``y``), validating after every epoch."""
+        """Train on ``x`` (a TextDataset, or texts with labels ``y``), validating after every epoch.
+
+        With ``teacher``, the model learns from a teacher's probabilities of the training texts as well as
+        from their labels (see :mod:`ajuste.training.distillation`); validation still scores the true labels."""
         settings = validate(
             FitSettings,
             {
@@ -186,7 +191,14 @@ class TextClassifier:
             "train",
         )
         return self.fit_from(
-            x, y, settings, validation_data=validation_data, callbacks=callbacks, seed=seed, verbose=verbose
+            x,
+            y,
+            settings,
+            validation_data=validation_data,
+            callbacks=callbacks,
+            seed=seed,
+            verbose=verbose,
+            teacher=teacher,
         )
 
     def fit_from(
@@ -199,6 +211,7 @@ class TextClassifier:
         callbacks: Sequence[Callback] = (),
         seed: int = 123,
         verbose: bool | str = "auto",
+        teacher: TeacherTargets | None = None,
     ) -> History:
         """``fit`` from a settings object (as the command line does)."""
         train = _as_dataset(x, y, "training data")
@@ -219,6 +232,11 @@ class TextClassifier:
             if not self.is_fitted:
                 self._build(train)
             family, module, classes = self._require_fitted("fit")
+            if teacher is not None and family.solver:
+                raise ConfigError(
+                    f"the {family.name} family is fitted by a solver on the labels: it cannot learn from a teacher",
+                    fix="Distil into a family trained by gradient descent, such as bag or gpt.",
+                )
             defaults = family.defaults()
             plan = EpochPlan(
                 epochs=1 if family.solver else settings.epochs or defaults.epochs,
@@ -232,13 +250,15 @@ class TextClassifier:
             )
             show = verbose is True or (verbose == "auto" and sys.stderr.isatty())
             train_batches = self._batches(family, module, train, "training data", show)
+            if teacher is not None:
+                train_batches.soft = teacher.soft_targets(len(train), len(classes))
             val_batches = self._batches(family, module, val, "validation data", show) if val is not None else None
             all_callbacks = list(callbacks)
             if settings.early_stopping is not None:
                 all_callbacks.append(EarlyStopping(plan.monitor, settings.early_stopping))
             if show:
                 all_callbacks.append(ProgressBar())
-            step = self._epoch_step(family, module, train, train_batches, plan, all_callbacks)
+            step = self._epoch_step(family, module, train, train_batches, plan, all_callbacks, teacher)
             for callback in all_callbacks:
                 callback.set_model(self)
             self.stop_training = False
@@ -265,14 +285,15 @@ class TextClassifier:
         batches: Batches,
         plan: EpochPlan,
         callbacks: Sequence[Callback],
+        teacher: TeacherTargets | None = None,
     ) -> EpochStep:
         """What one epoch does: a solver's single fit, or an epoch of gradient descent with the compiled
-        optimizer, schedule and loss."""
+        optimizer, schedule and loss (mixed with the teacher's targets when there is one)."""
         compiled = self.compile_settings or CompileSettings()
         classes = self.classes_ or []
-        loss_fn = make_loss(compiled, classes, self.class_weights)
+        cross_entropy = make_loss(compiled, classes, self.class_weights)
         if family.solver:
-            weights = getattr(loss_fn, "weight", None)
+            weights = cross_entropy.weight
             return SolvedEpoch(
                 module,
                 batches,
@@ -286,6 +307,9 @@ class TextClassifier:
         optimizer = make_optimizer(module, compiled, lr)
         steps = -(-len(train) // plan.batch_size)
         scheduler = make_scheduler(optimizer, compiled, plan.epochs * -(-steps // plan.grad_accum))
+        loss_fn: nn.Module = cross_entropy
+        if teacher is not None:
+            loss_fn = DistillationLoss(teacher.temperature, teacher.alpha, cross_entropy)
         return GradientEpochs(module, batches, plan, optimizer, scheduler, loss_fn, callbacks, len(classes))
 
     def _batches(self, family: Family, module: nn.Module, data: TextDataset, what: str, show: bool) -> Batches:

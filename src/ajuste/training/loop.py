@@ -20,6 +20,7 @@ from ajuste.errors import TrainingError
 from ajuste.models.boundary import BoundaryStates, autocast
 from ajuste.tokenize.batching import length_grouped_batches, sorted_batches, token_batches
 from ajuste.training.callbacks import Callback, History, is_improvement
+from ajuste.training.distillation import SoftTargets
 from ajuste.training.metrics import epoch_metrics
 
 __all__ = ["Batches", "EpochPlan", "EpochStep", "GradientEpochs", "SolvedEpoch", "predict_logits", "run_training"]
@@ -29,13 +30,15 @@ Collate = Callable[[Sequence[Sequence[int]]], dict[str, torch.Tensor]]
 
 @dataclass
 class Batches:
-    """Encoded texts, their targets, the family's collate function and, when the model has a freeze
-    boundary, the frozen part's output for every text (then only the trainable part runs)."""
+    """Encoded texts, their targets, the family's collate function, when the model has a freeze boundary the
+    frozen part's output for every text (then only the trainable part runs), and when a student learns from a
+    teacher the teacher's soft targets."""
 
     sequences: list[list[int]]
     targets: torch.Tensor
     collate: Collate
     features: BoundaryStates | None = None
+    soft: SoftTargets | None = None
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -201,7 +204,10 @@ class GradientEpochs:
             targets = train.targets[batch]
             with autocast(plan.precision):  # bf16 matrix products, fp32 weights, optimizer and loss
                 logits = module(**train.inputs(batch)).float()
-            loss = self.loss_fn(logits, targets)
+            if train.soft is None:
+                loss = self.loss_fn(logits, targets)
+            else:
+                loss = self.loss_fn(logits, targets, train.soft.log_probs[batch], train.soft.labelled[batch])
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the training loss became {loss.item()} at epoch {epoch}, batch {step}",

@@ -62,7 +62,9 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def make_loss(settings: CompileSettings, labels: Sequence[str], class_weights: dict[str, float] | None) -> nn.Module:
+def make_loss(
+    settings: CompileSettings, labels: Sequence[str], class_weights: dict[str, float] | None
+) -> nn.CrossEntropyLoss:
     """Cross-entropy with optional label smoothing and per-class weights."""
     weight = None
     if class_weights:

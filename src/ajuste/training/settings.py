@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["METRICS", "CompileSettings", "FitSettings", "TrainSettings"]
+__all__ = ["METRICS", "CompileSettings", "DistillSettings", "FitSettings", "TrainSettings"]
 
 METRICS = ("accuracy", "macro_f1")
 
@@ -63,3 +63,28 @@ class TrainSettings(CompileSettings, FitSettings):
 
     def fit_settings(self) -> FitSettings:
         return FitSettings(**{k: getattr(self, k) for k in FitSettings.model_fields})
+
+
+class DistillSettings(BaseModel):
+    """How a student learns from a teacher run: the ``distill:`` section of a distilled run's run.yaml.
+
+    The defaults are the common ones of the literature, not tuned to a dataset: a temperature of 2 softens the
+    teacher's probabilities enough to show which wrong classes it finds plausible (Hinton et al., 2015, used
+    1–20), and ``alpha`` 0.5 weighs the true labels as much as the teacher where both exist, so that a teacher's
+    mistakes on the training texts are not copied whole.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    teacher: str = Field(description="The teacher's run folder (written by `ajuste train` or `ajuste tune`).")
+    temperature: float = Field(2.0, gt=0, le=100, description="Softening of both models' probabilities.")
+    alpha: float = Field(
+        0.5, ge=0, le=1, description="Weight of the true label against the teacher, on texts that have one."
+    )
+    augment: int = Field(
+        0, ge=0, le=100, description="Augmented copies of each training text, labelled by the teacher alone."
+    )
+    unlabeled: str | None = Field(
+        None, description="A file of texts without labels (one per line, or a column): labelled by the teacher."
+    )
+    unlabeled_col: str | None = Field(None, description="Column of the texts in `unlabeled` (guessed when obvious).")
