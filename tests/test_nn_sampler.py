@@ -15,7 +15,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 
 from ajuste.errors import ConfigError
-from ajuste.search.nn_sampler import NeuralSampler, _expected_improvement, _SpaceEncoder
+from ajuste.search.nn_sampler import NeuralSampler, _expected_improvement, _features, _SpaceEncoder
 
 # A light configuration keeps the file fast; the defaults are for real studies, where a trial costs minutes.
 FAST: dict[str, Any] = {"n_startup_trials": 5, "n_models": 3, "n_candidates": 300, "hidden": 16, "epochs": 60}
@@ -264,6 +264,20 @@ def test_the_encoding_covers_every_kind_of_distribution() -> None:
     for row in encoder.snap(encoder.uniform(200, np.random.default_rng(0))):
         decoded = encoder.decode(row)
         assert all(contains(space[name], value) for name, value in decoded.items())
+
+
+def test_a_parameter_some_points_lack_gets_an_absent_column() -> None:
+    """A trial of another family teaches the surrogate what it set; the absent column tells it what it did not."""
+    space: dict[str, BaseDistribution] = {
+        "family": CategoricalDistribution(["a", "b"]),
+        "x": FloatDistribution(0.0, 2.0),
+        "y": IntDistribution(1, 3),
+    }
+    encoder = _SpaceEncoder(space)
+    rows = _features(encoder, [{"family": "a", "x": 1.0, "y": 3}, {"family": "b", "x": 2.0}])
+    # family one-hot, x, y, then "y is absent"
+    assert rows.tolist() == [[1.0, 0.0, 0.5, pytest.approx(5 / 6), 0.0], [0.0, 1.0, 1.0, 0.0, 1.0]]
+    assert _features(encoder, [{"family": "a", "x": 1.0, "y": 3}]).shape == (1, encoder.dim), "none absent: no column"
 
 
 def test_parallel_workers_reseed_and_finish() -> None:

@@ -93,10 +93,11 @@ def test_default_spaces_parse_and_give_valid_settings(families: list[str]) -> No
     assert seen == set(families), "every family of the space is sampled"
 
 
-def test_several_families_have_their_own_parameter_names() -> None:
+def test_a_family_s_own_settings_have_its_name_and_shared_settings_one_name() -> None:
     space = parse_space(None, families=["bag", "gpt"])
     names = set(space.distributions())
-    assert {"model.family", "bag/train.lr", "gpt/train.lr"} <= names
+    assert {"model.family", "bag/model.embed_dim", "gpt/model.num_layers", "train.lr"} <= names
+    assert not {"bag/train.lr", "gpt/train.lr"} & names
     assert space.distributions()["model.family"] == CategoricalDistribution(["bag", "gpt"])
 
 
@@ -189,11 +190,9 @@ def test_lora_settings_exist_only_when_trainable_is_lora() -> None:
         assert ("model.lora_alpha" in values) is is_lora
         if is_lora:
             assert 4 <= values["model.lora_rank"] <= 32
-        lr_params = [name for name in params if "train.lr" in name]
-        assert len(lr_params) == 1, "one learning-rate range per policy, the one whose condition holds"
-        when = lr_params[0].split("[", 1)[1][:-1]
-        assert Expression.parse(when).holds({"model.trainable": policy})
-        assert ranges[when]["low"] <= values["train.lr"] <= ranges[when]["high"]
+        assert [name for name in params if "train.lr" in name] == ["train.lr"], "one parameter for every range"
+        (when,) = [when for when in ranges if Expression.parse(when).holds({"model.trainable": policy})]
+        assert ranges[when]["low"] <= values["train.lr"] <= ranges[when]["high"], "the policy's own range"
     assert policies == {"head", "last_block", "last_n:2", "all", "lora"}
 
 

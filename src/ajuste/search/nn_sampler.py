@@ -2,14 +2,18 @@
 
 After ``n_startup_trials`` random trials, every new trial is chosen like this:
 
-1. The parameters that every completed trial shares (Optuna's intersection search space) are encoded
-   into ``[0, 1]`` columns: numbers normalised (on a log scale where asked), categories one-hot.
+1. Completed trials are encoded into ``[0, 1]`` columns: numbers normalised (on a log scale where asked),
+   categories one-hot. Given the structure of a conditional space (:class:`ConditionalSpace`: ajuste's
+   search space, with a model family and each family's settings), every parameter of the space is
+   encoded, with an "absent" column for a parameter a trial did not set; without it, the parameters every
+   completed trial shares (Optuna's intersection search space).
 2. ``n_models`` small MLPs are trained on the completed trials, each from its own initialisation and
    with its own Bayesian-bootstrap weights on the trials. Their disagreement is the surrogate's uncertainty.
 3. ``n_candidates`` random settings (half uniform, half near the best trials so far) are scored by
-   expected improvement over the best value seen; the best candidate is decoded and tried next.
+   expected improvement over the best value seen; the best candidate is decoded and tried next. A
+   candidate of a conditional space is scored by the parameters a trial would really set with it.
 
-Parameters outside that space (conditional ones) are drawn by a seeded :class:`optuna.samplers.RandomSampler`.
+Parameters outside the modelled space are drawn by a seeded :class:`optuna.samplers.RandomSampler`.
 Everything runs on the CPU, with local random streams: the training code's random numbers are untouched.
 """
 
@@ -19,7 +23,7 @@ import contextlib
 import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import optuna
@@ -31,7 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ajuste.errors import ConfigError
 
-__all__ = ["MultiObjectiveError", "NeuralSampler"]
+__all__ = ["ConditionalSpace", "MultiObjectiveError", "NeuralSampler"]
 
 _NumericDistribution = FloatDistribution | IntDistribution
 
@@ -115,25 +119,42 @@ class _SpaceEncoder:
         self.dim = start
 
     def encode(self, params: Mapping[str, Any]) -> np.ndarray:
-        row = np.zeros(self.dim)
+        return self.encode_rows([params], np.zeros((1, self.dim)))[0]
+
+    def encode_rows(self, points: Sequence[Mapping[str, Any]], fill: np.ndarray) -> np.ndarray:
+        """One row per point; the columns of a parameter that a point lacks keep their values in ``fill``."""
+        rows = fill.copy()
         for name, dist in self.search_space.items():
             columns = self.columns[name]
+            has = np.array([name in point for point in points], dtype=bool)
+            values = [point[name] for point in points if name in point]
+            if not values:
+                continue
             if isinstance(dist, CategoricalDistribution):
-                row[columns.start + int(dist.to_internal_repr(params[name]))] = 1.0
+                block = np.zeros((len(values), len(dist.choices)))
+                block[np.arange(len(values)), [int(dist.to_internal_repr(v)) for v in values]] = 1.0
             else:
-                row[columns] = _values_to_unit(_numeric(dist), np.array([float(params[name])]))
-        return row
+                block = _values_to_unit(_numeric(dist), np.array(values, dtype=np.float64))[:, None]
+            rows[has, columns] = block
+        return rows
 
     def decode(self, row: np.ndarray) -> dict[str, Any]:
-        params: dict[str, Any] = {}
+        return self.decode_rows(row[None, :])[0]
+
+    def decode_rows(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        points: list[dict[str, Any]] = [{} for _ in rows]
         for name, dist in self.search_space.items():
-            block = row[self.columns[name]]
+            block = rows[:, self.columns[name]]
             if isinstance(dist, CategoricalDistribution):
-                params[name] = dist.choices[int(np.argmax(block))]
-                continue
-            value = float(_unit_to_values(_numeric(dist), block)[0])
-            params[name] = round(value) if isinstance(dist, IntDistribution) else value
-        return params
+                values: list[Any] = [dist.choices[int(i)] for i in np.argmax(block, axis=1)]
+            else:
+                numbers = _unit_to_values(_numeric(dist), block[:, 0])
+                values = numbers.tolist()
+                if isinstance(dist, IntDistribution):
+                    values = [round(v) for v in values]
+            for point, value in zip(points, values):
+                point[name] = value
+        return points
 
     def snap(self, rows: np.ndarray) -> np.ndarray:
         """Moves each row onto the setting it decodes to, so that the surrogate scores real settings."""
@@ -187,6 +208,19 @@ def _numeric(dist: BaseDistribution) -> _NumericDistribution:
         found=repr(dist),
         fix="Suggest parameters with trial.suggest_float, suggest_int or suggest_categorical.",
     )
+
+
+def _features(encoder: _SpaceEncoder, points: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """The surrogate's inputs: each point's row (zeros for a parameter it lacks) and, for every parameter
+    that some point lacks, one more column that is 1 where the parameter is absent.
+
+    With these "absent" columns a trial of another model family, or one whose condition left a setting
+    out, still teaches the surrogate everything it did set, and a candidate is scored as what it is.
+    """
+    rows = encoder.encode_rows(points, np.zeros((len(points), encoder.dim)))
+    optional = [name for name in encoder.search_space if not all(name in point for point in points)]
+    absent = np.array([[name not in point for name in optional] for point in points], dtype=np.float64)
+    return np.concatenate([rows, absent.reshape(len(points), len(optional))], axis=1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -283,6 +317,32 @@ def _standardised_scores(values: np.ndarray, direction: StudyDirection) -> np.nd
 # --------------------------------------------------------------------------------------------------
 
 
+class ConditionalSpace(Protocol):
+    """A search space whose parameters depend on the values of others (a model family and its own
+    settings; a setting that exists under a condition): what the sampler needs to model all of it."""
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Every parameter a trial may suggest, with its distribution."""
+        ...
+
+    def active(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters a trial suggests when ``params`` (a value for every parameter) are offered to it."""
+        ...
+
+
+def _present(trial: FrozenTrial, search_space: Mapping[str, BaseDistribution]) -> dict[str, Any]:
+    """The parameters of ``trial`` in ``search_space``, with the same distribution there."""
+    return {
+        name: value
+        for name, value in trial.params.items()
+        if name in search_space and trial.distributions[name] == search_space[name]
+    }
+
+
+def _only_value(dist: BaseDistribution) -> Any:
+    return dist.choices[0] if isinstance(dist, CategoricalDistribution) else _numeric(dist).low
+
+
 def _int_problem(name: str, value: object, minimum: int) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         return f"{name} must be an int >= {minimum}. Got {value!r} instead."
@@ -292,12 +352,13 @@ def _int_problem(name: str, value: object, minimum: int) -> str | None:
 class NeuralSampler(optuna.samplers.BaseSampler):
     """Bayesian optimisation with an ensemble of small neural networks as the surrogate.
 
-    The first ``n_startup_trials`` trials are drawn at random. After that, the parameters shared by all
-    completed trials are proposed together: an ensemble of MLPs, trained on the completed trials, predicts
-    the mean and spread of the score of ``n_candidates`` random settings, and the one with the largest
-    expected improvement over the best score so far is tried next. Parameters that only some trials have
-    (conditional parameters) are drawn at random. Failed and pruned trials are ignored: a pruned trial's
-    value is an intermediate score, not comparable with the final ones.
+    The first ``n_startup_trials`` trials are drawn at random. After that, the parameters are proposed
+    together: an ensemble of MLPs, trained on the completed trials, predicts the mean and spread of the
+    score of ``n_candidates`` random settings, and the one with the largest expected improvement over the
+    best score so far is tried next. Given ``space``, every parameter of it is modelled, each trial by the
+    parameters it set; without it, the parameters shared by all completed trials, and those that only some
+    trials have (conditional parameters) are drawn at random. Failed and pruned trials are ignored: a
+    pruned trial's value is an intermediate score, not comparable with the final ones.
 
     The same ``seed`` on the same objective gives the same trials (on the same machine and library
     versions). The sampler never touches the global random streams of ``torch``, ``numpy`` or ``random``;
@@ -321,6 +382,8 @@ class NeuralSampler(optuna.samplers.BaseSampler):
         epochs: Full-batch AdamW steps that train the networks for each new trial.
         xi: Exploration margin of expected improvement, in standard deviations of the observed scores:
             larger values favour settings the ensemble is unsure about over ones predicted a little better.
+        space: The structure of a conditional search space, to model all of its parameters (ajuste's
+            :class:`~ajuste.search.space.SearchSpace`); ``None`` models the parameters every trial shares.
     """
 
     def __init__(
@@ -333,6 +396,7 @@ class NeuralSampler(optuna.samplers.BaseSampler):
         hidden: int = 64,
         epochs: int = 300,
         xi: float = 0.01,
+        space: ConditionalSpace | None = None,
     ) -> None:
         problems = [
             problem
@@ -361,6 +425,7 @@ class NeuralSampler(optuna.samplers.BaseSampler):
         self.hidden = hidden
         self.epochs = epochs
         self.xi = float(xi)
+        self.space = space
         self._rng = np.random.default_rng(seed)
         self._random_sampler = optuna.samplers.RandomSampler(seed=seed)
 
@@ -375,7 +440,7 @@ class NeuralSampler(optuna.samplers.BaseSampler):
         if len(completed) < max(self.n_startup_trials, 1):
             # Until then every parameter comes from the random sampler, exactly as RandomSampler(seed) would.
             return {}
-        space = intersection_search_space(completed)
+        space = self.space.distributions() if self.space is not None else intersection_search_space(completed)
         # A single-valued parameter needs no model: Optuna fills it in itself.
         return {name: dist for name, dist in space.items() if not dist.single()}
 
@@ -385,27 +450,25 @@ class NeuralSampler(optuna.samplers.BaseSampler):
         _check_single_objective(study)
         if not search_space:
             return {}
-        completed = [
-            done
-            for done in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if all(done.distributions.get(name) == dist for name, dist in search_space.items())
-        ]
-        if len(completed) < max(self.n_startup_trials, 1):
+        points: list[dict[str, Any]] = []
+        values: list[float] = []
+        for done in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            present = _present(done, search_space)
+            if present and done.value is not None:
+                points.append(present)
+                values.append(float(done.value))
+        if len(points) < max(self.n_startup_trials, 1):
             return {}
-        values = [float(done.value) for done in completed if done.value is not None]
-        params = [done.params for done in completed]
         # Trials other workers are running: scored as the worst so far (a constant liar), so that this worker
         # does not propose what they are already trying.
         worst = min(values) if study.direction == StudyDirection.MAXIMIZE else max(values)
         for pending in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if pending.number != trial.number and all(
-                name in pending.params and pending.distributions.get(name) == dist
-                for name, dist in search_space.items()
-            ):
-                params.append(pending.params)
+            present = _present(pending, search_space)
+            if pending.number != trial.number and present:
+                points.append(present)
                 values.append(worst)
         with _one_intra_op_thread():
-            return self._propose(_SpaceEncoder(search_space), params, np.array(values, dtype=np.float64), study)
+            return self._propose(_SpaceEncoder(search_space), points, np.array(values, dtype=np.float64), study)
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
@@ -420,30 +483,51 @@ class NeuralSampler(optuna.samplers.BaseSampler):
         self._random_sampler.after_trial(study, trial, state, values)
 
     def _propose(
-        self, encoder: _SpaceEncoder, params: list[dict[str, Any]], values: np.ndarray, study: Study
+        self, encoder: _SpaceEncoder, points: list[dict[str, Any]], values: np.ndarray, study: Study
     ) -> dict[str, Any]:
-        inputs = np.stack([encoder.encode(one) for one in params])
         scores = _standardised_scores(values, study.direction)
         generator = torch.Generator(device=_CPU).manual_seed(int(self._rng.integers(2**63 - 1)))
-        ensemble = _fit_ensemble(
-            inputs, scores, n_models=self.n_models, hidden=self.hidden, epochs=self.epochs, generator=generator
-        )
 
         n_local = round(self.n_candidates * _LOCAL_FRACTION)
-        centres = inputs[np.argsort(-scores, kind="stable")[:_N_LOCAL_CENTRES]]
-        candidates = encoder.snap(
+        best = np.argsort(-scores, kind="stable")[:_N_LOCAL_CENTRES]
+        # A best trial lacks the parameters of other families: a local candidate that moves to another family
+        # takes random values for them.
+        centres = encoder.encode_rows([points[i] for i in best], encoder.uniform(len(best), self._rng))
+        rows = encoder.snap(
             np.concatenate(
-                [
-                    encoder.uniform(self.n_candidates - n_local, self._rng),
-                    encoder.perturb(centres, n_local, self._rng),
-                ]
+                [encoder.uniform(self.n_candidates - n_local, self._rng), encoder.perturb(centres, n_local, self._rng)]
             )
         )
+        candidates = self._offered(encoder.decode_rows(rows), encoder.search_space)
+        features = _features(encoder, points + candidates)
+        ensemble = _fit_ensemble(
+            features[: len(points)],
+            scores,
+            n_models=self.n_models,
+            hidden=self.hidden,
+            epochs=self.epochs,
+            generator=generator,
+        )
         with torch.no_grad():
-            batch = torch.as_tensor(candidates, dtype=torch.float32, device=_CPU).expand(self.n_models, -1, -1)
-            predictions = ensemble(batch).double().numpy()
+            inputs = torch.as_tensor(features[len(points) :], dtype=torch.float32, device=_CPU)
+            predictions = ensemble(inputs.expand(self.n_models, -1, -1)).double().numpy()
         improvement = _expected_improvement(predictions.mean(0), predictions.std(0), float(scores.max()), self.xi)
-        return encoder.decode(candidates[int(np.argmax(improvement))])
+        return candidates[int(np.argmax(improvement))]
+
+    def _offered(
+        self, points: list[dict[str, Any]], search_space: Mapping[str, BaseDistribution]
+    ) -> list[dict[str, Any]]:
+        """What a trial would set of each point: all of it, or, in a conditional space, the active parameters."""
+        if self.space is None:
+            return points
+        fixed = {
+            name: _only_value(dist) for name, dist in self.space.distributions().items() if name not in search_space
+        }
+        offered = []
+        for point in points:
+            active = self.space.active({**fixed, **point})
+            offered.append({name: value for name, value in active.items() if name in search_space})
+        return offered
 
 
 @contextlib.contextmanager

@@ -392,11 +392,16 @@ def _scatter_figure(keys: Sequence[str], finished: Sequence[FrozenTrial], metric
 
 
 def _log_scale(key: str, finished: Sequence[FrozenTrial], xs: Sequence[float]) -> bool:
-    """Log x when the search space samples the setting on a log scale; without a search-space entry
-    (a setting decoded from a joint parameter, say), when positive values span more than a factor 20."""
+    """Log x when the search space samples the setting on a log scale; without a search-space entry that
+    holds the setting's own value (a setting decoded from a joint parameter, or a coordinate shared by
+    families with different ranges), when positive values span more than a factor 20."""
     for trial in finished:
         for name, distribution in trial.distributions.items():
-            if name.split("/", 1)[-1] == key and isinstance(distribution, (FloatDistribution, IntDistribution)):
+            if (
+                name.split("/", 1)[-1] == key
+                and isinstance(distribution, (FloatDistribution, IntDistribution))
+                and trial.params[name] == _setting(trial, key)
+            ):
                 return distribution.log
     return min(xs) > 0 and max(xs) / min(xs) > 20
 

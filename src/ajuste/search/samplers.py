@@ -64,7 +64,8 @@ def make_sampler(
         if name == "nn":
             from ajuste.search.nn_sampler import NeuralSampler
 
-            return NeuralSampler(seed=seed, n_startup_trials=startup_trials)
+            # Given the space, it models every parameter of it, not only those every trial shares.
+            return NeuralSampler(seed=seed, n_startup_trials=startup_trials, space=space)
     raise ValueError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLERS)}")
 
 

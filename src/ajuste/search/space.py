@@ -20,6 +20,11 @@ conditional; a list of mappings that each have a ``when`` gives one range per co
 learning rate per trainable policy). ``constraints`` are expressions over int and categorical settings:
 those settings are sampled together from their valid combinations only, so an impossible setting is
 never tried. Every problem of a space is reported at once, before any trial.
+
+A setting searched in several places (by several families, or with one range per condition) is one
+parameter of the study, so that every model-based sampler models it: as it is where every place gives
+the same range, else as a coordinate in [0, 1] that each place maps into its own range. The settings a
+trial runs, and each family's ranges, are those written.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import ChainMap
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -48,6 +53,8 @@ MAX_COMBINATIONS = 100_000
 #: Most combinations of a family's finite model settings checked against the model's own rules.
 MAX_CHECKED = 20_000
 GRID_POINTS = 5
+#: What a parameter missing from a trial's parameters reads as (None is a value a choice may have).
+_UNSET = object()
 
 
 def default_space(families: Sequence[str]) -> dict[str, Any]:
@@ -63,7 +70,14 @@ Kind = Literal["float", "int", "categorical"]
 
 @dataclass(frozen=True)
 class Param:
-    """One searched setting: ``key`` is the setting (``train.lr``), ``name`` the study's parameter name."""
+    """One searched setting in one place of the space.
+
+    ``key`` is the setting (``train.lr``); ``label`` names the place (``bag/train.lr``, or
+    ``train.lr[model.trainable == 'head']`` for one range of several under conditions); ``name`` is the
+    study parameter that sets it. The low, high, step and choices are this place's range, as written.
+    When ``unit`` is set, the study parameter is a coordinate in [0, 1] shared by every place of the
+    setting, and each place maps it into its own range (see :func:`_share`).
+    """
 
     key: str
     name: str
@@ -75,8 +89,19 @@ class Param:
     choices: tuple[Any, ...] = ()
     grid: tuple[Any, ...] = ()
     when: Expression | None = None
+    label: str = ""
+    unit: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.label:  # where it is searched: the parameter's own name until the setting shares one
+            object.__setattr__(self, "label", self.name)
 
     def distribution(self) -> BaseDistribution:
+        """The distribution of the study parameter."""
+        return FloatDistribution(0.0, 1.0) if self.unit else self.setting_distribution()
+
+    def setting_distribution(self) -> BaseDistribution:
+        """The distribution of the setting's values in this place."""
         if self.kind == "categorical":
             return CategoricalDistribution(self.choices)
         low, high = self.bounds()
@@ -85,12 +110,60 @@ class Param:
         return FloatDistribution(low, high, log=self.log, step=self.step)
 
     def suggest(self, trial: optuna.Trial) -> Any:
+        """The study parameter's value in ``trial`` (a unit coordinate when ``unit``; see :meth:`setting`)."""
+        if self.unit:
+            return trial.suggest_float(self.name, 0.0, 1.0)
         if self.kind == "categorical":
             return trial.suggest_categorical(self.name, list(self.choices))
         low, high = self.bounds()
         if self.kind == "int":
             return trial.suggest_int(self.name, int(low), int(high), step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.name, low, high, step=self.step, log=self.log)
+
+    def setting(self, value: Any) -> Any:
+        """The setting's value for the study parameter's ``value``: a unit coordinate lands in this place's
+        range, on its steps or choices; a float is rounded to 12 significant digits so that a value that
+        :meth:`coordinate` encoded (a family's default learning rate, say) comes back exactly."""
+        if not self.unit:
+            return value
+        unit = min(max(float(value), 0.0), 1.0)
+        if self.kind == "categorical":
+            ordered = sorted(self.choices)
+            return ordered[min(int(unit * len(ordered)), len(ordered) - 1)]
+        low, high = self.bounds()
+        start, end = self._unit_ends()
+        scaled = start + unit * (end - start)
+        number = math.exp(scaled) if self.log else scaled
+        if self.step is not None:  # the nearest step, the last one at most (``high`` need not be one)
+            last = math.floor((high - low) / self.step + 1e-9)  # 0.3 / 0.1 falls just short of 3
+            number = low + min(max(round((number - low) / self.step), 0), last) * self.step
+        if self.kind == "int":
+            return int(min(max(round(number), low), high))
+        return min(max(float(f"{number:.12g}"), low), high)
+
+    def coordinate(self, value: Any) -> Any:
+        """The study parameter's value that gives the setting's ``value`` (the inverse of :meth:`setting`);
+        ``value`` must lie in this place's range."""
+        if not self.unit:
+            return value
+        if self.kind == "categorical":
+            ordered = sorted(self.choices)
+            return (ordered.index(value) + 0.5) / len(ordered)
+        start, end = self._unit_ends()
+        if start == end:
+            return 0.5
+        scaled = math.log(value) if self.log else float(value)
+        return min(max((scaled - start) / (end - start), 0.0), 1.0)
+
+    def _unit_ends(self) -> tuple[float, float]:
+        """The ends of the (log) interval a unit coordinate spans. Whole steps are widened by half a step
+        on each side, so that each value of an int range gets an equal share of [0, 1], as Optuna's own
+        sampling of an int range gives it."""
+        low, high = self.bounds()
+        half = 0.0 if self.kind == "float" and self.step is None else (self.step or 1) / 2
+        if self.log:
+            return math.log(low - half), math.log(high + half)
+        return low - half, high + half
 
     def bounds(self) -> tuple[float, float]:
         if self.low is None or self.high is None:
@@ -202,9 +275,9 @@ class Group:
     def distribution(self) -> BaseDistribution:
         return CategoricalDistribution(self.labels)
 
-    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        label = trial.suggest_categorical(self.name, self.labels)
-        return self.decode(label)
+    def suggest(self, trial: optuna.Trial) -> str:
+        """The label of the combination ``trial`` takes (see :meth:`decode`)."""
+        return str(trial.suggest_categorical(self.name, self.labels))
 
     def decode(self, label: str) -> dict[str, Any]:
         return dict(zip(self.keys, self._by_label[label]))
@@ -244,14 +317,7 @@ class SearchSpace:
         family = self.families[0]
         if len(self.families) > 1:
             family = trial.suggest_categorical("model.family", list(self.families))
-        scope = self.scopes[family]
-        values: dict[str, Any] = {"model.family": family, **scope.fixed}
-        unset = dict.fromkeys(scope.keys())
-        for item in scope.items:
-            if isinstance(item, Group):
-                values.update(item.suggest(trial))
-            elif item.when is None or item.when.holds(ChainMap(values, unset)):
-                values[item.key] = item.suggest(trial)
+        values, _ = self._walk(family, lambda item: item.suggest(trial))
         return values
 
     def distributions(self) -> dict[str, BaseDistribution]:
@@ -273,7 +339,7 @@ class SearchSpace:
             scope = self.scopes[family]
             start: dict[str, Any] = {"model.family": family} if len(self.families) > 1 else {}
             values: dict[str, Any] = {"model.family": family, **scope.fixed}
-            for point in _expand(scope.items, 0, start, values, dict.fromkeys(scope.keys())):
+            for point, _ in _expand(scope.items, 0, start, values, dict.fromkeys(scope.keys())):
                 points.append(point)
                 if len(points) > MAX_COMBINATIONS:
                     raise ConfigError(
@@ -287,14 +353,33 @@ class SearchSpace:
 
     def decode(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The settings of a finished trial from its study parameters."""
+        values, _ = self._walk(params.get("model.family", self.families[0]), lambda item: params.get(item.name, _UNSET))
+        return values
+
+    def active(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The study parameters a trial takes from ``params`` (a value for every parameter of the space):
+        the family, then those of the family whose conditions hold. The ``nn`` sampler proposes points of
+        the whole space and scores each by the parameters it would really set."""
         family = params.get("model.family", self.families[0])
+        _, used = self._walk(family, lambda item: params.get(item.name, _UNSET))
+        return {"model.family": family, **used} if len(self.families) > 1 else used
+
+    def _walk(self, family: str, study_value: Callable[[Item], Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The settings and the study parameters of one point of ``family``: in sampling order, each group,
+        and each parameter whose condition holds, takes ``study_value(item)`` (left out when that is _UNSET)."""
         scope = self.scopes[family]
         values: dict[str, Any] = {"model.family": family, **scope.fixed}
+        params: dict[str, Any] = {}
+        unset = dict.fromkeys(scope.keys())
         for item in scope.items:
-            if item.name in params:
-                decoded = item.decode(params[item.name]) if isinstance(item, Group) else {item.key: params[item.name]}
-                values.update(decoded)
-        return values
+            if isinstance(item, Param) and item.when is not None and not item.when.holds(ChainMap(values, unset)):
+                continue
+            value = study_value(item)
+            if value is _UNSET:
+                continue
+            params[item.name] = value
+            values.update(item.decode(value) if isinstance(item, Group) else {item.key: item.setting(value)})
+        return values, params
 
     def grid_size(self) -> int | None:
         """How many points the grid has; None when more than it may have."""
@@ -315,32 +400,31 @@ class SearchSpace:
         # numeric before categorical; within each, settings not in _GRID_PRIORITY first, then from its end
         rank = {key: i for i, key in enumerate(_GRID_PRIORITY)}
         items.sort(key=lambda p: (p.kind == "categorical", -rank.get(p.key, len(rank))))
-        counts = {p.name: len(p.values()) for p in items}
-        by_name = {p.name: p for p in items}
+        counts = {p.label: len(p.values()) for p in items}
         space = self
         while (size is None or size > points) and any(count > 1 for count in counts.values()):
             for param in items:  # one step fewer for each setting in turn
-                count = counts[param.name]
+                count = counts[param.label]
                 if count > 1:
-                    counts[param.name] = count // 2 if count > 3 else count - 1
-                    space = self._with_points(counts, by_name)
+                    counts[param.label] = count // 2 if count > 3 else count - 1
+                    space = self._with_points(counts)
                     size = space.grid_size()
                     if size is not None and size <= points:
                         break
         changed = []
         for p in items:
-            if counts[p.name] < len(p.values()):
-                kept = ", ".join(_short(v) for v in _coarse_values(p, counts[p.name]))
-                changed.append(f"{p.name} {len(p.values())} → {counts[p.name]} ({kept})")
+            if counts[p.label] < len(p.values()):
+                kept = ", ".join(_short(v) for v in _coarse_values(p, counts[p.label]))
+                changed.append(f"{p.label} {len(p.values())} → {counts[p.label]} ({kept})")
         return space, changed
 
-    def _with_points(self, counts: Mapping[str, int], params: Mapping[str, Param]) -> SearchSpace:
+    def _with_points(self, counts: Mapping[str, int]) -> SearchSpace:
         scopes = {
             family: replace(
                 scope,
                 items=[
-                    replace(item, grid=tuple(_coarse_values(item, counts[item.name])))
-                    if isinstance(item, Param) and item.name in params
+                    replace(item, grid=tuple(_coarse_values(item, counts[item.label])))
+                    if isinstance(item, Param) and item.label in counts
                     else item
                     for item in scope.items
                 ],
@@ -368,14 +452,15 @@ class SearchSpace:
                 values.update(item.decode(label))
             elif item.when is None or item.when.holds(ChainMap(values, unset)):
                 value = settings.get(item.key)
-                distribution = item.distribution()
+                distribution = item.setting_distribution()
                 try:
                     inside = value is not None and distribution._contains(distribution.to_internal_repr(value))
                 except (ValueError, TypeError):
                     inside = False
-                if not inside:
+                # A shared coordinate gives back a float to 12 significant digits: a value with more cannot be enqueued.
+                if not inside or item.setting(item.coordinate(value)) != value:
                     return None
-                params[item.name] = value
+                params[item.name] = item.coordinate(value)
                 values[item.key] = value
         return params
 
@@ -397,9 +482,10 @@ class SearchSpace:
 
 def _expand(
     items: list[Item], index: int, point: dict[str, Any], values: dict[str, Any], unset: dict[str, Any]
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every point of ``items`` from ``index`` on, conditions honoured: (study parameters, settings) of each."""
     if index == len(items):
-        yield dict(point)
+        yield dict(point), dict(values)
         return
     item = items[index]
     if isinstance(item, Group):
@@ -410,7 +496,8 @@ def _expand(
         yield from _expand(items, index + 1, point, values, unset)
         return
     for value in item.values():
-        yield from _expand(items, index + 1, {**point, item.name: value}, {**values, item.key: value}, unset)
+        chosen = {**point, item.name: item.coordinate(value)}
+        yield from _expand(items, index + 1, chosen, {**values, item.key: value}, unset)
 
 
 # -- parsing ------------------------------------------------------------------------------------------
@@ -492,7 +579,43 @@ def parse_space(
             problems,
         )
     problems.raise_if_any()
-    return SearchSpace(chosen_families, scopes, dict(raw), fixed_by_user=overridden)
+    return SearchSpace(chosen_families, _share(scopes), dict(raw), fixed_by_user=overridden)
+
+
+def _share(scopes: dict[str, Scope]) -> dict[str, Scope]:
+    """The scopes with one study parameter, named by its key, for each setting searched in several places.
+
+    A learning rate searched by three families, or under one range per trainable policy, is one parameter:
+    then the samplers that model only the parameters every trial has (``gp``, ``cmaes``; Optuna's
+    intersection search space) model it too, and every model learns it from every trial that sets it.
+    Places with the same range share it as it is (``train.weight_decay``); places whose ranges differ share
+    a coordinate in [0, 1] that each maps into its own range as written, so every family keeps its range
+    (0.5 is the middle of each family's learning-rate range, on its log scale). Choices can share a
+    coordinate only when they are numbers, which have an order (batch sizes); other settings whose choices
+    differ keep one parameter per place.
+    """
+    places: dict[str, list[Param]] = {}
+    for scope in scopes.values():
+        for item in scope.items:
+            if isinstance(item, Param):
+                places.setdefault(item.key, []).append(item)
+    shared: dict[str, Param] = {}
+    for key, params in places.items():
+        if len(params) < 2:
+            continue
+        first = params[0].setting_distribution()
+        if all(p.setting_distribution() == first for p in params):
+            shared.update((p.label, replace(p, name=key)) for p in params)
+        elif all(p.kind != "categorical" or all(_is_number(c) for c in p.choices) for p in params):
+            shared.update((p.label, replace(p, name=key, unit=True)) for p in params)
+    return {
+        family: replace(scope, items=[shared.get(i.label, i) if isinstance(i, Param) else i for i in scope.items])
+        for family, scope in scopes.items()
+    }
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _fix(top: dict[str, Any], blocks: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
@@ -841,15 +964,8 @@ def _check_combinations(
     finite = [
         i if isinstance(i, Group) or i.kind == "categorical" else replace(i, grid=tuple(_every(i))) for i in finite
     ]
-    for point in _expand(finite, 0, {}, {"model.family": family, **scope.fixed}, dict.fromkeys(scope.keys())):
-        values = dict(scope.fixed)
-        values.update(floats)
-        for item in finite:
-            if isinstance(item, Group):
-                if item.name in point:
-                    values.update(item.decode(point[item.name]))
-            elif item.name in point:
-                values[item.key] = point[item.name]
+    for _, chosen in _expand(finite, 0, {}, {"model.family": family, **scope.fixed}, dict.fromkeys(scope.keys())):
+        values = {**scope.fixed, **floats, **{k: v for k, v in chosen.items() if k != "model.family"}}
         model, _ = _settings_values(family, base, values)
         try:
             settings_class.model_validate(model)
