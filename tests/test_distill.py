@@ -232,3 +232,46 @@ def test_augmented_copies_are_distinct_seeded_and_new() -> None:
     assert 4 <= len(copies) <= 12  # "ok" has no copy other than itself
     long_words = set(texts[0].split())
     assert sum(1 for c in copies if set(c.split()) <= long_words) >= 4
+
+
+def test_tune_searches_students_with_the_teacher_fixed(teacher: Path, tmp_path: Path) -> None:
+    space = {"model.embed_dim": [8, 16], "train.lr": {"low": 0.005, "high": 0.05, "log": True}}
+    wrong = ajuste.tune(
+        model="bag",
+        space=space,
+        trials=3,
+        train={"restore_best": False, "epochs": 6},
+        out=tmp_path / "flipped",
+        distill_from=_flipped(teacher, tmp_path),
+        distill={"alpha": 0.0},
+    )
+    assert wrong.metrics["test"]["accuracy"] <= 0.3  # every trial, and the final model, learnt the teacher
+    right = ajuste.tune(model="bag", space=space, trials=3, refit="train+val", out=tmp_path / "t", distill_from=teacher)
+    assert right.metrics["test"]["accuracy"] >= 0.75
+    run_file = yaml.safe_load((tmp_path / "t" / "run.yaml").read_text())
+    assert run_file["distill"]["teacher"] == str(teacher)
+    assert run_file["seed"] == yaml.safe_load((teacher / "run.yaml").read_text())["seed"]
+    data = ajuste.load_data(ajuste.DataSettings(path=_data_of(teacher)))
+    assert run_file["record"]["distillation"]["labelled_texts"] == len(data.train) + len(data.val)  # refit on both
+    assert [a["split"] for a in run_file["record"]["test_accesses"]] == ["test"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "linear"], "cannot learn from a teacher"),
+        (["--dataset", "sms-spam"], "takes the teacher's data"),
+        (["--seed", "7"], "--seed must be the teacher's"),
+    ],
+)
+def test_bad_tune_distill_flags_get_one_line(
+    cli: Cli, teacher: Path, tmp_path: Path, args: list, expected: str
+) -> None:
+    result = cli("tune", "--distill-from", teacher, "--trials", "1", *args, "--out", tmp_path / "t")
+    assert result.code == 2, result.err
+    assert expected in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_distillation_flags_without_a_teacher_are_refused(cli: Cli, data_file: Path, tmp_path: Path) -> None:
+    result = cli("tune", "--data", data_file, "--augment", "2", "--trials", "1", "--out", tmp_path / "t")
+    assert result.code == 2 and "need --distill-from" in result.err

@@ -63,6 +63,26 @@ def _trust(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _teaching(group: argparse._ArgumentGroup) -> None:
+    """How a student learns from its teacher: ``ajuste distill``, and ``ajuste tune --distill-from``."""
+    group.add_argument(
+        "--temperature", type=float, help="Softening of both models' probabilities (2; 1 is none, higher is softer)."
+    )
+    group.add_argument(
+        "--alpha", type=float, help="Weight of the true label against the teacher on labelled texts, 0 to 1 (0.5)."
+    )
+    group.add_argument(
+        "--augment",
+        type=int,
+        metavar="N",
+        help="Augmented copies of each training text (word dropout, nearby swaps, n-grams), teacher-labelled (0).",
+    )
+    group.add_argument(
+        "--unlabeled", metavar="FILE", help="Texts without labels, labelled by the teacher: one per line, or a column."
+    )
+    group.add_argument("--unlabeled-col", metavar="NAME", help="Column of the texts in --unlabeled.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ajuste", description="Train, evaluate and use text classifiers.")
     parser.add_argument("--version", action="version", version=f"ajuste {_version()}")
@@ -179,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--startup-trials", type=int, metavar="N", help="Random trials before a model-based sampler models (8)."
     )
+    teaching = tune.add_argument_group("students of a teacher")
+    teaching.add_argument(
+        "--distill-from",
+        metavar="RUN",
+        help="Search students of this trained run: every trial learns from its probabilities too, on its data and "
+        "split (default families: bag, gpt).",
+    )
+    _teaching(teaching)
     run = tune.add_argument_group("run")
     run.add_argument("--config", metavar="YAML", help="Settings file: data, model, train, space, tune, seed, out.")
     run.add_argument("--seed", type=int, help="Seed of split, sampler and training (123).")
@@ -244,23 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_flags(student, choose=False)
     add_train_flags(distill)
-    teaching = distill.add_argument_group("distillation")
-    teaching.add_argument(
-        "--temperature", type=float, help="Softening of both models' probabilities (2; 1 is none, higher is softer)."
-    )
-    teaching.add_argument(
-        "--alpha", type=float, help="Weight of the true label against the teacher on labelled texts, 0 to 1 (0.5)."
-    )
-    teaching.add_argument(
-        "--augment",
-        type=int,
-        metavar="N",
-        help="Augmented copies of each training text (word dropout, nearby swaps, n-grams), teacher-labelled (0).",
-    )
-    teaching.add_argument(
-        "--unlabeled", metavar="FILE", help="Texts without labels, labelled by the teacher: one per line, or a column."
-    )
-    teaching.add_argument("--unlabeled-col", metavar="NAME", help="Column of the texts in --unlabeled.")
+    _teaching(distill.add_argument_group("distillation"))
     run = distill.add_argument_group("run")
     run.add_argument("--out", metavar="DIR", help="Run folder to write (default runs/<data>-<student>-<time>).")
     run.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")

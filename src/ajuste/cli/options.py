@@ -356,7 +356,19 @@ SEARCH_FLAGS = (
 def tune_config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | None = None) -> TuneConfig:
     """A validated TuneConfig from a ``--config`` file (if any: data, model, train, space, tune, seed, out)
     overridden by flags. ``--model`` takes a family, a comma-separated list of families, or a checkpoint."""
+    teaching = _teacher(args, data)
+    if teaching is not None:
+        distill, data, seed = teaching
     values = _sections(args, data, ("data", "model", "train", "space", "tune"))
+    if teaching is not None:
+        if values.get("seed", seed) != seed:
+            raise ConfigError(
+                "--seed must be the teacher's: the students are chosen and tested on the teacher's split",
+                expected=str(seed),
+                found=str(values["seed"]),
+                fix="Drop --seed.",
+            )
+        values.update({"seed": seed, "distill": distill})
     if args.model is not None:
         names = [n.strip() for n in args.model.split(",") if n.strip()]
         if len(names) > 1 or (names and is_named_family(names[0])):
@@ -394,3 +406,27 @@ def distill_config_from_args(args: argparse.Namespace) -> RunConfig:
         raise ConfigError("invalid flags: " + "; ".join(problems))
     settings = {name: getattr(args, name) for name in DISTILL_FLAGS if getattr(args, name) is not None}
     return distill_config(args.teacher, model_section, train=_train_section(args, {}), out=args.out, **settings)
+
+
+def _teacher(
+    args: argparse.Namespace, data: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any], int] | None:
+    """``tune --distill-from``: the distillation settings, and the teacher's data settings and seed."""
+    settings = {name: getattr(args, name, None) for name in DISTILL_FLAGS}
+    teacher = getattr(args, "distill_from", None)
+    if teacher is None:
+        given = [f"--{name.replace('_', '-')}" for name, value in settings.items() if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} need --distill-from", fix="Name the teacher: --distill-from RUN.")
+        return None
+    if data:
+        raise ConfigError(
+            "--distill-from takes the teacher's data",
+            found="--dataset or --data as well",
+            fix="Drop --dataset/--data: the students see the teacher's texts and split.",
+        )
+    from ajuste.runs.distill import teacher_data
+
+    teacher_values, seed = teacher_data(teacher)
+    chosen = {name: value for name, value in settings.items() if value is not None}
+    return {"teacher": str(teacher), **chosen}, teacher_values, seed

@@ -34,6 +34,7 @@ __all__ = [
     "make_family",
     "named_families",
     "registration",
+    "student_families",
 ]
 
 
@@ -55,11 +56,19 @@ class Registration:
     #: Settings besides the defaults that are strong for text classification in general, tried early by
     #: every search of the family (each a change to the default settings; training defaults follow it).
     portfolio: tuple[Mapping[str, Any], ...] = ()
+    #: A cheap model to distil a teacher into (trained from scratch by gradient descent): what
+    #: ``ajuste tune --distill-from`` searches when no family is named.
+    student: bool = False
 
     def family(self, settings: FamilySettings) -> Family:
         """The family object for ``settings``."""
         family: Family = getattr(importlib.import_module(self.module), self.family_class)(settings)
         return family
+
+    @property
+    def solver(self) -> bool:
+        """Fitted by a solver in one pass (so it learns from labels only, never from a teacher's probabilities)."""
+        return bool(getattr(importlib.import_module(self.module), self.family_class).solver)
 
     @property
     def space(self) -> Mapping[str, Any]:
@@ -79,8 +88,12 @@ REGISTRY: tuple[Registration, ...] = (
         # (character n-grams survive misspellings and rare word forms; hinge loss with calibration).
         portfolio=({"model.classifier": "svm", "model.analyzer": "word+char"},),
     ),
-    Registration("bag", BagSettings, "ajuste.models.bag", "BagFamily", "fastText-style bag of embeddings"),
-    Registration("gpt", GPTSettings, "ajuste.models.gpt", "GPTFamily", "GPT-style transformer trained from scratch"),
+    Registration(
+        "bag", BagSettings, "ajuste.models.bag", "BagFamily", "fastText-style bag of embeddings", student=True
+    ),
+    Registration(
+        "gpt", GPTSettings, "ajuste.models.gpt", "GPTFamily", "GPT-style transformer trained from scratch", student=True
+    ),
     Registration(
         "minilm",
         PretrainedSettings,
@@ -119,6 +132,10 @@ def named_families() -> tuple[str, ...]:
 
 def default_families() -> list[str]:
     return [entry.name for entry in REGISTRY if entry.searched_by_default]
+
+
+def student_families() -> list[str]:
+    return [entry.name for entry in REGISTRY if entry.student]
 
 
 def is_named_family(name: object) -> bool:

@@ -33,7 +33,7 @@ from ajuste.validation import validate
 if TYPE_CHECKING:
     from ajuste.training.distillation import TeacherTargets
 
-__all__ = ["DistillResult", "StudentData", "distill", "distill_config", "run_distill", "student_data"]
+__all__ = ["DistillResult", "StudentData", "distill", "distill_config", "run_distill", "student_data", "teacher_data"]
 
 log = logging.getLogger(__name__)
 
@@ -182,22 +182,28 @@ def distill_config(
 ) -> RunConfig:
     """The run configuration of a distillation: the teacher's data and seed, the student's model and training
     settings, and the distillation settings (``temperature``, ``alpha``, ``augment``, ``unlabeled``...)."""
-    from ajuste.runs.folder import RunFolder
-
     distilled = validate(DistillSettings, {"teacher": str(teacher), **settings}, "distill")
-    run_file = RunFolder.open(teacher).read_run_file()
-    if run_file is None:
-        raise ConfigError(f"{teacher} has no run.yaml", fix="Point at a run folder written by ajuste train or tune.")
+    data, seed = teacher_data(teacher)
     model = {"family": student} if isinstance(student, str) else dict(student)
     values = {
-        "data": run_file.config.data.model_dump(),
+        "data": data,
         "model": model,
         "train": dict(train or {}),
-        "seed": run_file.config.seed,
+        "seed": seed,
         "out": str(out) if out is not None else None,
         "distill": distilled.model_dump(),
     }
     return validate(RunConfig, values)
+
+
+def teacher_data(teacher: str | Path) -> tuple[dict[str, Any], int]:
+    """The data settings and seed of the teacher's run: a student sees the same texts, split the same way."""
+    from ajuste.runs.folder import RunFolder
+
+    run_file = RunFolder.open(teacher).read_run_file()
+    if run_file is None:
+        raise ConfigError(f"{teacher} has no run.yaml", fix="Point at a run folder written by ajuste train or tune.")
+    return run_file.config.data.model_dump(), run_file.config.seed
 
 
 def distill(

@@ -19,8 +19,9 @@ from optuna.trial import FrozenTrial
 from ajuste.config import RunConfig
 from ajuste.data.dataset import TextDataset
 from ajuste.errors import AjusteError
+from ajuste.runs.distill import student_data
 from ajuste.runs.folder import RunFolder
-from ajuste.runs.record import RunFile, RunRecord, SearchInfo, SearchRecord, TestAccess
+from ajuste.runs.record import DistillRecord, RunFile, RunRecord, SearchInfo, SearchRecord, TestAccess
 from ajuste.search.objective import BestSoFar, Objective, trial_settings
 from ajuste.search.study import CHOSEN_BY, best_trials, count_states, importances
 from ajuste.training.classifier import TextClassifier
@@ -46,13 +47,17 @@ def _concat(first: TextDataset, second: TextDataset) -> TextDataset:
     return TextDataset(first.texts + second.texts, first.labels + second.labels, first.rows + second.rows)
 
 
-def _final_model(objective: Objective, best: FrozenTrial) -> tuple[TextClassifier, dict[str, Any]]:
-    """The best trial's own model when refitting on train repeats it exactly, else a refit."""
+def _final_model(
+    objective: Objective, best: FrozenTrial
+) -> tuple[TextClassifier, dict[str, Any], DistillRecord | None]:
+    """The best trial's own model when refitting on train repeats it exactly, else a refit; and for a student,
+    the record of the texts it learnt on."""
     refit, data, seed = objective.config.tune.refit, objective.data, objective.config.seed
+    student = objective.student
     kept = objective.best
     if refit == "train" and kept.number == best.number and kept.classifier is not None:
         note = "the best trial's model: a refit with the same settings, data and seed repeats it exactly"
-        return kept.classifier, {"refit": "train", "how": note}
+        return kept.classifier, {"refit": "train", "how": note}, student.record if student else None
     objective.best = BestSoFar()
     gc.collect()
     model, train = trial_settings(objective.config, _settings_of(objective, best))
@@ -60,14 +65,29 @@ def _final_model(objective: Objective, best: FrozenTrial) -> tuple[TextClassifie
     classifier.compile_from(train.compile_settings(), class_weights=data.class_weights)
     if refit == "train":
         fit = train.fit_settings().model_copy(update={"monitor": f"val_{objective.metric}"})
-        classifier.fit_from(data.train, None, fit, validation_data=data.val, seed=seed, verbose=False)
-        return classifier, {"refit": "train", "how": "trained again with the best settings on the training split"}
+        classifier.fit_from(
+            student.train if student else data.train,
+            None,
+            fit,
+            validation_data=data.val,
+            seed=seed,
+            verbose=False,
+            teacher=student.targets if student else None,
+        )
+        how = "trained again with the best settings on the training split"
+        return classifier, {"refit": "train", "how": how}, student.record if student else None
     family = classifier.family_
     epochs = int(best.user_attrs.get("best_epoch") or train.epochs or (family.defaults().epochs if family else 1))
     fit = train.fit_settings().model_copy(update={"epochs": epochs, "early_stopping": None, "restore_best": False})
-    classifier.fit_from(_concat(data.train, data.val), None, fit, seed=seed, verbose=False)
+    distill, record = objective.config.distill, None
+    if distill is not None:  # the validation texts join the students' texts, with the teacher's targets too
+        both = student_data(distill, data, seed, with_val=True)
+        classifier.fit_from(both.train, None, fit, seed=seed, verbose=False, teacher=both.targets)
+        record = both.record
+    else:
+        classifier.fit_from(_concat(data.train, data.val), None, fit, seed=seed, verbose=False)
     how = f"trained again with the best settings on train+val for {epochs} epochs (the best trial's best epoch)"
-    return classifier, {"refit": "train+val", "how": how, "epochs": epochs}
+    return classifier, {"refit": "train+val", "how": how, "epochs": epochs}, record
 
 
 def _settings_of(objective: Objective, trial: FrozenTrial) -> dict[str, Any]:
@@ -118,7 +138,7 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
         folder.update_record(run_file.record.model_copy(update={"search": search}))
         params = dict(search.best_params) if search else _settings_of(objective, best)
         return Final(classifier, metrics, best, params, found, round(time.perf_counter() - started, 3))
-    classifier, refit = _final_model(objective, best)
+    classifier, refit, distillation = _final_model(objective, best)
     config, data = objective.config, objective.data
     metrics = {"val": classifier.evaluate(data.val, seed=config.seed)}
     # The one access to the test split, after every choice has been made on validation.
@@ -143,8 +163,9 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
         model=classifier.describe(),
         search=search,
         test_accesses=[*_previous_accesses(folder), access],
+        distillation=distillation,
     )
-    resolved = RunConfig(data=config.data, model=model, train=train, seed=config.seed)
+    resolved = RunConfig(data=config.data, model=model, train=train, seed=config.seed, distill=config.distill)
     split = {"source": data.report["source"], "seed": config.seed, **data.split_record()}
     folder.write_final(classifier, RunFile(config=resolved, record=record), metrics=metrics, split=split)
     return Final(classifier, metrics, best, params, found, seconds)

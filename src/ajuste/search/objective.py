@@ -20,6 +20,7 @@ import optuna
 from ajuste.data.prepare import PreparedData
 from ajuste.errors import AjusteError, TrainingError
 from ajuste.models.settings import FamilySettings
+from ajuste.runs.distill import StudentData
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace, split_settings
 from ajuste.search.study import counts_towards_budget, ranking, retried
@@ -102,11 +103,19 @@ class Objective:
     """The objective of a study over one prepared dataset: trains one trial and returns its validation score."""
 
     def __init__(
-        self, config: TuneConfig, space: SearchSpace, data: PreparedData, *, worker: str | None = None
+        self,
+        config: TuneConfig,
+        space: SearchSpace,
+        data: PreparedData,
+        *,
+        worker: str | None = None,
+        student: StudentData | None = None,
     ) -> None:
         self.config = config
         self.space = space
         self.data = data
+        #: With a teacher: what every trial trains on (the texts and the teacher's targets).
+        self.student = student
         self.metric = config.tune.metric
         self.best = BestSoFar()
         self.deadline: float | None = None
@@ -175,14 +184,16 @@ class Objective:
         classifier = TextClassifier(model, labels=self.data.labels)
         classifier.compile_from(train.compile_settings(), class_weights=self.data.class_weights)
         fit = train.fit_settings().model_copy(update={"monitor": f"val_{self.metric}"})
+        student = self.student
         classifier.fit_from(
-            self.data.train,
+            student.train if student else self.data.train,
             None,
             fit,
             validation_data=self.data.val,
             callbacks=[reporter],
             seed=self.config.seed,
             verbose=False,
+            teacher=student.targets if student else None,
         )
         history = classifier.history_
         if history is None or not history.epochs:

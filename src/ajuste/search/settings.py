@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ajuste.data.settings import DataSettings
 from ajuste.models.registry import FAMILIES
-from ajuste.training.settings import TrainSettings
+from ajuste.training.settings import DistillSettings, TrainSettings
 
 __all__ = ["TuneConfig", "TuneSettings", "parse_duration"]
 
@@ -93,6 +93,9 @@ class TuneConfig(BaseModel):
     tune: TuneSettings = Field(default_factory=TuneSettings)
     seed: int = Field(123, description="Seed of the split, the sampler and every trial's training.")
     out: str | None = Field(None, description="Run folder; unset: runs/tune-<data>-<fingerprint>.")
+    distill: DistillSettings | None = Field(
+        None, description="Search students of this teacher: every trial learns from its probabilities too."
+    )
 
     @field_validator("families")
     @classmethod
@@ -107,6 +110,8 @@ class TuneConfig(BaseModel):
         from ajuste.search.storage import public_url
 
         content = self.model_dump(mode="json", exclude={"out": True, "tune": {"trials", "timeout", "heartbeat"}})
+        if content.get("distill") is None:  # a search without a teacher keeps the fingerprint it always had
+            content.pop("distill", None)
         if self.tune.storage is not None:  # the same study with or without the password in the URL
             content["tune"]["storage"] = public_url(self.tune.storage)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]

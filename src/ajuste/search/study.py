@@ -132,13 +132,16 @@ def _digest(content: object) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def study_identity(config: TuneConfig, data: PreparedData, space: SearchSpace) -> dict[str, str]:
+def study_identity(
+    config: TuneConfig, data: PreparedData, space: SearchSpace, teacher: str | None = None
+) -> dict[str, str]:
     """What makes workers' studies one study, part by part: the labelled texts (wherever the file is), their
-    split, the search space and the search settings (the budget and where results go may differ)."""
+    split, the search space and the search settings (the budget and where results go may differ); and for
+    students, the teacher (``teacher``: its model's fingerprint, wherever its folder is) and how it teaches."""
     splits = [(s.texts, s.labels) for s in (data.train, data.val, data.test)]
     everything = sorted((t, label) for texts, labels in splits for t, label in zip(texts, labels))
     search = config.tune.model_dump(mode="json", exclude={"trials", "timeout", "storage", "study", "heartbeat"})
-    return {
+    identity = {
         "data": _digest(everything),
         "split": _digest(splits),
         "space": _digest(
@@ -152,6 +155,10 @@ def study_identity(config: TuneConfig, data: PreparedData, space: SearchSpace) -
         ),
         "search": _digest({**search, "seed": config.seed}),
     }
+    if config.distill is not None:
+        teaching = config.distill.model_dump(mode="json", exclude={"teacher", "unlabeled"})
+        identity["teacher"] = _digest({**teaching, "teacher": teacher})
+    return identity
 
 
 def importances(study: optuna.Study) -> dict[str, float]:

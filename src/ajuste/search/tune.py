@@ -25,8 +25,9 @@ from optuna.trial import FrozenTrial, TrialState
 from ajuste.data import describe, load_data
 from ajuste.data.prepare import PreparedData
 from ajuste.errors import ConfigError, RunFolderError, SearchError, TrainingError
-from ajuste.models.registry import default_families, is_named_family
+from ajuste.models.registry import default_families, is_named_family, registration, student_families
 from ajuste.models.settings import FamilySettings
+from ajuste.runs.distill import StudentData, student_data, teacher_data
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import SearchInfo
 from ajuste.runtime import configure_threads
@@ -117,7 +118,8 @@ def default_tune_dir(config: TuneConfig, root: str | Path = "runs") -> Path:
 
 def search_space(config: TuneConfig) -> SearchSpace:
     """The space of the search; a training setting fixed by the user (``--epochs 3``) is not searched."""
-    families = list(config.families) or ([] if config.model.get("family") else default_families())
+    defaults = student_families() if config.distill is not None else default_families()
+    families = list(config.families) or ([] if config.model.get("family") else defaults)
     fixed = {f"train.{name}": getattr(config.train, name) for name in sorted(config.train.model_fields_set)}
     space = parse_space(config.space, base_model=config.model, families=families, fixed=fixed)
     if config.model.get("family"):
@@ -159,7 +161,13 @@ def _open_search(folder: RunFolder, config: TuneConfig, overwrite: bool) -> Sear
 
 
 def _open_study(
-    folder: RunFolder, info: SearchInfo, config: TuneConfig, space: SearchSpace, url: str, data: PreparedData
+    folder: RunFolder,
+    info: SearchInfo,
+    config: TuneConfig,
+    space: SearchSpace,
+    url: str,
+    data: PreparedData,
+    student: StudentData | None,
 ) -> tuple[optuna.Study, int, str | None]:
     """The study, its interrupted trials queued again, with this run's sampler and pruner; how many trials a
     crash had left running; and, on a shared study, this worker's name."""
@@ -175,7 +183,8 @@ def _open_study(
     worker = worker_id() if shared else None
     with study_lock(storage, url, info.study):  # workers starting together: one checks and seeds the study
         if shared:
-            _same_study(study, study_identity(config, data, space), url)
+            teacher = student.teacher.fingerprint() if student is not None else None
+            _same_study(study, study_identity(config, data, space, teacher), url)
         if settings.sampler != "grid":  # a grid runs every point once anyway
             enqueue_portfolio(study, config, space)
         recovered = recover(study, local=not shared, enqueue=settings.sampler != "grid")
@@ -369,10 +378,11 @@ def run_tune(
     with folder.locked():
         data = load_data(config.data, seed=config.seed)  # before anything is written: bad data leaves no search
         log.info("data: %s", describe(data))
+        student = _students(config, space, data)
         info = _open_search(folder, config, overwrite)
         url = config.tune.storage or folder.storage_url(info)  # the given URL: its password is never recorded
-        study, recovered, worker = _open_study(folder, info, config, space, url, data)
-        objective = Objective(config, space, data, worker=worker)
+        study, recovered, worker = _open_study(folder, info, config, space, url, data, student)
+        objective = Objective(config, space, data, worker=worker, student=student)
         budget = _budget(study, config.tune.trials)
         if on_start is not None:
             on_start(
@@ -443,6 +453,19 @@ def run_tune(
     )
 
 
+def _students(config: TuneConfig, space: SearchSpace, data: PreparedData) -> StudentData | None:
+    """With a teacher: the students' training texts and the teacher's targets, computed once for every trial."""
+    if config.distill is None:
+        return None
+    solvers = [name for name in space.families if registration(name).solver]
+    if solvers:
+        raise ConfigError(
+            f"{', '.join(solvers)} cannot learn from a teacher: fitted by a solver on the labels alone",
+            fix="Search students trained by gradient descent: --model " + ",".join(student_families()) + ".",
+        )
+    return student_data(config.distill, data, config.seed)
+
+
 def _interrupted(folder: RunFolder, study: optuna.Study) -> str:
     return (
         f"the search was stopped after {counted(study)} counted trials (an unfinished trial does not count and "
@@ -467,7 +490,7 @@ def _report(folder: RunFolder, info: SearchInfo, url: str) -> None:
 
 
 def tune(
-    data: str | Mapping[str, Any] | Any = "sms-spam",
+    data: str | Mapping[str, Any] | Any = None,
     *,
     model: str | Sequence[str] | Mapping[str, Any] | None = None,
     space: Mapping[str, Any] | None = None,
@@ -480,16 +503,21 @@ def tune(
     train: Mapping[str, Any] | None = None,
     storage: str | None = None,
     study: str | None = None,
-    seed: int = 123,
+    seed: int | None = None,
     out: str | Path | None = None,
     overwrite: bool = False,
     startup_trials: int = 8,
     heartbeat: int = 60,
     finalize: bool = False,
+    distill_from: str | Path | None = None,
+    distill: Mapping[str, Any] | None = None,
 ) -> TuneResult:
     """Search the settings of a classifier, refit the best, and evaluate it once on the test split.
 
-    ``data`` is a built-in dataset name, a file path, a mapping of data settings or a DataSettings;
+    ``data`` is a built-in dataset name, a file path, a mapping of data settings or a DataSettings (unset:
+    sms-spam); ``seed`` seeds the split, the sampler and training (unset: 123). ``distill_from`` (a run folder)
+    searches students of that teacher, on its data and seed, with the settings ``distill`` (``temperature``,
+    ``alpha``, ``augment``, ``unlabeled``: see :func:`ajuste.distill`);
     ``model`` a family, a list of families, a checkpoint, or a mapping of fixed model settings (unset:
     bag, gpt and minilm); ``space`` a search space (unset: the families' default spaces). Running the
     same call again resumes the same study. Returns the best settings, the study, the final model and
@@ -499,8 +527,19 @@ def tune(
     >>> result.best_params, result.metrics["test"]["accuracy"]            # doctest: +SKIP
     """
     fixed, families = _model_values(model)
+    teaching = None
+    if distill_from is not None:
+        if data is not None or seed is not None:
+            raise ConfigError(
+                "distill_from takes the teacher's data and seed",
+                fix="Drop data and seed: the students are chosen and tested on the teacher's split.",
+            )
+        data, seed = teacher_data(distill_from)
+        teaching = {"teacher": str(distill_from), **dict(distill or {})}
+    elif distill:
+        raise ConfigError("distill settings need distill_from", fix="Name the teacher's run folder: distill_from=RUN.")
     values = {
-        "data": _data_values(data),
+        "data": _data_values("sms-spam" if data is None else data),
         "model": fixed,
         "families": families,
         "train": dict(train or {}),
@@ -517,8 +556,9 @@ def tune(
             "startup_trials": startup_trials,
             "heartbeat": heartbeat,
         },
-        "seed": seed,
+        "seed": 123 if seed is None else seed,
         "out": str(out) if out is not None else None,
+        "distill": teaching,
     }
     return run_tune(validate(TuneConfig, values), overwrite=overwrite, finalize=finalize)
 
