@@ -1,0 +1,203 @@
+"""Distillation: a `bag` student of a fine-tuned MiniLM against the teacher and against a `bag` on labels alone.
+
+For each dataset (sms-spam with its default protocol; ../shared/datasets/ag_news_test with the default 70/10/20
+split; seed 123 for both), as a user runs it, each command in a new process:
+
+1. the teacher: `ajuste train --model minilm --trainable all` (reused from --work when it is already there);
+2. `ajuste train --model bag` (the student's family on the labels alone, same split);
+3. `ajuste distill TEACHER --student bag` (default settings), and the same with `--augment 10`.
+
+Then every model predicts all the texts of the dataset (5,574 SMS; 7,600 news), one model after the other in
+this process, each loaded from its folder as `ajuste predict` loads it and warmed up first: the median of
+--repeat passes, in texts per second. The teacher's probabilities are computed afresh (an empty cache).
+
+    python bench/bench_distill.py [--data-dir ../shared/datasets] [--work /tmp/ajuste-distill] [--repeat 3]
+
+Prints a table, writes bench/out/distill.json and the `distill` section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import DEFAULT_DATA_DIR, machine, pct, run_cli, update_results, write_json
+
+#: The issue's targets: the distilled bag within this many points of the teacher's test accuracy, and at
+#: least this many times its prediction throughput.
+WITHIN_POINTS = 1.0
+SPEEDUP = 50.0
+
+
+def datasets(data_dir: Path) -> dict[str, list[str]]:
+    return {
+        "sms": ["--dataset", "sms-spam", "--data-dir", str(data_dir)],
+        "ag": ["--data", str(data_dir / "ag_news_test" / "ag_news_test.csv")],
+    }
+
+
+def all_texts(data_args: list[str]) -> list[str]:
+    from ajuste.data import DataSettings, load_table
+
+    if data_args[0] == "--dataset":
+        settings = DataSettings(dataset=data_args[1], data_dir=data_args[3])
+    else:
+        settings = DataSettings(path=data_args[1])
+    return [t for t in load_table(settings).texts if t]
+
+
+def texts_per_second(run: Path, texts: list[str], repeat: int) -> float:
+    from ajuste.runs.folder import RunFolder
+
+    model = RunFolder.open(run).predictor()
+    model.predict(texts[:64])
+    speeds = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        model.predict(texts)
+        speeds.append(len(texts) / (time.perf_counter() - started))
+    return statistics.median(speeds)
+
+
+def teacher(name: str, data_args: list[str], work: Path) -> tuple[Path, dict[str, Any], float | None]:
+    """The teacher's run folder, its metrics, and the seconds of its command (None when reused)."""
+    from ajuste.runs.folder import RunFolder
+
+    folder = work / f"{name}-teacher"
+    if not RunFolder(folder).is_finished():
+        summary, seconds = run_cli(
+            ["train", *data_args, "--model", "minilm", "--trainable", "all", "--out", str(folder), "--overwrite"]
+        )
+        return folder, summary, seconds
+    metrics = RunFolder(folder).read_metrics() or {}
+    run_file = RunFolder(folder).read_run_file()
+    recorded = run_file.record.seconds if run_file else None
+    return folder, {"val": metrics["val"], "test": metrics["test"], "recorded_seconds": recorded}, None
+
+
+def measure(name: str, data_args: list[str], work: Path, repeat: int) -> list[dict[str, Any]]:
+    texts = all_texts(data_args)
+    teacher_dir, teacher_summary, teacher_seconds = teacher(name, data_args, work)
+    runs: list[tuple[str, str, Path, dict[str, Any], float | None]] = [
+        ("teacher", "ajuste train --model minilm --trainable all", teacher_dir, teacher_summary, teacher_seconds)
+    ]
+    commands = [
+        ("bag, labels only", ["train", *data_args, "--model", "bag"], "ajuste train --model bag"),
+        ("bag, distilled", ["distill", str(teacher_dir), "--student", "bag"], "ajuste distill TEACHER --student bag"),
+        (
+            "bag, distilled + augment",
+            ["distill", str(teacher_dir), "--student", "bag", "--augment", "10"],
+            "ajuste distill TEACHER --student bag --augment 10",
+        ),
+    ]
+    for label, args, shown in commands:
+        out = work / f"{name}-{label.replace(', ', '-').replace(' + ', '-').replace(' ', '-')}"
+        summary, seconds = run_cli([*args, "--out", str(out), "--overwrite"])
+        runs.append((label, shown, out, summary, seconds))
+    rows = []
+    teacher_rate = None
+    for label, shown, folder, summary, seconds in runs:
+        rate = texts_per_second(folder, texts, repeat)
+        teacher_rate = teacher_rate or rate
+        rows.append(
+            {
+                "dataset": name,
+                "model": label,
+                "command": shown,
+                "seconds": None if seconds is None else round(seconds, 1),
+                "val_accuracy": summary["val"]["accuracy"],
+                "test_accuracy": summary["test"]["accuracy"],
+                "test_ci95": summary["test"].get("accuracy_ci95"),
+                "test_texts": (summary.get("data") or {}).get("test"),
+                "texts_per_second": round(rate, 1),
+                "speedup": round(rate / teacher_rate, 1),
+                "texts": summary.get("texts"),
+                "predicted_texts": len(texts),
+                "recorded_seconds": summary.get("recorded_seconds"),
+            }
+        )
+        print(
+            f"{name:4s} {label:26s} val {pct(summary['val']['accuracy']):>8s} "
+            f"test {pct(summary['test']['accuracy']):>8s} {rate:10,.0f} texts/s  x{rate / teacher_rate:6.1f}",
+            flush=True,
+        )
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| dataset | model | command | seconds | val acc | test acc (95% interval) | Δ test vs teacher "
+        "| predict texts/s | × teacher |",
+        "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
+    teacher_test = {}
+    for row in rows:
+        teacher_test.setdefault(row["dataset"], row["test_accuracy"])
+        ci = row["test_ci95"]
+        interval = f" ({pct(ci[0])}–{pct(ci[1])})" if ci else ""
+        delta = 100 * (row["test_accuracy"] - teacher_test[row["dataset"]])
+        recorded = row.get("recorded_seconds")
+        seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else f"reused ({recorded:.0f} in its run.yaml)"
+        lines.append(
+            f"| {row['dataset']} | {row['model']} | `{row['command']}` | {seconds} | {pct(row['val_accuracy'])} | "
+            f"{pct(row['test_accuracy'])}{interval} | {delta:+.2f} | {row['texts_per_second']:,.0f} | "
+            f"{row['speedup']:,.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for name in dict.fromkeys(row["dataset"] for row in rows):
+        mine = [row for row in rows if row["dataset"] == name]
+        best_teacher = mine[0]
+        for row in mine:
+            if not row["model"].startswith("bag, distilled"):
+                continue
+            gap = 100 * (best_teacher["test_accuracy"] - row["test_accuracy"])
+            ok = gap <= WITHIN_POINTS and row["speedup"] >= SPEEDUP
+            lines.append(
+                f"- {name}, {row['model']}: {gap:.2f} points below the teacher (target ≤ {WITHIN_POINTS:g}), "
+                f"{row['speedup']:,.1f}× its throughput (target ≥ {SPEEDUP:g}×): {'met' if ok else 'missed'}."
+            )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ajuste-distill")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=("sms", "ag"), help="One dataset only.")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    os.environ["AJUSTE_CACHE_DIR"] = tempfile.mkdtemp(prefix="ajuste-distill-cache-")  # teacher runs afresh
+    rows: list[dict[str, Any]] = []
+    for name, data_args in datasets(args.data_dir).items():
+        if args.only is None or args.only == name:
+            rows.extend(measure(name, data_args, args.work, args.repeat))
+    facts = machine()
+    write_json("distill", {"machine": facts, "rows": rows})
+    header = (
+        f"Measured {facts['date']} on {facts['cpu']}, {facts['cores']} cores, torch {facts['torch']}. "
+        "sms: the built-in dataset's default protocol (deduplicated, ham undersampled, 70/10/20, seed 123); "
+        "ag: ../shared/datasets/ag_news_test (7,600 texts, 4 topics), default 70/10/20 split, seed 123. Every "
+        "command in a new process, with default settings but those shown; the teacher's probabilities computed "
+        "afresh (an empty cache). Seconds: the whole command. Predict: texts per second of `predict` over every "
+        "text of the dataset (5,574; 7,600), each model loaded from its folder as `ajuste predict` loads it "
+        f"(the bag in NumPy, the teacher in PyTorch bf16) and warmed up, median of {args.repeat} passes, one "
+        "model after the other in one process. Δ: test accuracy minus the teacher's, in points."
+    )
+    body = "\n".join([header, "", table(rows), "", *verdicts(rows)])
+    update_results("distill", body)
+    print(table(rows))
+    print("\n".join(verdicts(rows)))
+
+
+if __name__ == "__main__":
+    main()
