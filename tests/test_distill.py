@@ -138,9 +138,9 @@ def test_the_test_split_is_touched_once_and_never_shown_to_the_teacher(
     seen: list[str] = []
     original = Teacher._probabilities
 
-    def spy(self: Teacher, texts: list[str]) -> object:
+    def spy(self: Teacher, texts: list[str], show: bool = False) -> object:
         seen.extend(texts)
-        return original(self, texts)
+        return original(self, texts, show)
 
     monkeypatch.setattr(Teacher, "_probabilities", spy)
     test_texts = ajuste.load_data(ajuste.DataSettings(path=str(_data_of(teacher)))).test.texts

@@ -59,10 +59,13 @@ def _unlabeled(settings: DistillSettings) -> list[str]:
     return [" ".join(text.split()) for text in texts if text and text.strip()]
 
 
-def student_data(settings: DistillSettings, data: PreparedData, seed: int, *, with_val: bool = False) -> StudentData:
+def student_data(
+    settings: DistillSettings, data: PreparedData, seed: int, *, with_val: bool = False, show: bool = False
+) -> StudentData:
     """The student's training texts and the teacher's targets for them (computed once, then cached).
 
-    ``with_val`` adds the validation texts with their labels (a refit on train+val). Unlabelled and augmented
+    ``with_val`` adds the validation texts with their labels (a refit on train+val); ``show`` shows the teacher's
+    progress. Unlabelled and augmented
     texts equal to a validation or test text are left out: the student never trains on the texts that choose
     or test it, not even through the teacher."""
     from ajuste.training.distillation import TeacherTargets
@@ -80,7 +83,7 @@ def student_data(settings: DistillSettings, data: PreparedData, seed: int, *, wi
     unlabeled_read = _unlabeled(settings)
     unlabeled = list(dict.fromkeys(t for t in unlabeled_read if t not in known))
     extra = augmented + unlabeled
-    output = teacher.probabilities(labelled.texts + extra, data.labels)
+    output = teacher.probabilities(labelled.texts + extra, data.labels, show=show)
     guessed = [data.labels[i] for i in output.probabilities[len(labelled) :].argmax(axis=1)] if extra else []
     train_set = TextDataset(labelled.texts + extra, labelled.labels + guessed, labelled.rows + [-1] * len(extra))
     flags = np.zeros(len(train_set), dtype=bool)

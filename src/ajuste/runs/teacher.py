@@ -26,6 +26,10 @@ __all__ = ["Teacher", "TeacherOutput"]
 
 log = logging.getLogger(__name__)
 
+#: Texts the teacher predicts at a time: the progress bar moves, and each call still has enough texts to batch
+#: by length.
+CHUNK = 2048
+
 
 @dataclass
 class TeacherOutput:
@@ -100,10 +104,10 @@ class Teacher:
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
-    def probabilities(self, texts: Sequence[str], classes: Sequence[str]) -> TeacherOutput:
+    def probabilities(self, texts: Sequence[str], classes: Sequence[str], *, show: bool = False) -> TeacherOutput:
         """The teacher's class probabilities of ``texts``, columns in the order of ``classes`` (the student's), from
-        the cache when this teacher has computed them for these very texts before."""
-        output = self._probabilities(texts)
+        the cache when this teacher has computed them for these very texts before; ``show``: a progress bar."""
+        output = self._probabilities(texts, show)
         mine = self.labels
         if sorted(mine) != sorted(classes):
             raise DataError(
@@ -115,7 +119,7 @@ class Teacher:
         output.probabilities = output.probabilities[:, [mine.index(label) for label in classes]]
         return output
 
-    def _probabilities(self, texts: Sequence[str]) -> TeacherOutput:
+    def _probabilities(self, texts: Sequence[str], show: bool = False) -> TeacherOutput:
         from ajuste import cache
         from ajuste.models.boundary import BoundaryStates
 
@@ -131,8 +135,17 @@ class Teacher:
             return TeacherOutput(found.values.double().numpy(), cached=True, seconds=0.0)
         import torch
 
+        from ajuste.training.callbacks import frozen_pass_progress
+
         started = time.perf_counter()
-        probabilities = np.asarray(self.model.predict(list(texts)).probabilities, dtype=np.float32)
+        parts = []
+        with frozen_pass_progress("teacher", len(texts), show) as advance:
+            for start in range(0, len(texts), CHUNK):
+                chunk = list(texts[start : start + CHUNK])
+                parts.append(np.asarray(self.model.predict(chunk).probabilities, dtype=np.float32))
+                if advance is not None:
+                    advance(len(chunk))
+        probabilities = np.concatenate(parts) if parts else np.zeros((0, len(self.labels)), dtype=np.float32)
         seconds = time.perf_counter() - started
         meta = {"kind": "teacher probabilities", "teacher": str(self.folder.path), "texts": len(texts)}
         cache.put(key, BoundaryStates(torch.from_numpy(probabilities.copy())), meta)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,7 +115,8 @@ def train(
     if config.distill is not None:
         from ajuste.runs.distill import student_data
 
-        student = student_data(config.distill, data, config.seed)
+        show = verbose is True or (verbose == "auto" and sys.stderr.isatty())
+        student = student_data(config.distill, data, config.seed, show=show)
     classifier = TextClassifier(config.model, labels=data.labels)
     classifier.compile_from(config.train.compile_settings(), class_weights=data.class_weights)
     classifier.fit_from(
