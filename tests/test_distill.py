@@ -275,3 +275,16 @@ def test_bad_tune_distill_flags_get_one_line(
 def test_distillation_flags_without_a_teacher_are_refused(cli: Cli, data_file: Path, tmp_path: Path) -> None:
     result = cli("tune", "--data", data_file, "--augment", "2", "--trials", "1", "--out", tmp_path / "t")
     assert result.code == 2 and "need --distill-from" in result.err
+
+
+def test_a_gpt_student_is_an_ordinary_run_that_exports(cli: Cli, teacher: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason='ONNX export needs: pip install "ajuste[onnx]"')
+    student = {"family": "gpt", "num_layers": 1, "num_heads": 2, "emb_dim": 32, "vocab_size": 400}
+    result = ajuste.distill(teacher, student, augment=1, train={"epochs": 3}, out=tmp_path / "gpt", verbose=False)
+    assert result.record.augmented_texts > 0 and result.run.metrics["test"]["accuracy"] > 0.5
+    exported = cli("export", tmp_path / "gpt", "--out", tmp_path / "gpt-onnx", "--json")
+    assert exported.code == 0, exported.err
+    texts = ["win a free prize now", "see you at lunch"]
+    assert (
+        ajuste.load(tmp_path / "gpt-onnx").predict(texts).labels == ajuste.load(tmp_path / "gpt").predict(texts).labels
+    )
