@@ -6,7 +6,7 @@ import csv
 import json
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +52,30 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
         monkeypatch.delenv(variable, raising=False)
     cache.clear()
     return folder
+
+
+@pytest.fixture
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's log at warnings only, for the tests that run studies (``pytest.mark.usefixtures``)."""
+    import optuna
+
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    yield
+    optuna.logging.set_verbosity(previous)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module of tiny models: models of a few hundred weights gain nothing from threads,
+    and on a busy machine (the tests share two cores with other work) OpenMP's waiting threads make every epoch
+    several times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture

@@ -22,6 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 from ajuste.search.samplers import PRUNERS, SAMPLERS, SpaceGridSampler, make_pruner, make_sampler
 from ajuste.search.space import SearchSpace, parse_space
 
+pytestmark = pytest.mark.usefixtures("quiet_optuna")
+
 SPACE = {
     "model.family": ["bag", "gpt"],
     "train.weight_decay": {"low": 1e-5, "high": 1e-1, "log": True},
@@ -55,14 +57,6 @@ CONDITIONS: dict[str, Callable[[dict[str, Any]], bool]] = {
 GRID_SIZE = 3 * 3 * 5 + 6 * 3 * 5
 STARTUP = 3
 TRIALS = 8
-
-
-@pytest.fixture(autouse=True)
-def quiet_optuna() -> Iterator[None]:
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield
-    optuna.logging.set_verbosity(previous)
 
 
 @pytest.fixture(autouse=True)

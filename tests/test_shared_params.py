@@ -25,17 +25,11 @@ from ajuste.search.report import _log_scale
 from ajuste.search.samplers import make_sampler
 from ajuste.search.space import Param, SearchSpace, parse_space
 
+pytestmark = pytest.mark.usefixtures("quiet_optuna")
+
 #: The families that train with a learning rate (the linear family solves its problem in one pass).
 TRAINED = ["bag", "gpt", "minilm"]
 SHARED = {"train.lr", "train.batch_size", "train.epochs", "train.weight_decay", "train.warmup"}
-
-
-@pytest.fixture(autouse=True)
-def quiet_optuna() -> Iterator[None]:
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield
-    optuna.logging.set_verbosity(previous)
 
 
 @pytest.fixture(autouse=True)

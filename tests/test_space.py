@@ -24,6 +24,8 @@ from ajuste.search.space import Group, Param, SearchSpace, parse_space
 from ajuste.training.settings import TrainSettings
 from ajuste.validation import model_settings
 
+pytestmark = pytest.mark.usefixtures("quiet_optuna")
+
 DIVIDES = "model.emb_dim % model.num_heads == 0"
 SMALL_GPT = {
     "model.emb_dim": {"low": 16, "high": 64, "step": 8},
@@ -31,14 +33,6 @@ SMALL_GPT = {
     "model.num_layers": 1,
     "constraints": [DIVIDES],
 }
-
-
-@pytest.fixture(autouse=True)
-def quiet_optuna() -> Iterator[None]:
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield
-    optuna.logging.set_verbosity(previous)
 
 
 def suggestions(space: SearchSpace, count: int, seed: int = 0) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:

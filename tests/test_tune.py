@@ -17,7 +17,6 @@ from typing import Any
 
 import optuna
 import pytest
-import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
@@ -31,6 +30,8 @@ from ajuste.search.tune import TuneResult, run_tune, tune
 from ajuste.training.classifier import TextClassifier
 from ajuste.validation import validate
 from tests.conftest import CliResult, make_texts, write_csv
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "quiet_optuna")
 
 Cli = Callable[..., CliResult]
 TINY_SPACE: dict[str, Any] = {
@@ -57,24 +58,6 @@ def cheap_garbage_collection() -> Iterator[None]:
     gc.freeze()
     yield
     gc.unfreeze()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    # Models of a few hundred weights gain nothing from threads, and on a busy machine (the tests share
-    # two cores with other work) OpenMP's waiting threads make every epoch several times slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True)
-def quiet_optuna() -> Iterator[None]:
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield
-    optuna.logging.set_verbosity(previous)
 
 
 @pytest.fixture(scope="module")

@@ -185,8 +185,21 @@ def tune(args: argparse.Namespace) -> int:
     if result.importances:
         shown = ", ".join(f"{name} {value:.2f}" for name, value in list(result.importances.items())[:8])
         out.say(f"[bold]importance[/] {shown}")
+    chosen = result.ensemble
+    if chosen is not None:
+        members = ", ".join(f"trial {m.trial} x{m.weight:.2f}" for m in chosen.members)
+        single, both = chosen.single_best, chosen.ensemble
+        out.say(
+            f"[bold]ensemble[/] {members}; validation: single best accuracy {single['accuracy']:.4f} loss "
+            f"{single['loss']:.4f}, ensemble accuracy {both['accuracy']:.4f} loss {both['loss']:.4f}"
+        )
     if result.classifier is not None:
-        out.say(f"[bold]final model[/] trial {result.best_trial}'s settings; test split evaluated once:")
+        final = (
+            f"an ensemble of {len(chosen.members)} trials"
+            if chosen is not None and len(chosen.members) > 1
+            else f"trial {result.best_trial}'s settings"
+        )
+        out.say(f"[bold]final model[/] {final}; test split evaluated once:")
         out.metrics_table(result.metrics)
     elif result.final_by is not None:
         by = result.final_by

@@ -179,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Final model trained on train, or on train+val (train).",
     )
     search.add_argument(
+        "--ensemble",
+        type=int,
+        metavar="K",
+        help="Final model: the average of up to K of the best distinct trials' models, chosen greedily on "
+        "validation (1: the best trial's alone).",
+    )
+    search.add_argument(
         "--storage",
         metavar="URL",
         help="Share the study: journal:FILE (processes of one machine) or postgresql+psycopg://USER@HOST:PORT/DB "

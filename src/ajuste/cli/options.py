@@ -350,6 +350,7 @@ SEARCH_FLAGS = (
     "study",
     "startup_trials",
     "heartbeat",
+    "ensemble",
 )
 
 

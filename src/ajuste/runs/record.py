@@ -18,6 +18,8 @@ from ajuste.config import RunConfig
 
 __all__ = [
     "DistillRecord",
+    "EnsembleMember",
+    "EnsembleRecord",
     "ExportRecord",
     "RunFile",
     "RunRecord",
@@ -67,6 +69,32 @@ class TestAccess(_Record):
     purpose: str
 
 
+class EnsembleMember(_Record):
+    """One member of a final ensemble: its trial, settings, weight, and its validation loss on its own."""
+
+    trial: int
+    weight: float
+    settings: dict[str, Any]
+    val_loss: float
+    epochs: int | None = None
+
+
+class EnsembleRecord(_Record):
+    """How a search's final ensemble was chosen, and how it compares with the single best trial on validation.
+
+    ``candidates`` are the trials it was chosen from: the same candidates and ``size`` choose the same members,
+    so a resumed search keeps the ensemble already tested rather than touch the test split again."""
+
+    size: int
+    candidates: list[int]
+    members: list[EnsembleMember]
+    chosen_by: str
+    #: Validation metrics (accuracy, macro_f1, loss) of the best trial's model alone and of the ensemble, both
+    #: trained on the training split (what the members were chosen with).
+    single_best: dict[str, float]
+    ensemble: dict[str, float]
+
+
 class SearchRecord(_Record):
     """What a search found, in run.yaml's record of a tuning run."""
 
@@ -85,6 +113,7 @@ class SearchRecord(_Record):
     refit: str
     how: str
     epochs: int | None = None
+    ensemble: EnsembleRecord | None = None
 
 
 class ExportRecord(_Record):

@@ -2,7 +2,9 @@
 
 The test split is touched once per final model: when the same study ends again with the same best trial
 (a resumed search that found nothing better), the model already written and tested is kept, and only the
-record's counts are brought up to date.
+record's counts are brought up to date. With ``--ensemble K`` the final model may be the average of several
+trials' models (see :mod:`~ajuste.search.ensemble`); it is kept the same way when it would be chosen from the
+same candidates.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
@@ -21,10 +24,21 @@ from ajuste.data.dataset import TextDataset
 from ajuste.errors import AjusteError
 from ajuste.runs.distill import student_data
 from ajuste.runs.folder import RunFolder
-from ajuste.runs.record import DistillRecord, RunFile, RunRecord, SearchInfo, SearchRecord, TestAccess
+from ajuste.runs.record import (
+    DistillRecord,
+    EnsembleMember,
+    EnsembleRecord,
+    RunFile,
+    RunRecord,
+    SearchInfo,
+    SearchRecord,
+    TestAccess,
+)
+from ajuste.search import ensemble
 from ajuste.search.objective import BestSoFar, Objective, trial_settings
 from ajuste.search.study import CHOSEN_BY, best_trials, count_states, importances
 from ajuste.training.classifier import TextClassifier
+from ajuste.training.ensemble import EnsembleClassifier, log_probabilities
 
 __all__ = ["Final", "finish"]
 
@@ -41,6 +55,8 @@ class Final:
     best_params: dict[str, Any]
     importances: dict[str, float]
     seconds: float
+    #: How the final ensemble was chosen (None when the final model is the best trial's alone, as asked).
+    ensemble: EnsembleRecord | None = None
 
 
 def _concat(first: TextDataset, second: TextDataset) -> TextDataset:
@@ -48,11 +64,11 @@ def _concat(first: TextDataset, second: TextDataset) -> TextDataset:
 
 
 def _final_model(
-    objective: Objective, best: FrozenTrial
+    objective: Objective, best: FrozenTrial, refit: str
 ) -> tuple[TextClassifier, dict[str, Any], DistillRecord | None]:
-    """The best trial's own model when refitting on train repeats it exactly, else a refit; and for a student,
-    the record of the texts it learnt on."""
-    refit, data, seed = objective.config.tune.refit, objective.data, objective.config.seed
+    """The trial ``best``'s own model when refitting on train repeats it exactly, else a refit (on train, or
+    on train+val for its best epoch count); and for a student, the record of the texts it learnt on."""
+    data, seed = objective.data, objective.config.seed
     student = objective.student
     kept = objective.best
     if refit == "train" and kept.number == best.number and kept.classifier is not None:
@@ -90,18 +106,89 @@ def _final_model(
     return classifier, {"refit": "train+val", "how": how, "epochs": epochs}, record
 
 
+HEADLINE = ("accuracy", "macro_f1", "loss")
+
+
+def _ensemble_model(
+    objective: Objective, pool: list[FrozenTrial]
+) -> tuple[TextClassifier, dict[str, Any], DistillRecord | None, EnsembleRecord]:
+    """The final ensemble of the candidate trials ``pool`` (best first): each candidate's model trained on the
+    training split as a final model is (the best trial's own model reused), members and weights chosen on their
+    validation probabilities, then, with ``--refit train+val``, each member trained again on train+val for its
+    trial's best epoch count, keeping the weights chosen. One member alone is the final model itself."""
+    config, data = objective.config, objective.data
+    models, refits = [], []
+    for trial in pool:
+        classifier, refit, distillation = _final_model(objective, trial, "train")
+        models.append(classifier)
+        refits.append(refit)
+    index = {label: i for i, label in enumerate(data.labels)}
+    targets = np.array([index[label] for label in data.val.labels])
+    probabilities = [log_probabilities(model, data.val.texts).exp().numpy() for model in models]
+    counts = ensemble.greedy_counts(probabilities, targets, config.tune.ensemble, config.tune.metric)
+    chosen = [i for i, count in enumerate(counts) if count]
+    weights = [counts[i] / sum(counts) for i in chosen]
+    selected = _combined([models[i] for i in chosen], weights)
+    compared = {
+        name: {k: float(v) for k, v in model.evaluate(data.val, seed=config.seed).items() if k in HEADLINE}
+        for name, model in (("single_best", models[0]), ("ensemble", selected))
+    }
+    epochs: dict[int, int] = {}
+    final, alone = selected, refits[0]
+    how = "each member its trial's model: a refit on train with the same settings, data and seed repeats it exactly"
+    if config.tune.refit == "train+val":
+        del models, selected  # trained on train only: only their choice is kept
+        members = [_final_model(objective, pool[i], "train+val") for i in chosen]
+        epochs = {i: int(refit["epochs"]) for i, (_, refit, _) in zip(chosen, members)}
+        final = _combined([member for member, _, _ in members], weights)
+        _, alone, distillation = members[0]
+        how = "each member trained again with its trial's settings on train+val for its trial's best epoch count"
+    record = EnsembleRecord(
+        size=config.tune.ensemble,
+        candidates=[trial.number for trial in pool],
+        members=[
+            EnsembleMember(
+                trial=pool[i].number,
+                weight=weight,
+                settings=_settings_of(objective, pool[i]),
+                val_loss=ensemble.log_loss(probabilities[i], targets),
+                epochs=epochs.get(i),
+            )
+            for i, weight in zip(chosen, weights)
+        ],
+        chosen_by=ensemble.CHOSEN_BY,
+        single_best=compared["single_best"],
+        ensemble=compared["ensemble"],
+    )
+    if len(chosen) == 1:  # no other candidate lowered the validation loss: the best trial's model alone
+        return final, alone, distillation, record
+    what = f"an ensemble of {len(chosen)} of {len(pool)} candidate trials"
+    return final, {"refit": config.tune.refit, "how": f"{what}: {how}"}, distillation, record
+
+
+def _combined(members: list[TextClassifier], weights: list[float]) -> TextClassifier:
+    """The average of ``members``; one member alone is itself (an ensemble of one would only wrap it)."""
+    return members[0] if len(members) == 1 else EnsembleClassifier(members, weights)
+
+
 def _settings_of(objective: Objective, trial: FrozenTrial) -> dict[str, Any]:
     return dict(trial.user_attrs.get("settings") or objective.space.decode(trial.params))
 
 
-def _kept(folder: RunFolder, best: FrozenTrial, refit: str) -> tuple[TextClassifier, dict[str, Any], RunFile] | None:
-    """The final model already written and tested for this best trial; None if there is none (or it is damaged)."""
+def _kept(
+    folder: RunFolder, best: FrozenTrial, refit: str, size: int, pool: list[FrozenTrial]
+) -> tuple[TextClassifier, dict[str, Any], RunFile] | None:
+    """The final model already written and tested for this best trial (and, for an ensemble of ``size``, chosen
+    from the same candidate trials ``pool``, so the same members); None if there is none (or it is damaged)."""
     if not folder.is_finished():
         return None
     try:
         run_file = folder.read_run_file()
         search = run_file.record.search if run_file else None
         if run_file is None or search is None or search.best_trial != best.number or search.refit != refit:
+            return None
+        chosen_from = (search.ensemble.size, search.ensemble.candidates) if search.ensemble else (1, [])
+        if chosen_from != (size, [trial.number for trial in pool]):
             return None
         metrics = folder.read_metrics()
         if metrics is None:
@@ -129,7 +216,9 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
     best = best_trials(study, 1)[0]
     found = importances(study)
     trials = count_states(study.get_trials(deepcopy=False))
-    kept = _kept(folder, best, objective.config.tune.refit)
+    size = objective.config.tune.ensemble
+    pool = ensemble.candidates(study, size) if size > 1 else []
+    kept = _kept(folder, best, objective.config.tune.refit, size, pool)
     if kept is not None:  # same best trial, model already tested: the test split is not touched again
         classifier, metrics, run_file = kept
         search = run_file.record.search
@@ -137,13 +226,19 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
             search = search.model_copy(update={"trials": trials, "importances": found, "best_value": best.value})
         folder.update_record(run_file.record.model_copy(update={"search": search}))
         params = dict(search.best_params) if search else _settings_of(objective, best)
-        return Final(classifier, metrics, best, params, found, round(time.perf_counter() - started, 3))
-    classifier, refit, distillation = _final_model(objective, best)
+        seconds = round(time.perf_counter() - started, 3)
+        return Final(classifier, metrics, best, params, found, seconds, search.ensemble if search else None)
+    chosen: EnsembleRecord | None = None
+    if pool:
+        classifier, refit, distillation, chosen = _ensemble_model(objective, pool)
+    else:
+        classifier, refit, distillation = _final_model(objective, best, objective.config.tune.refit)
     config, data = objective.config, objective.data
     metrics = {"val": classifier.evaluate(data.val, seed=config.seed)}
     # The one access to the test split, after every choice has been made on validation.
     metrics["test"] = classifier.evaluate(data.test, seed=config.seed)
-    access = TestAccess(texts=len(data.test), purpose="final evaluation of the refit")
+    final = "the ensemble" if isinstance(classifier, EnsembleClassifier) else "the refit"
+    access = TestAccess(texts=len(data.test), purpose=f"final evaluation of {final}")
     params = _settings_of(objective, best)
     model, train = trial_settings(config, params)
     seconds = round(time.perf_counter() - started, 3)
@@ -156,6 +251,7 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
         importances=found,
         chosen_by=CHOSEN_BY,
         **refit,
+        ensemble=chosen,
     )
     record = RunRecord(
         seconds=seconds,
@@ -168,4 +264,4 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
     resolved = RunConfig(data=config.data, model=model, train=train, seed=config.seed, distill=config.distill)
     split = {"source": data.report["source"], "seed": config.seed, **data.split_record()}
     folder.write_final(classifier, RunFile(config=resolved, record=record), metrics=metrics, split=split)
-    return Final(classifier, metrics, best, params, found, seconds)
+    return Final(classifier, metrics, best, params, found, seconds, chosen)

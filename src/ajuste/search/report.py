@@ -33,7 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ajuste.atomic import write_text
 from ajuste.errors import RunFolderError
 from ajuste.runs.folder import RunFolder
-from ajuste.runs.record import SearchRecord
+from ajuste.runs.record import EnsembleRecord, SearchRecord
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -668,6 +668,8 @@ def _final_section(svg: _Svg, final: Mapping[str, Any] | None, search: SearchRec
             [f"<code>{_e(key)}</code>", f"<code>{_e(_fmt(value))}</code>"] for key, value in search.best_params.items()
         ]
         body += _table(["setting", "value"], rows, ())
+        if search.ensemble is not None:
+            body += _ensemble_html(search.ensemble)
     splits = [(name, final[name]) for name in ("val", "test") if isinstance(final.get(name), Mapping)]
     rows = []
     for name, split in splits:
@@ -688,6 +690,21 @@ def _final_section(svg: _Svg, final: Mapping[str, Any] | None, search: SearchRec
         body += _confusion_html(svg, split, "test" if name == "test" else "validation")
         body += _per_class_html(split)
     return _section(5, body)
+
+
+def _ensemble_html(chosen: EnsembleRecord) -> str:
+    """The members of the final ensemble, and the single best trial against the ensemble on validation."""
+    members = [
+        [_e(m.trial), _e(_fmt(m.weight)), _e(_fmt(m.val_loss)), _settings_html(m.settings)] for m in chosen.members
+    ]
+    body = f"<p>Ensemble of up to {_e(chosen.size)} of the trials {_e(', '.join(map(str, chosen.candidates)))}: "
+    body += f"{_e(chosen.chosen_by)}.</p>"
+    body += _table(["trial", "weight", "validation loss alone", "settings"], members, (0, 1, 2))
+    rows = [
+        [_e(name), *(_e(_fmt(scores.get(key))) for key in ("accuracy", "macro_f1", "loss"))]
+        for name, scores in (("single best trial", chosen.single_best), ("ensemble", chosen.ensemble))
+    ]
+    return body + _table(["validation", "accuracy", "macro-F1", "loss"], rows, (1, 2, 3))
 
 
 def _confusion_html(svg: _Svg, split: Mapping[str, Any], name: str) -> str:

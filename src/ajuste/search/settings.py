@@ -46,6 +46,13 @@ class TuneSettings(BaseModel):
     refit: Literal["train", "train+val"] = Field(
         "train", description="Final model: the best settings on train, or on train+val for the best epoch count."
     )
+    ensemble: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="Final model: the average of up to this many of the best distinct trials' models, chosen "
+        "greedily on validation (1: the best trial's model alone).",
+    )
     storage: str | None = Field(
         None,
         description="Where the study is shared: journal:FILE (processes of one machine) or a PostgreSQL URL "
@@ -106,10 +113,12 @@ class TuneConfig(BaseModel):
         return value
 
     def fingerprint(self) -> str:
-        """What makes a study the same study: everything but the budget and the output folder."""
+        """What makes a study the same study: everything but the budget, the output folder and the size of the
+        final ensemble (made from the study's trials, it is chosen anew when the search ends)."""
         from ajuste.search.storage import public_url
 
-        content = self.model_dump(mode="json", exclude={"out": True, "tune": {"trials", "timeout", "heartbeat"}})
+        not_the_study = {"trials", "timeout", "heartbeat", "ensemble"}
+        content = self.model_dump(mode="json", exclude={"out": True, "tune": not_the_study})
         if content.get("distill") is None:  # a search without a teacher keeps the fingerprint it always had
             content.pop("distill", None)
         if self.tune.storage is not None:  # the same study with or without the password in the URL

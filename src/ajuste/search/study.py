@@ -136,11 +136,14 @@ def study_identity(
     config: TuneConfig, data: PreparedData, space: SearchSpace, teacher: str | None = None
 ) -> dict[str, str]:
     """What makes workers' studies one study, part by part: the labelled texts (wherever the file is), their
-    split, the search space and the search settings (the budget and where results go may differ); and for
-    students, the teacher (``teacher``: its model's fingerprint, wherever its folder is) and how it teaches."""
+    split, the search space and the search settings (the budget, where results go and the size of the final
+    ensemble may differ); and for students, the teacher (``teacher``: its model's fingerprint, wherever its
+    folder is) and how it teaches."""
     splits = [(s.texts, s.labels) for s in (data.train, data.val, data.test)]
     everything = sorted((t, label) for texts, labels in splits for t, label in zip(texts, labels))
-    search = config.tune.model_dump(mode="json", exclude={"trials", "timeout", "storage", "study", "heartbeat"})
+    search = config.tune.model_dump(
+        mode="json", exclude={"trials", "timeout", "storage", "study", "heartbeat", "ensemble"}
+    )
     identity = {
         "data": _digest(everything),
         "split": _digest(splits),

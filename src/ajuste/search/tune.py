@@ -29,7 +29,7 @@ from ajuste.models.registry import default_families, is_named_family, registrati
 from ajuste.models.settings import FamilySettings
 from ajuste.runs.distill import StudentData, student_data, teacher_data
 from ajuste.runs.folder import RunFolder
-from ajuste.runs.record import SearchInfo
+from ajuste.runs.record import EnsembleRecord, SearchInfo
 from ajuste.runtime import configure_threads
 from ajuste.search.final import Final, finish
 from ajuste.search.objective import TRIAL_ERRORS, Objective, trial_settings
@@ -88,13 +88,24 @@ class TuneResult:
     #: how many trials other workers were still running when this one stopped (the last of them finalizes).
     final_by: dict[str, Any] | None = None
     running_elsewhere: int = 0
+    #: With ``ensemble`` above 1: the members chosen, their weights, and the single best against the ensemble.
+    ensemble: EnsembleRecord | None = None
 
     def trial_counts(self) -> dict[str, int]:
         return count_states(self.study.get_trials(deepcopy=False))
 
     def summary(self) -> dict[str, Any]:
-        """The ``--json`` object of ``ajuste tune``."""
+        """The ``--json`` object of ``ajuste tune`` (with ``ensemble`` when one was asked for)."""
         headline = ("accuracy", "macro_f1", "loss", "accuracy_ci95")
+        chosen = self.ensemble
+        ensemble = (
+            {
+                "members": [{"trial": m.trial, "weight": m.weight} for m in chosen.members],
+                "val": {"single_best": chosen.single_best, "ensemble": chosen.ensemble},
+            }
+            if chosen is not None
+            else None
+        )
         return {
             "run_dir": str(self.run_dir),
             "seconds": self.seconds,
@@ -106,6 +117,7 @@ class TuneResult:
             **{split: {k: v for k, v in m.items() if k in headline} for split, m in self.metrics.items()},
             "final_by": self.final_by,
             "running_elsewhere": self.running_elsewhere,
+            **({"ensemble": ensemble} if ensemble is not None else {}),
         }
 
 
@@ -450,6 +462,7 @@ def run_tune(
         final.metrics,
         data,
         final.importances,
+        ensemble=final.ensemble,
     )
 
 
@@ -508,6 +521,7 @@ def tune(
     overwrite: bool = False,
     startup_trials: int = 8,
     heartbeat: int = 60,
+    ensemble: int = 1,
     finalize: bool = False,
     distill_from: str | Path | None = None,
     distill: Mapping[str, Any] | None = None,
@@ -519,9 +533,10 @@ def tune(
     searches students of that teacher, on its data and seed, with the settings ``distill`` (``temperature``,
     ``alpha``, ``augment``, ``unlabeled``: see :func:`ajuste.distill`);
     ``model`` a family, a list of families, a checkpoint, or a mapping of fixed model settings (unset:
-    bag, gpt and minilm); ``space`` a search space (unset: the families' default spaces). Running the
-    same call again resumes the same study. Returns the best settings, the study, the final model and
-    its validation and test metrics.
+    bag, gpt and minilm); ``space`` a search space (unset: the families' default spaces); ``ensemble`` K > 1
+    makes the final model the average of up to K of the best distinct trials' models, chosen greedily on
+    validation. Running the same call again resumes the same study. Returns the best settings, the study, the
+    final model and its validation and test metrics.
 
     >>> result = ajuste.tune("sms-spam", model="bag", trials=20)          # doctest: +SKIP
     >>> result.best_params, result.metrics["test"]["accuracy"]            # doctest: +SKIP
@@ -555,6 +570,7 @@ def tune(
             "study": study,
             "startup_trials": startup_trials,
             "heartbeat": heartbeat,
+            "ensemble": ensemble,
         },
         "seed": 123 if seed is None else seed,
         "out": str(out) if out is not None else None,

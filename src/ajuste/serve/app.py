@@ -68,7 +68,10 @@ class ModelInfo(BaseModel):
     name: str = Field(description="What to give as `model` in POST /v1/predict.")
     family: str
     labels: list[str]
-    runtime: str = Field(description="What computes the model: pytorch, or onnx for an exported run.")
+    runtime: str = Field(
+        description="What computes the model: pytorch, onnx for an exported run, or ensemble for the average of "
+        "a tuned ensemble's members (its settings are those of its first member, the best trial)."
+    )
     parameters: int | None = None
     metrics: dict[str, Any] | None = Field(description="The run folder's metrics.json (null when it has none).")
     settings: dict[str, Any] = Field(description="The model's settings.")

@@ -30,6 +30,7 @@ from ajuste.runtime import configure_threads
 from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar, frozen_pass_progress
 from ajuste.training.distillation import DistillationLoss, TeacherTargets
 from ajuste.training.light import (
+    ENSEMBLE_RUNTIME,
     FORMAT,
     FORMAT_VERSION,
     MODEL_CONFIG,
@@ -453,6 +454,7 @@ class TextClassifier:
 
 def load_model(folder: str | Path, *, trust_remote_code: bool = False) -> TextClassifier:
     """A trained classifier from a model folder (what :meth:`TextClassifier.save` writes); never unpickles.
+    An exported folder opens as an ``OnnxClassifier``, an ensemble's as an ``EnsembleClassifier``.
 
     The settings recorded in the folder never allow a checkpoint's own code to run: only
     ``trust_remote_code`` given here does.
@@ -460,6 +462,10 @@ def load_model(folder: str | Path, *, trust_remote_code: bool = False) -> TextCl
     configure_threads()
     folder = Path(folder)
     config = read_model_config(folder)
+    if config.get("runtime") == ENSEMBLE_RUNTIME:
+        from ajuste.training.ensemble import load_ensemble
+
+        return load_ensemble(folder, config, trust_remote_code=trust_remote_code)
     runtime, labels, recorded = config.get("runtime"), config["labels"], config["settings"]
     # Whatever the folder says, only the caller decides whether a checkpoint's own code may run.
     recorded = {k: v for k, v in recorded.items() if k != "trust_remote_code"}

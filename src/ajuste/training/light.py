@@ -21,8 +21,10 @@ from ajuste.errors import ConfigError, RunFolderError
 from ajuste.models.files import ONNX_FILE, WEIGHTS_FILE
 
 __all__ = [
+    "ENSEMBLE_RUNTIME",
     "FORMAT",
     "FORMAT_VERSION",
+    "MEMBERS_DIR",
     "MODEL_CONFIG",
     "ONNX_RUNTIME",
     "NumpyBag",
@@ -36,7 +38,10 @@ FORMAT = "ajuste-model"
 FORMAT_VERSION = 1
 #: ``config.json``'s ``runtime`` for an exported model (a PyTorch model folder has none).
 ONNX_RUNTIME = "onnx"
-RUNTIMES = (None, ONNX_RUNTIME)
+#: ``config.json``'s ``runtime`` for an ensemble: no weights of its own, its members in ``members/<i>/``.
+ENSEMBLE_RUNTIME = "ensemble"
+MEMBERS_DIR = "members"
+RUNTIMES = (None, ONNX_RUNTIME, ENSEMBLE_RUNTIME)
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,11 @@ def read_model_config(folder: Path) -> dict[str, Any]:
         )
     runtime = config.get("runtime")
     if runtime not in RUNTIMES:
-        raise RunFolderError(f"{config_file} names an unknown runtime", expected="none, or onnx", found=repr(runtime))
+        raise RunFolderError(
+            f"{config_file} names an unknown runtime", expected="none, onnx or ensemble", found=repr(runtime)
+        )
+    if runtime == ENSEMBLE_RUNTIME:
+        return _ensemble_config(folder, config)
     weights = ONNX_FILE if runtime == ONNX_RUNTIME else WEIGHTS_FILE
     if not (folder / weights).is_file():
         raise RunFolderError(
@@ -100,6 +109,33 @@ def read_model_config(folder: Path) -> dict[str, Any]:
     labels, settings = config.get("labels"), config.get("settings")
     if not isinstance(labels, list) or len(labels) < 2 or not isinstance(settings, dict):
         raise RunFolderError(f"{config_file} is damaged", expected="settings and at least two labels")
+    return config
+
+
+def _ensemble_config(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """An ensemble's config, checked: its labels, and one positive weight per member folder (named by its index,
+    never by a path the file gives), the weights summing to one. The members themselves are checked as they load."""
+    config_file = folder / MODEL_CONFIG
+    labels, members = config.get("labels"), config.get("members")
+    if not isinstance(labels, list) or len(labels) < 2 or not isinstance(members, list) or not members:
+        raise RunFolderError(f"{config_file} is damaged", expected="at least two labels and a list of members")
+    weights: list[Any] = [m.get("weight") if isinstance(m, dict) else None for m in members]
+    valid = all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w <= 1 for w in weights)
+    if not valid or abs(sum(weights) - 1) > 1e-6:
+        raise RunFolderError(
+            f"{config_file} is damaged",
+            expected="one weight in (0, 1] per member, summing to 1",
+            found=str(weights)[:120],
+            fix="Tune again, or restore the run folder from a copy.",
+        )
+    missing = [str(i) for i in range(len(members)) if not (folder / MEMBERS_DIR / str(i) / MODEL_CONFIG).is_file()]
+    if missing:
+        raise RunFolderError(
+            f"run folder {folder} is incomplete",
+            expected=f"{len(members)} member folders {MEMBERS_DIR}/0..{len(members) - 1} with {MODEL_CONFIG}",
+            found=f"no {MODEL_CONFIG} in {', '.join(f'{MEMBERS_DIR}/{i}' for i in missing)}",
+            fix="Tune again, or restore the run folder from a copy.",
+        )
     return config
 
 
@@ -163,8 +199,10 @@ class NumpyBag:
 def light_model(folder: Path, precision: str | None = None) -> NumpyBag | None:
     """The model of ``folder`` computed without PyTorch where its family allows it (``bag`` in fp32), else None."""
     config = read_model_config(folder)
+    if config.get("runtime") is not None:
+        return None
     settings = config["settings"]
-    if config.get("runtime") is not None or settings.get("family") != "bag":
+    if settings.get("family") != "bag":
         return None
     if (precision or settings.get("precision") or "fp32") != "fp32":
         return None
