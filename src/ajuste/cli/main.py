@@ -176,7 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--refit",
         choices=setting_choices(TuneSettings, "refit"),
-        help="Final model trained on train, or on train+val (train).",
+        help="Final model trained on train, or on train+val (train; train+val under --cv).",
+    )
+    search.add_argument(
+        "--cv",
+        type=int,
+        metavar="K",
+        help="Score each trial by stratified K-fold cross-validation over train+val (the folds' mean), then refit "
+        "the best on train+val; for small validation splits. Default: the validation split alone.",
     )
     search.add_argument(
         "--ensemble",

@@ -346,6 +346,7 @@ SEARCH_FLAGS = (
     "timeout",
     "metric",
     "refit",
+    "cv",
     "storage",
     "study",
     "startup_trials",

@@ -22,6 +22,7 @@ __all__ = [
     "apportion",
     "class_weights",
     "clean",
+    "cv_folds",
     "dedupe",
     "describe",
     "normalise_label",
@@ -47,6 +48,11 @@ class PreparedData:
 
     def counts(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+    def train_and_val(self) -> TextDataset:
+        """Training and validation texts together: what a refit on train+val and cross-validation use."""
+        train, val = self.train, self.val
+        return TextDataset(train.texts + val.texts, train.labels + val.labels, train.rows + val.rows)
 
     def split_record(self) -> dict[str, Any]:
         """The split as source row ids: enough to trace any result back to its texts."""
@@ -216,6 +222,29 @@ def split(
     train, val, test = (data.subset(sorted(parts[name])) for name in ("train", "val", "test"))
     report = {name: part.class_counts() for name, part in (("train", train), ("val", val), ("test", test))}
     return train, val, test, report
+
+
+def cv_folds(data: TextDataset, k: int, seed: int) -> list[tuple[TextDataset, TextDataset]]:
+    """Stratified K-fold cross-validation of ``data``, shuffled with ``seed``: (trained on, validated on) per fold.
+
+    Every class must have at least K texts, so that every fold validates on every class.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    too_small = {label: len(p) for label, p in _positions_by_class(data).items() if len(p) < k}
+    if too_small:
+        shown = ", ".join(f"'{label}' ({n})" for label, n in sorted(too_small.items()))
+        raise DataError(
+            f"a class is too small for {k}-fold cross-validation over train+val",
+            expected=f"at least {k} texts of every class in train+val",
+            found=shown,
+            fix="Lower --cv, or add examples of that class.",
+        )
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [
+        (data.subset(list(trained)), data.subset(list(validated)))
+        for trained, validated in splitter.split(np.zeros(len(data)), data.labels)
+    ]
 
 
 def _hold_out(data: TextDataset, fraction: float, seed: int) -> tuple[TextDataset, TextDataset]:

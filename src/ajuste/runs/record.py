@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ajuste.config import RunConfig
 
 __all__ = [
+    "CrossValidationRecord",
     "DistillRecord",
     "EnsembleMember",
     "EnsembleRecord",
@@ -95,6 +96,17 @@ class EnsembleRecord(_Record):
     ensemble: dict[str, float]
 
 
+class CrossValidationRecord(_Record):
+    """How a trial scored under ``--cv K``: each fold's validation score, their mean and spread (population
+    standard deviation), and each fold's best epoch. In run.yaml, the best trial's."""
+
+    folds: int
+    scores: list[float]
+    mean: float
+    std: float
+    best_epochs: list[int]
+
+
 class SearchRecord(_Record):
     """What a search found, in run.yaml's record of a tuning run."""
 
@@ -114,6 +126,7 @@ class SearchRecord(_Record):
     how: str
     epochs: int | None = None
     ensemble: EnsembleRecord | None = None
+    cv: CrossValidationRecord | None = None
 
 
 class ExportRecord(_Record):

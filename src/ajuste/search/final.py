@@ -20,11 +20,12 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ajuste.config import RunConfig
-from ajuste.data.dataset import TextDataset
+from ajuste.data.prepare import PreparedData
 from ajuste.errors import AjusteError
 from ajuste.runs.distill import student_data
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import (
+    CrossValidationRecord,
     DistillRecord,
     EnsembleMember,
     EnsembleRecord,
@@ -57,10 +58,6 @@ class Final:
     seconds: float
     #: How the final ensemble was chosen (None when the final model is the best trial's alone, as asked).
     ensemble: EnsembleRecord | None = None
-
-
-def _concat(first: TextDataset, second: TextDataset) -> TextDataset:
-    return TextDataset(first.texts + second.texts, first.labels + second.labels, first.rows + second.rows)
 
 
 def _final_model(
@@ -101,8 +98,9 @@ def _final_model(
         classifier.fit_from(both.train, None, fit, seed=seed, verbose=False, teacher=both.targets)
         record = both.record
     else:
-        classifier.fit_from(_concat(data.train, data.val), None, fit, seed=seed, verbose=False)
-    how = f"trained again with the best settings on train+val for {epochs} epochs (the best trial's best epoch)"
+        classifier.fit_from(data.train_and_val(), None, fit, seed=seed, verbose=False)
+    source = "the median of its folds' best epochs" if objective.folds else "its best epoch"
+    how = f"trained again with the best settings on train+val for {epochs} epochs (the best trial's {source})"
     return classifier, {"refit": "train+val", "how": how, "epochs": epochs}, record
 
 
@@ -175,6 +173,14 @@ def _settings_of(objective: Objective, trial: FrozenTrial) -> dict[str, Any]:
     return dict(trial.user_attrs.get("settings") or objective.space.decode(trial.params))
 
 
+def _cross_validated(best: FrozenTrial, cv: CrossValidationRecord, data: PreparedData) -> dict[str, Any]:
+    """The validation metrics of a search under cv: the best trial's means over its folds, every text of train+val
+    validated once (``cross_validated``: the folds and the spread of the score)."""
+    means = {key.removeprefix("val_"): value for key, value in best.user_attrs["val_metrics"].items()}
+    spread = {"folds": cv.folds, "std": cv.std, "scores": cv.scores}
+    return {**means, "n": len(data.train) + len(data.val), "cross_validated": spread}
+
+
 def _kept(
     folder: RunFolder, best: FrozenTrial, refit: str, size: int, pool: list[FrozenTrial]
 ) -> tuple[TextClassifier, dict[str, Any], RunFile] | None:
@@ -234,7 +240,9 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
     else:
         classifier, refit, distillation = _final_model(objective, best, objective.config.tune.refit)
     config, data = objective.config, objective.data
-    metrics = {"val": classifier.evaluate(data.val, seed=config.seed)}
+    cv = CrossValidationRecord.model_validate(best.user_attrs["cv"]) if objective.folds else None
+    # Under cv the final model trained on the validation split: its validation score is the cross-validated one.
+    metrics = {"val": _cross_validated(best, cv, data) if cv else classifier.evaluate(data.val, seed=config.seed)}
     # The one access to the test split, after every choice has been made on validation.
     metrics["test"] = classifier.evaluate(data.test, seed=config.seed)
     final = "the ensemble" if isinstance(classifier, EnsembleClassifier) else "the refit"
@@ -252,6 +260,7 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
         chosen_by=CHOSEN_BY,
         **refit,
         ensemble=chosen,
+        cv=cv,
     )
     record = RunRecord(
         seconds=seconds,

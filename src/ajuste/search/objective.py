@@ -9,6 +9,7 @@ command exits with an internal error.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -17,15 +18,18 @@ from typing import Any
 
 import optuna
 
+from ajuste.data.dataset import TextDataset
 from ajuste.data.prepare import PreparedData
 from ajuste.errors import AjusteError, TrainingError
 from ajuste.models.settings import FamilySettings
 from ajuste.runs.distill import StudentData
+from ajuste.runs.record import CrossValidationRecord
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace, split_settings
 from ajuste.search.study import counts_towards_budget, ranking, retried
 from ajuste.training.callbacks import Callback
 from ajuste.training.classifier import TextClassifier
+from ajuste.training.distillation import TeacherTargets
 from ajuste.training.settings import TrainSettings
 from ajuste.validation import model_settings, validate
 
@@ -63,7 +67,11 @@ def trial_settings(config: TuneConfig, values: Mapping[str, Any]) -> tuple[Famil
 
 
 class TrialReporter(Callback):
-    """Feeds the validation score to the pruner after every epoch and keeps the epoch rows."""
+    """Feeds the validation score to the pruner after every epoch and keeps the epoch rows.
+
+    Under cross-validation (a ``fold`` is set) the pruner hears the running mean after each fold instead
+    (:meth:`report`, step = the fold's number): two kinds of step in one trial would mix epochs with folds.
+    """
 
     def __init__(self, trial: optuna.Trial, monitor: str, out_of_time: Callable[[], bool] = lambda: False) -> None:
         self.trial = trial
@@ -71,22 +79,33 @@ class TrialReporter(Callback):
         self.rows: list[dict[str, Any]] = []
         self.epochs: int | None = None
         self.out_of_time = out_of_time
+        #: Under cross-validation, the fold being trained (kept in its epoch rows).
+        self.fold: int | None = None
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
         self.epochs = int(logs["epochs"]) if "epochs" in logs else None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        self.rows.append({k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()})
+        row = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()}
+        self.rows.append(row if self.fold is None else {**row, "fold": self.fold})
         value = logs.get(self.monitor)
-        if value is None or not math.isfinite(float(value)):
+        if self.fold is not None or value is None or not math.isfinite(float(value)):
             return
-        self.trial.report(float(value), epoch)
-        # After the last epoch the trial has cost all it will: it completes rather than being pruned.
-        if epoch != self.epochs and self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch} with {self.monitor} {float(value):.4f}")
-        if epoch != self.epochs and self.out_of_time():
+        self.report(float(value), epoch, last=epoch == self.epochs)
+
+    def report(self, value: float, step: int, *, last: bool) -> None:
+        """Tell the pruner ``value`` at ``step`` (an epoch, or under cross-validation a fold and the running mean);
+        stop the trial if it is hopeless or the time is up. After the ``last`` step the trial has cost all it
+        will: it completes rather than being pruned."""
+        self.trial.report(value, step)
+        if last:
+            return
+        unit, score = ("fold", f"mean {self.monitor}") if self.fold is not None else ("epoch", self.monitor)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after {unit} {step} with {score} {value:.4f}")
+        if self.out_of_time():
             self.trial.set_user_attr("stopped", "the search's time budget ran out")
-            raise optuna.TrialPruned(f"stopped after epoch {epoch}: the time budget ran out")
+            raise optuna.TrialPruned(f"stopped after {unit} {step}: the time budget ran out")
 
 
 @dataclass
@@ -110,10 +129,13 @@ class Objective:
         *,
         worker: str | None = None,
         student: StudentData | None = None,
+        folds: list[tuple[TextDataset, TextDataset]] | None = None,
     ) -> None:
         self.config = config
         self.space = space
         self.data = data
+        #: Under ``--cv K``: the K (trained on, validated on) folds of train+val that score every trial.
+        self.folds = folds
         #: With a teacher: what every trial trains on (the texts and the teacher's targets).
         self.student = student
         self.metric = config.tune.metric
@@ -181,19 +203,41 @@ class Objective:
 
     def _train(self, trial: optuna.Trial, values: dict[str, Any], reporter: TrialReporter) -> float:
         model, train = trial_settings(self.config, values)
+        if self.folds is not None:
+            return self._cross_validate(trial, model, train, reporter, self.folds)
+        student = self.student
+        classifier, epoch, row = self._fit(
+            model,
+            train,
+            student.train if student else self.data.train,
+            self.data.val,
+            reporter,
+            teacher=student.targets if student else None,
+        )
+        return self._scored(trial, epoch, {k: v for k, v in row.items() if k.startswith("val_")}, classifier)
+
+    def _fit(
+        self,
+        model: FamilySettings,
+        train: TrainSettings,
+        trained_on: TextDataset,
+        validated_on: TextDataset,
+        reporter: TrialReporter,
+        teacher: TeacherTargets | None = None,
+    ) -> tuple[TextClassifier, int, dict[str, Any]]:
+        """One model of the trial, validated after every epoch: it, its best epoch and that epoch's row."""
         classifier = TextClassifier(model, labels=self.data.labels)
         classifier.compile_from(train.compile_settings(), class_weights=self.data.class_weights)
         fit = train.fit_settings().model_copy(update={"monitor": f"val_{self.metric}"})
-        student = self.student
         classifier.fit_from(
-            student.train if student else self.data.train,
+            trained_on,
             None,
             fit,
-            validation_data=self.data.val,
+            validation_data=validated_on,
             callbacks=[reporter],
             seed=self.config.seed,
             verbose=False,
-            teacher=student.targets if student else None,
+            teacher=teacher,
         )
         history = classifier.history_
         if history is None or not history.epochs:
@@ -203,9 +247,53 @@ class Objective:
         value = float(row[f"val_{self.metric}"])
         if not math.isfinite(value):
             raise TrainingError(f"the validation {self.metric} is not a number", found=str(value))
+        return classifier, epoch, row
+
+    def _cross_validate(
+        self,
+        trial: optuna.Trial,
+        model: FamilySettings,
+        train: TrainSettings,
+        reporter: TrialReporter,
+        folds: list[tuple[TextDataset, TextDataset]],
+    ) -> float:
+        """The trial's settings trained once per fold on the other folds: its score is the folds' mean, told to
+        the pruner as a running mean after each fold. Its best epoch is the median (low) of the folds' best
+        epochs, what the final refit on train+val trains for; its validation metrics are the folds' means."""
+        scores: list[float] = []
+        epochs: list[int] = []
+        rows: list[dict[str, Any]] = []
+        for number, (trained_on, validated_on) in enumerate(folds, start=1):
+            reporter.fold = number
+            _, epoch, row = self._fit(model, train, trained_on, validated_on, reporter)
+            scores.append(float(row[f"val_{self.metric}"]))
+            epochs.append(epoch)
+            rows.append(row)
+            # Kept after every fold, so that a pruned trial shows the folds it ran.
+            record = CrossValidationRecord(
+                folds=len(folds),
+                scores=scores,
+                mean=statistics.fmean(scores),
+                std=statistics.pstdev(scores),
+                best_epochs=epochs,
+            )
+            trial.set_user_attr("cv", record.model_dump(mode="json"))
+            reporter.report(record.mean, number, last=number == len(folds))
+        means = {
+            key: statistics.fmean(float(r[key]) for r in rows)
+            for key in rows[0]
+            if key.startswith("val_") and all(isinstance(r.get(key), (int, float)) for r in rows)
+        }
+        return self._scored(trial, statistics.median_low(epochs), means, None)
+
+    def _scored(
+        self, trial: optuna.Trial, epoch: int, metrics: dict[str, Any], classifier: TextClassifier | None
+    ) -> float:
+        """Record the trial's best epoch and validation metrics; keep it as the best so far if it ranks first."""
+        value = float(metrics[f"val_{self.metric}"])
         trial.set_user_attr("best_epoch", epoch)
-        trial.set_user_attr("val_metrics", {k: v for k, v in row.items() if k.startswith("val_")})
-        loss = float(row.get("val_loss", math.inf))
+        trial.set_user_attr("val_metrics", metrics)
+        loss = float(metrics.get("val_loss", math.inf))
         loss = loss if math.isfinite(loss) else math.inf
         if self._improves(value, loss, trial.number):
             self.best = BestSoFar(trial.number, value, classifier, loss)

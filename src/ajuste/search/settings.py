@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ajuste.data.settings import DataSettings
 from ajuste.models.registry import FAMILIES
@@ -53,6 +53,14 @@ class TuneSettings(BaseModel):
         description="Final model: the average of up to this many of the best distinct trials' models, chosen "
         "greedily on validation (1: the best trial's model alone).",
     )
+    cv: int | None = Field(
+        None,
+        ge=2,
+        le=20,
+        description="Score each trial by stratified K-fold cross-validation over train+val (the fold mean; the "
+        "pruner hears the running mean after each fold); the final model is then refit on train+val. Unset: "
+        "the validation split alone.",
+    )
     storage: str | None = Field(
         None,
         description="Where the study is shared: journal:FILE (processes of one machine) or a PostgreSQL URL "
@@ -67,6 +75,24 @@ class TuneSettings(BaseModel):
         description="Seconds between a worker's heartbeats on a shared database; a trial without one for three "
         "heartbeats is failed and runs again.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cross_validated_refit(cls, values: Any) -> Any:
+        """Under cv no trial has a model trained on train alone to keep: the final model is trained on train+val."""
+        if not isinstance(values, dict) or values.get("cv") is None:
+            return values
+        if values.get("refit", "train+val") != "train+val":
+            raise ValueError(
+                f"cv needs refit train+val (its trials have no single training split); got refit {values['refit']}. "
+                "Drop --refit, or drop --cv"
+            )
+        if (values.get("ensemble") or 1) > 1:
+            raise ValueError(
+                "cv makes one final model; an ensemble is chosen on the validation split, which cv trains on. "
+                "Drop --ensemble, or drop --cv"
+            )
+        return {**values, "refit": "train+val"}
 
     @field_validator("storage")
     @classmethod
@@ -112,6 +138,19 @@ class TuneConfig(BaseModel):
             raise ValueError(f"unknown families {', '.join(unknown)}; expected {', '.join(FAMILIES)}")
         return value
 
+    @model_validator(mode="after")
+    def _cross_validation_fits(self) -> TuneConfig:
+        if self.tune.cv is None:
+            return self
+        if self.distill is not None:
+            raise ValueError("cv is not supported when searching students of a teacher (--distill-from); drop --cv")
+        if self.data.balance == "oversample":
+            raise ValueError(
+                "cv cannot fold oversampled training texts (a copy would be both trained on and validated); "
+                "use --balance class_weight or undersample, or drop --cv"
+            )
+        return self
+
     def fingerprint(self) -> str:
         """What makes a study the same study: everything but the budget, the output folder and the size of the
         final ensemble (made from the study's trials, it is chosen anew when the search ends)."""
@@ -121,6 +160,8 @@ class TuneConfig(BaseModel):
         content = self.model_dump(mode="json", exclude={"out": True, "tune": not_the_study})
         if content.get("distill") is None:  # a search without a teacher keeps the fingerprint it always had
             content.pop("distill", None)
+        if content["tune"].get("cv") is None:  # and one without cross-validation too
+            content["tune"].pop("cv", None)
         if self.tune.storage is not None:  # the same study with or without the password in the URL
             content["tune"]["storage"] = public_url(self.tune.storage)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]

@@ -144,6 +144,8 @@ def study_identity(
     search = config.tune.model_dump(
         mode="json", exclude={"trials", "timeout", "storage", "study", "heartbeat", "ensemble"}
     )
+    if search["cv"] is None:  # a study without cross-validation keeps the identity it always had
+        del search["cv"]
     identity = {
         "data": _digest(everything),
         "split": _digest(splits),

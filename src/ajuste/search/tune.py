@@ -23,7 +23,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from ajuste.data import describe, load_data
-from ajuste.data.prepare import PreparedData
+from ajuste.data.prepare import PreparedData, cv_folds
 from ajuste.errors import ConfigError, RunFolderError, SearchError, TrainingError
 from ajuste.models.registry import default_families, is_named_family, registration, student_families
 from ajuste.models.settings import FamilySettings
@@ -210,7 +210,8 @@ def _open_study(
         startup_trials=settings.startup_trials,
         lock=(lambda: study_lock(storage, url, info.study)) if shared else None,
     )
-    study.pruner = make_pruner(settings.pruner, max_epochs=max_epochs(space))
+    # Under cv the pruner's steps are folds, not epochs.
+    study.pruner = make_pruner(settings.pruner, max_epochs=settings.cv or max_epochs(space))
     study.set_user_attr("metric", settings.metric)
     return study, recovered, worker
 
@@ -391,10 +392,11 @@ def run_tune(
         data = load_data(config.data, seed=config.seed)  # before anything is written: bad data leaves no search
         log.info("data: %s", describe(data))
         student = _students(config, space, data)
+        folds = cv_folds(data.train_and_val(), config.tune.cv, config.seed) if config.tune.cv else None
         info = _open_search(folder, config, overwrite)
         url = config.tune.storage or folder.storage_url(info)  # the given URL: its password is never recorded
         study, recovered, worker = _open_study(folder, info, config, space, url, data, student)
-        objective = Objective(config, space, data, worker=worker, student=student)
+        objective = Objective(config, space, data, worker=worker, student=student, folds=folds)
         budget = _budget(study, config.tune.trials)
         if on_start is not None:
             on_start(
@@ -512,7 +514,8 @@ def tune(
     trials: int | None = None,
     timeout: float | str | None = None,
     metric: str = "accuracy",
-    refit: str = "train",
+    refit: str | None = None,
+    cv: int | None = None,
     train: Mapping[str, Any] | None = None,
     storage: str | None = None,
     study: str | None = None,
@@ -536,7 +539,9 @@ def tune(
     bag, gpt and minilm); ``space`` a search space (unset: the families' default spaces); ``ensemble`` K > 1
     makes the final model the average of up to K of the best distinct trials' models, chosen greedily on
     validation. Running the same call again resumes the same study. Returns the best settings, the study, the
-    final model and its validation and test metrics.
+    final model and its validation and test metrics. ``refit`` is ``train`` (the default) or ``train+val``;
+    ``cv`` K scores every trial by stratified K-fold cross-validation over train+val instead of the validation
+    split alone, and then refits on train+val.
 
     >>> result = ajuste.tune("sms-spam", model="bag", trials=20)          # doctest: +SKIP
     >>> result.best_params, result.metrics["test"]["accuracy"]            # doctest: +SKIP
@@ -565,7 +570,8 @@ def tune(
             "trials": trials,
             "timeout": timeout,
             "metric": metric,
-            "refit": refit,
+            **({"refit": refit} if refit is not None else {}),
+            "cv": cv,
             "storage": storage,
             "study": study,
             "startup_trials": startup_trials,
