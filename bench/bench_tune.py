@@ -3,6 +3,7 @@
     python bench/bench_tune.py default    # `ajuste tune --dataset sms-spam --timeout 10m`, both protocols
     python bench/bench_tune.py samplers   # every sampler on a fixed cheap task (bag), 40 trials x 5 seeds
     python bench/bench_tune.py pruning    # the same time budget with --pruner asha and --pruner none
+    python bench/bench_tune.py ensemble   # one study each: its final --ensemble 5 against its best trial alone
 
 Each part prints a table, writes bench/out/tune-<part>.json and its section of bench/RESULTS.md.
 """
@@ -223,18 +224,95 @@ def pruning_part(data_dir: str, timeout: str, models: str) -> None:
     update_results("tune-pruning", "\n".join(lines))
 
 
+ENSEMBLE_DATA = {
+    "sms": lambda data_dir: ["--dataset", "sms-spam", "--data-dir", data_dir],
+    "ag": lambda data_dir: ["--data", str(Path(data_dir) / "ag_news_test" / "ag_news_test.csv")],
+}
+
+
+def ensemble_part(data_dir: str, timeout: str, datasets: list[str], size: int = 5) -> None:
+    """One study per dataset: searched for ``timeout`` with ``--ensemble 5``, then the same study ended again with
+    ``--finalize --ensemble 1`` (no new trial), so both final models come from the same trials and each is tested
+    once (the second access is recorded in run.yaml)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in datasets:
+            data = ENSEMBLE_DATA[name](data_dir)
+            out = str(Path(scratch) / name)
+            ensemble, seconds = run_cli(
+                ["tune", *data, "--timeout", timeout, "--ensemble", str(size), "--out", out], timeout=7200
+            )
+            done = sum(ensemble["trials"].values())
+            single, single_seconds = run_cli(
+                ["tune", *data, "--finalize", "--ensemble", "1", "--out", out], timeout=7200
+            )
+            chosen = ensemble.get("ensemble") or {}
+            row = {
+                "dataset": name,
+                "timeout": timeout,
+                "seconds": round(seconds, 1),
+                "trials": ensemble["trials"],
+                "members": chosen.get("members", []),
+                "val_single": (chosen.get("val") or {})
+                .get("single_best", {})
+                .get("accuracy", single["val"]["accuracy"]),
+                "val_ensemble": (chosen.get("val") or {})
+                .get("ensemble", {})
+                .get("accuracy", ensemble["val"]["accuracy"]),
+                "test_single": single["test"]["accuracy"],
+                "test_single_ci95": single["test"]["accuracy_ci95"],
+                "test_ensemble": ensemble["test"]["accuracy"],
+                "test_ensemble_ci95": ensemble["test"]["accuracy_ci95"],
+                "single_seconds": round(single_seconds, 1),
+                "test_texts": ensemble["data"]["test"],
+            }
+            rows.append(row)
+            print(
+                f"{name:4s} trials {done}  members {len(row['members'])}  val {pct(row['val_single'])} -> "
+                f"{pct(row['val_ensemble'])}  test {pct(row['test_single'])} -> {pct(row['test_ensemble'])}",
+                flush=True,
+            )
+    info = machine()
+    write_json("tune-ensemble", {"machine": info, "rows": rows})
+    lines = [
+        f"## Search: the final ensemble against the best trial alone (bench/bench_tune.py ensemble, {timeout})",
+        "",
+        f"{_machine_line(info)} One study per dataset, default families and settings, searched for {timeout} with "
+        f"`--ensemble {size}`; then the same study ended again with `--finalize --ensemble 1` (no new trial), so "
+        "both final models come from the same trials; each was tested once. sms: the "
+        "default protocol; ag: ../shared/datasets/ag_news_test, default split; seed 123. Members: trial (weight).",
+        "",
+        "| dataset | trials (complete / pruned / failed) | members | val acc, best trial | val acc, ensemble "
+        "| test acc, best trial (95% interval) | test acc, ensemble (95% interval) | test texts |",
+        "| --- | --- | --- | ---: | ---: | --- | --- | ---: |",
+    ]
+    for r in rows:
+        t = r["trials"]
+        members = ", ".join(f"{m['trial']} ({m['weight']:.2f})" for m in r["members"]) or "the best trial alone"
+        single, both = r["test_single_ci95"], r["test_ensemble_ci95"]
+        lines.append(
+            f"| {r['dataset']} | {t['complete']} / {t['pruned']} / {t['fail']} | {members} | {pct(r['val_single'])} "
+            f"| {pct(r['val_ensemble'])} | {pct(r['test_single'])} ({pct(single[0])}–{pct(single[1])}) | "
+            f"{pct(r['test_ensemble'])} ({pct(both[0])}–{pct(both[1])}) | {r['test_texts']} |"
+        )
+    update_results("tune-ensemble", "\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=("default", "samplers", "pruning"))
+    parser.add_argument("part", choices=("default", "samplers", "pruning", "ensemble"))
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--timeout", default="10m", help="Search time per run (default and pruning parts).")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--samplers", default=",".join(SAMPLER_NAMES))
     parser.add_argument("--models", default="bag,gpt", help="Families of the pruning part.")
+    parser.add_argument("--datasets", default="sms,ag", help="Datasets of the ensemble part (sms, ag).")
     args = parser.parse_args()
     if args.part == "default":
         default_part(args.data_dir, args.timeout)
+    elif args.part == "ensemble":
+        ensemble_part(args.data_dir, args.timeout, args.datasets.split(","))
     elif args.part == "samplers":
         samplers_part(args.data_dir, args.seeds, args.trials, args.samplers.split(","))
     else:
