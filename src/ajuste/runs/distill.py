@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ajuste.config import RunConfig
 from ajuste.data.augment import augment_texts
 from ajuste.data.dataset import TextDataset
@@ -86,9 +84,8 @@ def student_data(
     output = teacher.probabilities(labelled.texts + extra, data.labels, show=show)
     guessed = [data.labels[i] for i in output.probabilities[len(labelled) :].argmax(axis=1)] if extra else []
     train_set = TextDataset(labelled.texts + extra, labelled.labels + guessed, labelled.rows + [-1] * len(extra))
-    flags = np.zeros(len(train_set), dtype=bool)
-    flags[: len(labelled)] = True
-    targets = TeacherTargets(output.probabilities, flags.tolist(), settings.temperature, settings.alpha)
+    flags = [True] * len(labelled) + [False] * len(extra)
+    targets = TeacherTargets(output.probabilities, flags, settings.temperature, settings.alpha)
     test = teacher.metrics.get("test") or {}
     val = teacher.metrics.get("val") or {}
     record = DistillRecord(

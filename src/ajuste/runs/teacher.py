@@ -7,6 +7,7 @@ resumed search over students, or another worker on the machine reads them instea
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -62,9 +63,9 @@ class Teacher:
             )
         return cls(folder, run_file, folder.read_metrics() or {})
 
-    @property
+    @functools.cached_property
     def labels(self) -> list[str]:
-        """The teacher's classes, in the order of its probabilities' columns (read from its model folder)."""
+        """The teacher's classes, in the order of its probabilities' columns (read from its model folder once)."""
         from ajuste.training.light import read_model_config
 
         return [str(label) for label in read_model_config(self.folder.model_dir)["labels"]]

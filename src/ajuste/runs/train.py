@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,9 +113,9 @@ def train(
     student = None
     if config.distill is not None:
         from ajuste.runs.distill import student_data
+        from ajuste.training.callbacks import shows_progress
 
-        show = verbose is True or (verbose == "auto" and sys.stderr.isatty())
-        student = student_data(config.distill, data, config.seed, show=show)
+        student = student_data(config.distill, data, config.seed, show=shows_progress(verbose))
     classifier = TextClassifier(config.model, labels=data.labels)
     classifier.compile_from(config.train.compile_settings(), class_weights=data.class_weights)
     classifier.fit_from(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -148,6 +149,11 @@ class ProgressBar(Callback):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def shows_progress(verbose: bool | str) -> bool:
+    """Whether ``verbose`` (True, False or "auto": when stderr is a terminal) asks for progress bars."""
+    return verbose is True or (verbose == "auto" and sys.stderr.isatty())
 
 
 @contextmanager

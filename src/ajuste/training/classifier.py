@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,14 @@ from ajuste.models.base import count_parameters
 from ajuste.models.files import ONNX_FILE
 from ajuste.models.settings import PRECISIONS, BagSettings, FamilySettings
 from ajuste.runtime import configure_threads
-from ajuste.training.callbacks import Callback, EarlyStopping, History, ProgressBar, frozen_pass_progress
+from ajuste.training.callbacks import (
+    Callback,
+    EarlyStopping,
+    History,
+    ProgressBar,
+    frozen_pass_progress,
+    shows_progress,
+)
 from ajuste.training.distillation import DistillationLoss, TeacherTargets
 from ajuste.training.light import (
     ENSEMBLE_RUNTIME,
@@ -249,7 +255,7 @@ class TextClassifier:
                 seed=seed,
                 precision=self.settings.precision,
             )
-            show = verbose is True or (verbose == "auto" and sys.stderr.isatty())
+            show = shows_progress(verbose)
             train_batches = self._batches(family, module, train, "training data", show)
             if teacher is not None:
                 train_batches.soft = teacher.soft_targets(len(train), len(classes))
