@@ -182,6 +182,16 @@ def tune(args: argparse.Namespace) -> int:
             _short(trial.user_attrs.get("settings", {})),
         )
     out.table(table)
+    shares = result.families()
+    if len(shares) > 1:  # where the budget went, when there was a choice
+        table = Table(box=None, pad_edge=False, title="by family", title_justify="left")
+        for column in ("family", "trials", "complete", "pruned", "failed", "seconds", f"best val {metric}"):
+            table.add_column(column, justify="left" if column == "family" else "right")
+        for share in shares:
+            best = "-" if share.best is None else f"{share.best:.4f}"
+            numbers = (share.trials, share.complete, share.pruned, share.fail)
+            table.add_row(share.family, *map(str, numbers), f"{share.seconds:.1f}", best)
+        out.table(table)
     if result.importances:
         shown = ", ".join(f"{name} {value:.2f}" for name, value in list(result.importances.items())[:8])
         out.say(f"[bold]importance[/] {shown}")

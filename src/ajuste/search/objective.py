@@ -21,12 +21,13 @@ import optuna
 from ajuste.data.dataset import TextDataset
 from ajuste.data.prepare import PreparedData
 from ajuste.errors import AjusteError, TrainingError
+from ajuste.models.registry import make_family
 from ajuste.models.settings import FamilySettings
 from ajuste.runs.distill import StudentData
 from ajuste.runs.record import CrossValidationRecord
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace, split_settings
-from ajuste.search.study import counts_towards_budget, ranking, retried
+from ajuste.search.study import cohort, cohort_of, counts_towards_budget, ranking, retried
 from ajuste.training.callbacks import Callback
 from ajuste.training.classifier import TextClassifier
 from ajuste.training.distillation import TeacherTargets
@@ -39,6 +40,9 @@ __all__ = ["TRIAL_ERRORS", "Objective", "SurplusTrial", "TrialReporter", "trial_
 class SurplusTrial(AjusteError):
     """A trial that one worker started while the others had already started the study's last ones."""
 
+
+#: Trials in a row that would not fit in the time left before the search ends (see :meth:`Objective._afford`).
+SKIPS_BEFORE_STOP = 10
 
 #: The errors that fail one trial without stopping the search (see :func:`trial_failure`).
 TRIAL_ERRORS = (AjusteError, MemoryError)
@@ -144,6 +148,8 @@ class Objective:
         self.completed_before = False
         #: On a shared study, this worker's name (recorded in each trial it runs).
         self.worker = worker
+        #: Trials not started in a row because they would not fit in the time left (see :meth:`_afford`).
+        self.skipped = 0
 
     def out_of_time(self) -> bool:
         """Past the deadline of ``timeout``, once some trial has completed: a trial never runs far over it."""
@@ -159,6 +165,7 @@ class Objective:
         trial.set_user_attr("settings", values)
         reporter = TrialReporter(trial, f"val_{self.metric}", self.out_of_time)
         try:
+            self._afford(trial, values)
             return self._train(trial, values, reporter)
         except optuna.TrialPruned:
             raise
@@ -178,8 +185,53 @@ class Objective:
                 raise
             raise failure from exc
         finally:
+            seconds = time.perf_counter() - started
             trial.set_user_attr("history", reporter.rows)
-            trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+            trial.set_user_attr("seconds", round(seconds, 3))
+            if reporter.rows:  # what it cost per text and epoch, for the estimates of later trials
+                work = len(reporter.rows) * self._texts_per_fit()
+                trial.set_user_attr("cost", {"text_epochs": work, "seconds": seconds})
+
+    def _texts_per_fit(self) -> int:
+        if self.folds is not None:
+            return round(statistics.fmean(len(trained_on) for trained_on, _ in self.folds))
+        return len(self.student.train if self.student else self.data.train)
+
+    def estimate(self, trial: optuna.Trial, values: Mapping[str, Any]) -> float | None:
+        """Seconds the trial will take at most, from the seconds per text and epoch of the earlier trials of its
+        :func:`~ajuste.search.study.cohort` (their median), the texts it trains on and its epochs (every fold's
+        under cross-validation); None before any trial of its cohort has trained."""
+        rates = [
+            float(cost["seconds"]) / float(cost["text_epochs"])
+            for other in trial.study.get_trials(deepcopy=False)
+            if (cost := other.user_attrs.get("cost")) and cohort(other) == cohort_of(values)
+        ]
+        if not rates:
+            return None
+        model, train = trial_settings(self.config, values)
+        family = make_family(model)
+        epochs = 1 if family.solver else (train.epochs or family.defaults().epochs)
+        fits = len(self.folds) if self.folds is not None else 1
+        return statistics.median(rates) * self._texts_per_fit() * epochs * fits
+
+    def _afford(self, trial: optuna.Trial, values: Mapping[str, Any]) -> None:
+        """Under ``--timeout``, once a trial has completed: a trial estimated to take longer than the time left is
+        not started (it is pruned, saying so), so the rest of the budget goes to trials that can finish. After
+        :data:`SKIPS_BEFORE_STOP` such trials in a row, nothing the sampler proposes fits: the search ends."""
+        done = self.best.number is not None or self.completed_before
+        if self.deadline is None or not done:
+            return
+        left = self.deadline - time.perf_counter()
+        estimate = self.estimate(trial, values)
+        if estimate is None or estimate <= left:
+            self.skipped = 0
+            return
+        self.skipped += 1
+        reason = f"not started: estimated {estimate:.0f} s, {max(left, 0):.0f} s of the time budget left"
+        trial.set_user_attr("stopped", reason)
+        if self.skipped >= SKIPS_BEFORE_STOP:
+            trial.study.stop()
+        raise optuna.TrialPruned(reason)
 
     def _claim(self, trial: optuna.Trial) -> None:
         """On a shared study, run this trial only if fewer than ``--trials`` trials that count or run come before

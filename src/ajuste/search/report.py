@@ -34,6 +34,7 @@ from ajuste.atomic import write_text
 from ajuste.errors import RunFolderError
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import EnsembleRecord, SearchRecord
+from ajuste.search.study import FamilyShare, by_family
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -570,6 +571,7 @@ def _summary_section(
     else:
         rows.append(("Best value", '<span class="note">no trial has completed yet</span>'))
     body = '<table class="kv">' + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+    body += _family_table(by_family(trials, maximize), metric)
     running = [t for t in trials if t.state == TrialState.RUNNING]
     if running:
         items = []
@@ -583,6 +585,23 @@ def _summary_section(
         body += _note(NO_FINAL_MODEL)
     body += _note(f"Report written {datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}.")
     return _section(0, body)
+
+
+def _family_table(shares: Sequence[FamilyShare], metric: str) -> str:
+    """Where the budget went: each family's trials, seconds and best score (nothing when one family was searched)."""
+    if len(shares) < 2:
+        return ""
+    head = ["family", "trials", "complete", "pruned", "failed", "time", f"best {metric}"]
+    rows = [
+        [
+            _e(share.family),
+            *(str(n) for n in (share.trials, share.complete, share.pruned, share.fail)),
+            _e(_fmt_seconds(share.seconds)),
+            "–" if share.best is None else _e(_fmt(share.best)),
+        ]
+        for share in shares
+    ]
+    return _note("By family (the trials that count):") + _table(head, rows, numeric=range(1, 7))
 
 
 def _history_section(svg: _Svg, finished: Sequence[FrozenTrial], metric: str, maximize: bool) -> str:

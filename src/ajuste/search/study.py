@@ -14,7 +14,8 @@ import math
 import os
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
+from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -25,7 +26,11 @@ from ajuste.search.space import SearchSpace
 
 __all__ = [
     "CHOSEN_BY",
+    "FamilyShare",
     "best_trials",
+    "by_family",
+    "cohort",
+    "cohort_of",
     "count_states",
     "counted",
     "counts_towards_budget",
@@ -220,3 +225,48 @@ def max_epochs(space: SearchSpace) -> int:
         if not fixed and not ranges:
             most = max(most, 20)
     return most
+
+
+@dataclass
+class FamilyShare:
+    """One searched family's share of a study: trials that count and how they ended, their seconds, its best."""
+
+    family: str
+    trials: int = 0
+    complete: int = 0
+    pruned: int = 0
+    fail: int = 0
+    seconds: float = 0.0
+    best: float | None = None
+
+
+def by_family(trials: Sequence[FrozenTrial], maximize: bool) -> list[FamilyShare]:
+    """Per searched family, in the order the study first ran it: where the budget went, and whether every
+    family had its share."""
+    again = retried(trials)
+    shares: dict[str, FamilyShare] = {}
+    for trial in trials:
+        family = (trial.user_attrs.get("settings") or {}).get("model.family")
+        if family is None or not counts_towards_budget(trial, again):
+            continue
+        share = shares.setdefault(str(family), FamilyShare(str(family)))
+        share.trials += 1
+        state = trial.state.name.lower()
+        setattr(share, state, getattr(share, state) + 1)
+        share.seconds = round(share.seconds + float(trial.user_attrs.get("seconds") or 0.0), 3)
+        value = trial.value
+        if trial.state == TrialState.COMPLETE and value is not None:
+            if share.best is None or (value > share.best if maximize else value < share.best):
+                share.best = float(value)
+    return list(shares.values())
+
+
+def cohort_of(settings: Mapping[str, object]) -> tuple[str, str]:
+    """What a trial is compared with (by the pruners) and costed by (before it starts): its family and, for a
+    pretrained model, which of its layers train."""
+    return str(settings.get("model.family", "")), str(settings.get("model.trainable", ""))
+
+
+def cohort(trial: FrozenTrial) -> tuple[str, str]:
+    """:func:`cohort_of` the settings the objective records when the trial starts."""
+    return cohort_of(trial.user_attrs.get("settings") or {})

@@ -14,7 +14,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,9 @@ from ajuste.search.storage import (
     worker_seed,
 )
 from ajuste.search.study import (
+    FamilyShare,
     best_trials,
+    by_family,
     count_states,
     counted,
     max_epochs,
@@ -94,6 +96,11 @@ class TuneResult:
     def trial_counts(self) -> dict[str, int]:
         return count_states(self.study.get_trials(deepcopy=False))
 
+    def families(self) -> list[FamilyShare]:
+        """Each searched family's trials, seconds and best validation score, in the order the study ran them."""
+        maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        return by_family(self.study.get_trials(deepcopy=False), maximize)
+
     def summary(self) -> dict[str, Any]:
         """The ``--json`` object of ``ajuste tune`` (with ``ensemble`` when one was asked for)."""
         headline = ("accuracy", "macro_f1", "loss", "accuracy_ci95")
@@ -113,6 +120,7 @@ class TuneResult:
             "best_value": self.best_value,
             "best_trial": self.best_trial,
             "trials": self.trial_counts(),
+            "families": [asdict(share) for share in self.families()],
             "data": {**self.data.counts(), "classes": self.data.labels},
             **{split: {k: v for k, v in m.items() if k in headline} for split, m in self.metrics.items()},
             "final_by": self.final_by,

@@ -1,0 +1,181 @@
+"""Where a search's budget goes: pruning within a cohort, the share of each family, and trials that cannot fit.
+
+Issue 10, item 8: a slow-starting policy is never stopped by faster families' curves or after its first
+epoch; the output says per family how many trials ran, for how long and how well; and under ``--timeout`` a
+trial whose estimated cost (from earlier trials of its cohort) exceeds the time left is not started.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from ajuste.data import load_data
+from ajuste.search.objective import SKIPS_BEFORE_STOP, Objective
+from ajuste.search.samplers import make_pruner
+from ajuste.search.settings import TuneConfig
+from ajuste.search.study import by_family, cohort
+from ajuste.search.tune import search_space
+from ajuste.validation import validate
+from tests.conftest import CliResult, make_texts, write_csv
+
+pytestmark = pytest.mark.usefixtures("quiet_optuna")
+
+Cli = Callable[..., CliResult]
+BAG = {"model.family": "bag"}
+MINILM_ALL = {"model.family": "minilm", "model.trainable": "all"}
+
+
+def finished(
+    settings: dict[str, Any], curve: list[float], state: TrialState = TrialState.COMPLETE, **attrs: Any
+) -> Any:
+    """A finished trial of ``settings`` whose validation score after each epoch was ``curve``."""
+    return create_trial(
+        state=state,
+        value=curve[-1] if state == TrialState.COMPLETE else None,
+        params={"x": 0.5},
+        distributions={"x": FloatDistribution(0, 1)},
+        intermediate_values=dict(enumerate(curve, start=1)),
+        user_attrs={"settings": settings, **attrs},
+    )
+
+
+def pruned_after(study: optuna.Study, settings: dict[str, Any], curve: list[float]) -> int | None:
+    """The epoch after which the study's pruner stops a new trial of ``settings`` with ``curve``; None: never."""
+    trial = study.ask()
+    trial.set_user_attr("settings", settings)
+    for epoch, value in enumerate(curve, start=1):
+        trial.report(value, epoch)
+        if trial.should_prune():
+            study.tell(trial, state=TrialState.PRUNED)
+            return epoch
+    study.tell(trial, curve[-1])
+    return None
+
+
+@pytest.mark.parametrize("name", ["median", "asha"])
+def test_a_slow_starting_policy_is_judged_against_its_own_cohort(name: str) -> None:
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(name, max_epochs=4))
+    for _ in range(6):  # bag trials, fast starters, run through the pruner (asha keeps its rungs in them)
+        assert pruned_after(study, BAG, [0.95, 0.96, 0.97, 0.97]) is None
+    slow = [0.55, 0.70, 0.90, 0.99]  # fine-tuning every layer at a low learning rate
+    assert pruned_after(study, MINILM_ALL, slow) is None
+    # The same curve from a bag trial is pruned among the bag trials: the pruner does prune.
+    assert pruned_after(study, BAG, slow) is not None
+
+
+def test_the_median_pruner_never_stops_a_trial_after_its_first_epoch_and_does_after_its_second() -> None:
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median", max_epochs=4))
+    for _ in range(5):
+        study.add_trial(finished(MINILM_ALL, [0.90, 0.95, 0.97]))
+    assert pruned_after(study, MINILM_ALL, [0.10, 0.12, 0.13]) == 2
+
+
+def test_cohorts_tell_families_and_trainable_layers_apart() -> None:
+    trials = [finished(s, [0.5]) for s in (BAG, MINILM_ALL, {**MINILM_ALL, "model.trainable": "head"})]
+    assert len({cohort(t) for t in trials}) == 3
+
+
+def test_each_family_shows_its_trials_seconds_and_best_score() -> None:
+    trials = [
+        finished(BAG, [0.90], seconds=1.5),
+        finished(BAG, [0.93], seconds=2.0),
+        finished(MINILM_ALL, [0.2, 0.3], TrialState.PRUNED, seconds=30.0),
+        finished(MINILM_ALL, [0.97], seconds=40.0),
+        finished(MINILM_ALL, [0.99], seconds=50.0, interrupted=True),  # does not count
+    ]
+    shares = {share.family: share for share in by_family(trials, maximize=True)}
+    assert list(shares) == ["bag", "minilm"]
+    assert (shares["bag"].trials, shares["bag"].complete, shares["bag"].seconds, shares["bag"].best) == (
+        2,
+        2,
+        3.5,
+        0.93,
+    )
+    assert (shares["minilm"].trials, shares["minilm"].pruned, shares["minilm"].seconds) == (2, 1, 70.0)
+    assert shares["minilm"].best == 0.97
+
+
+@pytest.fixture
+def objective(tmp_path: Path) -> Objective:
+    texts, labels = make_texts(60, seed=3)
+    values = {
+        "data": {"path": str(write_csv(tmp_path / "data.csv", texts, labels))},
+        "families": ["bag", "gpt"],
+        "tune": {"trials": 5, "timeout": 60},
+        "out": str(tmp_path / "search"),
+    }
+    tuned = validate(TuneConfig, values)
+    data = load_data(tuned.data, seed=tuned.seed)
+    found = Objective(tuned, search_space(tuned), data)
+    found.completed_before = True
+    return found
+
+
+def study_with_cost(seconds_per_text_epoch: float) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    cost = {"text_epochs": 100, "seconds": 100 * seconds_per_text_epoch}
+    study.add_trial(finished({**BAG, "train.epochs": 3}, [0.9], cost=cost))
+    return study
+
+
+def test_a_trial_that_cannot_finish_in_the_time_left_is_not_started(objective: Objective) -> None:
+    study = study_with_cost(10.0)  # 10 s per text and epoch: any bag trial takes far longer than a minute
+    objective.deadline = time.perf_counter() + 60
+    trial = study.ask()
+    with pytest.raises(optuna.TrialPruned, match=r"not started: estimated \d+ s, \d+ s of the time budget left"):
+        objective._afford(trial, {**BAG, "train.epochs": 2})
+    assert "not started" in study.trials[-1].user_attrs["stopped"]
+    # A family without a costed trial yet is always tried; so is any trial without a time budget.
+    objective._afford(study.ask(), {"model.family": "gpt"})
+    objective.deadline = None
+    objective._afford(study.ask(), {**BAG, "train.epochs": 2})
+
+
+def test_a_trial_that_fits_is_started_and_the_estimate_follows_texts_and_epochs(objective: Objective) -> None:
+    study = study_with_cost(1e-6)
+    objective.deadline = time.perf_counter() + 60
+    trial = study.ask()
+    objective._afford(trial, {**BAG, "train.epochs": 4})
+    estimate = objective.estimate(trial, {**BAG, "train.epochs": 4})
+    assert estimate == pytest.approx(1e-6 * len(objective.data.train) * 4)
+
+
+def test_when_nothing_fits_any_more_the_search_ends(objective: Objective) -> None:
+    study = study_with_cost(10.0)
+    objective.deadline = time.perf_counter() + 60
+
+    def costly(trial: optuna.Trial) -> float:
+        objective._afford(trial, {**BAG, "train.epochs": 2})
+        return 1.0
+
+    study.optimize(costly, n_trials=50)
+    skipped = [t for t in study.trials if "not started" in t.user_attrs.get("stopped", "")]
+    assert len(skipped) == SKIPS_BEFORE_STOP == len(study.trials) - 1
+    assert all(t.state == TrialState.PRUNED for t in skipped)
+
+
+def test_tune_records_what_each_trial_cost_and_reports_each_family(cli: Cli, tmp_path: Path) -> None:
+    texts, labels = make_texts(80, seed=4)
+    data = write_csv(tmp_path / "data.csv", texts, labels)
+    out = tmp_path / "search"
+    found = cli(
+        "tune", "--data", str(data), "--model", "bag,linear", "--trials", "3", "--epochs", "2", "--out", str(out),
+        "--json",
+    )  # fmt: skip
+    assert found.code == 0, found.err
+    families = {row["family"]: row for row in found.json()["families"]}
+    assert set(families) == {"bag", "linear"}
+    assert sum(row["trials"] for row in families.values()) == 3
+    assert all(row["seconds"] > 0 and row["best"] is not None for row in families.values())
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{out / 'study.db'}")
+    costs = [t.user_attrs["cost"] for t in study.trials if t.state == TrialState.COMPLETE]
+    assert costs and all(c["text_epochs"] > 0 and c["seconds"] > 0 for c in costs)
+    assert "By family" in (out / "report.html").read_text(encoding="utf-8")
