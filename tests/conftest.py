@@ -231,3 +231,32 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     _seeded(lambda: GPT2LMHeadModel(config)).save_pretrained(folder)
     return folder
+
+
+@dataclass
+class Trainings:
+    """What the classifiers of a test trained on (and validated on) and evaluated, in order."""
+
+    fits: list[tuple[Any, Any]]
+    evaluated: list[Any]
+
+
+@pytest.fixture
+def trainings(monkeypatch: pytest.MonkeyPatch) -> Trainings:
+    """Every ``fit_from`` (its data and validation data) and ``evaluate`` (its data) of any classifier, recorded."""
+    from ajuste.training.classifier import TextClassifier
+
+    found = Trainings([], [])
+    original_fit, original_evaluate = TextClassifier.fit_from, TextClassifier.evaluate
+
+    def fit_from(self: TextClassifier, data: Any, *args: Any, **kwargs: Any) -> Any:
+        found.fits.append((data, kwargs.get("validation_data")))
+        return original_fit(self, data, *args, **kwargs)
+
+    def evaluate(self: TextClassifier, data: Any, *args: Any, **kwargs: Any) -> Any:
+        found.evaluated.append(data)
+        return original_evaluate(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(TextClassifier, "fit_from", fit_from)
+    monkeypatch.setattr(TextClassifier, "evaluate", evaluate)
+    return found

@@ -17,15 +17,13 @@ import pytest
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from ajuste.data.dataset import TextDataset
 from ajuste.errors import ConfigError
 from ajuste.search import tune as tune_module
 from ajuste.search.settings import TuneConfig
 from ajuste.search.study import study_identity
 from ajuste.search.tune import run_tune, search_space, tune
-from ajuste.training.classifier import TextClassifier
 from ajuste.validation import validate
-from tests.conftest import CliResult, make_texts, write_csv
+from tests.conftest import CliResult, Trainings, make_texts, write_csv
 from tests.test_tune import config, one_line_error
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "quiet_optuna")
@@ -41,22 +39,9 @@ def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_cv_trial_trains_k_models_scores_their_mean_and_never_sees_the_test_split(
-    data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data_file: Path, tmp_path: Path, trainings: Trainings
 ) -> None:
-    fits: list[tuple[TextDataset, TextDataset | None]] = []
-    evaluated: list[TextDataset] = []
-    original_fit, original_evaluate = TextClassifier.fit_from, TextClassifier.evaluate
-
-    def fit_from(self: TextClassifier, data: TextDataset, *args: Any, **kwargs: Any) -> Any:
-        fits.append((data, kwargs.get("validation_data")))
-        return original_fit(self, data, *args, **kwargs)
-
-    def evaluate(self: TextClassifier, data: TextDataset, *args: Any, **kwargs: Any) -> Any:
-        evaluated.append(data)
-        return original_evaluate(self, data, *args, **kwargs)
-
-    monkeypatch.setattr(TextClassifier, "fit_from", fit_from)
-    monkeypatch.setattr(TextClassifier, "evaluate", evaluate)
+    fits, evaluated = trainings.fits, trainings.evaluated
     result = tune(
         data_file, model="bag", space=ONE_POINT, sampler="random", pruner="none", trials=1, cv=3, out=tmp_path / "run"
     )

@@ -195,6 +195,21 @@ def tune(args: argparse.Namespace) -> int:
     if result.importances:
         shown = ", ".join(f"{name} {value:.2f}" for name, value in list(result.importances.items())[:8])
         out.say(f"[bold]importance[/] {shown}")
+    if result.rescore is not None:
+        rescored = result.rescore
+        table = Table(
+            box=None,
+            pad_edge=False,
+            title=f"re-scored on {rescored.folds} folds of train+val (validation {metric})",
+            title_justify="left",
+        )
+        for column in ("trial", "search", "folds' mean", "std", ""):
+            table.add_column(column, justify="right")
+        for item in rescored.candidates:
+            search = "-" if item.value is None else f"{item.value:.4f}"
+            mark = "chosen" if item.trial == rescored.chosen else ""
+            table.add_row(str(item.trial), search, f"{item.cv.mean:.4f}", f"{item.cv.std:.4f}", mark)
+        out.table(table)
     chosen = result.ensemble
     if chosen is not None:
         members = ", ".join(f"trial {m.trial} x{m.weight:.2f}" for m in chosen.members)

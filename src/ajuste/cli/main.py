@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--refit",
         choices=setting_choices(TuneSettings, "refit"),
-        help="Final model trained on train, or on train+val (train; train+val under --cv).",
+        help="Final model trained on train, or on train+val (train; train+val under --cv and --rescore).",
     )
     search.add_argument(
         "--cv",
@@ -184,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="Score each trial by stratified K-fold cross-validation over train+val (the folds' mean), then refit "
         "the best on train+val; for small validation splits. Default: the validation split alone.",
+    )
+    search.add_argument(
+        "--rescore",
+        type=int,
+        metavar="N",
+        help="When the search ends, score the N best distinct trials again by stratified 5-fold cross-validation "
+        "over train+val and refit the best of them on train+val. Default: the best trial on the validation split.",
     )
     search.add_argument(
         "--ensemble",

@@ -347,6 +347,7 @@ SEARCH_FLAGS = (
     "metric",
     "refit",
     "cv",
+    "rescore",
     "storage",
     "study",
     "startup_trials",

@@ -22,6 +22,8 @@ __all__ = [
     "EnsembleMember",
     "EnsembleRecord",
     "ExportRecord",
+    "RescoreRecord",
+    "RescoredTrial",
     "RunFile",
     "RunRecord",
     "SearchInfo",
@@ -107,6 +109,26 @@ class CrossValidationRecord(_Record):
     best_epochs: list[int]
 
 
+class RescoredTrial(_Record):
+    """One of the best trials scored again under ``--rescore N``: its score in the search, and on the folds."""
+
+    trial: int
+    value: float | None
+    cv: CrossValidationRecord
+    #: The folds' mean validation loss (what breaks ties between equal fold means).
+    loss: float | None = None
+
+
+class RescoreRecord(_Record):
+    """How ``--rescore N`` chose the final trial: the candidates, each scored on the same folds, and the choice."""
+
+    size: int
+    folds: int
+    candidates: list[RescoredTrial]
+    chosen: int
+    chosen_by: str
+
+
 class SearchRecord(_Record):
     """What a search found, in run.yaml's record of a tuning run."""
 
@@ -127,6 +149,7 @@ class SearchRecord(_Record):
     epochs: int | None = None
     ensemble: EnsembleRecord | None = None
     cv: CrossValidationRecord | None = None
+    rescore: RescoreRecord | None = None
 
 
 class ExportRecord(_Record):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,7 @@ from optuna.trial import FrozenTrial
 
 from ajuste.config import RunConfig
 from ajuste.data.prepare import PreparedData
-from ajuste.errors import AjusteError
+from ajuste.errors import AjusteError, TrainingError
 from ajuste.runs.distill import student_data
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import (
@@ -29,6 +31,8 @@ from ajuste.runs.record import (
     DistillRecord,
     EnsembleMember,
     EnsembleRecord,
+    RescoredTrial,
+    RescoreRecord,
     RunFile,
     RunRecord,
     SearchInfo,
@@ -36,14 +40,22 @@ from ajuste.runs.record import (
     TestAccess,
 )
 from ajuste.search import ensemble
-from ajuste.search.objective import BestSoFar, Objective, trial_settings
-from ajuste.search.study import CHOSEN_BY, best_trials, count_states, importances
+from ajuste.search.objective import TRIAL_ERRORS, BestSoFar, Objective, trial_settings
+from ajuste.search.study import CHOSEN_BY, best_trials, count_states, importances, ranking
 from ajuste.training.classifier import TextClassifier
 from ajuste.training.ensemble import EnsembleClassifier, log_probabilities
 
 __all__ = ["Final", "finish"]
 
 log = logging.getLogger(__name__)
+
+#: Where ``--rescore`` keeps each candidate's folds in the study (by trial number).
+RESCORED = "ajuste:rescored"
+#: How ``--rescore`` chooses, as run.yaml records it.
+RESCORE_CHOSEN_BY = (
+    "the best mean validation score over the folds of train+val; ties broken by the lower mean validation loss, "
+    "then the better rank in the search"
+)
 
 
 @dataclass
@@ -58,13 +70,16 @@ class Final:
     seconds: float
     #: How the final ensemble was chosen (None when the final model is the best trial's alone, as asked).
     ensemble: EnsembleRecord | None = None
+    #: Under ``--rescore N``: the candidates' fold scores and the one chosen.
+    rescore: RescoreRecord | None = None
 
 
 def _final_model(
-    objective: Objective, best: FrozenTrial, refit: str
+    objective: Objective, best: FrozenTrial, refit: str, rescored: CrossValidationRecord | None = None
 ) -> tuple[TextClassifier, dict[str, Any], DistillRecord | None]:
     """The trial ``best``'s own model when refitting on train repeats it exactly, else a refit (on train, or
-    on train+val for its best epoch count); and for a student, the record of the texts it learnt on."""
+    on train+val for its best epoch count: the median of its ``rescored`` folds' best epochs when it was scored
+    again); and for a student, the record of the texts it learnt on."""
     data, seed = objective.data, objective.config.seed
     student = objective.student
     kept = objective.best
@@ -90,7 +105,11 @@ def _final_model(
         how = "trained again with the best settings on the training split"
         return classifier, {"refit": "train", "how": how}, student.record if student else None
     family = classifier.family_
-    epochs = int(best.user_attrs.get("best_epoch") or train.epochs or (family.defaults().epochs if family else 1))
+    epochs = int(
+        statistics.median_low(rescored.best_epochs)
+        if rescored is not None
+        else best.user_attrs.get("best_epoch") or train.epochs or (family.defaults().epochs if family else 1)
+    )
     fit = train.fit_settings().model_copy(update={"epochs": epochs, "early_stopping": None, "restore_best": False})
     distill, record = objective.config.distill, None
     if distill is not None:  # the validation texts join the students' texts, with the teacher's targets too
@@ -99,7 +118,13 @@ def _final_model(
         record = both.record
     else:
         classifier.fit_from(data.train_and_val(), None, fit, seed=seed, verbose=False)
-    source = "the median of its folds' best epochs" if objective.folds else "its best epoch"
+    source = (
+        "the median of its re-scoring folds' best epochs"
+        if rescored is not None
+        else "the median of its folds' best epochs"
+        if objective.folds
+        else "its best epoch"
+    )
     how = f"trained again with the best settings on train+val for {epochs} epochs (the best trial's {source})"
     return classifier, {"refit": "train+val", "how": how, "epochs": epochs}, record
 
@@ -164,6 +189,58 @@ def _ensemble_model(
     return final, {"refit": config.tune.refit, "how": f"{what}: {how}"}, distillation, record
 
 
+def _rescored(objective: Objective, study: optuna.Study) -> tuple[FrozenTrial, RescoreRecord, dict[str, Any]]:
+    """``--rescore N``: the N best trials with distinct settings, each trained again on every fold of train+val
+    (the same folds for all), and the best of them by the folds' mean; its record and its folds' mean validation
+    metrics. Each candidate's folds are kept in the study as soon as they are done, so a resumed or repeated end
+    of the same study does not train them again."""
+    config, folds = objective.config, objective.rescore_folds
+    size = config.tune.rescore
+    if folds is None or size is None:
+        raise RuntimeError("rescoring needs --rescore and its folds")
+    pool = ensemble.candidates(study, size)[:size]
+    done = dict(study.user_attrs.get(RESCORED) or {})
+    scored: list[tuple[FrozenTrial, RescoredTrial, dict[str, Any]]] = []
+    for number, trial in enumerate(pool, start=1):
+        key = str(trial.number)
+        if key not in done:
+            log.info(
+                "re-scoring trial %d (%d of %d) on %d folds of train+val", trial.number, number, len(pool), len(folds)
+            )
+            model, train = trial_settings(config, _settings_of(objective, trial))
+            try:
+                folded, means = objective.cross_validate(model, train, folds)
+            except TRIAL_ERRORS as exc:  # it trained once; on these folds it did not: not a candidate
+                log.warning("trial %d is not re-scored: %s", trial.number, exc)
+                continue
+            done[key] = {"cv": folded.model_dump(mode="json"), "val_metrics": means}
+            study.set_user_attr(RESCORED, done)
+        cv = CrossValidationRecord.model_validate(done[key]["cv"])
+        means = dict(done[key]["val_metrics"])
+        loss = means.get("val_loss")
+        scored.append((trial, RescoredTrial(trial=trial.number, value=trial.value, cv=cv, loss=loss), means))
+    if not scored:
+        raise TrainingError(
+            "no trial could be re-scored",
+            fix="Look at the warnings above; run without --rescore to keep the best trial.",
+        )
+    maximize = config.tune.direction == "maximize"
+
+    def rank(i: int) -> tuple[float, float, int]:
+        item = scored[i][1]
+        return ranking(item.cv.mean, math.inf if item.loss is None else item.loss, i, maximize)
+
+    chosen, _, chosen_means = scored[min(range(len(scored)), key=rank)]
+    record = RescoreRecord(
+        size=size,
+        folds=len(folds),
+        candidates=[item for _, item, _ in scored],
+        chosen=chosen.number,
+        chosen_by=RESCORE_CHOSEN_BY,
+    )
+    return chosen, record, chosen_means
+
+
 def _combined(members: list[TextClassifier], weights: list[float]) -> TextClassifier:
     """The average of ``members``; one member alone is itself (an ensemble of one would only wrap it)."""
     return members[0] if len(members) == 1 else EnsembleClassifier(members, weights)
@@ -173,19 +250,26 @@ def _settings_of(objective: Objective, trial: FrozenTrial) -> dict[str, Any]:
     return dict(trial.user_attrs.get("settings") or objective.space.decode(trial.params))
 
 
-def _cross_validated(best: FrozenTrial, cv: CrossValidationRecord, data: PreparedData) -> dict[str, Any]:
-    """The validation metrics of a search under cv: the best trial's means over its folds, every text of train+val
-    validated once (``cross_validated``: the folds and the spread of the score)."""
-    means = {key.removeprefix("val_"): value for key, value in best.user_attrs["val_metrics"].items()}
+def _cross_validated(cv: CrossValidationRecord, val_metrics: dict[str, Any], data: PreparedData) -> dict[str, Any]:
+    """The validation metrics of a final model trained on train+val, under cv or rescore: the chosen trial's means
+    over its folds, every text of train+val validated once (``cross_validated``: the folds and the spread of the
+    score)."""
+    means = {key.removeprefix("val_"): value for key, value in val_metrics.items()}
     spread = {"folds": cv.folds, "std": cv.std, "scores": cv.scores}
     return {**means, "n": len(data.train) + len(data.val), "cross_validated": spread}
 
 
 def _kept(
-    folder: RunFolder, best: FrozenTrial, refit: str, size: int, pool: list[FrozenTrial]
+    folder: RunFolder,
+    best: FrozenTrial,
+    refit: str,
+    size: int,
+    pool: list[FrozenTrial],
+    rescored: RescoreRecord | None = None,
 ) -> tuple[TextClassifier, dict[str, Any], RunFile] | None:
     """The final model already written and tested for this best trial (and, for an ensemble of ``size``, chosen
-    from the same candidate trials ``pool``, so the same members); None if there is none (or it is damaged)."""
+    from the same candidate trials ``pool``, so the same members; re-scored, from the same candidates); None if
+    there is none (or it is damaged)."""
     if not folder.is_finished():
         return None
     try:
@@ -196,6 +280,8 @@ def _kept(
         chosen_from = (search.ensemble.size, search.ensemble.candidates) if search.ensemble else (1, [])
         if chosen_from != (size, [trial.number for trial in pool]):
             return None
+        if _candidates(search.rescore) != _candidates(rescored):
+            return None
         metrics = folder.read_metrics()
         if metrics is None:
             return None
@@ -203,6 +289,10 @@ def _kept(
     except AjusteError as exc:
         log.warning("the final model in %s cannot be reused (%s): it is trained and tested again", folder.path, exc)
         return None
+
+
+def _candidates(rescored: RescoreRecord | None) -> list[int]:
+    return [item.trial for item in rescored.candidates] if rescored is not None else []
 
 
 def _previous_accesses(folder: RunFolder) -> list[TestAccess]:
@@ -220,11 +310,15 @@ def _previous_accesses(folder: RunFolder) -> list[TestAccess]:
 def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: SearchInfo, started: float) -> Final:
     """The final model of a finished study, tested once, written into the folder with its record."""
     best = best_trials(study, 1)[0]
+    rescored: RescoreRecord | None = None
+    rescored_metrics: dict[str, Any] = {}
+    if objective.config.tune.rescore:
+        best, rescored, rescored_metrics = _rescored(objective, study)
     found = importances(study)
     trials = count_states(study.get_trials(deepcopy=False))
     size = objective.config.tune.ensemble
     pool = ensemble.candidates(study, size) if size > 1 else []
-    kept = _kept(folder, best, objective.config.tune.refit, size, pool)
+    kept = _kept(folder, best, objective.config.tune.refit, size, pool, rescored)
     if kept is not None:  # same best trial, model already tested: the test split is not touched again
         classifier, metrics, run_file = kept
         search = run_file.record.search
@@ -233,16 +327,32 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
         folder.update_record(run_file.record.model_copy(update={"search": search}))
         params = dict(search.best_params) if search else _settings_of(objective, best)
         seconds = round(time.perf_counter() - started, 3)
-        return Final(classifier, metrics, best, params, found, seconds, search.ensemble if search else None)
+        return Final(
+            classifier,
+            metrics,
+            best,
+            params,
+            found,
+            seconds,
+            search.ensemble if search else None,
+            search.rescore if search else None,
+        )
     chosen: EnsembleRecord | None = None
+    # Under cv or rescore the final model trains on the validation split too: its validation metrics are the
+    # chosen trial's means over its folds.
+    folded: tuple[CrossValidationRecord, dict[str, Any]] | None = None
+    if objective.folds:
+        folded = CrossValidationRecord.model_validate(best.user_attrs["cv"]), best.user_attrs["val_metrics"]
+    elif rescored is not None:
+        folded = next(c.cv for c in rescored.candidates if c.trial == rescored.chosen), rescored_metrics
     if pool:
         classifier, refit, distillation, chosen = _ensemble_model(objective, pool)
     else:
-        classifier, refit, distillation = _final_model(objective, best, objective.config.tune.refit)
+        epochs_from = folded[0] if folded is not None and rescored is not None else None
+        classifier, refit, distillation = _final_model(objective, best, objective.config.tune.refit, epochs_from)
     config, data = objective.config, objective.data
-    cv = CrossValidationRecord.model_validate(best.user_attrs["cv"]) if objective.folds else None
-    # Under cv the final model trained on the validation split: its validation score is the cross-validated one.
-    metrics = {"val": _cross_validated(best, cv, data) if cv else classifier.evaluate(data.val, seed=config.seed)}
+    cv = folded[0] if folded is not None and objective.folds else None
+    metrics = {"val": _cross_validated(*folded, data) if folded else classifier.evaluate(data.val, seed=config.seed)}
     # The one access to the test split, after every choice has been made on validation.
     metrics["test"] = classifier.evaluate(data.test, seed=config.seed)
     final = "the ensemble" if isinstance(classifier, EnsembleClassifier) else "the refit"
@@ -261,6 +371,7 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
         **refit,
         ensemble=chosen,
         cv=cv,
+        rescore=rescored,
     )
     record = RunRecord(
         seconds=seconds,
@@ -273,4 +384,4 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
     resolved = RunConfig(data=config.data, model=model, train=train, seed=config.seed, distill=config.distill)
     split = {"source": data.report["source"], "seed": config.seed, **data.split_record()}
     folder.write_final(classifier, RunFile(config=resolved, record=record), metrics=metrics, split=split)
-    return Final(classifier, metrics, best, params, found, seconds, chosen)
+    return Final(classifier, metrics, best, params, found, seconds, chosen, rescored)

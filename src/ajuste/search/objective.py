@@ -134,12 +134,15 @@ class Objective:
         worker: str | None = None,
         student: StudentData | None = None,
         folds: list[tuple[TextDataset, TextDataset]] | None = None,
+        rescore_folds: list[tuple[TextDataset, TextDataset]] | None = None,
     ) -> None:
         self.config = config
         self.space = space
         self.data = data
         #: Under ``--cv K``: the K (trained on, validated on) folds of train+val that score every trial.
         self.folds = folds
+        #: Under ``--rescore N``: the folds of train+val that score the best trials again when the search ends.
+        self.rescore_folds = rescore_folds
         #: With a teacher: what every trial trains on (the texts and the teacher's targets).
         self.student = student
         self.metric = config.tune.metric
@@ -274,7 +277,7 @@ class Objective:
         train: TrainSettings,
         trained_on: TextDataset,
         validated_on: TextDataset,
-        reporter: TrialReporter,
+        reporter: TrialReporter | None,
         teacher: TeacherTargets | None = None,
     ) -> tuple[TextClassifier, int, dict[str, Any]]:
         """One model of the trial, validated after every epoch: it, its best epoch and that epoch's row."""
@@ -286,7 +289,7 @@ class Objective:
             None,
             fit,
             validation_data=validated_on,
-            callbacks=[reporter],
+            callbacks=[reporter] if reporter is not None else [],
             seed=self.config.seed,
             verbose=False,
             teacher=teacher,
@@ -312,31 +315,48 @@ class Objective:
         """The trial's settings trained once per fold on the other folds: its score is the folds' mean, told to
         the pruner as a running mean after each fold. Its best epoch is the median (low) of the folds' best
         epochs, what the final refit on train+val trains for; its validation metrics are the folds' means."""
+
+        def after_fold(record: CrossValidationRecord) -> None:
+            trial.set_user_attr("cv", record.model_dump(mode="json"))  # so that a pruned trial shows its folds
+            reporter.report(record.mean, len(record.scores), last=len(record.scores) == len(folds))
+
+        record, means = self.cross_validate(model, train, folds, reporter, after_fold)
+        return self._scored(trial, statistics.median_low(record.best_epochs), means, None)
+
+    def cross_validate(
+        self,
+        model: FamilySettings,
+        train: TrainSettings,
+        folds: list[tuple[TextDataset, TextDataset]],
+        reporter: TrialReporter | None = None,
+        after_fold: Callable[[CrossValidationRecord], None] | None = None,
+    ) -> tuple[CrossValidationRecord, dict[str, float]]:
+        """These settings trained once per fold on the other folds and validated on it: the folds' scores (and
+        best epochs), and the means of every validation metric over the folds. ``after_fold`` hears the record
+        so far after each fold."""
         scores: list[float] = []
         epochs: list[int] = []
         rows: list[dict[str, Any]] = []
+
+        def record() -> CrossValidationRecord:
+            mean, std = statistics.fmean(scores), statistics.pstdev(scores)
+            return CrossValidationRecord(folds=len(folds), scores=scores, mean=mean, std=std, best_epochs=epochs)
+
         for number, (trained_on, validated_on) in enumerate(folds, start=1):
-            reporter.fold = number
+            if reporter is not None:
+                reporter.fold = number
             _, epoch, row = self._fit(model, train, trained_on, validated_on, reporter)
             scores.append(float(row[f"val_{self.metric}"]))
             epochs.append(epoch)
             rows.append(row)
-            # Kept after every fold, so that a pruned trial shows the folds it ran.
-            record = CrossValidationRecord(
-                folds=len(folds),
-                scores=scores,
-                mean=statistics.fmean(scores),
-                std=statistics.pstdev(scores),
-                best_epochs=epochs,
-            )
-            trial.set_user_attr("cv", record.model_dump(mode="json"))
-            reporter.report(record.mean, number, last=number == len(folds))
+            if after_fold is not None:
+                after_fold(record())
         means = {
             key: statistics.fmean(float(r[key]) for r in rows)
             for key in rows[0]
             if key.startswith("val_") and all(isinstance(r.get(key), (int, float)) for r in rows)
         }
-        return self._scored(trial, statistics.median_low(epochs), means, None)
+        return record(), means
 
     def _scored(
         self, trial: optuna.Trial, epoch: int, metrics: dict[str, Any], classifier: TextClassifier | None

@@ -33,7 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ajuste.atomic import write_text
 from ajuste.errors import RunFolderError
 from ajuste.runs.folder import RunFolder
-from ajuste.runs.record import EnsembleRecord, SearchRecord
+from ajuste.runs.record import EnsembleRecord, RescoreRecord, SearchRecord
 from ajuste.search.study import FamilyShare, by_family
 
 if TYPE_CHECKING:
@@ -689,6 +689,8 @@ def _final_section(svg: _Svg, final: Mapping[str, Any] | None, search: SearchRec
         body += _table(["setting", "value"], rows, ())
         if search.ensemble is not None:
             body += _ensemble_html(search.ensemble)
+        if search.rescore is not None:
+            body += _rescore_html(search.rescore)
     splits = [(name, final[name]) for name in ("val", "test") if isinstance(final.get(name), Mapping)]
     rows = []
     for name, split in splits:
@@ -724,6 +726,24 @@ def _ensemble_html(chosen: EnsembleRecord) -> str:
         for name, scores in (("single best trial", chosen.single_best), ("ensemble", chosen.ensemble))
     ]
     return body + _table(["validation", "accuracy", "macro-F1", "loss"], rows, (1, 2, 3))
+
+
+def _rescore_html(rescored: RescoreRecord) -> str:
+    """The best trials scored again on folds of train+val, and which was chosen."""
+    rows = [
+        [
+            _e(item.trial),
+            _e(_fmt(item.value)),
+            _e(_fmt(item.cv.mean)),
+            _e(_fmt(item.cv.std)),
+            _e(", ".join(_fmt(v) for v in item.cv.scores)),
+            "chosen" if item.trial == rescored.chosen else "",
+        ]
+        for item in rescored.candidates
+    ]
+    body = f"<p>The {_e(len(rescored.candidates))} best trials scored again on {_e(rescored.folds)} folds of "
+    body += f"train+val; chosen: {_e(rescored.chosen_by)}.</p>"
+    return body + _table(["trial", "validation (search)", "folds' mean", "std", "folds", ""], rows, (0, 1, 2, 3))
 
 
 def _confusion_html(svg: _Svg, split: Mapping[str, Any], name: str) -> str:

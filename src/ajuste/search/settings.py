@@ -13,7 +13,7 @@ from ajuste.data.settings import DataSettings
 from ajuste.models.registry import FAMILIES
 from ajuste.training.settings import DistillSettings, TrainSettings
 
-__all__ = ["TuneConfig", "TuneSettings", "parse_duration"]
+__all__ = ["RESCORE_FOLDS", "TuneConfig", "TuneSettings", "parse_duration"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
 _UNIT = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
@@ -27,6 +27,10 @@ def parse_duration(value: str | float | int) -> float:
     if not match:
         raise ValueError(f"expected a duration such as 90s, 10m or 1h, got {value!r}")
     return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+#: Folds of ``--rescore N``: each candidate trains five times, on four fifths of train+val each time.
+RESCORE_FOLDS = 5
 
 
 class TuneSettings(BaseModel):
@@ -61,6 +65,14 @@ class TuneSettings(BaseModel):
         "pruner hears the running mean after each fold); the final model is then refit on train+val. Unset: "
         "the validation split alone.",
     )
+    rescore: int | None = Field(
+        None,
+        ge=2,
+        le=20,
+        description="After the search: the N best trials with distinct settings scored again by stratified "
+        "5-fold cross-validation over train+val; the final model is the best of them by the folds' mean, refit "
+        "on train+val. Unset: the best trial on the validation split.",
+    )
     storage: str | None = Field(
         None,
         description="Where the study is shared: journal:FILE (processes of one machine) or a PostgreSQL URL "
@@ -79,8 +91,25 @@ class TuneSettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _cross_validated_refit(cls, values: Any) -> Any:
-        """Under cv no trial has a model trained on train alone to keep: the final model is trained on train+val."""
-        if not isinstance(values, dict) or values.get("cv") is None:
+        """Under cv (or rescore) no trial has a model trained on train alone to keep: the final model is trained
+        on train+val."""
+        if not isinstance(values, dict):
+            return values
+        if values.get("rescore") is not None:
+            if values.get("cv") is not None:
+                raise ValueError(
+                    "rescore cross-validates the best trials again, and under cv every trial is cross-validated "
+                    "already. Drop --rescore, or drop --cv"
+                )
+            if values.get("refit", "train+val") != "train+val":
+                raise ValueError(
+                    f"rescore needs refit train+val (the final choice is made on folds of train+val); got refit "
+                    f"{values['refit']}. Drop --refit, or drop --rescore"
+                )
+            if (values.get("ensemble") or 1) > 1:
+                raise ValueError("rescore chooses one final trial; drop --ensemble, or drop --rescore")
+            return {**values, "refit": "train+val"}
+        if values.get("cv") is None:
             return values
         if values.get("refit", "train+val") != "train+val":
             raise ValueError(
@@ -140,23 +169,26 @@ class TuneConfig(BaseModel):
 
     @model_validator(mode="after")
     def _cross_validation_fits(self) -> TuneConfig:
-        if self.tune.cv is None:
+        name = "cv" if self.tune.cv is not None else "rescore" if self.tune.rescore is not None else None
+        if name is None:
             return self
         if self.distill is not None:
-            raise ValueError("cv is not supported when searching students of a teacher (--distill-from); drop --cv")
+            raise ValueError(
+                f"{name} is not supported when searching students of a teacher (--distill-from); drop --{name}"
+            )
         if self.data.balance == "oversample":
             raise ValueError(
-                "cv cannot fold oversampled training texts (a copy would be both trained on and validated); "
-                "use --balance class_weight or undersample, or drop --cv"
+                f"{name} cannot fold oversampled training texts (a copy would be both trained on and validated); "
+                f"use --balance class_weight or undersample, or drop --{name}"
             )
         return self
 
     def fingerprint(self) -> str:
-        """What makes a study the same study: everything but the budget, the output folder and the size of the
-        final ensemble (made from the study's trials, it is chosen anew when the search ends)."""
+        """What makes a study the same study: everything but the budget, the output folder, the size of the final
+        ensemble and the re-scoring (both made from the study's trials, chosen anew when the search ends)."""
         from ajuste.search.storage import public_url
 
-        not_the_study = {"trials", "timeout", "heartbeat", "ensemble"}
+        not_the_study = {"trials", "timeout", "heartbeat", "ensemble", "rescore"}
         content = self.model_dump(mode="json", exclude={"out": True, "tune": not_the_study})
         if content.get("distill") is None:  # a search without a teacher keeps the fingerprint it always had
             content.pop("distill", None)

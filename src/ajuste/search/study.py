@@ -141,13 +141,13 @@ def study_identity(
     config: TuneConfig, data: PreparedData, space: SearchSpace, teacher: str | None = None
 ) -> dict[str, str]:
     """What makes workers' studies one study, part by part: the labelled texts (wherever the file is), their
-    split, the search space and the search settings (the budget, where results go and the size of the final
-    ensemble may differ); and for students, the teacher (``teacher``: its model's fingerprint, wherever its
-    folder is) and how it teaches."""
+    split, the search space and the search settings (the budget, where results go, the size of the final
+    ensemble and the re-scoring may differ); and for students, the teacher (``teacher``: its model's
+    fingerprint, wherever its folder is) and how it teaches."""
     splits = [(s.texts, s.labels) for s in (data.train, data.val, data.test)]
     everything = sorted((t, label) for texts, labels in splits for t, label in zip(texts, labels))
     search = config.tune.model_dump(
-        mode="json", exclude={"trials", "timeout", "storage", "study", "heartbeat", "ensemble"}
+        mode="json", exclude={"trials", "timeout", "storage", "study", "heartbeat", "ensemble", "rescore"}
     )
     if search["cv"] is None:  # a study without cross-validation keeps the identity it always had
         del search["cv"]

@@ -29,13 +29,13 @@ from ajuste.models.registry import default_families, is_named_family, registrati
 from ajuste.models.settings import FamilySettings
 from ajuste.runs.distill import StudentData, student_data, teacher_data
 from ajuste.runs.folder import RunFolder
-from ajuste.runs.record import EnsembleRecord, SearchInfo
+from ajuste.runs.record import EnsembleRecord, RescoreRecord, SearchInfo
 from ajuste.runtime import configure_threads
 from ajuste.search.final import Final, finish
 from ajuste.search.objective import TRIAL_ERRORS, Objective, trial_settings
 from ajuste.search.portfolio import enqueue_portfolio
 from ajuste.search.samplers import SpaceGridSampler, make_pruner, make_sampler
-from ajuste.search.settings import TuneConfig
+from ajuste.search.settings import RESCORE_FOLDS, TuneConfig
 from ajuste.search.space import SearchSpace, parse_space
 from ajuste.search.storage import (
     close_storage,
@@ -92,6 +92,8 @@ class TuneResult:
     running_elsewhere: int = 0
     #: With ``ensemble`` above 1: the members chosen, their weights, and the single best against the ensemble.
     ensemble: EnsembleRecord | None = None
+    #: With ``rescore`` N: the best trials' fold scores, and the one chosen.
+    rescore: RescoreRecord | None = None
 
     def trial_counts(self) -> dict[str, int]:
         return count_states(self.study.get_trials(deepcopy=False))
@@ -126,6 +128,7 @@ class TuneResult:
             "final_by": self.final_by,
             "running_elsewhere": self.running_elsewhere,
             **({"ensemble": ensemble} if ensemble is not None else {}),
+            **({"rescore": self.rescore.model_dump(mode="json")} if self.rescore is not None else {}),
         }
 
 
@@ -401,10 +404,11 @@ def run_tune(
         log.info("data: %s", describe(data))
         student = _students(config, space, data)
         folds = cv_folds(data.train_and_val(), config.tune.cv, config.seed) if config.tune.cv else None
+        rescore = cv_folds(data.train_and_val(), RESCORE_FOLDS, config.seed) if config.tune.rescore else None
         info = _open_search(folder, config, overwrite)
         url = config.tune.storage or folder.storage_url(info)  # the given URL: its password is never recorded
         study, recovered, worker = _open_study(folder, info, config, space, url, data, student)
-        objective = Objective(config, space, data, worker=worker, student=student, folds=folds)
+        objective = Objective(config, space, data, worker=worker, student=student, folds=folds, rescore_folds=rescore)
         budget = _budget(study, config.tune.trials)
         if on_start is not None:
             on_start(
@@ -473,6 +477,7 @@ def run_tune(
         data,
         final.importances,
         ensemble=final.ensemble,
+        rescore=final.rescore,
     )
 
 
@@ -524,6 +529,7 @@ def tune(
     metric: str = "accuracy",
     refit: str | None = None,
     cv: int | None = None,
+    rescore: int | None = None,
     train: Mapping[str, Any] | None = None,
     storage: str | None = None,
     study: str | None = None,
@@ -549,7 +555,8 @@ def tune(
     validation. Running the same call again resumes the same study. Returns the best settings, the study, the
     final model and its validation and test metrics. ``refit`` is ``train`` (the default) or ``train+val``;
     ``cv`` K scores every trial by stratified K-fold cross-validation over train+val instead of the validation
-    split alone, and then refits on train+val.
+    split alone, and then refits on train+val; ``rescore`` N scores the N best distinct trials again that way
+    (5 folds) when the search ends, and refits the best of them on train+val.
 
     >>> result = ajuste.tune("sms-spam", model="bag", trials=20)          # doctest: +SKIP
     >>> result.best_params, result.metrics["test"]["accuracy"]            # doctest: +SKIP
@@ -580,6 +587,7 @@ def tune(
             "metric": metric,
             **({"refit": refit} if refit is not None else {}),
             "cv": cv,
+            "rescore": rescore,
             "storage": storage,
             "study": study,
             "startup_trials": startup_trials,
