@@ -5,6 +5,8 @@
     python bench/bench_tune.py samplers   # every sampler on a fixed cheap task (bag), 40 trials x 5 seeds
     python bench/bench_tune.py pruning    # the same time budget with --pruner asha and --pruner none
     python bench/bench_tune.py ensemble   # one study each: its final --ensemble 5 against its best trial alone
+    python bench/bench_tune.py protocols --timeout 5m  # how the final trial is chosen: val accuracy, re-scoring
+                                                       # the top 3 on folds, val loss, --cv 5 (sms and ag)
 
 Each part prints a table, writes bench/out/tune-<part>.json and its section of bench/RESULTS.md.
 """
@@ -360,9 +362,86 @@ def ensemble_part(data_dir: str, timeout: str, datasets: list[str], size: int = 
     update_results("tune-ensemble", "\n".join(lines))
 
 
+#: How the final trial is chosen, for the protocol comparison: (name, flags of the search, flags of a second end
+#: of the same study with --finalize, or None). Every protocol refits on train+val, so that only the choice differs.
+CHOICE_PROTOCOLS = {
+    "accuracy": ("validation accuracy", ["--refit", "train+val"], None),
+    "rescore": ("top 3 re-scored on 5 folds", None, ["--rescore", "3"]),
+    "loss": ("validation loss", ["--metric", "loss", "--refit", "train+val"], None),
+    "cv": ("--cv 5", ["--cv", "5"], None),
+}
+
+
+def protocols_part(data_dir: str, timeout: str, datasets: list[str], seeds: list[int], choices: list[str]) -> None:
+    """The protocol comparison of issue 10, item 3: for each dataset and seed, the test accuracy of the model each
+    way of choosing picks. Re-scoring ends the validation-accuracy study a second time (`--finalize --rescore 3`:
+    no new trial, the same trials), so those two differ only in the choice. Rows are merged into
+    bench/out/tune-protocols.json (by dataset, seed and protocol)."""
+    path = OUT / "tune-protocols.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    rows = [r for r in old.get("rows", []) if r.get("timeout") == timeout]
+    for name in datasets:
+        for seed in seeds:
+            with tempfile.TemporaryDirectory() as folder:
+                data = [*ENSEMBLE_DATA[name](data_dir), "--seed", str(seed)]
+                plain = str(Path(folder) / "plain")
+                for number, key in enumerate(choices):
+                    protocol, search, again = CHOICE_PROTOCOLS[key]
+                    if search is None:  # the validation-accuracy study (run first), ended again
+                        args = ["tune", *data, "--finalize", "--refit", "train+val", *(again or []), "--out", plain]
+                    else:
+                        out = plain if key == "accuracy" else str(Path(folder) / str(number))
+                        args = ["tune", *data, "--timeout", timeout, *search, "--out", out]
+                    summary, seconds = run_cli(args, timeout=7200)
+                    row = {
+                        "dataset": name,
+                        "seed": seed,
+                        "timeout": timeout,
+                        "protocol": protocol,
+                        "seconds": round(seconds, 1),
+                        "trials": summary["trials"],
+                        "best_trial": summary["best_trial"],
+                        "val": summary["val"]["accuracy"],
+                        "test": summary["test"]["accuracy"],
+                        "test_texts": summary["data"]["test"],
+                    }
+                    print(f"{name} seed {seed} {protocol:28s} {seconds:6.0f}s  test {pct(row['test'])}", flush=True)
+                    slot = (name, seed, protocol)
+                    rows = [r for r in rows if (r["dataset"], r["seed"], r["protocol"]) != slot] + [row]
+                    write_json("tune-protocols", {"machine": machine(), "rows": rows})
+    info = machine()
+    names = [protocol for protocol, _, _ in CHOICE_PROTOCOLS.values()]
+    lines = [
+        f"## Search: how the final trial is chosen (bench/bench_tune.py protocols, {timeout} per study)",
+        "",
+        f"{_machine_line(info)} Default families and settings, `--timeout {timeout}`, every final model refit on "
+        "train+val and tested once. Re-scoring ends the validation-accuracy study a second time with `--finalize "
+        "--rescore 3` (no new trial), so those two columns differ only in the choice; its seconds are the "
+        "re-scoring's alone. sms: the default protocol; ag: ../shared/datasets/ag_news_test, default split. Test "
+        "accuracy of the chosen model; the last rows: median over the seeds.",
+        "",
+        "| dataset | seed | " + " | ".join(names) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in names) + " |",
+    ]
+    by_key = {(r["dataset"], r["seed"], r["protocol"]): r for r in rows}
+    for dataset, seed in sorted({(r["dataset"], r["seed"]) for r in rows}):
+        cells = []
+        for protocol in names:
+            r = by_key.get((dataset, seed, protocol))
+            cells.append(f"{pct(r['test'])} ({r['seconds']:.0f} s)" if r else "–")
+        lines.append(f"| {dataset} | {seed} | " + " | ".join(cells) + " |")
+    for dataset in sorted({r["dataset"] for r in rows}):
+        cells = []
+        for protocol in names:
+            found = [r["test"] for r in rows if r["dataset"] == dataset and r["protocol"] == protocol]
+            cells.append(f"{pct(statistics.median(found))} ({len(found)} seeds)" if found else "–")
+        lines.append(f"| {dataset} | median | " + " | ".join(cells) + " |")
+    update_results("tune-protocols", "\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=("default", "samplers", "pruning", "ensemble"))
+    parser.add_argument("part", choices=("default", "samplers", "pruning", "ensemble", "protocols"))
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--timeout", default="10m", help="Search time per run (default and pruning parts).")
     parser.add_argument("--seeds", type=int, default=5)
@@ -370,14 +449,27 @@ def main() -> None:
     parser.add_argument("--samplers", default=",".join(SAMPLER_NAMES))
     parser.add_argument("--models", default="bag,gpt", help="Families of the pruning part.")
     parser.add_argument("--datasets", default="sms,ag", help="Datasets of the ensemble part (sms, ag).")
-    parser.add_argument("--default-seeds", default="123,1,2", help="Seeds of the default part (split and search).")
+    parser.add_argument(
+        "--default-seeds", default="123,1,2", help="Seeds of the default and protocols parts (split and search)."
+    )
     parser.add_argument("--protocols", default="dedup,published", help="Protocols of the default part.")
+    parser.add_argument(
+        "--choices",
+        default=",".join(CHOICE_PROTOCOLS),
+        help="Ways of choosing of the protocols part: accuracy (first, if rescore is given), rescore, loss, cv.",
+    )
     args = parser.parse_args()
     if args.part == "default":
         seeds = [int(seed) for seed in args.default_seeds.split(",")]
         default_part(args.data_dir, args.timeout, seeds, args.protocols.split(","))
     elif args.part == "ensemble":
         ensemble_part(args.data_dir, args.timeout, args.datasets.split(","))
+    elif args.part == "protocols":
+        seeds = [int(seed) for seed in args.default_seeds.split(",")]
+        choices = args.choices.split(",")
+        if "rescore" in choices and ("accuracy" not in choices or choices.index("rescore") < choices.index("accuracy")):
+            parser.error("--choices: rescore ends the accuracy study, so accuracy comes first")
+        protocols_part(args.data_dir, args.timeout, args.datasets.split(","), seeds, choices)
     elif args.part == "samplers":
         samplers_part(args.data_dir, args.seeds, args.trials, args.samplers.split(","))
     else:

@@ -160,3 +160,12 @@ def test_the_command_line_shows_the_candidates_and_the_choice(cli: Cli, data_fil
 def test_tune_from_python_takes_rescore(data_file: Path, tmp_path: Path) -> None:
     result = tune(data_file, model="bag", space=SPACE, sampler="grid", rescore=2, out=tmp_path / "run")
     assert result.rescore is not None and result.rescore.chosen == result.best_trial
+
+
+def test_a_study_searched_without_rescore_can_be_ended_again_with_it(data_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    plain = run_tune(config(data_file, run, SPACE, sampler="grid", refit="train+val"))
+    rescored = run_tune(config(data_file, run, SPACE, sampler="grid", rescore=2), finalize=True)
+    assert rescored.rescore is not None and len(plain.study.trials) == len(rescored.study.trials) == 4
+    record = yaml.safe_load((run / "run.yaml").read_text(encoding="utf-8"))["record"]
+    assert len(record["test_accesses"]) == 2, "a second final model: its test access is recorded beside the first"
