@@ -156,8 +156,11 @@ class Objective:
 
     def out_of_time(self) -> bool:
         """Past the deadline of ``timeout``, once some trial has completed: a trial never runs far over it."""
-        done = self.best.number is not None or self.completed_before
-        return done and self.deadline is not None and time.perf_counter() > self.deadline
+        return self._completed() and self.deadline is not None and time.perf_counter() > self.deadline
+
+    def _completed(self) -> bool:
+        """Whether some trial of the study has completed (in this run, or before it)."""
+        return self.best.number is not None or self.completed_before
 
     def __call__(self, trial: optuna.Trial) -> float:
         started = time.perf_counter()
@@ -221,8 +224,7 @@ class Objective:
         """Under ``--timeout``, once a trial has completed: a trial estimated to take longer than the time left is
         not started (it is pruned, saying so), so the rest of the budget goes to trials that can finish. After
         :data:`SKIPS_BEFORE_STOP` such trials in a row, nothing the sampler proposes fits: the search ends."""
-        done = self.best.number is not None or self.completed_before
-        if self.deadline is None or not done:
+        if self.deadline is None or not self._completed():
             return
         left = self.deadline - time.perf_counter()
         estimate = self.estimate(trial, values)
