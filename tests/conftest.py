@@ -15,6 +15,10 @@ import pytest
 
 from ajuste.cli.main import main
 
+# As the command line does: the tokenizers' trainer in parallel builds the tiny checkpoints' vocabularies in a
+# different order from run to run, and with them different models.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 _SPAM = ["win", "free", "prize", "claim", "cash", "urgent", "call", "txt", "offer", "winner", "reward", "now"]

@@ -106,7 +106,7 @@ def test_int8_accuracy_on_held_out_texts_is_within_a_point_of_fp32(exported: dic
         for name, model in (("fp32", fp32), ("int8", int8))
     }
     assert accuracy["fp32"] > 0.6, accuracy  # well above chance (1/3): the comparison means something
-    assert abs(accuracy["int8"] - accuracy["fp32"]) <= 0.01, accuracy
+    assert abs(accuracy["int8"] - accuracy["fp32"]) <= 0.01 + 1e-9, accuracy  # one point, not its rounding
     probabilities = int8.predict_proba(QUERIES)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
@@ -126,7 +126,7 @@ def test_the_export_is_a_run_folder_that_the_commands_use(
     for folder in exported.values():
         assert cli("predict", folder, "win a free prize now", "--json").code == 0
         metrics = cli("evaluate", folder, data, "--json").json()["metrics"]
-        assert abs(metrics["accuracy"] - source["accuracy"]) <= 0.01
+        assert abs(metrics["accuracy"] - source["accuracy"]) <= 0.01 + 1e-9
         record = yaml.safe_load((folder / "run.yaml").read_text(encoding="utf-8"))
         assert record["record"]["export"]["source"] == str(run.resolve())
         assert record["record"]["export"]["same_labels"] == len(CHECK_TEXTS)
