@@ -48,12 +48,12 @@ TRAIN: dict[str, dict[str, Any]] = {
     "linear-svm": {},
     "bag": {"epochs": 10},
     "gpt": {"epochs": 8},
-    "bert": {"epochs": 8, "lr": 3e-3},
+    "bert": {"epochs": 15, "lr": 3e-3},
     "gpt2": {"epochs": 8, "lr": 3e-3},
 }
 
 TEXTS, LABELS = make_texts(150, seed=3, classes=CLASSES)
-HELD_OUT, HELD_OUT_LABELS = make_texts(200, seed=99, classes=CLASSES)
+HELD_OUT, HELD_OUT_LABELS = make_texts(1000, seed=99, classes=CLASSES)
 QUERIES = ["win a free prize now", "", "see you at lunch", " ".join(["rain and snow tonight"] * 60), *CHECK_TEXTS]
 
 
