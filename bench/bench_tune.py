@@ -1,6 +1,7 @@
 """The search issue's figures, on the built-in sms-spam and this machine's CPU.
 
-    python bench/bench_tune.py default    # `ajuste tune --dataset sms-spam --timeout 10m`, both protocols, 3 seeds,
+    python bench/bench_tune.py default    # `ajuste tune --dataset sms-spam --timeout 10m --ensemble 5`, both
+                                          # protocols, 3 seeds, ended again with --ensemble 1 (the best trial),
                                           # each beside every family's default `ajuste train` run
     python bench/bench_tune.py samplers   # every sampler on a fixed cheap task (bag), 40 trials x 5 seeds
     python bench/bench_tune.py pruning    # the same time budget with --pruner asha and --pruner none
@@ -59,39 +60,49 @@ def _default_names() -> list[str]:
     return [*default_families(), "minilm all"]
 
 
-def _default_runs(data: list[str], seed: int, scratch: Path) -> dict[str, dict[str, Any]]:
+def _default_runs(data: list[str], scratch: Path) -> dict[str, dict[str, Any]]:
     """Every default family's single `ajuste train --model F` run on the same split and seed."""
     runs = {}
     for name in _default_names():
         family, _, trainable = name.partition(" ")
         flags = ["--model", family, *(["--trainable", trainable] if trainable else [])]
         out = scratch / f"train-{family}-{trainable}"
-        summary, seconds = run_cli(["train", *data, "--seed", str(seed), *flags, "--out", str(out)])
+        summary, seconds = run_cli(["train", *data, *flags, "--out", str(out)])
         runs[name] = {"val": summary["val"]["accuracy"], "test": summary["test"]["accuracy"], "seconds": seconds}
         print(f"  train {' '.join(flags):30s} {seconds:6.1f}s  test {pct(summary['test']['accuracy'])}", flush=True)
     return runs
 
 
-def default_part(data_dir: str, timeout: str, seeds: list[int], protocols: list[str]) -> None:
-    """`ajuste tune --timeout T` against every family's default run, per protocol and seed. Rows are merged into
-    bench/out/tune-default.json (by protocol and seed), so seeds can be measured one command at a time."""
+def default_part(
+    data_dir: str, timeout: str, seeds: list[int], protocols: list[str], size: int, keep: Path | None, reuse: bool
+) -> None:
+    """`ajuste tune --timeout T --ensemble K` against every family's default run, per protocol and seed; the same
+    study then ended again with `--finalize --ensemble 1` (no new trial), so the single best trial and the ensemble
+    come from the same trials. Rows are merged into bench/out/tune-default.json (by protocol and seed), so seeds can
+    be measured one command at a time; with ``reuse``, a split's default runs already in the file are not trained
+    again; with ``keep``, each study's folder is kept there (to end it again another way)."""
     path = OUT / "tune-default.json"
     old = json.loads(path.read_text()) if path.exists() else {}
     rows = [r for r in old.get("rows", []) if "seed" in r and r.get("timeout") == timeout]
     for key in protocols:
         name, extra = PROTOCOLS[key]
         for seed in seeds:
-            data = ["--dataset", "sms-spam", "--data-dir", data_dir, *extra]
-            args = ["tune", *data, "--timeout", timeout, "--seed", str(seed)]
+            data = ["--dataset", "sms-spam", "--data-dir", data_dir, *extra, "--seed", str(seed)]
+            args = ["tune", *data, "--timeout", timeout, "--ensemble", str(size)]
             with tempfile.TemporaryDirectory() as folder:
                 scratch = Path(folder)
-                summary, seconds = run_cli([*args, "--out", str(scratch / "tune")], timeout=7200)
+                out = str((keep or scratch) / f"tune-{key}-{seed}")
+                both, seconds = run_cli([*args, "--out", out], timeout=7200)
+                single = ["tune", *data, "--finalize", "--ensemble", "1", "--out", out]
+                summary, finalize = run_cli(single, timeout=7200)
+                members = (both.get("ensemble") or {}).get("members") or [{"trial": None, "weight": 1.0}]
                 row = {
                     "protocol": name,
                     "seed": seed,
                     "timeout": timeout,
                     "command": "ajuste " + " ".join(a for a in args if a not in ("--data-dir", data_dir)),
                     "seconds": round(seconds, 1),
+                    "finalize_seconds": round(finalize, 1),
                     "trials": summary["trials"],
                     "families": summary.get("families", []),
                     "best_params": summary["best_params"],
@@ -99,54 +110,89 @@ def default_part(data_dir: str, timeout: str, seeds: list[int], protocols: list[
                     "test": summary["test"]["accuracy"],
                     "test_ci95": summary["test"]["accuracy_ci95"],
                     "test_texts": summary["data"]["test"],
+                    "ensemble": {
+                        "size": size,
+                        "members": members,
+                        "val": both["val"]["accuracy"],
+                        "test": both["test"]["accuracy"],
+                        "test_ci95": both["test"]["accuracy_ci95"],
+                    },
                 }
-                print(f"{name} seed {seed}: tune {seconds:.0f}s test {pct(row['test'])}", flush=True)
-                row["defaults"] = _default_runs(data, seed, scratch)
+                print(
+                    f"{name} seed {seed}: tune {seconds:.0f}s test {pct(row['test'])}, "
+                    f"ensemble of {len(members)} {pct(both['test']['accuracy'])}",
+                    flush=True,
+                )
+                earlier = next((r for r in rows if (r["protocol"], r["seed"]) == (name, seed)), None)
+                names = _default_names()
+                if reuse and earlier and all(f in earlier.get("defaults", {}) for f in names):
+                    row["defaults"] = earlier["defaults"]
+                    row["defaults_from"] = earlier.get("defaults_from") or old.get("machine", {}).get("date", "?")
+                else:
+                    row["defaults"] = _default_runs(data, scratch)
+                    row["defaults_from"] = machine()["date"]
             rows = [r for r in rows if (r["protocol"], r["seed"]) != (name, seed)] + [row]
             write_json("tune-default", {"machine": machine(), "rows": rows})
     info = machine()
     names = _default_names()
+    size = next((r["ensemble"]["size"] for r in rows if "ensemble" in r), size)
+    reused = sorted({r["defaults_from"] for r in rows if r.get("defaults_from") and r["defaults_from"] != info["date"]})
     lines = [
         f"## Search: `ajuste tune --dataset sms-spam --timeout {timeout}` against every default run "
         "(bench/bench_tune.py default)",
         "",
         f"{_machine_line(info)} Default settings: families {', '.join(names[:-1])} with their default "
         "spaces, every family's defaults and portfolio tried first, TPE sampler, median pruner (by cohort), "
-        "validation accuracy, refit on train, test split evaluated once. Seconds are the whole command (search, "
-        "refit, test, report). Beside each search, on the same split and seed: `ajuste train --model F` with "
-        "defaults, for every family, and `--model minilm --trainable all`. Test accuracy.",
+        f"validation accuracy, refit on train. Each study searched with `--ensemble {size}`, then ended again with "
+        "`--finalize --ensemble 1` (no new trial): the two final models come from the same trials, each tested "
+        "once. Seconds: the searching command (search, members' training, test, report). Beside each search, on "
+        "the same split and seed: `ajuste train --model F` with defaults, for every family, and `--model minilm "
+        "--trainable all`"
+        + (f" (measured {', '.join(reused)} on the same training code)" if reused else "")
+        + ". Test accuracy.",
         "",
-        "| protocol | seed | seconds | trials (complete / pruned / failed) | tune test (95% interval) | "
+        "| protocol | seed | seconds | trials (complete / pruned / failed) | tune, best trial (95% interval) "
+        f"| tune, ensemble of up to {size} (members) | "
         + " | ".join(f"{f} default" for f in names)
         + " | best default |",
-        "| --- | ---: | ---: | --- | --- | " + " | ".join("---:" for _ in names) + " | ---: |",
+        "| --- | ---: | ---: | --- | --- | --- | " + " | ".join("---:" for _ in names) + " | ---: |",
     ]
     for r in sorted(rows, key=lambda r: (r["protocol"], r["seed"])):
         t = r["trials"]
         low, high = r["test_ci95"]
         defaults = [r["defaults"][f]["test"] for f in names if f in r["defaults"]]
+        both = r.get("ensemble")
+        ensembled = f"{pct(both['test'])} ({len(both['members'])})" if both else "–"
         lines.append(
             f"| {r['protocol']} | {r['seed']} | {r['seconds']:.0f} | {t['complete']} / {t['pruned']} / {t['fail']} "
-            f"| {pct(r['test'])} ({pct(low)}–{pct(high)}) | "
+            f"| {pct(r['test'])} ({pct(low)}–{pct(high)}) | {ensembled} | "
             + " | ".join(pct(r["defaults"][f]["test"]) if f in r["defaults"] else "–" for f in names)
             + f" | {pct(max(defaults))} |"
         )
     lines += ["", "Medians over the seeds (test accuracy):", ""]
-    lines += ["| protocol | seeds | tune | " + " | ".join(names) + " | tune >= best default median? |"]
-    lines += ["| --- | ---: | ---: | " + " | ".join("---:" for _ in names) + " | --- |"]
+    lines += [
+        "| protocol | seeds | tune, best trial | tune, ensemble | "
+        + " | ".join(names)
+        + " | best trial >= best default median? | ensemble >= best default median? |"
+    ]
+    lines += ["| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in names) + " | --- | --- |"]
     for name in dict.fromkeys(r["protocol"] for r in rows):
         mine = [r for r in rows if r["protocol"] == name]
         tuned = statistics.median(r["test"] for r in mine)
+        ensembles = [r["ensemble"]["test"] for r in mine if "ensemble" in r]
+        ensembled = statistics.median(ensembles) if len(ensembles) == len(mine) else None
         medians = {
             f: statistics.median(r["defaults"][f]["test"] for r in mine if f in r["defaults"])
             for f in names
             if any(f in r["defaults"] for r in mine)
         }
-        verdict = "yes" if tuned >= max(medians.values()) else "NO"
+        best = max(medians.values())
         lines.append(
-            f"| {name} | {len(mine)} | {pct(tuned)} | "
+            f"| {name} | {len(mine)} | {pct(tuned)} | {pct(ensembled) if ensembled is not None else '–'} | "
             + " | ".join(pct(medians[f]) if f in medians else "–" for f in names)
-            + f" | {verdict} |"
+            + f" | {'yes' if tuned >= best else 'NO'} | "
+            + ("–" if ensembled is None else "yes" if ensembled >= best else "NO")
+            + " |"
         )
     lines += [
         "",
@@ -453,6 +499,13 @@ def main() -> None:
         "--default-seeds", default="123,1,2", help="Seeds of the default and protocols parts (split and search)."
     )
     parser.add_argument("--protocols", default="dedup,published", help="Protocols of the default part.")
+    parser.add_argument("--ensemble", type=int, default=5, help="Ensemble size of the default part's searches.")
+    parser.add_argument("--keep", help="Default part: keep each study's folder under this folder.")
+    parser.add_argument(
+        "--reuse-defaults",
+        action="store_true",
+        help="Default part: take a split's default runs from bench/out/tune-default.json when it has them.",
+    )
     parser.add_argument(
         "--choices",
         default=",".join(CHOICE_PROTOCOLS),
@@ -461,7 +514,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.part == "default":
         seeds = [int(seed) for seed in args.default_seeds.split(",")]
-        default_part(args.data_dir, args.timeout, seeds, args.protocols.split(","))
+        keep = Path(args.keep) if args.keep else None
+        default_part(
+            args.data_dir, args.timeout, seeds, args.protocols.split(","), args.ensemble, keep, args.reuse_defaults
+        )
     elif args.part == "ensemble":
         ensemble_part(args.data_dir, args.timeout, args.datasets.split(","))
     elif args.part == "protocols":

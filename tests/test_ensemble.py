@@ -7,6 +7,7 @@ and averaging two of them lowers the validation loss; a grid of four points keep
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import shutil
@@ -21,7 +22,7 @@ import yaml
 
 from ajuste import load
 from ajuste.cli.main import main
-from ajuste.search.ensemble import greedy_counts, log_loss
+from ajuste.search.ensemble import greedy_counts, log_loss, stored
 from ajuste.search.settings import TuneConfig
 from ajuste.training.classifier import TextClassifier
 from ajuste.training.ensemble import EnsembleClassifier
@@ -259,6 +260,59 @@ def test_the_same_study_with_ensemble_1_makes_the_single_model_again(
         "final evaluation of the ensemble",
         "final evaluation of the refit",
     ]
+
+
+def test_every_trial_keeps_what_its_model_said_of_the_validation_texts(
+    noisy_data: Path, ensemble_run: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(ensemble_run[0], copy)
+    run_json(tune_command(noisy_data, copy, "--ensemble", "1", "--finalize", "--json"))
+    record = record_of(copy)
+    study = optuna.load_study(study_name=record["search"]["study"], storage=f"sqlite:///{copy / 'study.db'}")
+    best = study.trials[record["search"]["best_trial"]]
+    rows = json.loads((copy / "split.json").read_text(encoding="utf-8"))["val"]
+    with noisy_data.open(encoding="utf-8", newline="") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)]
+    val_texts = [texts[row] for row in rows]
+    model = load(copy)
+    kept = stored(best, len(val_texts), 2)
+    assert kept is not None
+    np.testing.assert_allclose(kept, model.predict_proba(val_texts), atol=1e-5)
+    assert all(stored(t, len(val_texts), 2) is not None for t in study.trials if t.state.name == "COMPLETE")
+    assert stored(best, len(val_texts) + 1, 2) is None  # kept for other texts: not used
+
+
+def test_the_members_are_chosen_without_training_a_candidate_again(
+    noisy_data: Path, ensemble_run: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    members = [m["trial"] for m in record_of(ensemble_run[0])["search"]["ensemble"]["members"]]
+    fits: list[str] = []
+    original_fit = TextClassifier.fit_from
+    monkeypatch.setattr(TextClassifier, "fit_from", lambda *a, **k: fits.append("fit") or original_fit(*a, **k))
+    again = tmp_path / "again"
+    shutil.copytree(ensemble_run[0], again)
+    shutil.rmtree(again / "model")  # no final model to keep: the members are chosen and trained anew
+    run_json(tune_command(noisy_data, again, "--ensemble", "2", "--finalize", "--json"))
+    chosen = record_of(again)["search"]["ensemble"]
+    assert len(fits) == len(chosen["members"]), "only the members are trained, none of the other candidates"
+    assert len(chosen["candidates"]) == 4
+    # The same choice as from candidates trained again (what a study that kept no probabilities gets).
+    monkeypatch.setattr("ajuste.search.ensemble.stored", lambda *a: None)
+    fits.clear()
+    retrained = tmp_path / "retrained"
+    shutil.copytree(again, retrained)
+    shutil.rmtree(retrained / "model")
+    run_json(tune_command(noisy_data, retrained, "--ensemble", "2", "--finalize", "--json"))
+    both = record_of(retrained)["search"]["ensemble"]
+    assert len(fits) == len(both["candidates"])
+
+    def picks(record: dict[str, Any]) -> list[tuple[int, float]]:
+        return [(m["trial"], m["weight"]) for m in record["members"]]
+
+    assert picks(both) == picks(chosen)
+    assert both["ensemble"] == pytest.approx(chosen["ensemble"], abs=1e-6)
+    assert members[0] == chosen["members"][0]["trial"]
 
 
 def test_the_ensemble_size_does_not_change_the_study() -> None:

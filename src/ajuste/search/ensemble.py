@@ -12,6 +12,7 @@ ties too often to tell two additions apart, and averaging probabilities is what 
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 
@@ -22,7 +23,17 @@ from optuna.trial import FrozenTrial
 from ajuste.search.study import best_trials
 from ajuste.training.metrics import epoch_metrics
 
-__all__ = ["CHOSEN_BY", "PICKS_PER_MEMBER", "candidates", "greedy_counts", "log_loss"]
+__all__ = [
+    "CHOSEN_BY",
+    "PICKS_PER_MEMBER",
+    "VAL_LOG_PROBABILITIES",
+    "candidates",
+    "encode",
+    "greedy_counts",
+    "log_loss",
+    "stored",
+    "val_metrics",
+]
 
 #: How the members were chosen, as run.yaml records it.
 CHOSEN_BY = (
@@ -32,6 +43,9 @@ CHOSEN_BY = (
 )
 #: Picks allowed per member: enough for weights finer than 1/K, few enough not to fit validation noise.
 PICKS_PER_MEMBER = 4
+#: Where each trial keeps its model's validation log-probabilities (float32, base64), so that the members of an
+#: ensemble are chosen without training any candidate again.
+VAL_LOG_PROBABILITIES = "val_log_probabilities"
 
 
 def candidates(study: optuna.Study, size: int) -> list[FrozenTrial]:
@@ -47,6 +61,37 @@ def candidates(study: optuna.Study, size: int) -> list[FrozenTrial]:
         if len(chosen) == 2 * size:
             break
     return chosen
+
+
+def encode(log_probabilities: np.ndarray) -> dict[str, object]:
+    """A trial's validation log-probabilities (one row per validation text), as its user attribute keeps them:
+    float32, a few kilobytes for a thousand texts, exact enough for the loss to agree with an evaluation's."""
+    rows = np.ascontiguousarray(log_probabilities, dtype="<f4")
+    return {"shape": list(rows.shape), "float32": base64.b64encode(rows.tobytes()).decode("ascii")}
+
+
+def stored(trial: FrozenTrial, texts: int, classes: int) -> np.ndarray | None:
+    """The probabilities a trial's model gave the validation texts, as :func:`encode` kept them; None when the trial
+    kept none (a study from before they were kept, a cross-validated trial) or kept them for other texts."""
+    kept = trial.user_attrs.get(VAL_LOG_PROBABILITIES)
+    if not isinstance(kept, dict) or kept.get("shape") != [texts, classes]:
+        return None
+    try:
+        rows = np.frombuffer(base64.b64decode(str(kept["float32"]), validate=True), dtype="<f4")
+    except (KeyError, ValueError):
+        return None
+    if rows.size != texts * classes:
+        return None
+    return np.exp(rows.astype(np.float64).reshape(texts, classes))
+
+
+def val_metrics(probabilities: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Accuracy, macro-F1 and loss of probability rows against target class indices: what the record compares."""
+    predicted = probabilities.argmax(axis=1)
+    return {
+        **epoch_metrics(targets.tolist(), predicted.tolist(), probabilities.shape[1]),
+        "loss": log_loss(probabilities, targets),
+    }
 
 
 def log_loss(probabilities: np.ndarray, targets: np.ndarray) -> float:

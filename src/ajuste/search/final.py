@@ -129,43 +129,51 @@ def _final_model(
     return classifier, {"refit": "train+val", "how": how, "epochs": epochs}, record
 
 
-HEADLINE = ("accuracy", "macro_f1", "loss")
-
-
 def _ensemble_model(
     objective: Objective, pool: list[FrozenTrial]
 ) -> tuple[TextClassifier, dict[str, Any], DistillRecord | None, EnsembleRecord]:
-    """The final ensemble of the candidate trials ``pool`` (best first): each candidate's model trained on the
-    training split as a final model is (the best trial's own model reused), members and weights chosen on their
-    validation probabilities, then, with ``--refit train+val``, each member trained again on train+val for its
-    trial's best epoch count, keeping the weights chosen. One member alone is the final model itself."""
+    """The final ensemble of the candidate trials ``pool`` (best first): members and weights chosen on the
+    candidates' validation probabilities, then each member trained as a final model is (on train, the best
+    trial's own model reused; with ``--refit train+val``, on train+val for its trial's best epoch count, keeping
+    the weights chosen). The probabilities are those each trial kept when it ran; a candidate that kept none (a
+    study from an older ajuste) is trained on train again to give them. One member alone is the final model."""
     config, data = objective.config, objective.data
-    models, refits = [], []
-    for trial in pool:
-        classifier, refit, distillation = _final_model(objective, trial, "train")
-        models.append(classifier)
-        refits.append(refit)
     index = {label: i for i, label in enumerate(data.labels)}
     targets = np.array([index[label] for label in data.val.labels])
-    probabilities = [log_probabilities(model, data.val.texts).exp().numpy() for model in models]
+    trained: dict[int, tuple[TextClassifier, dict[str, Any], DistillRecord | None]] = {}
+    probabilities = []
+    for i, trial in enumerate(pool):
+        kept = ensemble.stored(trial, len(targets), len(data.labels))
+        if kept is None:
+            log.info("trial %d kept no validation probabilities: it is trained again to give them", trial.number)
+            trained[i] = _final_model(objective, trial, "train")
+            kept = log_probabilities(trained[i][0], data.val.texts).exp().numpy()
+        probabilities.append(kept)
     counts = ensemble.greedy_counts(probabilities, targets, config.tune.ensemble, config.tune.metric)
     chosen = [i for i, count in enumerate(counts) if count]
     weights = [counts[i] / sum(counts) for i in chosen]
-    selected = _combined([models[i] for i in chosen], weights)
+    average = sum(w * probabilities[i] for i, w in zip(chosen, weights))
     compared = {
-        name: {k: float(v) for k, v in model.evaluate(data.val, seed=config.seed).items() if k in HEADLINE}
-        for name, model in (("single_best", models[0]), ("ensemble", selected))
+        "single_best": ensemble.val_metrics(probabilities[0], targets),
+        "ensemble": ensemble.val_metrics(np.asarray(average), targets),
     }
     epochs: dict[int, int] = {}
-    final, alone = selected, refits[0]
-    how = "each member its trial's model: a refit on train with the same settings, data and seed repeats it exactly"
     if config.tune.refit == "train+val":
-        del models, selected  # trained on train only: only their choice is kept
-        members = [_final_model(objective, pool[i], "train+val") for i in chosen]
-        epochs = {i: int(refit["epochs"]) for i, (_, refit, _) in zip(chosen, members)}
-        final = _combined([member for member, _, _ in members], weights)
-        _, alone, distillation = members[0]
+        trained.clear()  # trained on train only: only their choice is kept
+        gc.collect()
+        for i in chosen:
+            trained[i] = _final_model(objective, pool[i], "train+val")
+            epochs[i] = int(trained[i][1]["epochs"])
         how = "each member trained again with its trial's settings on train+val for its trial's best epoch count"
+    else:
+        for i in chosen:
+            if i not in trained:
+                trained[i] = _final_model(objective, pool[i], "train")
+        for i in set(trained) - set(chosen):
+            del trained[i]
+        how = "each member its trial's model: a refit on train with the same settings, data and seed repeats it exactly"
+    final = _combined([trained[i][0] for i in chosen], weights)
+    _, alone, distillation = trained[chosen[0]]
     record = EnsembleRecord(
         size=config.tune.ensemble,
         candidates=[trial.number for trial in pool],

@@ -25,12 +25,14 @@ from ajuste.models.registry import make_family
 from ajuste.models.settings import FamilySettings
 from ajuste.runs.distill import StudentData
 from ajuste.runs.record import CrossValidationRecord
+from ajuste.search import ensemble
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace, split_settings
 from ajuste.search.study import cohort, cohort_of, counts_towards_budget, ranking, retried
 from ajuste.training.callbacks import Callback
 from ajuste.training.classifier import TextClassifier
 from ajuste.training.distillation import TeacherTargets
+from ajuste.training.ensemble import log_probabilities
 from ajuste.training.settings import TrainSettings
 from ajuste.validation import model_settings, validate
 
@@ -271,6 +273,10 @@ class Objective:
             reporter,
             teacher=student.targets if student else None,
         )
+        # What the best epoch's model says of each validation text: an ensemble is chosen from these when the
+        # search ends, without training its candidates again.
+        rows = log_probabilities(classifier, self.data.val.texts).numpy()
+        trial.set_user_attr(ensemble.VAL_LOG_PROBABILITIES, ensemble.encode(rows))
         return self._scored(trial, epoch, {k: v for k, v in row.items() if k.startswith("val_")}, classifier)
 
     def _fit(
