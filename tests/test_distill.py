@@ -186,6 +186,30 @@ def test_distill_on_the_command_line(cli: Cli, teacher: Path, tmp_path: Path) ->
     assert again.json()["test"]["accuracy"] == summary["test"]["accuracy"]
 
 
+def test_a_teacher_trained_with_a_relative_path_is_distilled_from_another_folder(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    texts, labels = make_texts(80, seed=5)
+    write_csv(here / "texts.csv", texts, labels)
+    monkeypatch.chdir(here)
+    trained = cli("train", "--data", "texts.csv", "--model", "bag", *TINY_BAG, "--out", "teacher")
+    assert trained.code == 0, trained.err
+    assert _data_of(here / "teacher") == str(here / "texts.csv")  # recorded from where it was read
+    monkeypatch.chdir(elsewhere)
+    student = cli("distill", here / "teacher", "--student", "bag", *TINY_BAG, "--out", "student", "--json")
+    assert student.code == 0, student.err
+    assert student.json()["data"]["test"] == trained_test_texts(here / "teacher")
+    again = cli("train", "--config", here / "teacher" / "run.yaml", "--out", "again", "--json")
+    assert again.code == 0, again.err
+
+
+def trained_test_texts(run: Path) -> int:
+    return len(json.loads((run / "split.json").read_text())["test"])
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -7,6 +7,7 @@ ever sees validated settings. Validation collects *every* problem and raises one
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,22 @@ class RunConfig(BaseModel):
     distill: DistillSettings | None = Field(
         None, description="Learn from a teacher run's probabilities as well as the labels (see `ajuste distill`)."
     )
+
+    def anchored(self) -> RunConfig:
+        """This configuration with every file and folder it reads made absolute, as run.yaml records it: a run
+        folder's data (and teacher) are found again from any working directory, by a student distilled from it
+        or by `ajuste train --config RUN/run.yaml`."""
+        data = self.data.model_copy(update=_absolute(self.data, "path", "val_path", "test_path", "data_dir"))
+        distill = self.distill
+        if distill is not None:
+            distill = distill.model_copy(update=_absolute(distill, "teacher", "unlabeled"))
+        return self.model_copy(update={"data": data, "distill": distill})
+
+
+def _absolute(settings: BaseModel, *names: str) -> dict[str, str]:
+    """The paths among ``names`` that ``settings`` sets, made absolute from the working directory (not resolving
+    links: the path stays the one given, only anchored)."""
+    return {name: os.path.abspath(value) for name in names if isinstance(value := getattr(settings, name), str)}
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -62,7 +62,7 @@ class RunResult:
 
 
 def resolve(config: RunConfig, classifier: TextClassifier) -> RunConfig:
-    """The configuration with every default made explicit, as written to run.yaml."""
+    """The configuration with every default made explicit and every path absolute, as written to run.yaml."""
     family = classifier.family_
     defaults = family.defaults() if family is not None else None
     train_values = config.train.model_dump()
@@ -87,7 +87,7 @@ def resolve(config: RunConfig, classifier: TextClassifier) -> RunConfig:
             "out": config.out,
             "distill": config.distill,
         }
-    )
+    ).anchored()
 
 
 def train(

@@ -390,6 +390,7 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
         distillation=distillation,
     )
     resolved = RunConfig(data=config.data, model=model, train=train, seed=config.seed, distill=config.distill)
+    resolved = resolved.anchored()
     split = {"source": data.report["source"], "seed": config.seed, **data.split_record()}
     folder.write_final(classifier, RunFile(config=resolved, record=record), metrics=metrics, split=split)
     return Final(classifier, metrics, best, params, found, seconds, chosen, rescored)
