@@ -190,16 +190,19 @@ def test_the_database_goes_away_and_comes_back(postgres: Postgres, data: Path, t
 
 def test_finalize_happens_once(postgres: Postgres, data: Path, tmp_path: Path) -> None:
     first = tmp_path / "first"
-    code, _, err = finish(start_worker(data, first, postgres.url, "finalize", 6))
+    code, _, err = finish(start_worker(data, first, postgres.url, "finalize", 6, "--ensemble", "3"))
     assert code == 0, err
     made = final_folders([first])
     assert made == [first]
+    chosen = yaml.safe_load((first / "run.yaml").read_text(encoding="utf-8"))["record"]["search"]["ensemble"]
+    members = [{"trial": m["trial"], "weight": m["weight"]} for m in chosen["members"]]
     # two workers that both reach the end: one finalizes or finds it made; neither touches the test split again
     others = [tmp_path / "second", tmp_path / "third"]
     results = [finish(w) for w in [start_worker(data, f, postgres.url, "finalize", 6, finalize=True) for f in others]]
     for code, summary, err in results:
         assert code == 0, err
         assert summary is not None and summary["final_by"]["run_dir"] == str(first.resolve())
+        assert summary["final_by"]["members"] == members  # what the final model is made of, ensemble or not
         assert summary["test"]["accuracy"] == json.loads((first / "metrics.json").read_text())["test"]["accuracy"]
     assert final_folders(others) == []
     record = yaml.safe_load((first / "run.yaml").read_text(encoding="utf-8"))

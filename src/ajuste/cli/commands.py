@@ -229,8 +229,14 @@ def tune(args: argparse.Namespace) -> int:
     elif result.final_by is not None:
         by = result.final_by
         test = by["test"]
+        parts = by.get("members") or []  # absent from a record made by an older ajuste
+        which = (
+            "an ensemble of trials " + ", ".join(f"{m['trial']} ({m['weight']:.2f})" for m in parts)
+            if len(parts) > 1
+            else f"trial {by['best_trial']}"
+        )
         out.say(
-            f"[bold]final model[/] made by worker {by['worker']} in {by['run_dir']} (trial {by['best_trial']}): "
+            f"[bold]final model[/] made by worker {by['worker']} in {by['run_dir']} ({which}): "
             f"test accuracy {test['accuracy']:.4f} on {test['n']} texts, the test split evaluated there, once"
         )
     else:

@@ -356,6 +356,10 @@ def _finalize(
                 "run_dir": str(folder.path.resolve()),
                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "best_trial": final.best.number,
+                # the trials whose models make the final model, and their weights (one, unless an ensemble)
+                "members": [{"trial": m.trial, "weight": m.weight} for m in final.ensemble.members]
+                if final.ensemble is not None
+                else [{"trial": final.best.number, "weight": 1.0}],
                 "test": {k: final.metrics["test"][k] for k in ("accuracy", "macro_f1", "accuracy_ci95", "n")},
             },
         )
