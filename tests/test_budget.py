@@ -21,7 +21,7 @@ from ajuste.data import load_data
 from ajuste.search.objective import SKIPS_BEFORE_STOP, Objective
 from ajuste.search.samplers import make_pruner
 from ajuste.search.settings import TuneConfig
-from ajuste.search.study import by_family, cohort
+from ajuste.search.study import RESCORED, by_family, cohort
 from ajuste.search.tune import search_space
 from ajuste.validation import validate
 from tests.conftest import CliResult, make_texts, write_csv
@@ -179,3 +179,39 @@ def test_tune_records_what_each_trial_cost_and_reports_each_family(cli: Cli, tmp
     costs = [t.user_attrs["cost"] for t in study.trials if t.state == TrialState.COMPLETE]
     assert costs and all(c["text_epochs"] > 0 and c["seconds"] > 0 for c in costs)
     assert "By family" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_rescore_keeps_back_the_time_its_folds_will_take(tmp_path: Path) -> None:
+    texts, labels = make_texts(60, seed=3)
+    values = {
+        "data": {"path": str(write_csv(tmp_path / "data.csv", texts, labels))},
+        "families": ["bag"],
+        "tune": {"timeout": 600, "rescore": 2},
+    }
+    tuned = validate(TuneConfig, values)
+    data = load_data(tuned.data, seed=tuned.seed)
+    folds = [(data.train, data.val)] * 5  # only their number matters to the estimate
+    objective = Objective(tuned, search_space(tuned), data, rescore_folds=folds)
+    objective.completed_before = True
+    study = optuna.create_study(direction="maximize")
+    for value, seconds, embed in ((0.9, 10.0, 8), (0.8, 20.0, 16), (0.7, 30.0, 32)):
+        study.add_trial(finished({**BAG, "model.embed_dim": embed}, [value], seconds=seconds))
+    assert objective.reserved(study) == 5 * (10.0 + 20.0), "the 2 best, once per fold"
+    study.set_user_attr(RESCORED, {str(study.trials[0].number): {}})
+    assert objective.reserved(study) == 5 * 20.0, "a trial already re-scored costs nothing more"
+
+    objective.deadline = time.perf_counter() + 60  # less than the 100 s the re-scoring needs
+
+    def search(trial: optuna.Trial) -> float:
+        objective._afford(trial, {**BAG, "model.embed_dim": 64})
+        return 0.5
+
+    study.optimize(search, n_trials=5)
+    assert len(study.trials) == 4, "the first trial that would eat into the re-scoring's time ends the search"
+    assert "kept for re-scoring the best trials (estimated 100 s)" in study.trials[-1].user_attrs["stopped"]
+    assert objective.out_of_time(), "a running trial stops too once the time left is the re-scoring's"
+    objective.deadline = time.perf_counter() + 600
+    study.optimize(search, n_trials=1)
+    assert study.trials[-1].state == TrialState.COMPLETE and not objective.out_of_time()
+    without = Objective(validate(TuneConfig, {**values, "tune": {"timeout": 600}}), search_space(tuned), data)
+    assert without.reserved(study) == 0.0

@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="When the search ends, score the N best distinct trials again by stratified 5-fold cross-validation "
-        "over train+val and refit the best of them on train+val. Default: the best trial on the validation split.",
+        "over train+val and refit the best of them on train+val (its estimated time is kept back from --timeout). "
+        "Default: the best trial on the validation split.",
     )
     search.add_argument(
         "--ensemble",

@@ -41,7 +41,7 @@ from ajuste.runs.record import (
 )
 from ajuste.search import ensemble
 from ajuste.search.objective import TRIAL_ERRORS, BestSoFar, Objective, trial_settings
-from ajuste.search.study import CHOSEN_BY, best_trials, count_states, importances, ranking
+from ajuste.search.study import CHOSEN_BY, RESCORED, best_trials, count_states, importances, ranking
 from ajuste.training.classifier import TextClassifier
 from ajuste.training.ensemble import EnsembleClassifier, log_probabilities
 
@@ -49,8 +49,6 @@ __all__ = ["Final", "finish"]
 
 log = logging.getLogger(__name__)
 
-#: Where ``--rescore`` keeps each candidate's folds in the study (by trial number).
-RESCORED = "ajuste:rescored"
 #: How ``--rescore`` chooses, as run.yaml records it.
 RESCORE_CHOSEN_BY = (
     "the best mean validation score over the folds of train+val; ties broken by the lower mean validation loss, "

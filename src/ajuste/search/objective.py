@@ -28,7 +28,7 @@ from ajuste.runs.record import CrossValidationRecord
 from ajuste.search import ensemble
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace, split_settings
-from ajuste.search.study import cohort, cohort_of, counts_towards_budget, ranking, retried
+from ajuste.search.study import RESCORED, cohort, cohort_of, counts_towards_budget, ranking, retried
 from ajuste.training.callbacks import Callback
 from ajuste.training.classifier import TextClassifier
 from ajuste.training.distillation import TeacherTargets
@@ -155,10 +155,13 @@ class Objective:
         self.worker = worker
         #: Trials not started in a row because they would not fit in the time left (see :meth:`_afford`).
         self.skipped = 0
+        #: Under ``--rescore`` and ``--timeout``: the seconds of the budget kept for the re-scoring (see
+        #: :meth:`reserved`), as estimated when the last trial started.
+        self.reserve = 0.0
 
     def out_of_time(self) -> bool:
         """Past the deadline of ``timeout``, once some trial has completed: a trial never runs far over it."""
-        return self._completed() and self.deadline is not None and time.perf_counter() > self.deadline
+        return self._completed() and self.deadline is not None and time.perf_counter() > self.deadline - self.reserve
 
     def _completed(self) -> bool:
         """Whether some trial of the study has completed (in this run, or before it)."""
@@ -225,10 +228,21 @@ class Objective:
     def _afford(self, trial: optuna.Trial, values: Mapping[str, Any]) -> None:
         """Under ``--timeout``, once a trial has completed: a trial estimated to take longer than the time left is
         not started (it is pruned, saying so), so the rest of the budget goes to trials that can finish. After
-        :data:`SKIPS_BEFORE_STOP` such trials in a row, nothing the sampler proposes fits: the search ends."""
+        :data:`SKIPS_BEFORE_STOP` such trials in a row, nothing the sampler proposes fits: the search ends. Under
+        ``--rescore``, the time left is what remains once the re-scoring's estimate is kept back; when nothing
+        remains, the search ends so that the re-scoring fits in the budget."""
         if self.deadline is None or not self._completed():
             return
-        left = self.deadline - time.perf_counter()
+        self.reserve = self.reserved(trial.study)
+        left = self.deadline - self.reserve - time.perf_counter()
+        if self.reserve and left <= 0:
+            reason = (
+                f"not started: the {max(left + self.reserve, 0):.0f} s left are kept for re-scoring the best trials "
+                f"(estimated {self.reserve:.0f} s)"
+            )
+            trial.set_user_attr("stopped", reason)
+            trial.study.stop()
+            raise optuna.TrialPruned(reason)
         estimate = self.estimate(trial, values)
         if estimate is None or estimate <= left:
             self.skipped = 0
@@ -239,6 +253,19 @@ class Objective:
         if self.skipped >= SKIPS_BEFORE_STOP:
             trial.study.stop()
         raise optuna.TrialPruned(reason)
+
+    def reserved(self, study: optuna.Study) -> float:
+        """Under ``--rescore N``: the seconds that re-scoring the study's N best trials (with distinct settings) so
+        far will take, each trained once per fold (a fold trains on about as many texts as a trial: 4/5 of
+        train+val), from the seconds each took in the search; those already re-scored cost nothing. 0 without
+        ``--rescore``."""
+        size = self.config.tune.rescore
+        if not size or not self.rescore_folds:
+            return 0.0
+        done = study.user_attrs.get(RESCORED) or {}
+        pool = ensemble.candidates(study, size)[:size]
+        seconds = (float(t.user_attrs.get("seconds") or 0.0) for t in pool if str(t.number) not in done)
+        return len(self.rescore_folds) * sum(seconds)
 
     def _claim(self, trial: optuna.Trial) -> None:
         """On a shared study, run this trial only if fewer than ``--trials`` trials that count or run come before

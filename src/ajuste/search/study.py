@@ -26,6 +26,7 @@ from ajuste.search.space import SearchSpace
 
 __all__ = [
     "CHOSEN_BY",
+    "RESCORED",
     "FamilyShare",
     "best_trials",
     "by_family",
@@ -47,6 +48,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+#: Where ``--rescore`` keeps each candidate's folds in the study (by trial number).
+RESCORED = "ajuste:rescored"
 
 
 def retried(trials: Sequence[FrozenTrial]) -> set[int]:
