@@ -213,5 +213,8 @@ def test_rescore_keeps_back_the_time_its_folds_will_take(tmp_path: Path) -> None
     objective.deadline = time.perf_counter() + 600
     study.optimize(search, n_trials=1)
     assert study.trials[-1].state == TrialState.COMPLETE and not objective.out_of_time()
+    study.add_trial(finished({**BAG, "model.embed_dim": 64}, [0.6], cost={"text_epochs": 1, "seconds": 10.0}))
+    with pytest.raises(optuna.TrialPruned, match=r"s of the time budget left once 100 s are kept for re-scoring"):
+        objective._afford(study.ask(), {**BAG, "model.embed_dim": 128})  # estimated far above the 500 s left
     without = Objective(validate(TuneConfig, {**values, "tune": {"timeout": 600}}), search_space(tuned), data)
     assert without.reserved(study) == 0.0

@@ -249,6 +249,8 @@ class Objective:
             return
         self.skipped += 1
         reason = f"not started: estimated {estimate:.0f} s, {max(left, 0):.0f} s of the time budget left"
+        if self.reserve:
+            reason += f" once {self.reserve:.0f} s are kept for re-scoring the best trials"
         trial.set_user_attr("stopped", reason)
         if self.skipped >= SKIPS_BEFORE_STOP:
             trial.study.stop()
