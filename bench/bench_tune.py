@@ -84,6 +84,7 @@ def default_part(
     path = OUT / "tune-default.json"
     old = json.loads(path.read_text()) if path.exists() else {}
     rows = [r for r in old.get("rows", []) if "seed" in r and r.get("timeout") == timeout]
+    names = _default_names()
     for key in protocols:
         name, extra = PROTOCOLS[key]
         for seed in seeds:
@@ -124,7 +125,6 @@ def default_part(
                     flush=True,
                 )
                 earlier = next((r for r in rows if (r["protocol"], r["seed"]) == (name, seed)), None)
-                names = _default_names()
                 if reuse and earlier and all(f in earlier.get("defaults", {}) for f in names):
                     row["defaults"] = earlier["defaults"]
                     row["defaults_from"] = earlier.get("defaults_from") or old.get("machine", {}).get("date", "?")
@@ -134,7 +134,6 @@ def default_part(
             rows = [r for r in rows if (r["protocol"], r["seed"]) != (name, seed)] + [row]
             write_json("tune-default", {"machine": machine(), "rows": rows})
     info = machine()
-    names = _default_names()
     size = next((r["ensemble"]["size"] for r in rows if "ensemble" in r), size)
     reused = sorted({r["defaults_from"] for r in rows if r.get("defaults_from") and r["defaults_from"] != info["date"]})
     lines = [

@@ -166,7 +166,7 @@ def _corpus() -> list[str]:
 
 def _seeded(build: Callable[[], Any]) -> Any:
     """A tiny model's random weights from a fixed seed, whatever ran before: the tests that use it (an int8
-    export within a point of fp32 on 25 texts) must not depend on which tests drew random numbers first."""
+    export within a point of fp32 on 1,000 held-out texts) must not depend on which tests drew random numbers first."""
     import torch
 
     with torch.random.fork_rng(devices=[]):
