@@ -2,11 +2,12 @@
 
 1. Throughput: a `minilm --trainable last_block` run on sms-spam (default protocol), exported with
    `ajuste export` in fp32 and int8; each variant predicts all 5,574 texts of the collection (loaded and
-   warmed up first; the median of --repeat passes) and is scored on the run's test split.
+   warmed up first, then timed in turns: the median of --repeat rounds) and is scored on the run's test split;
+   two ablation rows time the int8 model without ajuste's ONNX Runtime settings.
 2. Cold start: seconds from `ajuste predict RUN "text"` (a new process, as a user types it) to its exit, for
    a default `bag` run (and, for comparison, its int8 export and the minilm run); median of --starts runs.
 
-    python bench/bench_export.py [--data-dir ../shared/datasets] [--repeat 3] [--starts 10]
+    python bench/bench_export.py [--data-dir ../shared/datasets] [--repeat 5] [--starts 10]
 
 Prints a table, writes bench/out/export.json and the `export` section of bench/RESULTS.md.
 """
@@ -27,14 +28,10 @@ from _common import DEFAULT_DATA_DIR, machine, pct, run_cli, update_results, wri
 AJUSTE = str(Path(sys.executable).parent / "ajuste")
 
 
-def texts_per_second(model: Any, texts: list[str], repeat: int, precision: str | None) -> float:
-    model.predict(texts[:64], precision=precision)
-    speeds = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        model.predict(texts, precision=precision)
-        speeds.append(len(texts) / (time.perf_counter() - started))
-    return statistics.median(speeds)
+def timed_pass(model: Any, texts: list[str], precision: str | None) -> float:
+    started = time.perf_counter()
+    model.predict(texts, precision=precision)
+    return len(texts) / (time.perf_counter() - started)
 
 
 def test_split(run: Path) -> Any:
@@ -47,7 +44,10 @@ def test_split(run: Path) -> Any:
 
 
 def throughput(run: Path, scratch: Path, texts: list[str], repeat: int) -> list[dict[str, Any]]:
+    """Every variant loaded and warmed up, then timed in turns (one pass each per round): a machine that speeds
+    up or slows down during the benchmark moves every variant alike, not the last ones measured."""
     import ajuste
+    import ajuste.training.onnx as onnx_runtime
 
     exported = {}
     for quantize in (None, "int8"):
@@ -55,20 +55,42 @@ def throughput(run: Path, scratch: Path, texts: list[str], repeat: int) -> list[
         summary, seconds = run_cli(["export", str(run), "--out", str(scratch / f"onnx-{quantize}"), *flags])
         exported[quantize] = (Path(summary["run_dir"]), summary, seconds)
     test = test_split(run)
+    int8 = exported["int8"][0]
+    models: dict[str, tuple[Any, str | None, Path, Any]] = {
+        "PyTorch fp32": (ajuste.load(run), "fp32", run, None),
+        "PyTorch bf16": (ajuste.load(run), "bf16", run, None),
+        "ONNX fp32": (ajuste.load(exported[None][0]), None, exported[None][0], exported[None]),
+        "ONNX int8": (ajuste.load(int8), None, int8, exported["int8"]),
+    }
+    # Ablations of the two choices ajuste makes for ONNX Runtime (see ajuste/training/onnx.py): batches run one
+    # after another on one session of a thread per core, and ONNX Runtime's own graph rewrites all left on.
+    one_after_another = ajuste.load(int8)
+    one_after_another.cores = 1
+    models["ONNX int8, batches one after another"] = (one_after_another, None, int8, exported["int8"])
+    for model, precision, _, _ in models.values():
+        model.predict(texts[:64], precision=precision)
+        model.predict(texts, precision=precision)  # the second session of an ONNX model is made here
+    chosen = onnx_runtime.DISABLED_OPTIMIZERS
+    onnx_runtime.DISABLED_OPTIMIZERS = []
+    try:  # both of its sessions made with every rewrite on
+        all_rewrites = ajuste.load(int8)
+        all_rewrites.predict(texts[:64])
+        all_rewrites.predict(texts)
+        models["ONNX int8, all of ONNX Runtime's graph rewrites"] = (all_rewrites, None, int8, exported["int8"])
+    finally:
+        onnx_runtime.DISABLED_OPTIMIZERS = chosen
+    speeds: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeat):
+        for name, (model, precision, _, _) in models.items():
+            speeds[name].append(timed_pass(model, texts, precision))
     rows = []
-    variants = [
-        ("PyTorch fp32", run, "fp32", None),
-        ("PyTorch bf16", run, "bf16", None),
-        ("ONNX fp32", exported[None][0], None, exported[None]),
-        ("ONNX int8", exported["int8"][0], None, exported["int8"]),
-    ]
-    for name, folder, precision, export in variants:
-        model = ajuste.load(folder)
-        speed = texts_per_second(model, texts, repeat, precision)
+    for name, (model, precision, folder, export) in models.items():
+        speed = statistics.median(speeds[name])
         metrics = model.evaluate(test, precision=precision)
         row = {
             "variant": name,
             "texts_per_second": round(speed, 1),
+            "passes": [round(value, 1) for value in speeds[name]],
             "test_accuracy": metrics["accuracy"],
             "test_texts": metrics["n"],
             "model_bytes": sum(p.stat().st_size for p in (folder / "model").rglob("*") if p.is_file()),
@@ -77,7 +99,7 @@ def throughput(run: Path, scratch: Path, texts: list[str], repeat: int) -> list[
             row["export_seconds"] = round(export[2], 1)
             row["max_probability_difference"] = export[1]["max_probability_difference"]
         rows.append(row)
-        print(f"{name:14s} {speed:8.1f} texts/s  test {pct(metrics['accuracy'])}", flush=True)
+        print(f"{name:48s} {speed:8.1f} texts/s  test {pct(metrics['accuracy'])}", flush=True)
     return rows
 
 
@@ -106,7 +128,7 @@ def all_texts(data_dir: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
-    parser.add_argument("--repeat", type=int, default=3, help="Timed passes over all texts (median).")
+    parser.add_argument("--repeat", type=int, default=5, help="Timed rounds over all texts (median).")
     parser.add_argument("--starts", type=int, default=10, help="Cold starts timed per run (median).")
     args = parser.parse_args()
     data = ["--dataset", "sms-spam", "--data-dir", args.data_dir]
@@ -138,7 +160,10 @@ def main() -> None:
         f"Measured {info['date']} on {info['cpu']}, {info['cores']} cores, torch {info['torch']}. A `minilm "
         "--trainable last_block` run on sms-spam (default protocol, seed 123), exported by `ajuste export` (fp32, "
         f"and `--quantize int8`). Texts per second: `predict` over all {len(texts):,} texts of the collection, the "
-        f"model loaded and warmed up first, median of {args.repeat} passes; test accuracy on the run's test split.",
+        f"model loaded and warmed up first; every variant timed in turn, one pass each per round, median of "
+        f"{args.repeat} rounds; test accuracy on the run's test split. The last two rows are ablations of "
+        "`ajuste`'s ONNX Runtime settings (src/ajuste/training/onnx.py): the batches of one call run side by "
+        "side, one per core, and ONNX Runtime's fused residual-add + layer norm is turned off.",
         "",
         "| variant | texts/s | test accuracy | test texts | model size |",
         "| --- | ---: | ---: | ---: | ---: |",

@@ -119,6 +119,22 @@ def test_batches_of_any_size_and_length_give_the_same_answers(exported: dict[str
     np.testing.assert_allclose(model.predict_proba(QUERIES, batch_size=3), together, atol=1e-5)
 
 
+def test_batches_side_by_side_give_what_batches_one_after_another_give(exported: dict[str, Path]) -> None:
+    texts = QUERIES + HELD_OUT  # many batches
+    for name in ("fp32", "int8"):
+        in_turn, side_by_side = ajuste.load(exported[name]), ajuste.load(exported[name])
+        assert isinstance(in_turn, OnnxClassifier) and isinstance(side_by_side, OnnxClassifier)
+        in_turn.cores, side_by_side.cores = 1, 3  # three threads, whatever this machine has
+        expected = in_turn.predict_proba(texts)
+        assert in_turn._single is None  # one session only
+        side_by_side.predict_proba(["one batch only"])
+        assert side_by_side._single is None  # a call of one batch does not make the second session
+        np.testing.assert_allclose(side_by_side.predict_proba(texts), expected, atol=1e-5)
+        assert side_by_side._single is not None
+        if name == "fp32":  # int8 activations are quantized per batch: other batches, other roundings
+            np.testing.assert_allclose(side_by_side.predict_proba(texts, batch_size=7), expected, atol=1e-5)
+
+
 def test_the_export_is_a_run_folder_that_the_commands_use(
     cli: Cli, run: Path, exported: dict[str, Path], data: Path
 ) -> None:

@@ -489,7 +489,11 @@ def load_model(folder: str | Path, *, trust_remote_code: bool = False) -> TextCl
             family.restore_preprocessing(folder, entries)
             export = config.get("export")
             return OnnxClassifier(
-                classifier, family, onnx_session(folder / ONNX_FILE), export if isinstance(export, dict) else {}
+                classifier,
+                family,
+                onnx_session(folder / ONNX_FILE),
+                export if isinstance(export, dict) else {},
+                path=folder / ONNX_FILE,
             )
         module = family.restore(folder, entries, len(labels))
     except AjusteError:

@@ -10,7 +10,9 @@ PyTorch models, so both report the same numbers the same way.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,18 @@ log = logging.getLogger(__name__)
 #: Padded tokens per batch: ONNX Runtime on the CPU is fastest on smaller batches than PyTorch (a sweep by hand
 #: of 256 to 4,096 tokens, MiniLM int8 on sms-spam, 2 cores: 512 was fastest, 4,096 about 12% slower).
 TOKENS_PER_BATCH = 512
+#: Graph rewrites of ONNX Runtime's that make the model slower: its fused residual-add + layer norm
+#: ("SkipLayerNormalization") took 19% of an int8 MiniLM's time on sms-spam where the two operators it
+#: replaces take 7% (ONNX Runtime 1.32, per-operator profile; fp32 graphs run as fast either way). Measured as
+#: an ablation by bench/bench_export.py.
+DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
 
-def onnx_session(path: Path) -> Any:
-    """An ONNX Runtime session on the CPU, one thread per physical core; a damaged file is a RunFolderError."""
+def onnx_session(path: Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime session on the CPU, ``threads`` threads per call (default: one per physical core).
+
+    A damaged file is a RunFolderError.
+    """
     try:
         import onnxruntime as ort
     except ImportError:
@@ -44,10 +54,12 @@ def onnx_session(path: Path) -> Any:
             fix='Install it: pip install "ajuste[onnx]".',
         ) from None
     options = ort.SessionOptions()
-    options.intra_op_num_threads = physical_cores()
+    options.intra_op_num_threads = threads or physical_cores()
     options.log_severity_level = 3  # errors only: its warnings about unused initializers are not the user's
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS
+        )
     except Exception as exc:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...) for a bad file
         raise RunFolderError(
             f"the ONNX model {path} is damaged or not a model",
@@ -57,16 +69,36 @@ def onnx_session(path: Path) -> Any:
 
 
 class OnnxClassifier(TextClassifier):
-    """A trained classifier whose logits ONNX Runtime computes; it predicts and evaluates, never trains."""
+    """A trained classifier whose logits ONNX Runtime computes; it predicts and evaluates, never trains.
+
+    A call of one batch runs on ``session`` (one thread per physical core inside each operator). A call of
+    several batches runs them side by side, one per core, on a second session of one thread each, made on
+    first use: ONNX Runtime's operators on a few hundred tokens share out poorly between threads, whole
+    batches do not need to (bench/bench_export.py measures both; MiniLM int8 on sms-spam, 2 cores: 1.1x and
+    1.3x as many texts per second in two runs). The second session holds its own copy of the weights.
+    """
 
     runtime = ONNX_RUNTIME
 
-    def __init__(self, classifier: TextClassifier, family: Family, session: Any, export: dict[str, Any]) -> None:
+    def __init__(
+        self, classifier: TextClassifier, family: Family, session: Any, export: dict[str, Any], path: Path | None = None
+    ) -> None:
         super().__init__(classifier.settings, labels=classifier.labels)
         self.family_, self.classes_ = family, list(classifier.labels or [])
         self.session = session
         self.export = export
+        self.path = path
+        self.cores = physical_cores()
         self._inputs = [i.name for i in session.get_inputs()]
+        self._single: Any = None
+        self._single_lock = threading.Lock()
+
+    def _single_thread_session(self) -> Any:
+        """The session of one thread per call that runs batches side by side (made once, on first use)."""
+        with self._single_lock:
+            if self._single is None:
+                self._single = onnx_session(self.path, threads=1) if self.path is not None else self.session
+            return self._single
 
     @property
     def is_fitted(self) -> bool:
@@ -103,9 +135,19 @@ class OnnxClassifier(TextClassifier):
             else token_batches(lengths, TOKENS_PER_BATCH)
         )
         logits = np.empty((len(sequences), len(self.classes_ or [])), dtype=np.float32)
-        for batch in batches:
+        parallel = self.cores > 1 and len(batches) > 1 and self.path is not None
+        session = self._single_thread_session() if parallel else self.session
+
+        def run(batch: list[int]) -> None:
             feed = family.export_inputs([sequences[i] for i in batch])
-            logits[batch] = self.session.run(["logits"], {name: feed[name] for name in self._inputs})[0]
+            logits[batch] = session.run(["logits"], {name: feed[name] for name in self._inputs})[0]
+
+        if parallel:
+            with ThreadPoolExecutor(min(self.cores, len(batches)), thread_name_prefix="ajuste-onnx") as pool:
+                list(pool.map(run, batches))  # list(): a batch's error is raised here
+        else:
+            for batch in batches:
+                run(batch)
         return torch.from_numpy(logits)
 
     def write_model(self, folder: Path) -> None:
