@@ -4,6 +4,8 @@
                                           # protocols, 3 seeds, ended again with --ensemble 1 (the best trial),
                                           # each beside every family's default `ajuste train` run
     python bench/bench_tune.py samplers   # every sampler on a fixed cheap task (bag), 40 trials x 5 seeds
+    python bench/bench_tune.py samplers-default --trials 30 --seeds 3 --samplers random,tpe,nn
+                                          # samplers on tune's default space (every family), portfolio first
     python bench/bench_tune.py pruning    # the same time budget with --pruner asha and --pruner none
     python bench/bench_tune.py ensemble   # one study each: its final --ensemble 5 against its best trial alone
     python bench/bench_tune.py protocols --timeout 5m  # how the final trial is chosen: val accuracy, re-scoring
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -210,10 +213,10 @@ def samplers_part(data_dir: str, seeds: int, trials: int, names: list[str]) -> N
     import optuna
 
     from ajuste.data import load_data
+    from ajuste.search.objective import Objective
     from ajuste.search.samplers import make_sampler
     from ajuste.search.settings import TuneConfig
     from ajuste.search.space import parse_space
-    from ajuste.search.tune import _Search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = TuneConfig.model_validate(
@@ -228,14 +231,15 @@ def samplers_part(data_dir: str, seeds: int, trials: int, names: list[str]) -> N
     data = load_data(config.data, seed=config.seed)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as scratch:
+        os.environ["AJUSTE_CACHE_DIR"] = scratch  # every comparison starts with an empty freeze-boundary cache
         for name in names:
             runs = []
             for seed in range(seeds):
-                search = _Search(config, space, data, Path(scratch))
+                search = Objective(config, space, data)
                 sampler = make_sampler(name, space, seed=seed)
                 study = optuna.create_study(direction="minimize", sampler=sampler, pruner=optuna.pruners.NopPruner())
                 started = time.perf_counter()
-                study.optimize(search.objective, n_trials=trials, catch=(Exception,))
+                study.optimize(search, n_trials=trials, catch=(Exception,))
                 seconds = time.perf_counter() - started
                 values = [t.value if t.value is not None else float("inf") for t in study.trials]
                 accuracy = [t.user_attrs.get("val_metrics", {}).get("val_accuracy") for t in study.trials]
@@ -280,6 +284,107 @@ def samplers_part(data_dir: str, seeds: int, trials: int, names: list[str]) -> N
         seconds = result["seconds"]
         lines.append(f"| `{name}` | {m['10']:.4f} | {m['20']:.4f} | {m['40']:.4f} | {beats} | {seconds:.0f} |")
     update_results("tune-samplers", "\n".join(lines))
+
+
+def samplers_default_part(data_dir: str, seeds: int, trials: int, names: list[str], portfolio: bool) -> None:
+    """Samplers on the space `ajuste tune --dataset sms-spam` searches (every default family), each study
+    starting from the portfolio as tune's do; the score is the validation loss, the split and training fixed."""
+    import optuna
+
+    from ajuste.data import load_data
+    from ajuste.search.objective import Objective
+    from ajuste.search.portfolio import enqueue_portfolio
+    from ajuste.search.samplers import make_sampler
+    from ajuste.search.settings import TuneConfig
+    from ajuste.search.tune import search_space
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = TuneConfig.model_validate(
+        {"data": {"dataset": "sms-spam", "data_dir": data_dir}, "tune": {"metric": "loss", "pruner": "none"}}
+    )
+    space = search_space(config)
+    data = load_data(config.data, seed=config.seed)
+    checkpoints = sorted({10, 20, trials})
+    results: dict[str, Any] = {}
+    queued = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ["AJUSTE_CACHE_DIR"] = scratch  # every comparison starts with an empty freeze-boundary cache
+        for name in names:
+            runs = []
+            for seed in range(seeds):
+                search = Objective(config, space, data)
+                sampler = make_sampler(name, space, seed=seed)
+                study = optuna.create_study(direction="minimize", sampler=sampler, pruner=optuna.pruners.NopPruner())
+                queued = enqueue_portfolio(study, config, space) if portfolio else 0
+                started = time.perf_counter()
+                study.optimize(search, n_trials=trials, catch=(Exception,))
+                seconds = time.perf_counter() - started
+                values = [t.value if t.value is not None else float("inf") for t in study.trials]
+                best_so_far = [min(values[: i + 1]) for i in range(len(values))]
+                families = [str(t.params.get("model.family", "")) for t in study.trials]
+                runs.append(
+                    {
+                        "seed": seed,
+                        "values": values,
+                        "best_so_far": best_so_far,
+                        "families": families,
+                        "trial_seconds": [t.duration.total_seconds() if t.duration else None for t in study.trials],
+                        "seconds": seconds,
+                    }
+                )
+                best = min(range(len(values)), key=values.__getitem__)
+                print(
+                    f"{name:8s} seed {seed}  best val loss {best_so_far[-1]:.4f} (trial {best}, {families[best]})"
+                    f"  {seconds:6.1f}s",
+                    flush=True,
+                )
+            results[name] = {
+                "runs": runs,
+                "median_best": {
+                    str(k): statistics.median(r["best_so_far"][min(k, len(r["best_so_far"])) - 1] for r in runs)
+                    for k in checkpoints
+                },
+                "seconds": sum(r["seconds"] for r in runs),
+            }
+    info = machine()
+    section = "tune-samplers-default" if portfolio else "tune-samplers-default-sampled"
+    write_json(
+        section,
+        {"machine": info, "families": space.families, "portfolio_trials": queued, "results": results},
+    )
+    random_best = results.get("random", {}).get("median_best", {})
+    last = str(trials)
+    lines = [
+        f"## Sampler comparison on tune's default space{'' if portfolio else ', no portfolio'}: sms-spam, "
+        f"{trials} trials x {seeds} seeds "
+        "(bench/bench_tune.py samplers-default)",
+        "",
+        f"{_machine_line(info)} The space `ajuste tune --dataset sms-spam` searches: every default family "
+        f"({', '.join(space.families)}), "
+        + (
+            f"each study starting with the {queued} portfolio trials that tune queues (every family's defaults, "
+            f"then the portfolio), so the samplers differ from trial {queued + 1} on. "
+            if queued
+            else "no portfolio queued (`--no-portfolio`): every trial is the sampler's. "
+        )
+        + "The freeze-boundary cache is shared by the studies (the first fills it), so the seconds do not compare. "
+        "No pruning; the default deduplicated split; the score is the validation cross-entropy "
+        "(lower is better; see the bag comparison above for why not accuracy). Figures are the median over the "
+        f"sampler seeds (0 to {seeds - 1}) of the best score after "
+        f"{', '.join(str(k) for k in checkpoints)} trials. Training is seeded, so every sampler faces the same "
+        "function.",
+        "",
+        "| sampler | "
+        + " | ".join(f"best val loss after {k}" for k in checkpoints)
+        + f" | beats random at {trials} | seconds (all seeds) |",
+        "| --- | " + " | ".join("---:" for _ in checkpoints) + " | --- | ---: |",
+    ]
+    for name, result in results.items():
+        m = result["median_best"]
+        beats = "—" if name == "random" or not random_best else ("yes" if m[last] < random_best[last] else "no")
+        cells = " | ".join(f"{m[str(k)]:.4f}" for k in checkpoints)
+        lines.append(f"| `{name}` | {cells} | {beats} | {result['seconds']:.0f} |")
+    update_results(section, "\n".join(lines))
 
 
 def pruning_part(data_dir: str, timeout: str, models: str) -> None:
@@ -486,12 +591,18 @@ def protocols_part(data_dir: str, timeout: str, datasets: list[str], seeds: list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=("default", "samplers", "pruning", "ensemble", "protocols"))
+    parser.add_argument(
+        "part",
+        choices=("default", "samplers", "samplers-default", "pruning", "ensemble", "protocols"),
+    )
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--timeout", default="10m", help="Search time per run (default and pruning parts).")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--samplers", default=",".join(SAMPLER_NAMES))
+    parser.add_argument(
+        "--no-portfolio", action="store_true", help="samplers-default: queue no portfolio (every trial sampled)."
+    )
     parser.add_argument("--models", default="bag,gpt", help="Families of the pruning part.")
     parser.add_argument("--datasets", default="sms,ag", help="Datasets of the ensemble part (sms, ag).")
     parser.add_argument(
@@ -527,6 +638,8 @@ def main() -> None:
         protocols_part(args.data_dir, args.timeout, args.datasets.split(","), seeds, choices)
     elif args.part == "samplers":
         samplers_part(args.data_dir, args.seeds, args.trials, args.samplers.split(","))
+    elif args.part == "samplers-default":
+        samplers_default_part(args.data_dir, args.seeds, args.trials, args.samplers.split(","), not args.no_portfolio)
     else:
         pruning_part(args.data_dir, args.timeout, args.models)
 
