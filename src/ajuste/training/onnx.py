@@ -74,8 +74,8 @@ class OnnxClassifier(TextClassifier):
     A call of one batch runs on ``session`` (one thread per physical core inside each operator). A call of
     several batches runs them side by side, one per core, on a second session of one thread each, made on
     first use: ONNX Runtime's operators on a few hundred tokens share out poorly between threads, whole
-    batches do not need to (bench/bench_export.py measures both; MiniLM int8 on sms-spam, 2 cores: 1.1x and
-    1.3x as many texts per second in two runs). The second session holds its own copy of the weights.
+    batches do not need to (bench/bench_export.py measures both; MiniLM int8 on sms-spam, 2 cores: 1.1x to
+    1.3x as many texts per second in three runs). The second session holds its own copy of the weights.
     """
 
     runtime = ONNX_RUNTIME
