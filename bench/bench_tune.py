@@ -43,7 +43,6 @@ SAMPLER_SPACE: dict[str, Any] = {
 }
 # (the `grid` lists are the points of the grid sampler: 12,960 in all, of which it tries a seeded 40)
 SAMPLER_NAMES = ("random", "grid", "tpe", "gp", "cmaes", "genetic", "nn")
-CHECKPOINTS = (10, 20, 40)
 
 
 def _machine_line(info: dict[str, Any]) -> str:
@@ -209,102 +208,20 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def samplers_part(data_dir: str, seeds: int, trials: int, names: list[str]) -> None:
-    import optuna
-
-    from ajuste.data import load_data
-    from ajuste.search.objective import Objective
-    from ajuste.search.samplers import make_sampler
-    from ajuste.search.settings import TuneConfig
-    from ajuste.search.space import parse_space
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    config = TuneConfig.model_validate(
-        {
-            "data": {"dataset": "sms-spam", "data_dir": data_dir},
-            "model": {"family": "bag"},
-            "space": SAMPLER_SPACE,
-            "tune": {"metric": "loss", "pruner": "none"},
-        }
-    )
-    space = parse_space(config.space, base_model=config.model)
-    data = load_data(config.data, seed=config.seed)
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        os.environ["AJUSTE_CACHE_DIR"] = scratch  # every comparison starts with an empty freeze-boundary cache
-        for name in names:
-            runs = []
-            for seed in range(seeds):
-                search = Objective(config, space, data)
-                sampler = make_sampler(name, space, seed=seed)
-                study = optuna.create_study(direction="minimize", sampler=sampler, pruner=optuna.pruners.NopPruner())
-                started = time.perf_counter()
-                study.optimize(search, n_trials=trials, catch=(Exception,))
-                seconds = time.perf_counter() - started
-                values = [t.value if t.value is not None else float("inf") for t in study.trials]
-                accuracy = [t.user_attrs.get("val_metrics", {}).get("val_accuracy") for t in study.trials]
-                best_so_far = [min(values[: i + 1]) for i in range(len(values))]
-                runs.append(
-                    {
-                        "seed": seed,
-                        "values": values,
-                        "best_so_far": best_so_far,
-                        "seconds": seconds,
-                        "val_accuracy": accuracy,
-                    }
-                )
-                print(f"{name:8s} seed {seed}  best val loss {best_so_far[-1]:.4f}  {seconds:6.1f}s", flush=True)
-            results[name] = {
-                "runs": runs,
-                "median_best": {
-                    str(k): statistics.median(r["best_so_far"][min(k, len(r["best_so_far"])) - 1] for r in runs)
-                    for k in CHECKPOINTS
-                },
-                "seconds": sum(r["seconds"] for r in runs),
-            }
-    info = machine()
-    write_json("tune-samplers", {"machine": info, "space": SAMPLER_SPACE, "results": results})
-    random_best = results.get("random", {}).get("median_best", {})
-    lines = [
-        f"## Sampler comparison: bag on sms-spam, {trials} trials x {seeds} seeds (bench/bench_tune.py samplers)",
-        "",
-        f"{_machine_line(info)} A fixed, cheap task: the `bag` family (10,000 hash buckets) on the default "
-        "deduplicated sms-spam split, 9 settings searched (embed_dim, ngrams, min_freq, lr, batch size, epochs, "
-        "weight decay, warmup, label smoothing), no pruning. The score is the validation cross-entropy (lower is "
-        "better): validation accuracy on 128 texts moves in steps of 0.8 points and ties between most good "
-        "settings, so it cannot rank samplers. Figures are the median over the seeds of the best score after "
-        "10, 20 and 40 trials; training is deterministic, so every sampler faces the same function.",
-        "",
-        "| sampler | best val loss after 10 | after 20 | after 40 | beats random at 40 | seconds (all seeds) |",
-        "| --- | ---: | ---: | ---: | --- | ---: |",
-    ]
-    for name, result in results.items():
-        m = result["median_best"]
-        beats = "—" if name == "random" or not random_best else ("yes" if m["40"] < random_best["40"] else "no")
-        seconds = result["seconds"]
-        lines.append(f"| `{name}` | {m['10']:.4f} | {m['20']:.4f} | {m['40']:.4f} | {beats} | {seconds:.0f} |")
-    update_results("tune-samplers", "\n".join(lines))
-
-
-def samplers_default_part(data_dir: str, seeds: int, trials: int, names: list[str], portfolio: bool) -> None:
-    """Samplers on the space `ajuste tune --dataset sms-spam` searches (every default family), each study
-    starting from the portfolio as tune's do; the score is the validation loss, the split and training fixed."""
+def _compare_samplers(
+    config: Any, space: Any, names: list[str], seeds: int, trials: int, checkpoints: list[int], portfolio: bool
+) -> tuple[dict[str, Any], int]:
+    """Each sampler's studies (one per sampler seed) of ``trials`` trials on the same split, no pruning, the
+    portfolio queued first if asked; returns every study's scores by sampler, and how many trials were queued."""
     import optuna
 
     from ajuste.data import load_data
     from ajuste.search.objective import Objective
     from ajuste.search.portfolio import enqueue_portfolio
     from ajuste.search.samplers import make_sampler
-    from ajuste.search.settings import TuneConfig
-    from ajuste.search.tune import search_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    config = TuneConfig.model_validate(
-        {"data": {"dataset": "sms-spam", "data_dir": data_dir}, "tune": {"metric": "loss", "pruner": "none"}}
-    )
-    space = search_space(config)
     data = load_data(config.data, seed=config.seed)
-    checkpoints = sorted({10, 20, trials})
     results: dict[str, Any] = {}
     queued = 0
     with tempfile.TemporaryDirectory() as scratch:
@@ -321,13 +238,14 @@ def samplers_default_part(data_dir: str, seeds: int, trials: int, names: list[st
                 seconds = time.perf_counter() - started
                 values = [t.value if t.value is not None else float("inf") for t in study.trials]
                 best_so_far = [min(values[: i + 1]) for i in range(len(values))]
-                families = [str(t.params.get("model.family", "")) for t in study.trials]
+                families = [str(t.params.get("model.family", space.families[0])) for t in study.trials]
                 runs.append(
                     {
                         "seed": seed,
                         "values": values,
                         "best_so_far": best_so_far,
                         "families": families,
+                        "val_accuracy": [t.user_attrs.get("val_metrics", {}).get("val_accuracy") for t in study.trials],
                         "trial_seconds": [t.duration.total_seconds() if t.duration else None for t in study.trials],
                         "seconds": seconds,
                     }
@@ -346,14 +264,78 @@ def samplers_default_part(data_dir: str, seeds: int, trials: int, names: list[st
                 },
                 "seconds": sum(r["seconds"] for r in runs),
             }
+    return results, queued
+
+
+def _sampler_table(results: dict[str, Any], checkpoints: list[int]) -> list[str]:
+    """The comparison's table: each sampler's median best score at each checkpoint, and whether it beats random's."""
+    random_best = results.get("random", {}).get("median_best", {})
+    last = str(checkpoints[-1])
+    lines = [
+        "| sampler | "
+        + " | ".join(f"best val loss after {k}" for k in checkpoints)
+        + f" | beats random at {last} | seconds (all seeds) |",
+        "| --- | " + " | ".join("---:" for _ in checkpoints) + " | --- | ---: |",
+    ]
+    for name, result in results.items():
+        m = result["median_best"]
+        beats = "—" if name == "random" or not random_best else ("yes" if m[last] < random_best[last] else "no")
+        cells = " | ".join(f"{m[str(k)]:.4f}" for k in checkpoints)
+        lines.append(f"| `{name}` | {cells} | {beats} | {result['seconds']:.0f} |")
+    return lines
+
+
+def samplers_part(data_dir: str, seeds: int, trials: int, names: list[str]) -> None:
+    from ajuste.search.settings import TuneConfig
+    from ajuste.search.space import parse_space
+
+    config = TuneConfig.model_validate(
+        {
+            "data": {"dataset": "sms-spam", "data_dir": data_dir},
+            "model": {"family": "bag"},
+            "space": SAMPLER_SPACE,
+            "tune": {"metric": "loss", "pruner": "none"},
+        }
+    )
+    space = parse_space(config.space, base_model=config.model)
+    checkpoints = sorted({10, 20, trials})
+    results, _ = _compare_samplers(config, space, names, seeds, trials, checkpoints, portfolio=False)
+    info = machine()
+    write_json("tune-samplers", {"machine": info, "space": SAMPLER_SPACE, "results": results})
+    lines = [
+        f"## Sampler comparison: bag on sms-spam, {trials} trials x {seeds} seeds (bench/bench_tune.py samplers)",
+        "",
+        f"{_machine_line(info)} A fixed, cheap task: the `bag` family (10,000 hash buckets) on the default "
+        "deduplicated sms-spam split, 9 settings searched (embed_dim, ngrams, min_freq, lr, batch size, epochs, "
+        "weight decay, warmup, label smoothing), no pruning. The score is the validation cross-entropy (lower is "
+        "better): validation accuracy on 128 texts moves in steps of 0.8 points and ties between most good "
+        "settings, so it cannot rank samplers. Figures are the median over the seeds of the best score after "
+        f"{', '.join(str(k) for k in checkpoints)} trials; training is deterministic, so every sampler faces the "
+        "same function.",
+        "",
+        *_sampler_table(results, checkpoints),
+    ]
+    update_results("tune-samplers", "\n".join(lines))
+
+
+def samplers_default_part(data_dir: str, seeds: int, trials: int, names: list[str], portfolio: bool) -> None:
+    """Samplers on the space `ajuste tune --dataset sms-spam` searches (every default family), each study
+    starting from the portfolio as tune's do; the score is the validation loss, the split and training fixed."""
+    from ajuste.search.settings import TuneConfig
+    from ajuste.search.tune import search_space
+
+    config = TuneConfig.model_validate(
+        {"data": {"dataset": "sms-spam", "data_dir": data_dir}, "tune": {"metric": "loss", "pruner": "none"}}
+    )
+    space = search_space(config)
+    checkpoints = sorted({10, 20, trials})
+    results, queued = _compare_samplers(config, space, names, seeds, trials, checkpoints, portfolio)
     info = machine()
     section = "tune-samplers-default" if portfolio else "tune-samplers-default-sampled"
     write_json(
         section,
         {"machine": info, "families": space.families, "portfolio_trials": queued, "results": results},
     )
-    random_best = results.get("random", {}).get("median_best", {})
-    last = str(trials)
     lines = [
         f"## Sampler comparison on tune's default space{'' if portfolio else ', no portfolio'}: sms-spam, "
         f"{trials} trials x {seeds} seeds "
@@ -374,16 +356,8 @@ def samplers_default_part(data_dir: str, seeds: int, trials: int, names: list[st
         f"{', '.join(str(k) for k in checkpoints)} trials. Training is seeded, so every sampler faces the same "
         "function.",
         "",
-        "| sampler | "
-        + " | ".join(f"best val loss after {k}" for k in checkpoints)
-        + f" | beats random at {trials} | seconds (all seeds) |",
-        "| --- | " + " | ".join("---:" for _ in checkpoints) + " | --- | ---: |",
+        *_sampler_table(results, checkpoints),
     ]
-    for name, result in results.items():
-        m = result["median_best"]
-        beats = "—" if name == "random" or not random_best else ("yes" if m[last] < random_best[last] else "no")
-        cells = " | ".join(f"{m[str(k)]:.4f}" for k in checkpoints)
-        lines.append(f"| `{name}` | {cells} | {beats} | {result['seconds']:.0f} |")
     update_results(section, "\n".join(lines))
 
 

@@ -35,9 +35,8 @@ log = logging.getLogger(__name__)
 #: of 256 to 4,096 tokens, MiniLM int8 on sms-spam, 2 cores: 512 was fastest, 4,096 about 12% slower).
 TOKENS_PER_BATCH = 512
 #: Graph rewrites of ONNX Runtime's that make the model slower: its fused residual-add + layer norm
-#: ("SkipLayerNormalization") took 19% of an int8 MiniLM's time on sms-spam where the two operators it
-#: replaces take 7% (ONNX Runtime 1.32, per-operator profile; fp32 graphs run as fast either way). Measured as
-#: an ablation by bench/bench_export.py.
+#: ("SkipLayerNormalization") is slower in an int8 MiniLM than the two operators it replaces (ONNX Runtime
+#: 1.32; bench/bench_export.py measures it as an ablation).
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
 
@@ -74,14 +73,14 @@ class OnnxClassifier(TextClassifier):
     A call of one batch runs on ``session`` (one thread per physical core inside each operator). A call of
     several batches runs them side by side, one per core, on a second session of one thread each, made on
     first use: ONNX Runtime's operators on a few hundred tokens share out poorly between threads, whole
-    batches do not need to (bench/bench_export.py measures both; MiniLM int8 on sms-spam, 2 cores: 1.1x to
-    1.3x as many texts per second in three runs). The second session holds its own copy of the weights.
+    batches do not need to (bench/bench_export.py measures both, as an ablation). The second session holds
+    its own copy of the weights.
     """
 
     runtime = ONNX_RUNTIME
 
     def __init__(
-        self, classifier: TextClassifier, family: Family, session: Any, export: dict[str, Any], path: Path | None = None
+        self, classifier: TextClassifier, family: Family, session: Any, export: dict[str, Any], path: Path
     ) -> None:
         super().__init__(classifier.settings, labels=classifier.labels)
         self.family_, self.classes_ = family, list(classifier.labels or [])
@@ -97,7 +96,7 @@ class OnnxClassifier(TextClassifier):
         """The session of one thread per call that runs batches side by side (made once, on first use)."""
         with self._single_lock:
             if self._single is None:
-                self._single = onnx_session(self.path, threads=1) if self.path is not None else self.session
+                self._single = onnx_session(self.path, threads=1)
             return self._single
 
     @property
@@ -135,7 +134,7 @@ class OnnxClassifier(TextClassifier):
             else token_batches(lengths, TOKENS_PER_BATCH)
         )
         logits = np.empty((len(sequences), len(self.classes_ or [])), dtype=np.float32)
-        parallel = self.cores > 1 and len(batches) > 1 and self.path is not None
+        parallel = self.cores > 1 and len(batches) > 1
         session = self._single_thread_session() if parallel else self.session
 
         def run(batch: list[int]) -> None:
