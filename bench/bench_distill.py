@@ -1,4 +1,4 @@
-"""Distillation: a `bag` student of a fine-tuned MiniLM against the teacher and against a `bag` on labels alone.
+"""Distillation: cheap students of a fine-tuned MiniLM against the teacher and against a `bag` on labels alone.
 
 For each dataset (sms-spam with its default protocol; ../shared/datasets/ag_news_test with the default 70/10/20
 split; seed 123, or each of --seeds: a seed is a split and a training), as a user runs it, each command in a new
@@ -6,11 +6,13 @@ process:
 
 1. the teacher: `ajuste train --model minilm --trainable all` (reused from --work when it is already there);
 2. `ajuste train --model bag` (the student's family on the labels alone, same split);
-3. `ajuste distill TEACHER --student bag` (default settings), and the same with `--augment 10`.
+3. `ajuste distill TEACHER --student bag` (default settings), and the same with `--augment 10`;
+4. `ajuste distill TEACHER --student static` (the teacher's piece vectors, frozen, under a linear layer).
 
-Then every model predicts all the texts of the dataset (5,574 SMS; 7,600 news), one model after the other in
-this process, each loaded from its folder as `ajuste predict` loads it and warmed up first: the median of
---repeat passes, in texts per second. The teacher's probabilities are computed afresh (an empty cache).
+Then every model predicts all the texts of the dataset (5,574 SMS; 7,600 news), each loaded from its folder as
+`ajuste predict` loads it and warmed up first, the models in turns (one pass each per round, so that a drift of
+the machine's speed falls on all of them alike): the median of --repeat rounds, in texts per second. The
+teacher's probabilities and the piece vectors are computed afresh (an empty cache).
 
     python bench/bench_distill.py [--data-dir ../shared/datasets] [--work /tmp/ajuste-distill] [--repeat 3]
                                   [--only sms|ag] [--seeds 123,1,2]
@@ -55,17 +57,20 @@ def all_texts(data_args: list[str]) -> list[str]:
     return [t for t in load_table(settings).texts if t]
 
 
-def texts_per_second(run: Path, texts: list[str], repeat: int) -> float:
+def texts_per_second(runs: list[Path], texts: list[str], repeat: int) -> list[float]:
+    """Each run's median texts per second over ``repeat`` rounds, every round one pass of each model in turn."""
     from ajuste.runs.folder import RunFolder
 
-    model = RunFolder.open(run).predictor()
-    model.predict(texts[:64])
-    speeds = []
+    models = [RunFolder.open(run).predictor() for run in runs]
+    for model in models:
+        model.predict(texts[:64])
+    speeds: list[list[float]] = [[] for _ in models]
     for _ in range(repeat):
-        started = time.perf_counter()
-        model.predict(texts)
-        speeds.append(len(texts) / (time.perf_counter() - started))
-    return statistics.median(speeds)
+        for model, mine in zip(models, speeds):
+            started = time.perf_counter()
+            model.predict(texts)
+            mine.append(len(texts) / (time.perf_counter() - started))
+    return [statistics.median(mine) for mine in speeds]
 
 
 def teacher(name: str, data_args: list[str], work: Path) -> tuple[Path, dict[str, Any], float | None]:
@@ -100,16 +105,20 @@ def measure(dataset: str, data_args: list[str], seed: int, work: Path, repeat: i
             ["distill", str(teacher_dir), "--student", "bag", "--augment", "10"],
             "ajuste distill TEACHER --student bag --augment 10",
         ),
+        (
+            "static, distilled",
+            ["distill", str(teacher_dir), "--student", "static"],
+            "ajuste distill TEACHER --student static",
+        ),
     ]
     for label, args, shown in commands:
         out = work / f"{name}-{label.replace(', ', '-').replace(' + ', '-').replace(' ', '-')}"
         summary, seconds = run_cli([*args, "--out", str(out), "--overwrite"])
         runs.append((label, shown, out, summary, seconds))
     rows = []
-    teacher_rate = None
-    for label, shown, folder, summary, seconds in runs:
-        rate = texts_per_second(folder, texts, repeat)
-        teacher_rate = teacher_rate or rate
+    rates = texts_per_second([folder for _, _, folder, _, _ in runs], texts, repeat)
+    teacher_rate = rates[0]
+    for (label, shown, _, summary, seconds), rate in zip(runs, rates):
         rows.append(
             {
                 "dataset": dataset,
@@ -167,7 +176,8 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
     for dataset in dict.fromkeys(row["dataset"] for row in rows):
         teachers = {_key(row): row for row in rows if row["dataset"] == dataset and row["model"] == "teacher"}
-        for model in dict.fromkeys(row["model"] for row in rows if row["model"].startswith("bag, distilled")):
+        distilled = (row["model"] for row in rows if row["dataset"] == dataset and "distilled" in row["model"])
+        for model in dict.fromkeys(distilled):
             mine = [row for row in rows if row["dataset"] == dataset and row["model"] == model]
             gaps = [100 * (teachers[_key(row)]["test_accuracy"] - row["test_accuracy"]) for row in mine]
             speedups = [row["speedup"] for row in mine]
@@ -213,12 +223,13 @@ def main() -> None:
         f"Measured {facts['date']} on {facts['cpu']}, {facts['cores']} cores, torch {facts['torch']}. "
         "sms: the built-in dataset's default protocol (deduplicated, ham undersampled, 70/10/20); "
         "ag: ../shared/datasets/ag_news_test (7,600 texts, 4 topics), default 70/10/20 split; the seed is the "
-        "split's and the training's. Every "
-        "command in a new process, with default settings but those shown; the teacher's probabilities computed "
-        "afresh (an empty cache). Seconds: the whole command. Predict: texts per second of `predict` over every "
-        "text of the dataset (5,574; 7,600), each model loaded from its folder as `ajuste predict` loads it "
-        f"(the bag in NumPy, the teacher in PyTorch bf16) and warmed up, median of {args.repeat} passes, one "
-        "model after the other in one process. Δ: test accuracy minus the teacher's, in points."
+        "split's and the training's. Every command in a new process, with default settings but those shown; the "
+        "teacher's probabilities and the static student's piece vectors computed afresh (an empty cache). Seconds: "
+        "the whole command. Predict: texts per second of `predict` over every text of the dataset (5,574; 7,600), "
+        "each model loaded from its folder as `ajuste predict` loads it "
+        f"(the bag and static students in NumPy, the teacher in PyTorch bf16) and warmed up, median of {args.repeat} "
+        "rounds, each round one pass of every model in turn, in one process. Δ: test accuracy minus the teacher's, "
+        "in points."
     )
     body = "\n".join([header, "", table(rows), "", *verdicts(rows)])
     update_results("distill", body)

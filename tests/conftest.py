@@ -6,6 +6,8 @@ import csv
 import json
 import os
 import random
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -96,6 +98,21 @@ def write_csv(
         writer.writerow([text_col, label_col])
         writer.writerows(zip(texts, labels))
     return path
+
+
+def predict_in_a_new_process(run: Path, text: str) -> tuple[bool, int, str]:
+    """``ajuste predict RUN TEXT --json`` in a new Python process: whether it imported torch, its exit code, and
+    everything it wrote."""
+    code = (
+        "import sys\n"
+        "from ajuste.cli.main import main\n"
+        f"code = main(['predict', {str(run)!r}, {text!r}, '--json'])\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch', code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    last = (result.stdout.strip().splitlines() or [""])[-1]
+    exit_code = int(last.split()[-1]) if last.split() and last.split()[-1].lstrip("-").isdigit() else -1
+    return last.startswith("torch imported"), exit_code, result.stdout + result.stderr
 
 
 def write_jsonl(path: Path, texts: list[str], labels: list[str]) -> Path:

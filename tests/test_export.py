@@ -29,6 +29,7 @@ CASES: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
     "linear-svm": lambda request: {"family": "linear", "classifier": "svm", "analyzer": "word+char"},
     "bag": lambda request: {"family": "bag", "embed_dim": 16, "buckets": 500},
     "gpt": lambda request: {"family": "gpt", "num_layers": 1, "num_heads": 2, "emb_dim": 32, "vocab_size": 400},
+    "static": lambda request: {"family": "static", "encoder": str(request.getfixturevalue("tiny_bert"))},
     "bert": lambda request: {
         "family": "pretrained",
         "checkpoint": str(request.getfixturevalue("tiny_bert")),
@@ -48,6 +49,7 @@ TRAIN: dict[str, dict[str, Any]] = {
     "linear-svm": {},
     "bag": {"epochs": 10},
     "gpt": {"epochs": 8},
+    "static": {"epochs": 20, "lr": 0.05},
     "bert": {"epochs": 15, "lr": 3e-3},
     "gpt2": {"epochs": 8, "lr": 3e-3},
 }

@@ -44,6 +44,12 @@ CASES: dict[str, Case] = {
         ("model.embed_dim", "model.ngrams"),
         {"epochs": 2},
     ),
+    "static": Case(
+        lambda request: {"family": "static", "encoder": str(request.getfixturevalue("tiny_bert"))},
+        {"max_length": 0, "precision": "fp8"},
+        ("model.max_length", "model.precision"),
+        {"epochs": 2},
+    ),
     "gpt": Case(
         lambda request: {"family": "gpt", "num_layers": 1, "num_heads": 2, "emb_dim": 16, "vocab_size": 300},
         {"num_layers": 0, "dropout": 2.0},

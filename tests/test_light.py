@@ -3,8 +3,6 @@ probabilities, ``ajuste predict`` on a bag run never imports torch, and a damage
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import ajuste
 from ajuste.errors import RunFolderError
 from ajuste.runs.folder import RunFolder
 from ajuste.training.light import NumpyBag, light_model
-from tests.conftest import CliResult, make_texts, write_csv
+from tests.conftest import CliResult, make_texts, predict_in_a_new_process, write_csv
 
 Cli = Callable[..., CliResult]
 TEXTS, LABELS = make_texts(90, seed=11, classes=("ham", "spam", "other"))
@@ -53,16 +51,10 @@ def test_other_models_and_precisions_load_with_pytorch(run: Path, tmp_path: Path
 
 
 def test_predict_on_a_bag_run_does_not_import_torch(run: Path) -> None:
-    code = (
-        "import sys\n"
-        "from ajuste.cli.main import main\n"
-        f"code = main(['predict', {str(run)!r}, 'win a free prize now', '--json'])\n"
-        "print('torch imported' if 'torch' in sys.modules else 'no torch', code)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
-    assert result.stdout.strip().splitlines()[-1] == "no torch 0", result.stdout + result.stderr
+    torch_imported, code, output = predict_in_a_new_process(run, "win a free prize now")
+    assert not torch_imported and code == 0, output
     predicted = ajuste.load(run).predict(["win a free prize now"]).labels[0]
-    assert f'"label": "{predicted}"' in result.stdout
+    assert f'"label": "{predicted}"' in output
 
 
 def test_damaged_weights_are_one_line_on_the_light_path(cli: Cli, run: Path, tmp_path: Path) -> None:

@@ -123,7 +123,9 @@ def test_unknown_key_far_from_any_lists_the_known_ones() -> None:
 
 
 def test_model_family_is_checked() -> None:
-    assert "unknown model family; expected one of linear, bag, gpt, minilm, pretrained" in config_error(
+    from ajuste.models.registry import FAMILIES
+
+    assert f"unknown model family; expected one of {', '.join(FAMILIES)}" in config_error(
         with_data(model={"family": "gtp"})
     )
     assert "model.family: is required" in config_error(with_data(model={"embed_dim": 8}))

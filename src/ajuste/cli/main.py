@@ -290,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="model",
         default="bag",
         metavar="NAME",
-        help="Family of the student, trained by gradient descent: bag (default), gpt, or another one.",
+        help="Family of the student, trained by gradient descent: bag (default), static (the teacher's piece "
+        "vectors, frozen, under a linear layer), gpt, or another one.",
     )
     add_model_flags(student, choose=False)
     add_train_flags(distill)

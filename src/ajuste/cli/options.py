@@ -136,6 +136,13 @@ MODEL_FLAGS = (
     Flag("--ngrams", "model", "ngrams", int, "bag: longest word n-gram (2)."),
     Flag("--buckets", "model", "buckets", int, "bag: hash buckets for n-grams (50000)."),
     Flag("--min-freq", "model", "min_freq", int, "bag: minimum word count in training (1)."),
+    Flag(
+        "--encoder",
+        "model",
+        "encoder",
+        str,
+        "static: run or checkpoint folder whose pieces and vectors it takes (a distillation's teacher, else minilm).",
+    ),
     Flag("--num-layers", "model", "num_layers", int, "gpt: transformer blocks (2)."),
     Flag("--num-heads", "model", "num_heads", int, "gpt: attention heads, dividing --emb-dim (4)."),
     Flag("--emb-dim", "model", "emb_dim", int, "gpt: embedding size (128)."),

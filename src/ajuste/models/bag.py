@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -13,10 +13,10 @@ from torch import nn
 
 from ajuste.models.base import Family, PaddedSum, TrainingDefaults, load_weights, padded_bags, save_weights
 from ajuste.models.memory import check_memory
-from ajuste.models.settings import BagSettings
+from ajuste.models.settings import BagSettings, FamilySettings
 from ajuste.tokenize.words import WordVocabulary
 
-__all__ = ["BagFamily", "BagOfEmbeddings"]
+__all__ = ["BagFamily", "BagOfEmbeddings", "EmbeddingBagFamily", "Vocabulary"]
 
 VOCAB_FILE = "vocabulary.json"
 
@@ -50,30 +50,36 @@ class BagOfEmbeddings(nn.Module):
         return self.fc(self.embedding(ids, offsets))
 
 
-class BagFamily(Family):
-    name = "bag"
+class Vocabulary(Protocol):
+    """How a bag reads a text: one embedding row per id (words and n-grams, or an encoder's pieces)."""
 
-    def __init__(self, settings: BagSettings) -> None:
-        self.settings = settings
-        self.vocabulary: WordVocabulary | None = None
+    @property
+    def size(self) -> int: ...
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class EmbeddingBagFamily(Family):
+    """What every family whose module is a :class:`BagOfEmbeddings` shares: truncated ids, bags as batches,
+    restoring, export. A subclass says how texts become ids and how the embedding table starts."""
+
+    settings: FamilySettings
+    vocabulary: Vocabulary | None
 
     @property
     def max_length(self) -> int | None:
         return self.settings.max_length
 
-    def fit_preprocessing(self, texts: Sequence[str]) -> None:
-        s = self.settings
-        self.vocabulary = WordVocabulary.fit(texts, min_freq=s.min_freq, ngrams=s.ngrams, buckets=s.buckets)
-
-    def _vocabulary(self) -> WordVocabulary:
+    def _vocabulary(self) -> Vocabulary:
         if self.vocabulary is None:
             raise RuntimeError("fit_preprocessing() must run before encode()")
         return self.vocabulary
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        vocabulary = self._vocabulary()
         limit = self.settings.max_length
-        encoded = [vocabulary.encode(text) for text in texts]
+        encoded = self._vocabulary().encode_batch(texts)
         return [ids[:limit] for ids in encoded] if limit else encoded
 
     def collate(self, sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
@@ -83,33 +89,21 @@ class BagFamily(Family):
         ids = torch.tensor([i for s in sequences for i in s], dtype=torch.long)
         return {"ids": ids, "offsets": offsets}
 
+    @property
+    def width(self) -> int:
+        """Width of the embedding table's rows."""
+        raise NotImplementedError
+
     def parameter_count(self, num_labels: int) -> int:
-        """The parameters :meth:`build` will allocate: the embedding table (words and buckets) and the head."""
-        width = self.settings.embed_dim
+        """The parameters :meth:`build` will allocate: the embedding table and the head."""
+        width = self.width
         return self._vocabulary().size * width + width * num_labels + num_labels
 
     def _check_memory(self, num_labels: int, training: bool) -> None:
-        # refused before allocating: a table too large for memory would otherwise swap, then be killed
-        smaller = "Use a smaller --buckets or --embed-dim (or --ngrams 1, which needs no buckets)"
-        check_memory(self.name, self.parameter_count(num_labels), smaller, training=training)
-
-    def build(self, num_labels: int) -> nn.Module:
-        self._check_memory(num_labels, training=True)
-        return self._module(num_labels)
+        raise NotImplementedError
 
     def _module(self, num_labels: int) -> BagOfEmbeddings:
-        return BagOfEmbeddings(self._vocabulary().size, self.settings.embed_dim, num_labels)
-
-    def defaults(self) -> TrainingDefaults:
-        return TrainingDefaults(lr=5e-3, epochs=10, batch_size=32)
-
-    def save(self, folder: Path, module: nn.Module) -> dict[str, Any]:
-        (folder / VOCAB_FILE).write_text(json.dumps(self._vocabulary().to_dict()), encoding="utf-8")
-        save_weights(module, folder)
-        return {}
-
-    def restore_preprocessing(self, folder: Path, entries: dict[str, Any]) -> None:
-        self.vocabulary = WordVocabulary.from_dict(json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8")))
+        return BagOfEmbeddings(self._vocabulary().size, self.width, num_labels)
 
     def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
         self.restore_preprocessing(folder, entries)
@@ -127,6 +121,44 @@ class BagFamily(Family):
             raise TypeError(f"expected a BagOfEmbeddings module, got {type(module).__name__}")
         return PaddedSum(module.embedding.weight, module.fc)
 
+
+class BagFamily(EmbeddingBagFamily):
+    name = "bag"
+
+    def __init__(self, settings: BagSettings) -> None:
+        self.settings: BagSettings = settings
+        self.vocabulary: WordVocabulary | None = None
+
+    def fit_preprocessing(self, texts: Sequence[str]) -> None:
+        s = self.settings
+        self.vocabulary = WordVocabulary.fit(texts, min_freq=s.min_freq, ngrams=s.ngrams, buckets=s.buckets)
+
+    @property
+    def width(self) -> int:
+        return self.settings.embed_dim
+
+    def _check_memory(self, num_labels: int, training: bool) -> None:
+        # refused before allocating: a table too large for memory would otherwise swap, then be killed
+        smaller = "Use a smaller --buckets or --embed-dim (or --ngrams 1, which needs no buckets)"
+        check_memory(self.name, self.parameter_count(num_labels), smaller, training=training)
+
+    def build(self, num_labels: int) -> nn.Module:
+        self._check_memory(num_labels, training=True)
+        return self._module(num_labels)
+
+    def defaults(self) -> TrainingDefaults:
+        return TrainingDefaults(lr=5e-3, epochs=10, batch_size=32)
+
+    def save(self, folder: Path, module: nn.Module) -> dict[str, Any]:
+        (folder / VOCAB_FILE).write_text(json.dumps(self._vocabulary().to_dict()), encoding="utf-8")
+        save_weights(module, folder)
+        return {}
+
+    def restore_preprocessing(self, folder: Path, entries: dict[str, Any]) -> None:
+        self.vocabulary = WordVocabulary.from_dict(json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8")))
+
     def describe(self) -> dict[str, Any]:
-        vocabulary = self._vocabulary()
+        vocabulary = self.vocabulary
+        if vocabulary is None:
+            raise RuntimeError("fit_preprocessing() must run before describe()")
         return {"words": len(vocabulary.words), "embedding_rows": vocabulary.size}

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 from pydantic import Field
 
 from ajuste.errors import ConfigError
-from ajuste.models.settings import BagSettings, FamilySettings, GPTSettings, LinearSettings, PretrainedSettings
+from ajuste.models.settings import (
+    BagSettings,
+    FamilySettings,
+    GPTSettings,
+    LinearSettings,
+    PretrainedSettings,
+    StaticSettings,
+)
 
 if TYPE_CHECKING:
     from ajuste.models.base import Family
@@ -56,9 +63,11 @@ class Registration:
     #: Settings besides the defaults that are strong for text classification in general, tried early by
     #: every search of the family (each a change to the default settings; training defaults follow it).
     portfolio: tuple[Mapping[str, Any], ...] = ()
-    #: A cheap model to distil a teacher into (trained from scratch by gradient descent): what
-    #: ``ajuste tune --distill-from`` searches when no family is named.
+    #: A cheap model to distil a teacher into (trained by gradient descent): what ``ajuste tune
+    #: --distill-from`` searches when no family is named.
     student: bool = False
+    #: Its module is a bag of embeddings that predicts in NumPy, without importing PyTorch (fp32 only).
+    numpy: bool = False
 
     def family(self, settings: FamilySettings) -> Family:
         """The family object for ``settings``."""
@@ -89,7 +98,25 @@ REGISTRY: tuple[Registration, ...] = (
         portfolio=({"model.classifier": "svm", "model.analyzer": "word+char"},),
     ),
     Registration(
-        "bag", BagSettings, "ajuste.models.bag", "BagFamily", "fastText-style bag of embeddings", student=True
+        "bag",
+        BagSettings,
+        "ajuste.models.bag",
+        "BagFamily",
+        "fastText-style bag of embeddings",
+        student=True,
+        numpy=True,
+    ),
+    Registration(
+        "static",
+        StaticSettings,
+        "ajuste.models.static",
+        "StaticFamily",
+        "a pretrained encoder's piece vectors, averaged",
+        # Searched only when named: it needs an encoder's pass over the training texts first (a search of the
+        # default families has minilm for that knowledge), and as a student a teacher with an encoder, which a
+        # `bag` or `gpt` teacher has not (`tune --distill-from T --model static` names it).
+        searched_by_default=False,
+        numpy=True,
     ),
     Registration(
         "gpt", GPTSettings, "ajuste.models.gpt", "GPTFamily", "GPT-style transformer trained from scratch", student=True

@@ -15,6 +15,7 @@ __all__ = [
     "GPTSettings",
     "LinearSettings",
     "PretrainedSettings",
+    "StaticSettings",
     "parse_trainable",
 ]
 
@@ -50,6 +51,17 @@ class BagSettings(FamilySettings):
     ngrams: int = Field(2, ge=1, le=5, description="Longest word n-gram (1: words only).")
     buckets: int = Field(50_000, ge=1, le=10_000_000, description="Hash buckets shared by the word n-grams (n >= 2).")
     min_freq: int = Field(1, ge=1, description="Words seen fewer times in training map to the unknown word.")
+
+
+class StaticSettings(FamilySettings):
+    """A pretrained encoder's piece vectors (frozen), averaged over the text, then a linear layer."""
+
+    family: Literal["static"] = "static"
+    encoder: str | None = Field(
+        None,
+        description="Where the tokenizer and piece vectors come from: a run folder of a pretrained model (a "
+        "distillation's teacher by default) or a checkpoint folder; unset: the bundled all-MiniLM-L6-v2.",
+    )
 
 
 class GPTSettings(FamilySettings):

@@ -31,7 +31,16 @@ from ajuste.validation import validate
 if TYPE_CHECKING:
     from ajuste.training.distillation import TeacherTargets
 
-__all__ = ["DistillResult", "StudentData", "distill", "distill_config", "run_distill", "student_data", "teacher_data"]
+__all__ = [
+    "DistillResult",
+    "StudentData",
+    "distill",
+    "distill_config",
+    "run_distill",
+    "student_data",
+    "teacher_as_encoder",
+    "teacher_data",
+]
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +193,7 @@ def distill_config(
     settings, and the distillation settings (``temperature``, ``alpha``, ``augment``, ``unlabeled``...)."""
     distilled = validate(DistillSettings, {"teacher": str(teacher), **settings}, "distill")
     data, seed = teacher_data(teacher)
-    model = {"family": student} if isinstance(student, str) else dict(student)
+    model = teacher_as_encoder({"family": student} if isinstance(student, str) else student, str(teacher))
     values = {
         "data": data,
         "model": model,
@@ -194,6 +203,17 @@ def distill_config(
         "distill": distilled.model_dump(),
     }
     return validate(RunConfig, values)
+
+
+def teacher_as_encoder(model: Mapping[str, Any], teacher: str) -> dict[str, Any]:
+    """The student's model settings, where a student that reads through an encoder (``static``) and names none
+    reads through the teacher's: it starts from what the teacher learnt."""
+    from ajuste.models.registry import families_with
+
+    values = dict(model)
+    if values.get("family") in families_with("encoder") and values.get("encoder") is None:
+        values["encoder"] = teacher
+    return values
 
 
 def teacher_data(teacher: str | Path) -> tuple[dict[str, Any], int]:

@@ -105,6 +105,12 @@ def train(
 
     started = time.perf_counter()
     configure_threads()
+    if config.distill is not None:
+        from ajuste.runs.distill import teacher_as_encoder
+        from ajuste.validation import model_settings
+
+        encoder = teacher_as_encoder(config.model.model_dump(), config.distill.teacher)
+        config = config.model_copy(update={"model": model_settings(encoder)})
     source = config.data.dataset or Path(config.data.path or "data").stem
     folder = RunFolder(config.out or default_run_dir(source, config.model.family))
     folder.check_target(overwrite)

@@ -23,7 +23,7 @@ from ajuste.data.prepare import PreparedData
 from ajuste.errors import AjusteError, TrainingError
 from ajuste.models.registry import make_family
 from ajuste.models.settings import FamilySettings
-from ajuste.runs.distill import StudentData
+from ajuste.runs.distill import StudentData, teacher_as_encoder
 from ajuste.runs.record import CrossValidationRecord
 from ajuste.search import ensemble
 from ajuste.search.settings import TuneConfig
@@ -68,6 +68,8 @@ def trial_settings(config: TuneConfig, values: Mapping[str, Any]) -> tuple[Famil
     base = dict(config.model) if config.model.get("family") == family else {}
     model_values, train_values = split_settings(values)
     model = {**base, "family": family, **model_values}
+    if config.distill is not None:
+        model = teacher_as_encoder(model, config.distill.teacher)
     train = {**config.train.model_dump(), **train_values}
     return model_settings(model), validate(TrainSettings, train, "train")
 

@@ -54,6 +54,9 @@ class WordVocabulary:
                 ids.append(offset + zlib.crc32(gram) % self.buckets)
         return ids
 
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.encode(text) for text in texts]
+
     @property
     def _index(self) -> dict[str, int]:
         cached: dict[str, int] | None = self.__dict__.get("_index_cache")

@@ -1,9 +1,10 @@
 """What predicting needs before, or instead of, PyTorch: the model folder's config, and a NumPy bag model.
 
 ``model/config.json`` is read and checked here (format, runtime, labels, settings), for every model. For the
-``bag`` family the forward pass is the mean of a few embedding rows and one matrix product: :class:`NumpyBag`
-computes it in NumPy from the same files (``vocabulary.json``, ``model.safetensors``), so that ``ajuste
-predict RUN "text"`` on a bag run answers without importing PyTorch, which alone takes about a second.
+``bag`` and ``static`` families the forward pass is the mean of a few embedding rows and one matrix product:
+:class:`NumpyBag` computes it in NumPy from the same files (``vocabulary.json``, ``model.safetensors``, and a
+static model's ``tokenizer.json``), so that ``ajuste predict RUN "text"`` on such a run answers without importing
+PyTorch, which alone takes about a second.
 ``tests/test_light.py`` holds it to the PyTorch model's probabilities.
 """
 
@@ -154,16 +155,21 @@ class NumpyBag:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
+        from ajuste.tokenize.pieces import TOKENIZER_FILE, PieceVocabulary
         from ajuste.tokenize.words import WordVocabulary
 
         self.classes_ = [str(label) for label in config["labels"]]
         self.max_length: int | None = config["settings"].get("max_length")
+        self.vocabulary: WordVocabulary | PieceVocabulary
         try:
-            self.vocabulary = WordVocabulary.from_dict(
-                json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
-            )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            entries = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+            pieces = entries.get("kind") == "pieces"  # a static model: its encoder's tokenizer, beside it
+            if not pieces:
+                self.vocabulary = WordVocabulary.from_dict(entries)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise _damaged(folder / "vocabulary.json", "the vocabulary file", exc) from None
+        if pieces:
+            self.vocabulary = PieceVocabulary.from_file(folder / TOKENIZER_FILE)
         try:
             weights = load_file(str(folder / WEIGHTS_FILE))
             self.embedding, self.weight = weights["embedding.weight"], weights["fc.weight"]
@@ -177,16 +183,23 @@ class NumpyBag:
                 f"the weights in {folder} do not match its vocabulary and labels",
                 fix="Train again, or restore the run folder from a copy.",
             )
+        # The layer is linear, so the mean of the rows times the weights is the mean of each row's scores: one
+        # score per class and row, computed once, and a text costs a few additions per class, whatever the width.
+        self.scores = self.embedding @ self.weight.T
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise ConfigError("predict takes a list of texts", found="a single string", fix="Wrap it in a list.")
-        means = np.zeros((len(texts), self.embedding.shape[1]), dtype=np.float32)
-        for row, text in enumerate(texts):
-            ids = self.vocabulary.encode("" if text is None else str(text))[: self.max_length or None]
-            if ids:  # an empty bag is zeros, as in EmbeddingBag
-                means[row] = self.embedding[ids].mean(axis=0)
-        logits = means @ self.weight.T + self.bias
+        encoded = self.vocabulary.encode_batch(["" if text is None else str(text) for text in texts])
+        bags = [ids[: self.max_length or None] for ids in encoded]
+        lengths = np.array([len(ids) for ids in bags], dtype=np.int64)
+        means = np.zeros((len(bags), self.scores.shape[1]), dtype=np.float32)
+        filled = lengths > 0  # an empty bag is zeros, as in EmbeddingBag
+        if filled.any():
+            flat = np.fromiter((i for ids in bags for i in ids), dtype=np.int64, count=int(lengths.sum()))
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[filled]
+            means[filled] = np.add.reduceat(self.scores[flat], starts, axis=0) / lengths[filled, None]
+        logits = means + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
@@ -202,7 +215,10 @@ def light_model(folder: Path, precision: str | None = None) -> NumpyBag | None:
     if config.get("runtime") is not None:
         return None
     settings = config["settings"]
-    if settings.get("family") != "bag":
+    from ajuste.models.registry import FAMILIES
+
+    entry = FAMILIES.get(str(settings.get("family")))
+    if entry is None or not entry.numpy:
         return None
     if (precision or settings.get("precision") or "fp32") != "fp32":
         return None

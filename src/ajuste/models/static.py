@@ -1,0 +1,288 @@
+"""A pretrained encoder's static piece vectors, averaged over the text, then one linear layer.
+
+Model2Vec's idea (Tulkens and van Dongen, 2024: a sentence encoder reduced to one vector per vocabulary piece),
+with each piece's vector taken in context (Bommasani et al., 2020): the encoder's output for the piece averaged
+over every place it occurs in the training texts. A piece that training never shows gets the encoder's output
+for it alone. The mean of a text's piece vectors is then a cheap stand-in for the encoder's own mean-pooled
+output; the vectors stay frozen and only the linear layer learns, so a word absent from training still means
+what the encoder knows of its pieces.
+
+As a student (``ajuste distill TEACHER --student static``) the encoder is the teacher's fine-tuned backbone:
+the student starts from what the teacher learnt about every piece. Otherwise it is ``encoder`` (a checkpoint
+folder or a pretrained run), by default the bundled all-MiniLM-L6-v2. Predicting needs neither the encoder nor
+PyTorch: the model folder holds the tokenizer and the vectors, and runs in NumPy as a ``bag`` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ajuste.errors import ConfigError
+from ajuste.models.bag import VOCAB_FILE, EmbeddingBagFamily
+from ajuste.models.base import TrainingDefaults, save_weights
+from ajuste.models.memory import check_memory
+from ajuste.models.settings import StaticSettings
+from ajuste.tokenize.pieces import TOKENIZER_FILE, PieceVocabulary
+
+__all__ = ["DEFAULT_SPACE", "Encoder", "StaticFamily", "open_encoder", "piece_vectors"]
+
+log = logging.getLogger(__name__)
+
+#: The default search space: training settings only (the vectors are the encoder's; the width is its width).
+DEFAULT_SPACE: dict[str, Any] = {
+    "train.lr": {"low": 1e-3, "high": 0.1, "log": True},
+    "train.batch_size": [16, 32, 64, 128],
+    "train.epochs": {"low": 5, "high": 40},
+    "train.weight_decay": {"low": 1e-6, "high": 0.1, "log": True},
+}
+
+#: Texts the encoder reads at a time while the vectors are computed; pieces read alone, at a time.
+TEXT_BATCH = 32
+PIECE_BATCH = 1024
+#: The families whose runs hold a pretrained encoder (a backbone and its tokenizer).
+ENCODER_FAMILIES = ("minilm", "pretrained")
+#: Longest input the encoder reads when its config names no context length.
+FALLBACK_CONTEXT = 512
+
+
+@dataclass
+class Encoder:
+    """What the vectors come from: the encoder's tokenizer (``transformers``, fast) and its backbone."""
+
+    tokenizer: Any
+    backbone: Any  # a transformers model: its config and last_hidden_state are used
+    source: str
+
+    @property
+    def context(self) -> int:
+        config = getattr(self.backbone, "config", None)
+        for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return min(value, FALLBACK_CONTEXT)
+        return FALLBACK_CONTEXT
+
+
+def _ajuste_model_dir(path: Path) -> Path | None:
+    """The model folder of a run folder (or the model folder itself) written by ajuste; None for anything else."""
+    for folder in (path / "model", path):
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict) and config.get("format") == "ajuste-model":
+            return folder
+    return None
+
+
+def _trained_encoder(path: Path, folder: Path) -> Encoder:
+    """The fine-tuned backbone and tokenizer of an ajuste model folder (a distillation's teacher), restored by its
+    family as loading it for prediction would (weights from safetensors, no code from the folder)."""
+    from ajuste.models.pretrained import PretrainedFamily
+    from ajuste.models.registry import make_family, registration
+    from ajuste.models.transformer import BackboneClassifier
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    settings = config.get("settings") or {}
+    name = str(settings.get("family", "unknown"))
+    exported = config.get("runtime") is not None
+    if exported or name not in ENCODER_FAMILIES:
+        raise ConfigError(
+            f"the run {path} has no pretrained encoder to take piece vectors from",
+            expected="a run of a pretrained model (" + ", ".join(ENCODER_FAMILIES) + "), not an exported one",
+            found="an exported (ONNX) run" if exported else f"a {name} run",
+            fix="Distil a minilm or pretrained teacher into --student static, or use --student bag.",
+        )
+    family = make_family(registration(name).settings.model_validate(settings))
+    module = family.restore(folder, dict(config.get("family") or {}), len(config["labels"]))
+    if not isinstance(family, PretrainedFamily) or not isinstance(module, BackboneClassifier):
+        raise TypeError(f"expected a pretrained family and a BackboneClassifier, got {type(module).__name__}")
+    return Encoder(family.tokenizer, module.backbone.float().eval(), str(path))
+
+
+def open_encoder(encoder: str | None) -> Encoder:
+    """The encoder named by ``encoder``: a run (or model) folder of a pretrained model, a checkpoint folder, or
+    (unset) the bundled all-MiniLM-L6-v2."""
+    from ajuste.models.pretrained import PretrainedFamily, minilm_path
+    from ajuste.models.settings import PretrainedSettings
+    from ajuste.models.transformer import BackboneClassifier
+
+    path = Path(encoder) if encoder else minilm_path()
+    trained = _ajuste_model_dir(path)
+    if trained is not None:
+        return _trained_encoder(path, trained)
+    checkpoint = PretrainedFamily(PretrainedSettings(family="pretrained", checkpoint=str(path), trainable="head"))
+    checkpoint.load_config()
+    built = checkpoint.build(2)
+    if not isinstance(built, BackboneClassifier):
+        raise TypeError(f"expected a BackboneClassifier, got {type(built).__name__}")
+    return Encoder(checkpoint.tokenizer, built.backbone.float().eval(), str(path))
+
+
+def _fast(encoder: Encoder) -> Any:
+    backend = getattr(encoder.tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ConfigError(
+            f"the encoder {encoder.source} has no fast tokenizer",
+            expected="a tokenizer.json (a `tokenizers` tokenizer)",
+            found=type(encoder.tokenizer).__name__,
+            fix="Save the checkpoint's tokenizer with a recent transformers, which writes tokenizer.json.",
+        )
+    return backend
+
+
+def _special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a text's pieces ([CLS] and [SEP] for BERT, none for GPT-2)."""
+    alone = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    wrapped = list(tokenizer("a")["input_ids"])
+    for start in range(len(wrapped) - len(alone) + 1):
+        if wrapped[start : start + len(alone)] == alone:
+            return wrapped[:start], wrapped[start + len(alone) :]
+    return [], []
+
+
+def piece_vectors(encoder: Encoder, texts: Sequence[str], pieces: int) -> np.ndarray:
+    """``(pieces, hidden)``: each piece's encoder output averaged over its occurrences in ``texts``; the output for
+    the piece alone (between the encoder's special tokens) where ``texts`` never show it."""
+    tokenizer, backbone = encoder.tokenizer, encoder.backbone
+    hidden = int(backbone.config.hidden_size)
+    sums = torch.zeros((pieces, hidden), dtype=torch.float64)
+    counts = torch.zeros(pieces, dtype=torch.float64)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of like lengths pad little
+    with torch.inference_mode():
+        for start in range(0, len(order), TEXT_BATCH):
+            batch = [texts[i] for i in order[start : start + TEXT_BATCH]]
+            inputs = tokenizer(batch, padding=True, truncation=True, max_length=encoder.context, return_tensors="pt")
+            states = backbone(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+            real = inputs["attention_mask"].bool()
+            ids = inputs["input_ids"][real]
+            sums.index_add_(0, ids, states[real].double())
+            counts.index_add_(0, ids, torch.ones(len(ids), dtype=torch.float64))
+        unseen = torch.nonzero(counts == 0).flatten()
+        prefix, suffix = _special_tokens(tokenizer)
+        wrapped, position = [*prefix, 0, *suffix], len(prefix)
+        for start in range(0, len(unseen), PIECE_BATCH):
+            chunk = unseen[start : start + PIECE_BATCH]
+            ids = torch.tensor([wrapped] * len(chunk))
+            ids[:, position] = chunk
+            states = backbone(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+            sums[chunk] = states[:, position].double()
+            counts[chunk] = 1.0
+    vectors: np.ndarray = (sums / counts[:, None]).float().numpy()
+    return vectors
+
+
+def _cached_vectors(encoder: Encoder, texts: Sequence[str], pieces: int) -> np.ndarray:
+    """:func:`piece_vectors` through the freeze-boundary cache: a search over the head's settings, a second
+    student of the same teacher or a resumed run computes them once."""
+    from ajuste import cache
+    from ajuste.models.boundary import BoundaryStates
+
+    digest = hashlib.blake2b(digest_size=16)
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    tokenizer = hashlib.blake2b(_fast(encoder).to_str().encode("utf-8"), digest_size=16).hexdigest()
+    key = cache.make_key(
+        {
+            "kind": "piece-vectors",
+            "encoder": cache.fingerprint_modules([encoder.backbone]),
+            "tokenizer": tokenizer,
+            "texts": digest.hexdigest(),
+            "pieces": pieces,
+        }
+    )
+    found = cache.get(key)
+    if found is not None:
+        log.info("piece vectors of %s read from the cache", encoder.source)
+        return found.values.numpy()
+    started = time.perf_counter()
+    vectors = piece_vectors(encoder, texts, pieces)
+    log.info("piece vectors of %s over %d texts in %.1f s", encoder.source, len(texts), time.perf_counter() - started)
+    cache.put(key, BoundaryStates(torch.from_numpy(vectors)), {"kind": "piece vectors", "encoder": encoder.source})
+    return vectors
+
+
+def standardized(vectors: np.ndarray) -> np.ndarray:
+    """The vectors centred and scaled to the spread of a ``bag``'s own initial embeddings (uniform in ±0.5), so
+    that the head trains at the learning rates a bag trains at; the centring moves into the head's bias."""
+    centred = vectors - vectors.mean(axis=0)
+    scale = float(centred.std()) or 1.0
+    return (centred / scale / np.sqrt(12.0)).astype(np.float32)
+
+
+class StaticFamily(EmbeddingBagFamily):
+    name = "static"
+
+    def __init__(self, settings: StaticSettings) -> None:
+        self.settings: StaticSettings = settings
+        self.vocabulary: PieceVocabulary | None = None
+        self.vectors: np.ndarray | None = None
+        self.source: str | None = None
+        self._width: int | None = None
+
+    def fit_preprocessing(self, texts: Sequence[str]) -> None:
+        encoder = open_encoder(self.settings.encoder)
+        self.vocabulary = PieceVocabulary.of(_fast(encoder))
+        self.vectors = standardized(_cached_vectors(encoder, texts, self.vocabulary.size))
+        self.source = encoder.source
+        self._width = int(self.vectors.shape[1])
+
+    @property
+    def width(self) -> int:
+        if self._width is None:
+            raise RuntimeError("fit_preprocessing() must run before build()")
+        return self._width
+
+    def _check_memory(self, num_labels: int, training: bool) -> None:
+        smaller = "Use an encoder with fewer pieces or a smaller width"
+        check_memory(self.name, self.parameter_count(num_labels), smaller, training=training)
+
+    def build(self, num_labels: int) -> nn.Module:
+        if self.vectors is None:
+            raise RuntimeError("fit_preprocessing() must run before build()")
+        self._check_memory(num_labels, training=True)
+        module = self._module(num_labels)
+        with torch.no_grad():
+            module.embedding.weight.copy_(torch.from_numpy(self.vectors))
+            # Fixed features under a linear layer is logistic regression, whose solvers start at zero: every
+            # class equally likely. A random start would, on features that already separate the classes (a
+            # fine-tuned teacher's), begin as sure and as wrong as it happens to be, and take epochs to undo it.
+            module.fc.weight.zero_()
+        module.embedding.weight.requires_grad_(False)  # the encoder's vectors stay; only the head learns
+        return module
+
+    def defaults(self) -> TrainingDefaults:
+        # A linear head on fixed features (a convex problem): the bag's learning rate and twice its epochs,
+        # which cost little with no embedding table to update; the best epoch on validation is kept.
+        return TrainingDefaults(lr=5e-3, epochs=20, batch_size=32)
+
+    def save(self, folder: Path, module: nn.Module) -> dict[str, Any]:
+        vocabulary = self._piece_vocabulary()
+        vocabulary.save(folder / TOKENIZER_FILE)
+        (folder / VOCAB_FILE).write_text(json.dumps(vocabulary.to_dict()), encoding="utf-8")
+        save_weights(module, folder)
+        return {"encoder": self.source, "width": self.width}
+
+    def restore_preprocessing(self, folder: Path, entries: dict[str, Any]) -> None:
+        self.vocabulary = PieceVocabulary.from_file(folder / TOKENIZER_FILE)
+        self.source = entries.get("encoder")
+        self._width = int(entries["width"])
+
+    def _piece_vocabulary(self) -> PieceVocabulary:
+        if self.vocabulary is None:
+            raise RuntimeError("fit_preprocessing() must run before save()")
+        return self.vocabulary
+
+    def describe(self) -> dict[str, Any]:
+        return {"pieces": self._piece_vocabulary().size, "encoder": self.source}
