@@ -169,7 +169,10 @@ def piece_vectors(encoder: Encoder, texts: Sequence[str], pieces: int) -> np.nda
             ids = inputs["input_ids"][real]
             sums.index_add_(0, ids, states[real].double())
             counts.index_add_(0, ids, torch.ones(len(ids), dtype=torch.float64))
-        unseen = torch.nonzero(counts == 0).flatten()
+        # pieces the texts never show, read alone; a piece the encoder has no embedding for (a tokenizer larger
+        # than the model) stays at zero
+        rows = int(backbone.get_input_embeddings().num_embeddings)
+        unseen = torch.nonzero(counts[:rows] == 0).flatten()
         prefix, suffix = _special_tokens(tokenizer)
         wrapped, position = [*prefix, 0, *suffix], len(prefix)
         for start in range(0, len(unseen), PIECE_BATCH):
@@ -179,7 +182,7 @@ def piece_vectors(encoder: Encoder, texts: Sequence[str], pieces: int) -> np.nda
             states = backbone(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
             sums[chunk] = states[:, position].double()
             counts[chunk] = 1.0
-    vectors: np.ndarray = (sums / counts[:, None]).float().numpy()
+    vectors: np.ndarray = (sums / counts.clamp(min=1.0)[:, None]).float().numpy()
     return vectors
 
 
