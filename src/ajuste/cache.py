@@ -41,6 +41,7 @@ __all__ = [
     "entries",
     "fingerprint_modules",
     "fingerprint_sequences",
+    "fingerprint_texts",
     "get",
     "make_key",
     "put",
@@ -118,6 +119,14 @@ def fingerprint_sequences(sequences: Sequence[Sequence[int]]) -> str:
     for sequence in sequences:
         digest.update(len(sequence).to_bytes(4, "little"))
         digest.update(torch.tensor(list(sequence), dtype=torch.int64).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint_texts(texts: Sequence[str]) -> str:
+    """A hash of the exact texts, in order."""
+    digest = hashlib.blake2b(digest_size=16)
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
     return digest.hexdigest()
 
 

@@ -52,7 +52,7 @@ TEXT_BATCH = 32
 PIECE_BATCH = 1024
 #: The families whose runs hold a pretrained encoder (a backbone and its tokenizer).
 ENCODER_FAMILIES = ("minilm", "pretrained")
-#: Longest input the encoder reads when its config names no context length.
+#: Longest input the encoder reads (also when its config names no context length).
 FALLBACK_CONTEXT = 512
 
 
@@ -66,12 +66,9 @@ class Encoder:
 
     @property
     def context(self) -> int:
-        config = getattr(self.backbone, "config", None)
-        for name in ("max_position_embeddings", "n_positions", "n_ctx"):
-            value = getattr(config, name, None)
-            if isinstance(value, int) and value > 0:
-                return min(value, FALLBACK_CONTEXT)
-        return FALLBACK_CONTEXT
+        from ajuste.models.pretrained import _context_length
+
+        return min(_context_length(self.backbone.config) or FALLBACK_CONTEXT, FALLBACK_CONTEXT)
 
 
 def _ajuste_model_dir(path: Path) -> Path | None:
@@ -192,16 +189,13 @@ def _cached_vectors(encoder: Encoder, texts: Sequence[str], pieces: int) -> np.n
     from ajuste import cache
     from ajuste.models.boundary import BoundaryStates
 
-    digest = hashlib.blake2b(digest_size=16)
-    for text in texts:
-        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
     tokenizer = hashlib.blake2b(_fast(encoder).to_str().encode("utf-8"), digest_size=16).hexdigest()
     key = cache.make_key(
         {
             "kind": "piece-vectors",
             "encoder": cache.fingerprint_modules([encoder.backbone]),
             "tokenizer": tokenizer,
-            "texts": digest.hexdigest(),
+            "texts": cache.fingerprint_texts(texts),
             "pieces": pieces,
         }
     )

@@ -193,7 +193,7 @@ def distill_config(
     settings, and the distillation settings (``temperature``, ``alpha``, ``augment``, ``unlabeled``...)."""
     distilled = validate(DistillSettings, {"teacher": str(teacher), **settings}, "distill")
     data, seed = teacher_data(teacher)
-    model = teacher_as_encoder({"family": student} if isinstance(student, str) else student, str(teacher))
+    model = {"family": student} if isinstance(student, str) else dict(student)
     values = {
         "data": data,
         "model": model,

@@ -124,11 +124,8 @@ class Teacher:
         from ajuste import cache
         from ajuste.models.boundary import BoundaryStates
 
-        digest = hashlib.blake2b(digest_size=16)
-        for text in texts:
-            digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
         key = cache.make_key(
-            {"kind": "teacher-probabilities", "teacher": self.fingerprint(), "texts": digest.hexdigest()}
+            {"kind": "teacher-probabilities", "teacher": self.fingerprint(), "texts": cache.fingerprint_texts(texts)}
         )
         found = cache.get(key)
         if found is not None and tuple(found.values.shape) == (len(texts), len(self.labels)):
