@@ -10,6 +10,8 @@
     python bench/bench_tune.py ensemble   # one study each: its final --ensemble 5 against its best trial alone
     python bench/bench_tune.py protocols --timeout 5m  # how the final trial is chosen: val accuracy, re-scoring
                                                        # the top 3 on folds, val loss, --cv 5 (sms and ag)
+    python bench/bench_tune.py larger --default-seeds 123,1  # AG News (7,600 texts), 10m: --screen off against
+                                                             # --screen auto, in turns; which families finished
 
 Each part prints a table, writes bench/out/tune-<part>.json and its section of bench/RESULTS.md.
 """
@@ -563,11 +565,123 @@ def protocols_part(data_dir: str, timeout: str, datasets: list[str], seeds: list
     update_results("tune-protocols", "\n".join(lines))
 
 
+#: What the larger-data part compares: a search without screening, and the default (a quarter, from 4,000 texts).
+SCREENS = ("off", "auto")
+
+
+def _cohorts(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per cohort (family, and trainable layers for a pretrained model) of the study in ``run_dir``: trials that
+    count, how they ended (screened out, stopped by the time budget, otherwise pruned), seconds, best val score."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from ajuste.runs.folder import RunFolder
+    from ajuste.search.study import cohort, counts_towards_budget, screened_out
+
+    folder = RunFolder(run_dir)
+    info = folder.read_search_info()
+    assert info is not None, f"{run_dir} holds no search"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name=info.study, storage=folder.storage_url(info))
+    found: dict[str, dict[str, Any]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if not counts_towards_budget(trial) or not trial.user_attrs.get("settings"):
+            continue
+        family, trainable = cohort(trial)
+        name = f"{family} {trainable}".strip()
+        row = found.setdefault(
+            name, {"trials": 0, "complete": 0, "screened_out": 0, "stopped": 0, "pruned": 0, "seconds": 0.0}
+        )
+        row["trials"] += 1
+        row["seconds"] = round(row["seconds"] + float(trial.user_attrs.get("seconds") or 0.0), 1)
+        if trial.state == TrialState.COMPLETE:
+            row["complete"] += 1
+            row["best"] = max(row.get("best", 0.0), float(trial.value or 0.0))
+        elif screened_out(trial):
+            row["screened_out"] += 1
+        elif trial.user_attrs.get("stopped"):
+            row["stopped"] += 1
+        else:
+            row["pruned"] += 1
+    return found
+
+
+def larger_part(data_dir: str, timeout: str, seeds: list[int]) -> None:
+    """Issue 10, item 8, on the largest data here (AG News, 7,600 texts: 5,320 to train on): the same search with
+    ``--screen off`` and with the default ``--screen auto`` (a quarter of the training texts), in turns, per seed;
+    which cohorts each reached and finished within the budget, and the test accuracy of its choice. Rows are merged
+    into bench/out/tune-larger.json (by seed and screen)."""
+    path = OUT / "tune-larger.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    rows = [r for r in old.get("rows", []) if r.get("timeout") == timeout]
+    data = ENSEMBLE_DATA["ag"](data_dir)
+    for seed in seeds:
+        for screen in SCREENS:
+            with tempfile.TemporaryDirectory() as folder:
+                out = Path(folder) / "run"
+                args = ["tune", *data, "--seed", str(seed), "--timeout", timeout, "--screen", screen]
+                summary, seconds = run_cli([*args, "--out", str(out)], timeout=7200)
+                cohorts = _cohorts(out)
+            best = summary["best_params"]
+            row = {
+                "dataset": "ag",
+                "seed": seed,
+                "timeout": timeout,
+                "screen": screen,
+                "seconds": round(seconds, 1),
+                "trials": summary["trials"],
+                "cohorts": cohorts,
+                "chosen": f"{best.get('model.family')} {best.get('model.trainable') or ''}".strip(),
+                "val": summary["val"]["accuracy"],
+                "test": summary["test"]["accuracy"],
+                "test_ci95": summary["test"]["accuracy_ci95"],
+                "test_texts": summary["data"]["test"],
+            }
+            done = ", ".join(f"{name} {c['complete']}/{c['trials']}" for name, c in cohorts.items())
+            print(
+                f"ag seed {seed} --screen {screen:4s} {seconds:5.0f}s chose {row['chosen']:12s} test "
+                f"{pct(row['test'])}  finished/run: {done}",
+                flush=True,
+            )
+            rows = [r for r in rows if (r["seed"], r["screen"]) != (seed, screen)] + [row]
+            write_json("tune-larger", {"machine": machine(), "rows": rows})
+    info = machine()
+    lines = [
+        f"## Search on larger data: screening on a subset (bench/bench_tune.py larger, {timeout})",
+        "",
+        f"{_machine_line(info)} `ajuste tune --data ag_news_test.csv --timeout {timeout}` (../shared/datasets/"
+        "ag_news_test: 7,600 texts, 4 topics; default split, 5,320 training and 760 validation texts), default "
+        "families, portfolio and settings, with `--screen off` and with the default `--screen auto` (every trial "
+        "first on a stratified quarter of the training texts, 1,330), the two run in turns. Per cohort: trials "
+        "that count — finished on every text / screened out / stopped by the time budget / pruned. Seconds: the "
+        "whole command. Test accuracy of the final model (95% interval), tested once.",
+        "",
+        "| seed | --screen | seconds | linear | bag | gpt | minilm last_block | minilm all | other trials | chosen "
+        "| val acc | test acc (95% interval) |",
+        "| ---: | --- | ---: | --- | --- | --- | --- | --- | --- | --- | ---: | --- |",
+    ]
+    main_cohorts = ("linear", "bag", "gpt", "minilm last_block", "minilm all")
+    for r in sorted(rows, key=lambda r: (r["seed"], SCREENS.index(r["screen"]))):
+        cells = []
+        for name in main_cohorts:
+            c = r["cohorts"].get(name)
+            cells.append(
+                "–" if c is None else f"{c['complete']} / {c['screened_out']} / {c['stopped']} / {c['pruned']}"
+            )
+        other = sum(c["trials"] for name, c in r["cohorts"].items() if name not in main_cohorts)
+        low, high = r["test_ci95"]
+        lines.append(
+            f"| {r['seed']} | {r['screen']} | {r['seconds']:.0f} | " + " | ".join(cells) + f" | {other} | "
+            f"{r['chosen']} | {pct(r['val'])} | {pct(r['test'])} ({pct(low)}–{pct(high)}) |"
+        )
+    update_results("tune-larger", "\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "part",
-        choices=("default", "samplers", "samplers-default", "pruning", "ensemble", "protocols"),
+        choices=("default", "samplers", "samplers-default", "pruning", "ensemble", "protocols", "larger"),
     )
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--timeout", default="10m", help="Search time per run (default and pruning parts).")
@@ -610,6 +724,8 @@ def main() -> None:
         if "rescore" in choices and ("accuracy" not in choices or choices.index("rescore") < choices.index("accuracy")):
             parser.error("--choices: rescore ends the accuracy study, so accuracy comes first")
         protocols_part(args.data_dir, args.timeout, args.datasets.split(","), seeds, choices)
+    elif args.part == "larger":
+        larger_part(args.data_dir, args.timeout, [int(seed) for seed in args.default_seeds.split(",")])
     elif args.part == "samplers":
         samplers_part(args.data_dir, args.seeds, args.trials, args.samplers.split(","))
     elif args.part == "samplers-default":

@@ -118,7 +118,7 @@ def tune(args: argparse.Namespace) -> int:
 
     from ajuste.cli.options import tune_config_from_args
     from ajuste.data import describe
-    from ajuste.search.study import best_trials, counted
+    from ajuste.search.study import best_trials, counted, screened_out
     from ajuste.search.tune import run_tune
 
     out = _output(args)
@@ -146,6 +146,12 @@ def tune(args: argparse.Namespace) -> int:
                 f"[bold]grid[/]   coarsened to {info['grid']} points for the trial budget: "
                 + "; ".join(info["coarsened"])
             )
+        if info["screen"]:
+            train = info["data"].counts()["train"]
+            out.say(
+                f"[bold]screen[/] every trial trains first on {info['screen']:,} of the {train:,} training texts "
+                "(stratified), and on all of them if it ranks in the better half of the screens so far"
+            )
         for key, value in info["fixed"].items():
             out.say(f"[bold]fixed[/]  {key} = {value}, as given: removed from the search space")
 
@@ -158,9 +164,11 @@ def tune(args: argparse.Namespace) -> int:
             best = f"best {study.best_value:.4f}"
         except ValueError:
             best = ""
+        if trial.state == TrialState.PRUNED and screened_out(trial):
+            state = "screened"
         reason = f"  ({trial.user_attrs['error']})" if trial.state == TrialState.FAIL else ""
         out.say(
-            f"trial {trial.number:3d} {state:7s} {value:24s} {best:12s} {trial.user_attrs.get('seconds', 0):6.1f}s  "
+            f"trial {trial.number:3d} {state:8s} {value:24s} {best:12s} {trial.user_attrs.get('seconds', 0):6.1f}s  "
             f"{_short(trial.user_attrs.get('settings', {}))}{reason}"
         )
 
@@ -185,11 +193,19 @@ def tune(args: argparse.Namespace) -> int:
     shares = result.families()
     if len(shares) > 1:  # where the budget went, when there was a choice
         table = Table(box=None, pad_edge=False, title="by family", title_justify="left")
-        for column in ("family", "trials", "complete", "pruned", "failed", "seconds", f"best val {metric}"):
+        screened = any(share.screened_out for share in shares)
+        columns = ["family", "trials", "complete", "pruned", *(["screened out"] if screened else []), "failed"]
+        for column in (*columns, "seconds", f"best val {metric}"):
             table.add_column(column, justify="left" if column == "family" else "right")
         for share in shares:
             best = "-" if share.best is None else f"{share.best:.4f}"
-            numbers = (share.trials, share.complete, share.pruned, share.fail)
+            numbers = (
+                share.trials,
+                share.complete,
+                share.pruned,
+                *([share.screened_out] if screened else []),
+                share.fail,
+            )
             table.add_row(share.family, *map(str, numbers), f"{share.seconds:.1f}", best)
         out.table(table)
     if result.importances:

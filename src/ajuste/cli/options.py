@@ -358,6 +358,7 @@ SEARCH_FLAGS = (
     "storage",
     "study",
     "startup_trials",
+    "screen",
     "heartbeat",
     "ensemble",
 )

@@ -29,6 +29,7 @@ __all__ = [
     "oversample",
     "prepare",
     "split",
+    "stratified_sample",
     "undersample",
 ]
 
@@ -247,18 +248,29 @@ def cv_folds(data: TextDataset, k: int, seed: int) -> list[tuple[TextDataset, Te
     ]
 
 
-def _hold_out(data: TextDataset, fraction: float, seed: int) -> tuple[TextDataset, TextDataset]:
-    """A stratified two-way split: (the rest, ``fraction`` of every class held out)."""
+def _stratified_positions(data: TextDataset, count: int, seed: int) -> list[int]:
+    """``count`` positions of ``data`` drawn with ``seed``, each class in proportion to its size (sorted)."""
     by_class = _positions_by_class(data)
     labels = sorted(by_class)
-    shares = apportion(int(len(data) * fraction), [len(by_class[label]) for label in labels])
+    shares = apportion(count, [len(by_class[label]) for label in labels])
     rng = np.random.default_rng(seed)
     held: list[int] = []
-    for label, count in zip(labels, shares):
+    for label, share in zip(labels, shares):
         positions = [by_class[label][i] for i in rng.permutation(len(by_class[label]))]
-        held.extend(positions[:count])
+        held.extend(positions[:share])
+    return sorted(held)
+
+
+def stratified_sample(data: TextDataset, size: int, seed: int) -> TextDataset:
+    """``size`` texts of ``data``, every class in proportion to its count, drawn with ``seed``."""
+    return data.subset(_stratified_positions(data, size, seed))
+
+
+def _hold_out(data: TextDataset, fraction: float, seed: int) -> tuple[TextDataset, TextDataset]:
+    """A stratified two-way split: (the rest, ``fraction`` of every class held out)."""
+    held = _stratified_positions(data, int(len(data) * fraction), seed)
     chosen = set(held)
-    return data.subset([i for i in range(len(data)) if i not in chosen]), data.subset(sorted(held))
+    return data.subset([i for i in range(len(data)) if i not in chosen]), data.subset(held)
 
 
 def _given_splits(

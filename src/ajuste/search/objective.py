@@ -28,7 +28,17 @@ from ajuste.runs.record import CrossValidationRecord
 from ajuste.search import ensemble
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace, split_settings
-from ajuste.search.study import RESCORED, cohort, cohort_of, counts_towards_budget, ranking, retried
+from ajuste.search.study import (
+    RESCORED,
+    SCREEN,
+    SCREENED_OUT,
+    cohort,
+    cohort_of,
+    counts_towards_budget,
+    ranking,
+    retried,
+    screen_rank,
+)
 from ajuste.training.callbacks import Callback
 from ajuste.training.classifier import TextClassifier
 from ajuste.training.distillation import TeacherTargets
@@ -79,6 +89,8 @@ class TrialReporter(Callback):
 
     Under cross-validation (a ``fold`` is set) the pruner hears the running mean after each fold instead
     (:meth:`report`, step = the fold's number): two kinds of step in one trial would mix epochs with folds.
+    While a trial is ``screening`` (trained on a subset first) the pruner hears nothing per epoch: the screen's
+    score is reported once, at step 0, and the epochs on every text are steps 1, 2, ...
     """
 
     def __init__(self, trial: optuna.Trial, monitor: str, out_of_time: Callable[[], bool] = lambda: False) -> None:
@@ -89,15 +101,27 @@ class TrialReporter(Callback):
         self.out_of_time = out_of_time
         #: Under cross-validation, the fold being trained (kept in its epoch rows).
         self.fold: int | None = None
+        #: While the trial is screened: how many training texts it is screened on (kept in its epoch rows).
+        self.screening: int | None = None
+        #: Texts in the training set being fitted, and texts times epochs trained so far (the trial's work).
+        self.texts = 0
+        self.text_epochs = 0
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
         self.epochs = int(logs["epochs"]) if "epochs" in logs else None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         row = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()}
-        self.rows.append(row if self.fold is None else {**row, "fold": self.fold})
+        if self.fold is not None:
+            row["fold"] = self.fold
+        if self.screening is not None:
+            row["screen"] = self.screening
+        self.rows.append(row)
+        self.text_epochs += self.texts
+        if self.screening is not None and epoch != self.epochs:
+            self._stop_if_out_of_time("epoch", epoch)
         value = logs.get(self.monitor)
-        if self.fold is not None or value is None or not math.isfinite(float(value)):
+        if self.fold is not None or self.screening is not None or value is None or not math.isfinite(float(value)):
             return
         self.report(float(value), epoch, last=epoch == self.epochs)
 
@@ -111,6 +135,9 @@ class TrialReporter(Callback):
         unit, score = ("fold", f"mean {self.monitor}") if self.fold is not None else ("epoch", self.monitor)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after {unit} {step} with {score} {value:.4f}")
+        self._stop_if_out_of_time(unit, step)
+
+    def _stop_if_out_of_time(self, unit: str, step: int) -> None:
         if self.out_of_time():
             self.trial.set_user_attr("stopped", "the search's time budget ran out")
             raise optuna.TrialPruned(f"stopped after {unit} {step}: the time budget ran out")
@@ -139,6 +166,7 @@ class Objective:
         student: StudentData | None = None,
         folds: list[tuple[TextDataset, TextDataset]] | None = None,
         rescore_folds: list[tuple[TextDataset, TextDataset]] | None = None,
+        screen: TextDataset | None = None,
     ) -> None:
         self.config = config
         self.space = space
@@ -149,6 +177,8 @@ class Objective:
         self.rescore_folds = rescore_folds
         #: With a teacher: what every trial trains on (the texts and the teacher's targets).
         self.student = student
+        #: Under screening (``--screen``): the stratified subset of the training texts every trial trains on first.
+        self.screen = screen if folds is None and student is None else None
         self.metric = config.tune.metric
         self.best = BestSoFar()
         self.deadline: float | None = None
@@ -201,9 +231,8 @@ class Objective:
             seconds = time.perf_counter() - started
             trial.set_user_attr("history", reporter.rows)
             trial.set_user_attr("seconds", round(seconds, 3))
-            if reporter.rows:  # what it cost per text and epoch, for the estimates of later trials
-                work = len(reporter.rows) * self._texts_per_fit()
-                trial.set_user_attr("cost", {"text_epochs": work, "seconds": seconds})
+            if reporter.text_epochs:  # what it cost per text and epoch, for the estimates of later trials
+                trial.set_user_attr("cost", {"text_epochs": reporter.text_epochs, "seconds": seconds})
 
     def _texts_per_fit(self) -> int:
         if self.folds is not None:
@@ -212,8 +241,8 @@ class Objective:
 
     def estimate(self, trial: optuna.Trial, values: Mapping[str, Any]) -> float | None:
         """Seconds the trial will take at most, from the seconds per text and epoch of the earlier trials of its
-        :func:`~ajuste.search.study.cohort` (their median), the texts it trains on and its epochs (every fold's
-        under cross-validation); None before any trial of its cohort has trained."""
+        :func:`~ajuste.search.study.cohort` (their median), the texts it trains on (its screen's too) and its
+        epochs (every fold's under cross-validation); None before any trial of its cohort has trained."""
         rates = [
             float(cost["seconds"]) / float(cost["text_epochs"])
             for other in trial.study.get_trials(deepcopy=False)
@@ -225,7 +254,8 @@ class Objective:
         family = make_family(model)
         epochs = 1 if family.solver else (train.epochs or family.defaults().epochs)
         fits = len(self.folds) if self.folds is not None else 1
-        return statistics.median(rates) * self._texts_per_fit() * epochs * fits
+        texts = self._texts_per_fit() + (len(self.screen) if self.screen is not None else 0)
+        return statistics.median(rates) * texts * epochs * fits
 
     def _afford(self, trial: optuna.Trial, values: Mapping[str, Any]) -> None:
         """Under ``--timeout``, once a trial has completed: a trial estimated to take longer than the time left is
@@ -296,6 +326,8 @@ class Objective:
         if self.folds is not None:
             return self._cross_validate(trial, model, train, reporter, self.folds)
         student = self.student
+        if self.screen is not None:
+            self._screened(trial, model, train, reporter, self.screen)
         classifier, epoch, row = self._fit(
             model,
             train,
@@ -310,6 +342,54 @@ class Objective:
         trial.set_user_attr(ensemble.VAL_LOG_PROBABILITIES, ensemble.encode(rows))
         return self._scored(trial, epoch, {k: v for k, v in row.items() if k.startswith("val_")}, classifier)
 
+    def _screened(
+        self,
+        trial: optuna.Trial,
+        model: FamilySettings,
+        train: TrainSettings,
+        reporter: TrialReporter,
+        screen: TextDataset,
+    ) -> None:
+        """Train the trial on the screening subset first (its whole schedule) and go on to every training text only
+        if its validation score there ranks in the better half of the study's screens so far (the first always
+        does); otherwise the trial is pruned, its screen's score reported at step 0. A trial screened in whose
+        training on every text would not fit in the time budget left is pruned too, saying so."""
+        started = time.perf_counter()
+        reporter.screening = len(screen)
+        try:
+            _, epoch, row = self._fit(model, train, screen, self.data.val, reporter)
+        finally:
+            reporter.screening = None
+        value = float(row[f"val_{self.metric}"])
+        loss = float(row.get("val_loss", math.inf))
+        trial.set_user_attr(
+            SCREEN,
+            {"texts": len(screen), "value": value, "loss": loss if math.isfinite(loss) else None, "epoch": epoch},
+        )
+        trial.report(value, 0)
+        rank, screened = screen_rank(trial.study, trial.number, len(screen))
+        kept = math.ceil(screened / 2)
+        where = f"on {len(screen):,} training texts"
+        if rank > kept:
+            reason = (
+                f"{SCREENED_OUT}: val {self.metric} {value:.4f} {where} ranks {rank} of the {screened} screens so far "
+                f"(the best {kept} train on all texts)"
+            )
+            trial.set_user_attr("stopped", reason)
+            raise optuna.TrialPruned(reason)
+        if self.deadline is None or not self._completed():
+            return
+        whole = (time.perf_counter() - started) * len(self.data.train) / len(screen)
+        left = self.deadline - self.reserve - time.perf_counter()
+        if whole > left:
+            reason = (
+                f"screened in (val {self.metric} {value:.4f} {where}), but training on all "
+                f"{len(self.data.train):,} texts is estimated at {whole:.0f} s, "
+                f"{max(left, 0):.0f} s of the time budget left"
+            )
+            trial.set_user_attr("stopped", reason)
+            raise optuna.TrialPruned(reason)
+
     def _fit(
         self,
         model: FamilySettings,
@@ -320,6 +400,8 @@ class Objective:
         teacher: TeacherTargets | None = None,
     ) -> tuple[TextClassifier, int, dict[str, Any]]:
         """One model of the trial, validated after every epoch: it, its best epoch and that epoch's row."""
+        if reporter is not None:
+            reporter.texts = len(trained_on)
         classifier = TextClassifier(model, labels=self.data.labels)
         classifier.compile_from(train.compile_settings(), class_weights=self.data.class_weights)
         fit = train.fit_settings().model_copy(update={"monitor": f"val_{self.metric}"})

@@ -34,7 +34,7 @@ from ajuste.atomic import write_text
 from ajuste.errors import RunFolderError
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import EnsembleRecord, RescoreRecord, SearchRecord
-from ajuste.search.study import FamilyShare, by_family
+from ajuste.search.study import SCREEN, FamilyShare, by_family, screened_out
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -189,9 +189,11 @@ def _ranked(trials: Sequence[FrozenTrial], maximize: bool) -> list[FrozenTrial]:
 
 
 def _curve(trial: FrozenTrial, metric: str) -> tuple[list[tuple[float, float]], list[tuple[float, float, str]]]:
-    """Validation score per epoch, and losses per epoch as (epoch, value, "loss" or "val_loss")."""
+    """Validation score per epoch, and losses per epoch as (epoch, value, "loss" or "val_loss"), of the trial's
+    training on every text (not of its screen on a subset, when it was screened)."""
     history = trial.user_attrs.get("history")
     rows = [row for row in history if isinstance(row, Mapping)] if isinstance(history, list) else []
+    rows = [row for row in rows if not row.get("screen")] or rows
     scores: list[tuple[float, float]] = []
     losses: list[tuple[float, float, str]] = []
     for index, row in enumerate(rows, start=1):
@@ -564,6 +566,19 @@ def _summary_section(
         ("Trials", f"{len(trials)} in all: {_e(count_text)}"),
         ("Total trial time", _e(_fmt_seconds(total)) + " (finished and failed trials)"),
     ]
+    screens = [t for t in trials if isinstance(t.user_attrs.get(SCREEN), Mapping)]
+    if screens:
+        size = screens[-1].user_attrs[SCREEN].get("texts")
+        out = sum(1 for t in screens if screened_out(t))
+        rows.append(
+            (
+                "Screening",
+                _e(
+                    f"{len(screens)} trials trained first on {size} training texts; {out} of them were screened "
+                    "out there (the others ranked in the better half of the screens so far)"
+                ),
+            )
+        )
     if complete:
         best = complete[0]
         rows.append(("Best value", f"{_e(_fmt(best.value))} (trial {best.number})"))
@@ -591,17 +606,21 @@ def _family_table(shares: Sequence[FamilyShare], metric: str) -> str:
     """Where the budget went: each family's trials, seconds and best score (nothing when one family was searched)."""
     if len(shares) < 2:
         return ""
-    head = ["family", "trials", "complete", "pruned", "failed", "time", f"best {metric}"]
+    screened = any(share.screened_out for share in shares)
+    head = ["family", "trials", "complete", "pruned", *(["screened out"] if screened else []), "failed"]
+    head += ["time", f"best {metric}"]
     rows = [
         [
             _e(share.family),
-            *(str(n) for n in (share.trials, share.complete, share.pruned, share.fail)),
+            *(str(n) for n in (share.trials, share.complete, share.pruned)),
+            *([str(share.screened_out)] if screened else []),
+            str(share.fail),
             _e(_fmt_seconds(share.seconds)),
             "–" if share.best is None else _e(_fmt(share.best)),
         ]
         for share in shares
     ]
-    return _note("By family (the trials that count):") + _table(head, rows, numeric=range(1, 7))
+    return _note("By family (the trials that count):") + _table(head, rows, numeric=range(1, len(head)))
 
 
 def _history_section(svg: _Svg, finished: Sequence[FrozenTrial], metric: str, maximize: bool) -> str:

@@ -32,6 +32,14 @@ def parse_duration(value: str | float | int) -> float:
 #: Folds of ``--rescore N``: each candidate trains five times, on four fifths of train+val each time.
 RESCORE_FOLDS = 5
 
+#: ``--screen auto`` screens trials when the training split has at least this many texts: their screening
+#: subset (a quarter) then holds 1,000 texts or more, enough to learn every class from; below it a whole
+#: trial is cheap and a quarter of it too noisy to rank by.
+SCREEN_FROM = 4000
+#: ``--screen auto``: the share of the training texts that a trial is screened on. A trial screened out costs a
+#: quarter of its full training; successive halving's usual reduction factors are 2 to 4.
+SCREEN_SHARE = 0.25
+
 
 class TuneSettings(BaseModel):
     """How to search: sampler, pruner, budget, the score to optimise, the refit and where the study lives."""
@@ -72,6 +80,13 @@ class TuneSettings(BaseModel):
         description="After the search: the N best trials with distinct settings scored again by stratified "
         "5-fold cross-validation over train+val; the final model is the best of them by the folds' mean, refit "
         "on train+val. Unset: the best trial on the validation split.",
+    )
+    screen: Literal["auto", "off"] | int = Field(
+        "auto",
+        description="Train each trial first on a stratified subset of this many training texts (its whole "
+        "schedule, validated on the whole validation split), and on all of them only if its score ranks in the "
+        "better half of the study's screened trials so far. auto: a quarter of the training texts when there are "
+        f"{SCREEN_FROM:,} or more, else no screening; off: never. Not under cv, nor for students of a teacher.",
     )
     storage: str | None = Field(
         None,
@@ -123,6 +138,32 @@ class TuneSettings(BaseModel):
             )
         return {**values, "refit": "train+val"}
 
+    @field_validator("screen", mode="before")
+    @classmethod
+    def _screen(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 2:
+            raise ValueError(f"expected auto, off or a number of training texts of at least 2, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _screen_fits(self) -> TuneSettings:
+        if isinstance(self.screen, int) and self.cv is not None:
+            raise ValueError(
+                "screen trains a trial on part of the training split, and under cv trials train on folds. "
+                "Drop --screen, or drop --cv"
+            )
+        return self
+
+    def screen_size(self, training_texts: int) -> int | None:
+        """How many training texts a trial is screened on first (None: no screening), given how many there are."""
+        if self.screen == "off" or self.cv is not None:
+            return None
+        if self.screen == "auto":
+            return int(training_texts * SCREEN_SHARE) if training_texts >= SCREEN_FROM else None
+        return self.screen
+
     @field_validator("storage")
     @classmethod
     def _shareable(cls, value: str | None) -> str | None:
@@ -169,6 +210,11 @@ class TuneConfig(BaseModel):
 
     @model_validator(mode="after")
     def _cross_validation_fits(self) -> TuneConfig:
+        if isinstance(self.tune.screen, int) and self.distill is not None:
+            raise ValueError(
+                "screen is not supported when searching students of a teacher (--distill-from): they train on the "
+                "teacher's targets for every training text. Drop --screen"
+            )
         name = "cv" if self.tune.cv is not None else "rescore" if self.tune.rescore is not None else None
         if name is None:
             return self
@@ -194,6 +240,8 @@ class TuneConfig(BaseModel):
             content.pop("distill", None)
         if content["tune"].get("cv") is None:  # and one without cross-validation too
             content["tune"].pop("cv", None)
+        if content["tune"].get("screen") == "auto":  # and one with the default screening
+            content["tune"].pop("screen", None)
         if self.tune.storage is not None:  # the same study with or without the password in the URL
             content["tune"]["storage"] = public_url(self.tune.storage)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]

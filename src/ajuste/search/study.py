@@ -27,6 +27,8 @@ from ajuste.search.space import SearchSpace
 __all__ = [
     "CHOSEN_BY",
     "RESCORED",
+    "SCREEN",
+    "SCREENED_OUT",
     "FamilyShare",
     "best_trials",
     "by_family",
@@ -41,6 +43,8 @@ __all__ = [
     "recover",
     "recover_dead_workers",
     "retried",
+    "screen_rank",
+    "screened_out",
     "study_identity",
     "validation_loss",
 ]
@@ -50,6 +54,10 @@ log = logging.getLogger(__name__)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 #: Where ``--rescore`` keeps each candidate's folds in the study (by trial number).
 RESCORED = "ajuste:rescored"
+#: Where a screened trial keeps its screen: the texts it was screened on, its score and loss there, its best epoch.
+SCREEN = "screen"
+#: How the reason of a trial that its screen stopped begins (its ``stopped`` attribute).
+SCREENED_OUT = "screened out"
 
 
 def retried(trials: Sequence[FrozenTrial]) -> set[int]:
@@ -154,6 +162,8 @@ def study_identity(
     )
     if search["cv"] is None:  # a study without cross-validation keeps the identity it always had
         del search["cv"]
+    if search["screen"] == "auto":  # and one with the default screening too
+        del search["screen"]
     identity = {
         "data": _digest(everything),
         "split": _digest(splits),
@@ -230,6 +240,29 @@ def max_epochs(space: SearchSpace) -> int:
     return most
 
 
+def screen_rank(study: optuna.Study, number: int, texts: int) -> tuple[int, int]:
+    """Where trial ``number``'s screen ranks among the study's screens on ``texts`` training texts so far (by
+    :func:`~ajuste.search.study.ranking`; 1 is the best), and how many there are. Interrupted trials, which run
+    again, are left out."""
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    keys = {}
+    for other in study.get_trials(deepcopy=False):
+        found = other.user_attrs.get(SCREEN)
+        if not found or found.get("texts") != texts or other.user_attrs.get("interrupted"):
+            continue
+        loss = found.get("loss")
+        keys[other.number] = ranking(
+            float(found["value"]), math.inf if loss is None else float(loss), other.number, maximize
+        )
+    order = sorted(keys, key=keys.__getitem__)
+    return order.index(number) + 1, len(order)
+
+
+def screened_out(trial: FrozenTrial) -> bool:
+    """Whether the trial was stopped by its screen (see ``--screen``)."""
+    return str(trial.user_attrs.get("stopped") or "").startswith(SCREENED_OUT)
+
+
 @dataclass
 class FamilyShare:
     """One searched family's share of a study: trials that count and how they ended, their seconds, its best."""
@@ -239,6 +272,8 @@ class FamilyShare:
     complete: int = 0
     pruned: int = 0
     fail: int = 0
+    #: Of the pruned trials, those that their screen stopped (see ``--screen``).
+    screened_out: int = 0
     seconds: float = 0.0
     best: float | None = None
 
@@ -256,6 +291,7 @@ def by_family(trials: Sequence[FrozenTrial], maximize: bool) -> list[FamilyShare
         share.trials += 1
         state = trial.state.name.lower()
         setattr(share, state, getattr(share, state) + 1)
+        share.screened_out += screened_out(trial)
         share.seconds = round(share.seconds + float(trial.user_attrs.get("seconds") or 0.0), 3)
         value = trial.value
         if trial.state == TrialState.COMPLETE and value is not None:

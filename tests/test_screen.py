@@ -1,0 +1,203 @@
+"""Screening (``--screen``): a trial trains on a subset of the training texts first, and on all of them only if
+its score there ranks in the better half of the study's screens so far.
+
+Issue 10, item 8: on larger data, cheaper fidelities first (a subset of the training texts), the promising
+trials promoted. Every search here trains the bag family on generated texts: fractions of a second a trial.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from ajuste.data import load_data
+from ajuste.data.prepare import stratified_sample
+from ajuste.search.objective import Objective
+from ajuste.search.settings import SCREEN_FROM, TuneConfig, TuneSettings
+from ajuste.search.study import SCREEN, by_family, screen_rank, screened_out
+from ajuste.search.tune import run_tune, search_space
+from ajuste.validation import validate
+from tests.conftest import CliResult, make_texts, write_csv
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "quiet_optuna")
+
+Cli = Callable[..., CliResult]
+#: One learning rate in three learns nothing: those trials should stop at their screen.
+SPACE: dict[str, Any] = {
+    "model.embed_dim": [8, 16, 24],
+    "train.lr": [1.0, 0.05, 1e-6],
+    "train.epochs": 3,
+    "model.buckets": 1000,
+}
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """400 texts of two classes (280 train, 40 validation, 80 test)."""
+    texts, labels = make_texts(400, seed=1)
+    return write_csv(tmp_path_factory.mktemp("screen-data") / "data.csv", texts, labels)
+
+
+def config(data: Path, out: Path, **search: Any) -> TuneConfig:
+    values = {
+        "data": {"path": str(data)},
+        "model": {"family": "bag"},
+        "space": SPACE,
+        "tune": {"sampler": "random", "pruner": "none", **search},
+        "out": str(out),
+    }
+    return validate(TuneConfig, values)
+
+
+def screened(value: float, number_texts: int = 60, loss: float | None = 0.5, **attrs: Any) -> Any:
+    """A finished trial whose screen on ``number_texts`` texts scored ``value``."""
+    return create_trial(
+        state=TrialState.PRUNED,
+        params={"x": 0.5},
+        distributions={"x": FloatDistribution(0, 1)},
+        intermediate_values={0: value},
+        user_attrs={SCREEN: {"texts": number_texts, "value": value, "loss": loss, "epoch": 3}, **attrs},
+    )
+
+
+def test_a_search_screens_every_trial_and_trains_only_the_better_half_on_every_text(
+    data_file: Path, tmp_path: Path
+) -> None:
+    result = run_tune(config(data_file, tmp_path / "run", trials=9, screen=60))
+    trials = result.study.get_trials(deepcopy=False)
+    assert len(trials) == 9 and all(t.user_attrs[SCREEN]["texts"] == 60 for t in trials)
+    out = [t for t in trials if screened_out(t)]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert out and complete and len(out) + len(complete) == 9
+    assert all(t.params["train.lr"] == 1e-6 for t in out), "the hopeless learning rate stops at its screen"
+    assert all(t.intermediate_values == {0: t.user_attrs[SCREEN]["value"]} for t in out)
+    assert trials[0].state == TrialState.COMPLETE, "the first screen has nothing to lose to"
+    for trial in complete:
+        history = trial.user_attrs["history"]
+        assert [row.get("screen") for row in history] == [60] * 3 + [None] * 3, "3 epochs on 60 texts, then 280"
+        assert trial.user_attrs["cost"]["text_epochs"] == 3 * 60 + 3 * 280
+        assert sorted(trial.intermediate_values) == [0, 1, 2, 3], "the screen at step 0, then every epoch"
+    for trial in out:
+        assert trial.user_attrs["cost"]["text_epochs"] == 3 * 60
+        assert "ranks" in trial.user_attrs["stopped"] and "screens so far" in trial.user_attrs["stopped"]
+    assert result.best_params["train.lr"] != 1e-6
+    share = by_family(trials, maximize=True)[0]
+    assert (share.screened_out, share.complete) == (len(out), len(complete))
+
+
+def test_a_screen_goes_on_when_it_ranks_in_the_better_half_of_the_screens_so_far() -> None:
+    study = optuna.create_study(direction="maximize")
+    first = screened(0.7)
+    study.add_trial(first)
+    assert screen_rank(study, 0, 60) == (1, 1)
+    for value in (0.9, 0.8, 0.6):
+        study.add_trial(screened(value))
+    assert screen_rank(study, 3, 60) == (4, 4), "0.6 is the worst of 4: outside the better 2"
+    assert screen_rank(study, 1, 60) == (1, 4)
+    study.add_trial(screened(0.8, loss=0.1))  # ties with trial 2 on accuracy, lower loss: ranks above it
+    assert screen_rank(study, 4, 60) == (2, 5)
+    study.add_trial(screened(0.95, number_texts=100))  # another screen size: not compared
+    study.add_trial(screened(0.99, interrupted=True))  # interrupted: it runs again, so not counted twice
+    assert screen_rank(study, 1, 60) == (1, 5)
+    loss_study = optuna.create_study(direction="minimize")
+    for value in (0.3, 0.1):
+        loss_study.add_trial(screened(value))
+    assert screen_rank(loss_study, 1, 60) == (1, 2), "a lower loss ranks first when the score is the loss"
+
+
+def test_auto_screens_a_quarter_from_a_size_on_and_off_never() -> None:
+    auto = TuneSettings()
+    assert auto.screen == "auto"
+    assert auto.screen_size(SCREEN_FROM - 1) is None
+    assert auto.screen_size(SCREEN_FROM) == SCREEN_FROM // 4
+    assert auto.screen_size(10_000) == 2_500
+    assert TuneSettings(screen="off").screen_size(10_000) is None
+    assert TuneSettings(screen=300).screen_size(10_000) == 300
+    assert TuneSettings(screen="300").screen_size(10_000) == 300, "as the command line gives it"
+    assert TuneSettings(cv=5).screen_size(10_000) is None, "under cv trials train on folds"
+
+
+def test_the_subset_is_stratified_and_the_same_for_every_trial(data_file: Path, tmp_path: Path) -> None:
+    tuned = config(data_file, tmp_path / "run", trials=1)
+    data = load_data(tuned.data, seed=tuned.seed)
+    first = stratified_sample(data.train, 60, tuned.seed)
+    assert first.texts == stratified_sample(data.train, 60, tuned.seed).texts
+    assert first.class_counts() == {"ham": 30, "spam": 30}
+    assert set(first.texts) <= set(data.train.texts)
+
+
+def test_screening_changes_the_study_and_auto_keeps_the_fingerprint_of_before(tmp_path: Path) -> None:
+    base = {"data": {"dataset": "sms-spam"}, "tune": {"trials": 3}}
+    before = validate(TuneConfig, base).fingerprint()
+    assert validate(TuneConfig, {**base, "tune": {"trials": 3, "screen": "auto"}}).fingerprint() == before
+    assert validate(TuneConfig, {**base, "tune": {"trials": 3, "screen": 500}}).fingerprint() != before
+
+
+def test_a_screened_trial_that_cannot_finish_on_every_text_in_the_time_left_stops(
+    data_file: Path, tmp_path: Path
+) -> None:
+    tuned = config(data_file, tmp_path / "run", timeout=60, screen=60)
+    data = load_data(tuned.data, seed=tuned.seed)
+    objective = Objective(tuned, search_space(tuned), data, screen=stratified_sample(data.train, 60, tuned.seed))
+    objective.completed_before = True
+    objective.deadline = time.perf_counter() - 1  # no time left for training on every text,
+    objective.out_of_time = lambda: False  # type: ignore[method-assign]  # and the screen let run through
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.PRUNED and not screened_out(trial)
+    assert "screened in" in trial.user_attrs["stopped"] and "of the time budget left" in trial.user_attrs["stopped"]
+    assert objective.estimate(study.ask(), trial.user_attrs["settings"]) == pytest.approx(
+        trial.user_attrs["cost"]["seconds"] / (3 * 60) * (60 + 280) * 3
+    ), "a trial's estimate counts its screen and its training on every text"
+
+
+def test_no_screening_for_students_or_under_cross_validation(data_file: Path, tmp_path: Path) -> None:
+    tuned = config(data_file, tmp_path / "run", trials=1, screen=60)
+    data = load_data(tuned.data, seed=tuned.seed)
+    subset = stratified_sample(data.train, 60, tuned.seed)
+    folds = [(data.train, data.val)]
+    assert Objective(tuned, search_space(tuned), data, folds=folds, screen=subset).screen is None
+
+
+def run_cli(cli: Cli, data: Path, out: Path, *flags: str) -> CliResult:
+    settings = out.parent / "space.yaml"
+    settings.write_text(yaml.safe_dump({"space": SPACE}), encoding="utf-8")
+    return cli("tune", "--data", str(data), "--model", "bag", "--config", str(settings), "--out", str(out), *flags)
+
+
+def test_the_command_says_what_it_screens_and_counts_the_screened_out(
+    cli: Cli, data_file: Path, tmp_path: Path
+) -> None:
+    found = run_cli(cli, data_file, tmp_path / "run", "--trials", "8", "--screen", "60", "--sampler", "random")
+    assert found.code == 0, found.err
+    assert "every trial trains first on 60 of the 280 training texts" in found.out
+    assert "screened" in found.out, found.out
+    assert "screened out" in (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--screen", "1"], "at least 2"),
+        (["--screen", "some"], "auto"),
+        (["--screen", "280"], "does not fit the training split"),
+        (["--screen", "60", "--cv", "3"], "Drop --screen, or drop --cv"),
+    ],
+)
+def test_bad_screens_are_refused_on_one_line(
+    cli: Cli, data_file: Path, tmp_path: Path, flags: list[str], says: str
+) -> None:
+    found = run_cli(cli, data_file, tmp_path / "run", "--trials", "2", *flags)
+    assert found.code == 2, found.out + found.err
+    lines = found.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in found.err
+    assert says in lines[0]
