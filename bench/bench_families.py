@@ -27,6 +27,8 @@ ROWS: list[tuple[str, list[str]]] = [
     ("gpt", ["--model", "gpt"]),
     ("minilm-last_block", ["--model", "minilm", "--trainable", "last_block"]),
     ("minilm-all", ["--model", "minilm", "--trainable", "all"]),
+    # the bundled MiniLM's vectors of its word pieces in the training texts' context, frozen, under a linear layer
+    ("static", ["--model", "static"]),
 ]
 
 
@@ -73,6 +75,7 @@ def measure(name: str, flags: list[str], data_flags: list[str], texts: list[str]
         "test_texts": summary["data"]["test"],
         "predict_texts_per_second": round(prediction_speed(out, texts), 1),
         "predicted_texts": len(texts),
+        "measured": machine()["date"],
     }
 
 
@@ -104,7 +107,10 @@ def main() -> None:
     if previous.exists():  # rows not re-run this time keep their last measurement
         import json
 
-        results = json.loads(previous.read_text())["results"]
+        found = json.loads(previous.read_text())
+        results = found["results"]
+        for row in (r for rows_of in results.values() for r in rows_of):  # when each kept row was measured
+            row.setdefault("measured", found["machine"]["date"])
     with tempfile.TemporaryDirectory() as scratch:
         for dataset, (data_flags, file) in datasets(args.data_dir).items():
             if dataset not in chosen:
@@ -127,7 +133,8 @@ def main() -> None:
     lines = [
         "## Every family at its defaults, on both datasets (bench/bench_families.py)",
         "",
-        f"Measured {info['date']} on {info['cpu']}, {info['cores']} cores, torch {info['torch']}. sms: the built-in "
+        f"Measured {', '.join(sorted({r['measured'] for rs in results.values() for r in rs}))} (each row's date in "
+        f"bench/out/families.json) on {info['cpu']}, {info['cores']} cores, torch {info['torch']}. sms: the built-in "
         "dataset's default protocol (deduplicated, ham undersampled, 70/10/20, seed 123); ag: "
         "../shared/datasets/ag_news_test (7,600 texts, 4 topics) with the default 70/10/20 split, seed 123. "
         "Seconds: the whole `ajuste train` command in a new process. Predict: texts per second of `predict` "

@@ -10,8 +10,8 @@
     python bench/bench_tune.py ensemble   # one study each: its final --ensemble 5 against its best trial alone
     python bench/bench_tune.py protocols --timeout 5m  # how the final trial is chosen: val accuracy, re-scoring
                                                        # the top 3 on folds, val loss, --cv 5 (sms and ag)
-    python bench/bench_tune.py larger --default-seeds 123,1  # AG News (7,600 texts), 10m: --screen off against
-                                                             # --screen auto, in turns; which families finished
+    python bench/bench_tune.py larger --default-seeds 123,1  # AG News (7,600 texts), 10m (or --timeout): --screen
+                                                             # off against auto, in turns; which families finished
 
 Each part prints a table, writes bench/out/tune-<part>.json and its section of bench/RESULTS.md.
 """
@@ -613,7 +613,7 @@ def larger_part(data_dir: str, timeout: str, seeds: list[int]) -> None:
     into bench/out/tune-larger.json (by seed and screen)."""
     path = OUT / "tune-larger.json"
     old = json.loads(path.read_text()) if path.exists() else {}
-    rows = [r for r in old.get("rows", []) if r.get("timeout") == timeout]
+    rows = list(old.get("rows", []))
     data = ENSEMBLE_DATA["ag"](data_dir)
     for seed in seeds:
         for screen in SCREENS:
@@ -643,25 +643,29 @@ def larger_part(data_dir: str, timeout: str, seeds: list[int]) -> None:
                 f"{pct(row['test'])}  finished/run: {done}",
                 flush=True,
             )
-            rows = [r for r in rows if (r["seed"], r["screen"]) != (seed, screen)] + [row]
+            slot = (timeout, seed, screen)
+            rows = [r for r in rows if (r["timeout"], r["seed"], r["screen"]) != slot] + [row]
             write_json("tune-larger", {"machine": machine(), "rows": rows})
     info = machine()
     lines = [
-        f"## Search on larger data: screening on a subset (bench/bench_tune.py larger, {timeout})",
+        "## Search on larger data: screening on a subset (bench/bench_tune.py larger)",
         "",
-        f"{_machine_line(info)} `ajuste tune --data ag_news_test.csv --timeout {timeout}` (../shared/datasets/"
+        f"{_machine_line(info)} `ajuste tune --data ag_news_test.csv --timeout T` (../shared/datasets/"
         "ag_news_test: 7,600 texts, 4 topics; default split, 5,320 training and 760 validation texts), default "
         "families, portfolio and settings, with `--screen off` and with the default `--screen auto` (every trial "
         "first on a stratified quarter of the training texts, 1,330), the two run in turns. Per cohort: trials "
         "that count — finished on every text / screened out / stopped by the time budget / pruned. Seconds: the "
         "whole command. Test accuracy of the final model (95% interval), tested once.",
         "",
-        "| seed | --screen | seconds | linear | bag | gpt | minilm last_block | minilm all | other trials | chosen "
-        "| val acc | test acc (95% interval) |",
-        "| ---: | --- | ---: | --- | --- | --- | --- | --- | --- | --- | ---: | --- |",
+        "| T | seed | --screen | seconds | linear | bag | gpt | minilm last_block | minilm all | other trials "
+        "| chosen | val acc | test acc (95% interval) |",
+        "| --- | ---: | --- | ---: | --- | --- | --- | --- | --- | --- | --- | ---: | --- |",
     ]
     main_cohorts = ("linear", "bag", "gpt", "minilm last_block", "minilm all")
-    for r in sorted(rows, key=lambda r: (r["seed"], SCREENS.index(r["screen"]))):
+    from ajuste.search.settings import parse_duration
+
+    order = {value: index for index, value in enumerate(sorted({r["timeout"] for r in rows}, key=parse_duration))}
+    for r in sorted(rows, key=lambda r: (order[r["timeout"]], r["seed"], SCREENS.index(r["screen"]))):
         cells = []
         for name in main_cohorts:
             c = r["cohorts"].get(name)
@@ -671,7 +675,9 @@ def larger_part(data_dir: str, timeout: str, seeds: list[int]) -> None:
         other = sum(c["trials"] for name, c in r["cohorts"].items() if name not in main_cohorts)
         low, high = r["test_ci95"]
         lines.append(
-            f"| {r['seed']} | {r['screen']} | {r['seconds']:.0f} | " + " | ".join(cells) + f" | {other} | "
+            f"| {r['timeout']} | {r['seed']} | {r['screen']} | {r['seconds']:.0f} | "
+            + " | ".join(cells)
+            + f" | {other} | "
             f"{r['chosen']} | {pct(r['val'])} | {pct(r['test'])} ({pct(low)}–{pct(high)}) |"
         )
     update_results("tune-larger", "\n".join(lines))

@@ -218,3 +218,35 @@ def test_rescore_keeps_back_the_time_its_folds_will_take(tmp_path: Path) -> None
         objective._afford(study.ask(), {**BAG, "model.embed_dim": 128})  # estimated far above the 500 s left
     without = Objective(validate(TuneConfig, {**values, "tune": {"timeout": 600}}), search_space(tuned), data)
     assert without.reserved(study) == 0.0
+
+
+def test_what_a_trial_computes_once_for_the_cache_is_left_out_of_its_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from ajuste import cache
+    from ajuste.models.boundary import BoundaryStates
+
+    texts, labels = make_texts(60, seed=3)
+    values = {
+        "data": {"path": str(write_csv(tmp_path / "data.csv", texts, labels))},
+        "model": {"family": "bag"},
+        "train": {"epochs": 1},
+        "tune": {"trials": 2},
+    }
+    tuned = validate(TuneConfig, values)
+    objective = Objective(tuned, search_space(tuned), load_data(tuned.data, seed=tuned.seed))
+    train = Objective._train
+    fills = iter([1000.0, 0.0])  # the first trial fills the cache (as a pretrained model's frozen layers would)
+
+    def filling(self: Objective, trial: optuna.Trial, values: dict[str, Any], reporter: Any) -> float:
+        cache.put(f"test-{trial.number}", BoundaryStates(torch.zeros(1, 1)), {}, seconds=next(fills))
+        return train(self, trial, values, reporter)
+
+    monkeypatch.setattr(Objective, "_train", filling)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=2)
+    first, second = (t.user_attrs for t in study.trials)
+    assert first["seconds"] > 0 and first["cost"]["seconds"] == 0.0, "1000 s of cache filling are not its cost"
+    assert second["cost"]["seconds"] == pytest.approx(second["seconds"], abs=0.01)

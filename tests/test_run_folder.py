@@ -84,7 +84,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Source, ajuste.R
 
 
 def without_seconds(history: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in history["epochs"]]
+    return [{k: v for k, v in row.items() if not k.startswith("seconds")} for row in history["epochs"]]
 
 
 def read(run_dir: Path, name: str) -> Any:

@@ -201,3 +201,12 @@ def test_bad_screens_are_refused_on_one_line(
     lines = found.err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in found.err
     assert says in lines[0]
+
+
+def test_a_screen_s_estimate_scales_its_training_and_not_its_validation() -> None:
+    from ajuste.search.objective import _scaled
+
+    rows = [{"epoch": e, "screen": 60, "seconds": 2.0, "seconds_validating": 0.5} for e in (1, 2, 3)]
+    # 7 s in all: 1 s before the epochs, 4.5 s training, 1.5 s validating; 4 times the texts
+    assert _scaled(rows, 7.0, 4.0) == pytest.approx((7.0 - 1.5) * 4 + 1.5)
+    assert _scaled([{**row, "screen": None} for row in rows], 7.0, 4.0) == 28.0, "rows of no screen: all scales"

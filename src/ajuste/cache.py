@@ -39,6 +39,7 @@ __all__ = [
     "clear",
     "disk_cap",
     "entries",
+    "filling_seconds",
     "fingerprint_modules",
     "fingerprint_sequences",
     "fingerprint_texts",
@@ -57,6 +58,8 @@ _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*$", re.I)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 _memory: OrderedDict[str, BoundaryStates] = OrderedDict()
+#: Seconds this process spent computing what it put in the cache (see :func:`filling_seconds`).
+_filled = 0.0
 
 
 @dataclass(frozen=True)
@@ -162,8 +165,17 @@ def get(key: str) -> BoundaryStates | None:
     return states
 
 
-def put(key: str, states: BoundaryStates, meta: dict[str, Any]) -> None:
-    """Keep ``states`` in memory and, within the size cap, on disk. Never fails the run it serves."""
+def filling_seconds() -> float:
+    """Seconds this process has spent computing the entries it put in the cache (as their callers timed them): a
+    one-time cost that a search leaves out of what a trial costs, since the next trial of its kind reads them."""
+    return _filled
+
+
+def put(key: str, states: BoundaryStates, meta: dict[str, Any], *, seconds: float = 0.0) -> None:
+    """Keep ``states`` (computed in ``seconds``) in memory and, within the size cap, on disk. Never fails the run
+    it serves."""
+    global _filled
+    _filled += seconds
     _remember(key, states)
     cap = disk_cap()
     if states.nbytes > cap:

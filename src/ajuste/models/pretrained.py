@@ -430,8 +430,9 @@ class PretrainedFamily(Family):
             "transformers": parts["transformers"],
             "texts": len(sequences),
         }
-        cache.put(key, states, meta)
-        log.info("frozen layers: %d texts computed in %.1f s (%s)", len(sequences), time.perf_counter() - started, key)
+        seconds = time.perf_counter() - started
+        cache.put(key, states, meta, seconds=seconds)
+        log.info("frozen layers: %d texts computed in %.1f s (%s)", len(sequences), seconds, key)
         return states
 
     def _checkpoint_fingerprint(self, module: BackboneClassifier) -> str:

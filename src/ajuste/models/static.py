@@ -205,8 +205,10 @@ def _cached_vectors(encoder: Encoder, texts: Sequence[str], pieces: int) -> np.n
         return found.values.numpy()
     started = time.perf_counter()
     vectors = piece_vectors(encoder, texts, pieces)
-    log.info("piece vectors of %s over %d texts in %.1f s", encoder.source, len(texts), time.perf_counter() - started)
-    cache.put(key, BoundaryStates(torch.from_numpy(vectors)), {"kind": "piece vectors", "encoder": encoder.source})
+    seconds = time.perf_counter() - started
+    log.info("piece vectors of %s over %d texts in %.1f s", encoder.source, len(texts), seconds)
+    meta = {"kind": "piece vectors", "encoder": encoder.source}
+    cache.put(key, BoundaryStates(torch.from_numpy(vectors)), meta, seconds=seconds)
     return vectors
 
 

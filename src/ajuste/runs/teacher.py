@@ -146,5 +146,5 @@ class Teacher:
         probabilities = np.concatenate(parts) if parts else np.zeros((0, len(self.labels)), dtype=np.float32)
         seconds = time.perf_counter() - started
         meta = {"kind": "teacher probabilities", "teacher": str(self.folder.path), "texts": len(texts)}
-        cache.put(key, BoundaryStates(torch.from_numpy(probabilities.copy())), meta)
+        cache.put(key, BoundaryStates(torch.from_numpy(probabilities.copy())), meta, seconds=seconds)
         return TeacherOutput(probabilities.astype(np.float64), cached=False, seconds=seconds)

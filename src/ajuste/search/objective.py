@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 
+from ajuste import cache
 from ajuste.data.dataset import TextDataset
 from ajuste.data.prepare import PreparedData
 from ajuste.errors import AjusteError, TrainingError
@@ -201,6 +202,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         started = time.perf_counter()
+        filled = cache.filling_seconds()
         if self.worker is not None:
             trial.set_user_attr("worker", self.worker)
             self._claim(trial)
@@ -231,8 +233,10 @@ class Objective:
             seconds = time.perf_counter() - started
             trial.set_user_attr("history", reporter.rows)
             trial.set_user_attr("seconds", round(seconds, 3))
-            if reporter.text_epochs:  # what it cost per text and epoch, for the estimates of later trials
-                trial.set_user_attr("cost", {"text_epochs": reporter.text_epochs, "seconds": seconds})
+            if reporter.text_epochs:  # what it cost per text and epoch, for the estimates of later trials: not
+                # the frozen layers' states or piece vectors it computed once for the cache, which they will read
+                work = max(seconds - (cache.filling_seconds() - filled), 0.0)
+                trial.set_user_attr("cost", {"text_epochs": reporter.text_epochs, "seconds": work})
 
     def _texts_per_fit(self) -> int:
         if self.folds is not None:
@@ -379,7 +383,7 @@ class Objective:
             raise optuna.TrialPruned(reason)
         if self.deadline is None or not self._completed():
             return
-        whole = (time.perf_counter() - started) * len(self.data.train) / len(screen)
+        whole = _scaled(reporter.rows, time.perf_counter() - started, len(self.data.train) / len(screen))
         left = self.deadline - self.reserve - time.perf_counter()
         if whole > left:
             reason = (
@@ -499,6 +503,15 @@ class Objective:
             return True
         maximize = self.config.tune.direction == "maximize"
         return ranking(value, loss, number, maximize) < ranking(best.value, best.loss, best.number, maximize)
+
+
+def _scaled(rows: list[dict[str, Any]], seconds: float, factor: float) -> float:
+    """The seconds that a screen which took ``seconds`` (its epoch ``rows`` among ``rows``) would take on ``factor``
+    times as many training texts: its epochs' training and what came before them (the model, the texts' tokens)
+    scale with the texts; its validation passes, over the same validation texts, do not."""
+    screen = [row for row in rows if row.get("screen")]
+    validating = sum(float(row.get("seconds_validating") or 0.0) for row in screen)
+    return max(seconds - validating, 0.0) * factor + validating
 
 
 def _first_line(exc: BaseException) -> str:

@@ -141,7 +141,7 @@ class ProgressBar(Callback):
         shown = "  ".join(
             f"{key} {value:.4f}"
             for key, value in logs.items()
-            if key not in ("epoch", "seconds", "lr") and isinstance(value, float)
+            if key not in ("epoch", "seconds", "seconds_validating", "lr") and isinstance(value, float)
         )
         self._progress.console.print(f"epoch {epoch}/{self._epochs}  {shown}  {logs['seconds']:.1f}s")
 

@@ -132,7 +132,9 @@ def run_training(
             callback.on_epoch_begin(epoch, {})
         row: dict[str, Any] = {"epoch": epoch, **step(epoch)}
         if val is not None and len(val):
+            validating = time.perf_counter()
             row.update(_validate(module, val, num_labels, plan.precision))
+            row["seconds_validating"] = time.perf_counter() - validating
         if step.lr is not None:
             row["lr"] = step.lr
         row["seconds"] = time.perf_counter() - started
