@@ -208,5 +208,20 @@ def test_a_screen_s_estimate_scales_its_training_and_not_its_validation() -> Non
 
     rows = [{"epoch": e, "screen": 60, "seconds": 2.0, "seconds_validating": 0.5} for e in (1, 2, 3)]
     # 7 s in all: 1 s before the epochs, 4.5 s training, 1.5 s validating; 4 times the texts
-    assert _scaled(rows, 7.0, 4.0) == pytest.approx((7.0 - 1.5) * 4 + 1.5)
-    assert _scaled([{**row, "screen": None} for row in rows], 7.0, 4.0) == 28.0, "rows of no screen: all scales"
+    assert _scaled(rows, 7.0, 4.0, 3) == pytest.approx((7.0 - 1.5) * 4 + 1.5)
+    # early stopping ended the screen after 3 of 10 planned epochs: the full run is costed for all 10
+    assert _scaled(rows, 7.0, 4.0, 10) == pytest.approx(1.0 * 4 + 10 * (1.5 * 4 + 0.5))
+    assert _scaled([{**row, "screen": None} for row in rows], 7.0, 4.0, 3) == 28.0, "no screen rows: all scales"
+
+
+def test_yaml_s_unquoted_off_and_on_mean_off_and_auto() -> None:
+    assert TuneSettings(screen=False).screen == "off"
+    assert TuneSettings(screen=True).screen == "auto"
+
+
+def test_a_queued_copy_of_a_dead_worker_s_trial_is_not_ranked_twice() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(screened(0.9))
+    study.add_trial(screened(0.5))
+    study.enqueue_trial({"x": 0.5}, user_attrs={SCREEN: {"texts": 60, "value": 0.9, "loss": 0.5, "epoch": 3}})
+    assert screen_rank(study, 1, 60) == (2, 2), "the waiting copy does not count"

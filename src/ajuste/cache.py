@@ -175,8 +175,9 @@ def put(key: str, states: BoundaryStates, meta: dict[str, Any], *, seconds: floa
     """Keep ``states`` (computed in ``seconds``) in memory and, within the size cap, on disk. Never fails the run
     it serves."""
     global _filled
-    _filled += seconds
     _remember(key, states)
+    if key in _memory:  # kept: the next reader is spared the computation (an entry over the cap is not)
+        _filled += seconds
     cap = disk_cap()
     if states.nbytes > cap:
         if cap:

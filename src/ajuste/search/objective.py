@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from ajuste import cache
 from ajuste.data.dataset import TextDataset
@@ -302,7 +303,7 @@ class Objective:
             return 0.0
         done = study.user_attrs.get(RESCORED) or {}
         pool = ensemble.candidates(study, size)[:size]
-        seconds = (float(t.user_attrs.get("seconds") or 0.0) for t in pool if str(t.number) not in done)
+        seconds = (_unscreened_seconds(t) for t in pool if str(t.number) not in done)
         return len(self.rescore_folds) * sum(seconds)
 
     def _claim(self, trial: optuna.Trial) -> None:
@@ -366,9 +367,16 @@ class Objective:
             reporter.screening = None
         value = float(row[f"val_{self.metric}"])
         loss = float(row.get("val_loss", math.inf))
+        took = time.perf_counter() - started
         trial.set_user_attr(
             SCREEN,
-            {"texts": len(screen), "value": value, "loss": loss if math.isfinite(loss) else None, "epoch": epoch},
+            {
+                "texts": len(screen),
+                "value": value,
+                "loss": loss if math.isfinite(loss) else None,
+                "epoch": epoch,
+                "seconds": round(took, 3),
+            },
         )
         trial.report(value, 0)
         rank, screened = screen_rank(trial.study, trial.number, len(screen))
@@ -383,7 +391,7 @@ class Objective:
             raise optuna.TrialPruned(reason)
         if self.deadline is None or not self._completed():
             return
-        whole = _scaled(reporter.rows, time.perf_counter() - started, len(self.data.train) / len(screen))
+        whole = _scaled(reporter.rows, took, len(self.data.train) / len(screen), reporter.epochs or 1)
         left = self.deadline - self.reserve - time.perf_counter()
         if whole > left:
             reason = (
@@ -505,13 +513,25 @@ class Objective:
         return ranking(value, loss, number, maximize) < ranking(best.value, best.loss, best.number, maximize)
 
 
-def _scaled(rows: list[dict[str, Any]], seconds: float, factor: float) -> float:
+def _unscreened_seconds(trial: FrozenTrial) -> float:
+    """The seconds a trial took, less its screen's (re-scoring trains it on folds, without a screen)."""
+    screen = trial.user_attrs.get(SCREEN) or {}
+    return max(float(trial.user_attrs.get("seconds") or 0.0) - float(screen.get("seconds") or 0.0), 0.0)
+
+
+def _scaled(rows: list[dict[str, Any]], seconds: float, factor: float, planned: int) -> float:
     """The seconds that a screen which took ``seconds`` (its epoch ``rows`` among ``rows``) would take on ``factor``
-    times as many training texts: its epochs' training and what came before them (the model, the texts' tokens)
-    scale with the texts; its validation passes, over the same validation texts, do not."""
+    times as many training texts for all ``planned`` epochs (early stopping may have ended the screen sooner): what
+    came before the epochs (the model, the texts' tokens) and each epoch's training scale with the texts; each
+    epoch's validation pass, over the same validation texts, does not."""
     screen = [row for row in rows if row.get("screen")]
+    if not screen:
+        return seconds * factor
+    epochs = sum(float(row.get("seconds") or 0.0) for row in screen)
     validating = sum(float(row.get("seconds_validating") or 0.0) for row in screen)
-    return max(seconds - validating, 0.0) * factor + validating
+    before = max(seconds - epochs, 0.0)
+    per_epoch = (max(epochs - validating, 0.0) * factor + validating) / len(screen)
+    return before * factor + per_epoch * max(planned, len(screen))
 
 
 def _first_line(exc: BaseException) -> str:

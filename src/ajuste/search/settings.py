@@ -141,6 +141,8 @@ class TuneSettings(BaseModel):
     @field_validator("screen", mode="before")
     @classmethod
     def _screen(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML reads an unquoted off/on as a boolean
+            return "auto" if value else "off"
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         if isinstance(value, int) and not isinstance(value, bool) and value < 2:

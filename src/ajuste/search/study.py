@@ -243,12 +243,16 @@ def max_epochs(space: SearchSpace) -> int:
 def screen_rank(study: optuna.Study, number: int, texts: int) -> tuple[int, int]:
     """Where trial ``number``'s screen ranks among the study's screens on ``texts`` training texts so far (by
     :func:`~ajuste.search.study.ranking`; 1 is the best), and how many there are. Interrupted trials, which run
-    again, are left out."""
+    again, are left out, and so are a dead worker's trials and the queued copies that run them again."""
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    trials = study.get_trials(deepcopy=False)
+    again = retried(trials)
     keys = {}
-    for other in study.get_trials(deepcopy=False):
+    for other in trials:
         found = other.user_attrs.get(SCREEN)
         if not found or found.get("texts") != texts or other.user_attrs.get("interrupted"):
+            continue
+        if other.number in again or other.state == TrialState.WAITING:  # a dead worker's trial, or its copy
             continue
         loss = found.get("loss")
         keys[other.number] = ranking(
