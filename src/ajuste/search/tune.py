@@ -410,7 +410,7 @@ def run_tune(
         student = _students(config, space, data)
         folds = cv_folds(data.train_and_val(), config.tune.cv, config.seed) if config.tune.cv else None
         rescore = cv_folds(data.train_and_val(), RESCORE_FOLDS, config.seed) if config.tune.rescore else None
-        screen = _screen(config, data) if student is None and folds is None else None
+        screen = _screen(config, data) if student is None else None  # (none under cv: see screen_size)
         info = _open_search(folder, config, overwrite)
         url = config.tune.storage or folder.storage_url(info)  # the given URL: its password is never recorded
         study, recovered, worker = _open_study(folder, info, config, space, url, data, student)
