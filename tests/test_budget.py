@@ -148,6 +148,25 @@ def test_a_trial_that_fits_is_started_and_the_estimate_follows_texts_and_epochs(
     assert estimate == pytest.approx(1e-6 * len(objective.data.train) * 4)
 
 
+def test_the_estimate_scales_training_with_the_texts_and_validation_with_the_epochs_alone(
+    objective: Objective,
+) -> None:
+    study = optuna.create_study(direction="maximize")
+    # 100 texts x 3 epochs of training took 3 s; its 3 validation passes took 30 s
+    cost = {"text_epochs": 300, "seconds": 3.0, "validating": 30.0, "validations": 3}
+    study.add_trial(finished({**BAG, "train.epochs": 3}, [0.9], cost=cost))
+    texts = len(objective.data.train)
+    estimate = objective.estimate(study.ask(), {**BAG, "train.epochs": 4})
+    assert estimate == pytest.approx(0.01 * texts * 4 + 10.0 * 4), "4 epochs on every text, 4 passes of 10 s"
+    objective.screen = objective.data.train
+    screened = objective.estimate(study.ask(), {**BAG, "train.epochs": 4})
+    assert screened == pytest.approx(0.01 * 2 * texts * 4 + 10.0 * 8), "a screen's epochs validate too"
+    older = optuna.create_study(direction="maximize")  # recorded before validation was counted apart
+    older.add_trial(finished({**BAG, "train.epochs": 3}, [0.9], cost={"text_epochs": 300, "seconds": 33.0}))
+    objective.screen = None
+    assert objective.estimate(older.ask(), {**BAG, "train.epochs": 4}) == pytest.approx(0.11 * texts * 4)
+
+
 def test_when_nothing_fits_any_more_the_search_ends(objective: Objective) -> None:
     study = study_with_cost(10.0)
     objective.deadline = time.perf_counter() + 60
@@ -249,4 +268,6 @@ def test_what_a_trial_computes_once_for_the_cache_is_left_out_of_its_cost(
     study.optimize(objective, n_trials=2)
     first, second = (t.user_attrs for t in study.trials)
     assert first["seconds"] > 0 and first["cost"]["seconds"] == 0.0, "1000 s of cache filling are not its cost"
-    assert second["cost"]["seconds"] == pytest.approx(second["seconds"], abs=0.01)
+    work = second["cost"]["seconds"] + second["cost"]["validating"]
+    assert work == pytest.approx(second["seconds"], abs=0.01), "its training and its validation passes"
+    assert second["cost"]["validations"] == 1

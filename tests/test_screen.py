@@ -155,9 +155,10 @@ def test_a_screened_trial_that_cannot_finish_on_every_text_in_the_time_left_stop
     trial = study.trials[0]
     assert trial.state == TrialState.PRUNED and not screened_out(trial)
     assert "screened in" in trial.user_attrs["stopped"] and "of the time budget left" in trial.user_attrs["stopped"]
+    cost = trial.user_attrs["cost"]
     assert objective.estimate(study.ask(), trial.user_attrs["settings"]) == pytest.approx(
-        trial.user_attrs["cost"]["seconds"] / (3 * 60) * (60 + 280) * 3
-    ), "a trial's estimate counts its screen and its training on every text"
+        cost["seconds"] / (3 * 60) * (60 + 280) * 3 + cost["validating"] / 3 * 6
+    ), "a trial's estimate counts its screen and its training on every text, and the validation passes of both"
 
 
 def test_no_screening_for_students_or_under_cross_validation(data_file: Path, tmp_path: Path) -> None:

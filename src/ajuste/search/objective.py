@@ -108,6 +108,9 @@ class TrialReporter(Callback):
         #: Texts in the training set being fitted, and texts times epochs trained so far (the trial's work).
         self.texts = 0
         self.text_epochs = 0
+        #: Seconds spent on validation passes, and how many there were (one per epoch; each over the same texts).
+        self.validating = 0.0
+        self.validations = 0
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
         self.epochs = int(logs["epochs"]) if "epochs" in logs else None
@@ -120,6 +123,9 @@ class TrialReporter(Callback):
             row["screen"] = self.screening
         self.rows.append(row)
         self.text_epochs += self.texts
+        if "seconds_validating" in row:
+            self.validating += float(row["seconds_validating"])
+            self.validations += 1
         if self.screening is not None and epoch != self.epochs:
             self._stop_if_out_of_time("epoch", epoch)
         value = logs.get(self.monitor)
@@ -234,10 +240,14 @@ class Objective:
             seconds = time.perf_counter() - started
             trial.set_user_attr("history", reporter.rows)
             trial.set_user_attr("seconds", round(seconds, 3))
-            if reporter.text_epochs:  # what it cost per text and epoch, for the estimates of later trials: not
-                # the frozen layers' states or piece vectors it computed once for the cache, which they will read
-                work = max(seconds - (cache.filling_seconds() - filled), 0.0)
-                trial.set_user_attr("cost", {"text_epochs": reporter.text_epochs, "seconds": work})
+            if reporter.text_epochs:  # what it cost, for the estimates of later trials: its training per text and
+                # epoch, and each validation pass (over the validation texts, whatever it trained on); not the
+                # frozen layers' states or piece vectors it computed once for the cache, which they will read
+                work = max(seconds - (cache.filling_seconds() - filled) - reporter.validating, 0.0)
+                cost = {"text_epochs": reporter.text_epochs, "seconds": work}
+                if reporter.validations:
+                    cost |= {"validating": reporter.validating, "validations": reporter.validations}
+                trial.set_user_attr("cost", cost)
 
     def _texts_per_fit(self) -> int:
         if self.folds is not None:
@@ -245,22 +255,30 @@ class Objective:
         return len(self.student.train if self.student else self.data.train)
 
     def estimate(self, trial: optuna.Trial, values: Mapping[str, Any]) -> float | None:
-        """Seconds the trial will take at most, from the seconds per text and epoch of the earlier trials of its
-        :func:`~ajuste.search.study.cohort` (their median), the texts it trains on (its screen's too) and its
-        epochs (every fold's under cross-validation); None before any trial of its cohort has trained."""
-        rates = [
-            float(cost["seconds"]) / float(cost["text_epochs"])
+        """Seconds the trial will take at most, from the earlier trials of its :func:`~ajuste.search.study.cohort`:
+        their seconds per text and epoch of training (median) times the texts it trains on (its screen's too) and
+        its epochs (every fold's under cross-validation), plus their seconds per validation pass (median) times
+        the passes it will make, one per epoch (and per screen epoch); the validation texts are the same whatever
+        it trains on. None before any trial of its cohort has trained."""
+        costs = [
+            cost
             for other in trial.study.get_trials(deepcopy=False)
             if (cost := other.user_attrs.get("cost")) and cohort(other) == cohort_of(values)
         ]
-        if not rates:
+        if not costs:
             return None
+        training = statistics.median(float(c["seconds"]) / float(c["text_epochs"]) for c in costs)
+        # a cost recorded before validation was counted apart holds it in its seconds: none to add for it
+        each = [float(c["validating"]) / float(c["validations"]) for c in costs if c.get("validations")]
+        validating = statistics.median(each) if each else 0.0
         model, train = trial_settings(self.config, values)
         family = make_family(model)
-        epochs = 1 if family.solver else (train.epochs or family.defaults().epochs)
-        fits = len(self.folds) if self.folds is not None else 1
-        texts = self._texts_per_fit() + (len(self.screen) if self.screen is not None else 0)
-        return statistics.median(rates) * texts * epochs * fits
+        epochs = (1 if family.solver else (train.epochs or family.defaults().epochs)) * (
+            len(self.folds) if self.folds is not None else 1
+        )
+        screen = len(self.screen) if self.screen is not None else 0
+        passes = epochs * (2 if screen else 1)
+        return training * (self._texts_per_fit() + screen) * epochs + validating * passes
 
     def _afford(self, trial: optuna.Trial, values: Mapping[str, Any]) -> None:
         """Under ``--timeout``, once a trial has completed: a trial estimated to take longer than the time left is
