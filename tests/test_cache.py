@@ -438,3 +438,20 @@ def test_lora_layers_is_checked(bert3: Path) -> None:
     names = [name for name, _ in model.module_.named_parameters() if "lora_" in name]
     adapted = {name.split(".layer.")[1].split(".")[0] for name in names}
     assert adapted == {"1", "2"}  # the last two of three blocks, none below
+
+
+@pytest.mark.parametrize(
+    ("memory", "disk", "counted"),
+    [("1GB", "1GB", True), ("1KB", "1GB", True), ("1GB", "0", True), ("1KB", "0", False)],
+)
+def test_a_fill_counts_as_one_time_work_when_the_entry_is_kept_somewhere(
+    memory: str, disk: str, counted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ajuste.models.boundary import BoundaryStates
+
+    monkeypatch.setenv("AJUSTE_CACHE_MEMORY", memory)
+    monkeypatch.setenv("AJUSTE_CACHE_SIZE", disk)
+    before = cache.filling_seconds()
+    cache.put("fill-test", BoundaryStates(torch.zeros(100, 64)), {}, seconds=5.0)  # 25.6 KB
+    assert cache.filling_seconds() - before == (5.0 if counted else 0.0)
+    assert (cache.get("fill-test") is not None) == counted, "what is counted can be read back, and only that"

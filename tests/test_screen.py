@@ -161,6 +161,44 @@ def test_a_screened_trial_that_cannot_finish_on_every_text_in_the_time_left_stop
     ), "a trial's estimate counts its screen and its training on every text, and the validation passes of both"
 
 
+def test_what_a_screen_computes_once_for_the_cache_is_not_scaled_up_to_every_text(
+    data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from ajuste import cache
+    from ajuste.models.boundary import BoundaryStates
+    from ajuste.search import objective as objective_module
+
+    class Clock:  # the search's clock, on which filling the cache takes 100 s
+        offset = 0.0
+
+        @staticmethod
+        def perf_counter() -> float:
+            return time.perf_counter() + Clock.offset
+
+    monkeypatch.setattr(objective_module, "time", Clock)
+    tuned = config(data_file, tmp_path / "run", timeout=600, screen=60)
+    data = load_data(tuned.data, seed=tuned.seed)
+    objective = Objective(tuned, search_space(tuned), data, screen=stratified_sample(data.train, 60, tuned.seed))
+    objective.completed_before = True
+    fit = Objective._fit
+
+    def filling(self: Objective, *args: Any, **kwargs: Any) -> Any:
+        if not Clock.offset:  # the screen fills the cache (the validation texts' frozen states, say)
+            Clock.offset = 100.0
+            cache.put("screen-fill", BoundaryStates(torch.zeros(1, 1)), {}, seconds=100.0)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Objective, "_fit", filling)
+    objective.deadline = Clock.perf_counter() + 300  # 100 s scaled by 280 / 60 texts would not fit; once, it does
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.user_attrs[SCREEN]["seconds"] >= 100.0
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("stopped")
+
+
 def test_no_screening_for_students_or_under_cross_validation(data_file: Path, tmp_path: Path) -> None:
     tuned = config(data_file, tmp_path / "run", trials=1, screen=60)
     data = load_data(tuned.data, seed=tuned.seed)
@@ -183,6 +221,21 @@ def test_the_command_says_what_it_screens_and_counts_the_screened_out(
     assert "every trial trains first on 60 of the 280 training texts" in found.out
     assert "screened" in found.out, found.out
     assert "screened out" in (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+
+
+def test_the_report_counts_a_screened_trial_run_again_once() -> None:
+    import re
+
+    from ajuste.search.report import _summary_section
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(screened(0.9))
+    study.add_trial(screened(0.8, interrupted=True))  # stopped by the user after its screen: it runs again
+    study.add_trial(screened(0.8))  # its second run
+    html = _summary_section(study, study.get_trials(), [], "accuracy", True, {}, None)
+    row = re.search(r"Screening</th><td>([^<]*)", html)
+    assert row is not None and row.group(1).startswith("2 trials trained first on 60 training texts"), html
+    assert screen_rank(study, 2, 60)[1] == 2
 
 
 @pytest.mark.parametrize(

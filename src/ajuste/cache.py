@@ -176,13 +176,20 @@ def put(key: str, states: BoundaryStates, meta: dict[str, Any], *, seconds: floa
     it serves."""
     global _filled
     _remember(key, states)
-    if key in _memory:  # kept: the next reader is spared the computation (an entry over the cap is not)
+    kept = key in _memory
+    if _write(key, states, meta):
+        kept = True
+    if kept:  # the next reader is spared the computation (an entry over both caps is not)
         _filled += seconds
+
+
+def _write(key: str, states: BoundaryStates, meta: dict[str, Any]) -> bool:
+    """Write ``states`` to the disk cache, within its size cap; whether it was written."""
     cap = disk_cap()
     if states.nbytes > cap:
         if cap:
             log.info("boundary states of %d bytes exceed the disk cache cap: kept in memory only", states.nbytes)
-        return
+        return False
     folder = cache_dir()
     tensors = {"values": states.values.contiguous()}
     if states.offsets is not None:
@@ -201,6 +208,8 @@ def put(key: str, states: BoundaryStates, meta: dict[str, Any], *, seconds: floa
         _evict(folder, cap)
     except OSError as exc:
         log.warning("cannot write the boundary cache in %s (%s): kept in memory only", folder, exc)
+        return False
+    return True
 
 
 def _meta(handle: Any) -> dict[str, Any]:

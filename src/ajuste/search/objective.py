@@ -378,6 +378,7 @@ class Objective:
         does); otherwise the trial is pruned, its screen's score reported at step 0. A trial screened in whose
         training on every text would not fit in the time budget left is pruned too, saying so."""
         started = time.perf_counter()
+        filled = cache.filling_seconds()
         reporter.screening = len(screen)
         try:
             _, epoch, row = self._fit(model, train, screen, self.data.val, reporter)
@@ -409,7 +410,9 @@ class Objective:
             raise optuna.TrialPruned(reason)
         if self.deadline is None or not self._completed():
             return
-        whole = _scaled(reporter.rows, took, len(self.data.train) / len(screen), reporter.epochs or 1)
+        # what it computed once for the cache (the validation texts' frozen states among them) is not computed again
+        work = max(took - (cache.filling_seconds() - filled), 0.0)
+        whole = _scaled(reporter.rows, work, len(self.data.train) / len(screen), reporter.epochs or 1)
         left = self.deadline - self.reserve - time.perf_counter()
         if whole > left:
             reason = (

@@ -34,7 +34,7 @@ from ajuste.atomic import write_text
 from ajuste.errors import RunFolderError
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import EnsembleRecord, RescoreRecord, SearchRecord
-from ajuste.search.study import SCREEN, FamilyShare, by_family, screened_out
+from ajuste.search.study import SCREEN, FamilyShare, by_family, counts_towards_budget, retried, screened_out
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -566,7 +566,8 @@ def _summary_section(
         ("Trials", f"{len(trials)} in all: {_e(count_text)}"),
         ("Total trial time", _e(_fmt_seconds(total)) + " (finished and failed trials)"),
     ]
-    screens = [t for t in trials if isinstance(t.user_attrs.get(SCREEN), Mapping)]
+    again = retried(trials)  # a trial run again, and a dead worker's trial, are counted once, as in by_family
+    screens = [t for t in trials if isinstance(t.user_attrs.get(SCREEN), Mapping) and counts_towards_budget(t, again)]
     if screens:
         size = screens[-1].user_attrs[SCREEN].get("texts")
         out = sum(1 for t in screens if screened_out(t))
@@ -575,7 +576,7 @@ def _summary_section(
                 "Screening",
                 _e(
                     f"{len(screens)} trials trained first on {size} training texts; {out} of them were screened "
-                    "out there (the others ranked in the better half of the screens so far)"
+                    "out there (they ranked outside the better half of the screens so far)"
                 ),
             )
         )
