@@ -743,3 +743,118 @@ def test_the_memory_estimate_counts_the_parameters_a_model_really_has(family: st
         gpt.fit_preprocessing(texts)
         module, estimate = gpt.build(3), gpt.parameter_count(3)
     assert count_parameters(module)[1] == estimate
+
+
+@pytest.mark.parametrize(("seed", "says"), [("-5", "must be >= 0"), ("99999999999999999999999", "must be <=")])
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_a_seed_out_of_range_is_one_line(cli: Cli, csv_file: Path, out: Path, command: str, seed: str, says: str):
+    model = ("--model", "bag", "--epochs", "1", "--trials", "1") if command == "tune" else TINY_BAG
+    said = user_error(cli(command, "--data", str(csv_file), *model, f"--seed={seed}", "--out", str(out)))
+    assert "seed" in said and says in said
+    assert_nothing_written(out)
+
+
+def test_a_bag_s_numpy_prediction_refuses_a_batch_size_below_one(cli: Cli, trained_run: Path) -> None:
+    assert "batch_size must be at least 1" in user_error(cli("predict", str(trained_run), "hi", "--batch-size", "0"))
+
+
+def test_an_unlabeled_column_without_an_unlabeled_file_is_one_line(cli: Cli, trained_run: Path, out: Path) -> None:
+    said = user_error(cli("distill", str(trained_run), "--epochs", "1", "--unlabeled-col", "text", "--out", str(out)))
+    assert "unlabeled_col" in said and "no unlabeled file" in said
+    assert_nothing_written(out)
+
+
+def test_a_damaged_idf_file_of_a_linear_run_is_one_line(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "linear"
+    assert cli("train", "--data", str(csv_file), "--model", "linear", "--out", str(run)).code == 0
+    (run / "model" / "idf.safetensors").write_bytes(b"")
+    said = user_error(cli("predict", str(run), "hi"))
+    assert "idf.safetensors is damaged" in said
+
+
+def test_a_damaged_study_database_is_one_line(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "search"
+    tune = ("tune", "--data", str(csv_file), "--model", "bag", "--epochs", "1", "--trials", "1", "--out", str(run))
+    assert cli(*tune).code == 0
+    (run / "study.db").write_bytes(b"garbage, not a database")
+    for result in (cli("report", str(run)), cli(*tune)):
+        said = user_error(result)
+        assert "study.db is damaged" in said and "--overwrite" in said
+    (run / "study.db").unlink()
+    said = user_error(cli(*tune))
+    assert "lost its study" in said and "study.db is missing" in said
+
+
+@pytest.mark.parametrize("journal", ["missing/folder/j.log", "a-folder", "garbage.log"])
+def test_a_journal_that_cannot_be_used_is_one_line_and_leaves_no_search(
+    cli: Cli, csv_file: Path, tmp_path: Path, out: Path, journal: str
+) -> None:
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "garbage.log").write_text("garbage\n", encoding="utf-8")
+    storage = f"journal:{tmp_path / journal}"
+    said = user_error(
+        cli(
+            "tune",
+            "--data",
+            str(csv_file),
+            "--model",
+            "bag",
+            "--epochs",
+            "1",
+            "--trials",
+            "1",
+            "--storage",
+            storage,
+            "--out",
+            str(out),
+        )
+    )
+    assert "cannot use the journal file" in said
+    assert_nothing_written(out)
+
+
+def test_an_unknown_key_of_the_tune_section_lists_the_known_ones(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    config = tmp_path / "search.yaml"
+    config.write_text(f"data: {{path: {csv_file}}}\ntune: {{trials: 1, bogus: 1}}\n", encoding="utf-8")
+    said = user_error(cli("tune", "--config", str(config), "--out", str(tmp_path / "search")))
+    assert "tune.bogus: unknown setting; known: " in said and "trials" in said and "sampler" in said
+
+
+def test_a_hub_id_one_typo_from_a_family_is_named_in_the_fix() -> None:
+    from ajuste.models.pretrained import _near_family
+
+    assert _near_family("bagg") == "bag" and _near_family("MiniLM") == "minilm"
+    assert _near_family("nonesuch") is None
+
+
+def test_a_validation_file_holding_every_training_text_is_one_line(cli: Cli, csv_file: Path, out: Path) -> None:
+    said = user_error(cli("train", "--data", str(csv_file), "--val-data", str(csv_file), *TINY_BAG, "--out", str(out)))
+    assert "every training text is also in the validation file" in said
+    assert_nothing_written(out)
+
+
+def test_a_misspelt_data_key_is_named_rather_than_no_data(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data: {{pth: {csv_file}}}\nmodel: {{family: bag}}\n", encoding="utf-8")
+    said = user_error(cli("train", "--config", str(config), "--out", str(tmp_path / "run")))
+    assert "data.pth: unknown setting" in said and "'path'" in said
+
+
+def test_a_csv_header_naming_a_column_twice_is_one_line(cli: Cli, tmp_path: Path, out: Path) -> None:
+    data = tmp_path / "twice.csv"
+    data.write_text("text,text,label\n" + "".join(f"a{i},b{i},{'xy'[i % 2]}\n" for i in range(20)), encoding="utf-8")
+    said = user_error(cli("train", "--data", str(data), *TINY_BAG, "--out", str(out)))
+    assert "names a column more than once" in said and "'text'" in said
+    assert_nothing_written(out)
+
+
+def test_a_flag_that_needs_distill_from_says_so_in_the_singular(cli: Cli, csv_file: Path, out: Path) -> None:
+    said = user_error(cli("tune", "--data", str(csv_file), "--trials", "1", "--augment", "2", "--out", str(out)))
+    assert "--augment needs --distill-from" in said
+
+
+def test_a_search_refused_under_its_lock_leaves_no_folder(cli: Cli, tmp_path: Path, out: Path) -> None:
+    empty = tmp_path / "header-only.csv"
+    empty.write_text("text,label\n", encoding="utf-8")
+    user_error(cli("tune", "--data", str(empty), "--model", "bag", "--trials", "1", "--out", str(out)))
+    assert_nothing_written(out)

@@ -319,3 +319,12 @@ def test_datasets_command_human_table(cli: Callable[..., CliResult], sms_dir: Pa
     assert "sms-spam" in result.out
     assert "5,574" in result.out
     assert result.err == ""
+
+
+def test_datasets_command_says_a_named_data_dir_lacks_the_file(
+    cli: Callable[..., CliResult], isolated: Path, tmp_path: Path
+) -> None:
+    result = cli("datasets", "--data-dir", tmp_path / "nowhere")
+    assert result.code == 0
+    assert "not in" in result.out and "fetched on first use" not in result.out
+    assert sms_entry(cli("datasets", "--data-dir", tmp_path / "nowhere", "--json"))["found"] == "missing"

@@ -394,6 +394,12 @@ def test_bad_cache_settings_get_one_line(cli: Callable[..., CliResult], csv_file
     assert result.err.count("\n") == 1 and "AJUSTE_CACHE_SIZE" in result.err and "4GB" in result.err
     refused = cli("train", "--data", csv_file, "--model", "bag", "--no-cache", "--epochs", "1")
     assert refused.code == 2 and "--no-cache applies to" in refused.err
+    monkeypatch.delenv("AJUSTE_CACHE_SIZE")
+    monkeypatch.setenv("AJUSTE_CACHE_DIR", str(csv_file))
+    for action in ("list", "clear"):
+        result = cli("cache", action)
+        assert result.code == 2 and "is a file" in result.err and "AJUSTE_CACHE_DIR" in result.err
+    assert csv_file.stat().st_size > 0
 
 
 def test_threads_follow_physical_cores_or_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -298,7 +298,7 @@ def test_bad_tune_distill_flags_get_one_line(
 
 def test_distillation_flags_without_a_teacher_are_refused(cli: Cli, data_file: Path, tmp_path: Path) -> None:
     result = cli("tune", "--data", data_file, "--augment", "2", "--trials", "1", "--out", tmp_path / "t")
-    assert result.code == 2 and "need --distill-from" in result.err
+    assert result.code == 2 and "--augment needs --distill-from" in result.err
 
 
 def test_a_gpt_student_is_an_ordinary_run_that_exports(cli: Cli, teacher: Path, tmp_path: Path) -> None:

@@ -204,7 +204,7 @@ def test_export_refusals(cli: Cli, bag_run: Path, tmp_path: Path) -> None:
     assert "already exists" in one_line(cli("export", bag_run, "--out", out))
     assert cli("export", bag_run, "--out", out, "--overwrite", "-q").code == 0
     assert "already an exported model" in one_line(cli("export", out, "--out", tmp_path / "twice"))
-    assert "is the run being exported" in one_line(cli("export", bag_run, "--out", bag_run, "--overwrite"))
+    assert "which this command reads" in one_line(cli("export", bag_run, "--out", bag_run, "--overwrite"))
     assert "does not exist" in one_line(cli("export", tmp_path / "nothing"))
     assert cli("export", bag_run, "--quantize", "int4").code == 2
     assert not (tmp_path / "twice").exists()

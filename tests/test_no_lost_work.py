@@ -342,3 +342,56 @@ def test_a_fixed_training_flag_is_removed_from_the_space_and_said(cli: Cli, data
     assert all(t.user_attrs["settings"]["train.epochs"] == 1 for t in study.get_trials())
     assert result.json()["best_params"]["train.epochs"] == 1
     assert json.loads((out / "history.json").read_text(encoding="utf-8"))["epochs"].__len__() == 1
+
+
+def test_overwrite_never_replaces_what_the_command_reads(cli: Cli, data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "holds-data"
+    folder.mkdir()
+    inside = shutil.copy(data, folder / "mydata.csv")
+    said = one_line_error(cli(*train_args(Path(inside), folder, "--overwrite")))
+    assert "would replace" in said and "which this command reads" in said
+    assert Path(inside).is_file()
+    teacher = tmp_path / "teacher"
+    ok(cli(*train_args(data, teacher)))
+    for out in (teacher, teacher / "model", tmp_path):  # the teacher itself, inside it, above it
+        said = one_line_error(cli("distill", str(teacher), "--epochs", "1", "--out", str(out), "--overwrite"))
+        assert "which this command reads" in said
+    for out in (teacher / "model", tmp_path):
+        said = one_line_error(cli("export", str(teacher), "--out", str(out), "--overwrite"))
+        assert "which this command reads" in said
+    assert RunFolder(teacher).is_finished() and (teacher / "run.yaml").is_file()
+    said = one_line_error(cli(*tune_args(Path(inside), folder, "--trials", "1", "--overwrite")))
+    assert "which this command reads" in said and Path(inside).is_file()
+
+
+def test_overwrite_replaces_a_run_folder_and_never_a_folder_of_other_files(
+    cli: Cli, data: Path, tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "important.txt").write_text("keep", encoding="utf-8")
+    for args in (train_args(data, mine, "--overwrite"), tune_args(data, mine, "--trials", "1", "--overwrite")):
+        said = one_line_error(cli(*args))
+        assert "is not one" in said and "important.txt" in said
+    assert (mine / "important.txt").read_text(encoding="utf-8") == "keep"
+    run = tmp_path / "run"
+    ok(cli(*train_args(data, run)))
+    ok(cli(*train_args(data, run, "--overwrite")))  # a run folder is replaced
+    ok(cli(*tune_args(data, run, "--trials", "1", "--overwrite")))  # also by a search
+
+
+def test_an_output_inside_a_file_or_above_the_current_folder_is_one_line(
+    cli: Cli, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("precious", encoding="utf-8")
+    assert "which is a file" in one_line_error(cli(*train_args(data, plain / "sub")))
+    tune = ["tune", "--data", str(data), "--model", "bag", "--trials", "1", "--epochs", "1", "--out"]
+    assert "which is a file" in one_line_error(cli(*tune, str(plain / "sub")))
+    assert "is a file" in one_line_error(cli(*tune, str(plain), "--overwrite"))
+    assert plain.read_text(encoding="utf-8") == "precious"
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert "current folder" in one_line_error(cli(*train_args(data, Path("."), "--overwrite")))
+    assert "current folder" in one_line_error(cli(*train_args(data, tmp_path, "--overwrite")))

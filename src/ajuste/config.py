@@ -18,7 +18,7 @@ from ajuste.data.settings import DataSettings
 from ajuste.errors import ConfigError
 from ajuste.models.registry import ModelSettings
 from ajuste.models.settings import BagSettings
-from ajuste.training.settings import DistillSettings, TrainSettings
+from ajuste.training.settings import MAX_SEED, DistillSettings, TrainSettings
 from ajuste.validation import validate
 
 __all__ = ["RunConfig", "parse_config", "read_yaml"]
@@ -37,7 +37,9 @@ class RunConfig(BaseModel):
     data: DataSettings
     model: ModelSettings = Field(default_factory=BagSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
-    seed: int = Field(123, description="Seed of the split, the balancing, initialisation and shuffling.")
+    seed: int = Field(
+        123, ge=0, le=MAX_SEED, description="Seed of the split, the balancing, initialisation and shuffling."
+    )
     out: str | None = Field(None, description="Run folder to write; unset: runs/<data>-<model>-<time>.")
     distill: DistillSettings | None = Field(
         None, description="Learn from a teacher run's probabilities as well as the labels (see `ajuste distill`)."

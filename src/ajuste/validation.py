@@ -11,9 +11,9 @@ from ajuste.data.settings import DataSettings
 from ajuste.errors import ConfigError
 from ajuste.models.registry import FAMILIES, ModelSettings
 from ajuste.models.settings import FamilySettings
-from ajuste.training.settings import TrainSettings
+from ajuste.training.settings import DistillSettings, TrainSettings
 
-__all__ = ["model_settings", "validate", "validation_messages"]
+__all__ = ["model_settings", "register_section", "validate", "validation_messages"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -21,6 +21,7 @@ _SECTIONS: dict[str, list[type[BaseModel]]] = {
     "data": [DataSettings],
     "model": list(dict.fromkeys(entry.settings for entry in FAMILIES.values())),
     "train": [TrainSettings],
+    "distill": [DistillSettings],
 }
 _TOP_LEVEL = ["data", "model", "train", "seed", "out"]
 _FAMILIES: dict[str, type[BaseModel]] = {name: entry.settings for name, entry in FAMILIES.items()}
@@ -41,6 +42,12 @@ _MESSAGES = {
     "string_type": "must be a string",
     "missing": "is required",
 }
+
+
+def register_section(name: str, settings: type[BaseModel]) -> None:
+    """Name the settings class of a config's section ``name`` (a search's ``tune``), for "unknown setting"
+    messages: the package that defines it registers it, so that this module imports none of them."""
+    _SECTIONS[name] = [settings]
 
 
 def _known_at(location: tuple[str | int, ...], family: str | None = None) -> list[str]:

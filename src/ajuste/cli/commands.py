@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -416,7 +417,7 @@ def export(args: argparse.Namespace) -> int:
 
 
 def datasets(args: argparse.Namespace) -> int:
-    from ajuste.data.builtin import BUILTIN_DATASETS, dataset_status
+    from ajuste.data.builtin import BUILTIN_DATASETS, DATA_DIR_ENV, dataset_status
 
     out = _output(args)
     table = Table(box=None, pad_edge=False)
@@ -425,7 +426,13 @@ def datasets(args: argparse.Namespace) -> int:
     listed = []
     for dataset in BUILTIN_DATASETS.values():
         origin, path = dataset_status(dataset, args.data_dir)
-        where = f"{origin}: {path}" if path else "not yet downloaded (fetched on first use)"
+        explicit = args.data_dir or os.environ.get(DATA_DIR_ENV)
+        if path:
+            where = f"{origin}: {path}"
+        elif explicit:  # a data directory that was named is searched alone: nothing is downloaded then
+            where = f"not in {explicit} (expected at DIR/{dataset.relative_path().as_posix()})"
+        else:
+            where = "not yet downloaded (fetched on first use)"
         table.add_row(dataset.name, f"{dataset.rows:,}", where, dataset.description)
         listed.append(
             {
@@ -456,6 +463,11 @@ def cache(args: argparse.Namespace) -> int:
 
     out = _output(args)
     folder, cap = store.cache_dir(), store.disk_cap()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"the cache folder {folder} is a file",
+            fix="Point AJUSTE_CACHE_DIR at a folder (or unset it for the default).",
+        )
     if args.action == "clear":
         removed, freed = store.clear()
         out.say(f"removed {removed} cache files ({_size(freed)}) from [bold]{folder}[/]")

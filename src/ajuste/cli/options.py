@@ -332,6 +332,8 @@ def _sections(args: argparse.Namespace, data: dict[str, Any] | None, sections: t
     if getattr(args, "out", None) is not None:
         values["out"] = args.out
     if not data_section.get("dataset") and not data_section.get("path"):
+        if set(data_section) - set(DataSettings.model_fields):  # a misspelt key may be the data: say which
+            validate(DataSettings, data_section, "data")
         raise ConfigError("no data given", fix="Pass --dataset NAME (see `ajuste datasets`) or --data FILE.")
     return values
 
@@ -428,7 +430,8 @@ def _teacher(
     if teacher is None:
         given = [f"--{name.replace('_', '-')}" for name, value in settings.items() if value is not None]
         if given:
-            raise ConfigError(f"{', '.join(given)} need --distill-from", fix="Name the teacher: --distill-from RUN.")
+            verb = "needs" if len(given) == 1 else "need"
+            raise ConfigError(f"{', '.join(given)} {verb} --distill-from", fix="Name the teacher: --distill-from RUN.")
         return None
     if data:
         raise ConfigError(

@@ -297,6 +297,13 @@ def _given_splits(
         report[f"{name}_file"] = {"source": table.source, **part_report}
     seen = {text: name for name, part in held.items() for text in part.texts}
     leaked = Counter(seen[text] for text in data.texts if text in seen)
+    if leaked and sum(leaked.values()) == len(data):
+        files = " and ".join(f"the {'validation' if name == 'val' else name} file" for name in held)
+        raise DataError(
+            f"every training text is also in {files}, so none is left to train on",
+            found=f"{len(data)} texts in {report.get('source', 'the data')}, all of them in {files}",
+            fix="Give --data the training texts alone, or leave out --val-data/--test-data to split it.",
+        )
     data = data.subset([i for i, text in enumerate(data.texts) if text not in seen])
     report["leak_check"] = {f"removed_from_training_also_in_{name}": leaked.get(name, 0) for name in held}
     train, val, test = data, held.get("val"), held.get("test")

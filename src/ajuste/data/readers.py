@@ -93,6 +93,13 @@ def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[
         if header is None:
             return [], []
         columns = [name.strip() for name in header]
+        twice = sorted({name for name in columns if name and columns.count(name) > 1})
+        if twice:  # one column would hide the other
+            raise DataError(
+                f"the header of {path} names a column more than once",
+                found=", ".join(repr(name) for name in twice),
+                fix="Give each column its own name.",
+            )
         records: list[dict[str, object]] = []
         start = reader.line_num + 1
         for values in reader:
@@ -125,7 +132,7 @@ def _read_jsonl(path: Path, encoding: str) -> Rows:
         except json.JSONDecodeError as exc:
             raise DataError(
                 f"line {number} of {path} is not valid JSON",
-                found=f"{exc.msg} at column {exc.colno}",
+                found=f"{exc.msg.removesuffix(' at')} at column {exc.colno}",
                 fix="Fix or remove that line: each line must be one JSON object.",
             ) from None
         if not isinstance(record, dict):

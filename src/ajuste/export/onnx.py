@@ -165,9 +165,7 @@ def export_run(
     _check_choices(file_format, quantize)
     source = RunFolder.open(run)
     target = RunFolder(out if out is not None else default_out(source.path, quantize))
-    if target.path.resolve() == source.path.resolve():
-        raise ConfigError("--out is the run being exported", fix="Choose another --out.")
-    target.check_target(overwrite)
+    target.check_target(overwrite, [source.path])
     classifier = source.load(trust_remote_code=trust_remote_code)
     if isinstance(classifier, OnnxClassifier):
         raise ConfigError(

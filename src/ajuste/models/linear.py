@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ajuste.atomic import plain_permissions
 from ajuste.errors import ConfigError
 from ajuste.models.base import Family, PaddedSum, TrainingDefaults, load_weights, padded_bags, save_weights
 from ajuste.models.memory import check_memory
@@ -36,6 +37,7 @@ __all__ = ["DEFAULT_SPACE", "LinearFamily", "SparseLinear"]
 log = logging.getLogger(__name__)
 
 VOCAB_FILE = "vocabulary.json"
+IDF_FILE = "idf.safetensors"
 #: A class the training split lacks can never win (its score is this far below the others).
 _ABSENT = -1e4
 
@@ -283,18 +285,24 @@ class LinearFamily(Family):
             raise RuntimeError("fit_preprocessing() must run before save()")
         (folder / VOCAB_FILE).write_text(json.dumps(self._vocabularies), encoding="utf-8")
         save_weights(module, folder)
-        save_file({"idf": self.idf.contiguous()}, str(folder / "idf.safetensors"))
+        save_file({"idf": self.idf.contiguous()}, str(folder / IDF_FILE))
+        plain_permissions(folder / IDF_FILE)
         if not isinstance(module, SparseLinear):
             raise TypeError(f"expected a SparseLinear module, got {type(module).__name__}")
         return {"features": self.num_features, "scores": int(module.scores.weight.shape[1])}
 
     def restore_preprocessing(self, folder: Path, entries: dict[str, Any]) -> None:
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         vocabularies = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
         if not isinstance(vocabularies, list) or not all(isinstance(v, dict) for v in vocabularies):
             raise ValueError(f"{VOCAB_FILE} is not a list of vocabularies")
-        self._set_features(vocabularies, load_file(str(folder / "idf.safetensors"))["idf"])
+        try:
+            idf = load_file(str(folder / IDF_FILE))["idf"]
+        except (SafetensorError, KeyError) as exc:  # truncated, random bytes, another file
+            raise ValueError(f"{IDF_FILE} is damaged ({str(exc).splitlines()[0][:120]})") from None
+        self._set_features(vocabularies, idf)
         if len(vocabularies) != len(self._blocks()) or self.idf is None or len(self.idf) != self.num_features:
             raise ValueError("the vocabulary and idf files do not match the settings")
 

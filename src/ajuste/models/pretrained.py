@@ -9,11 +9,12 @@ Everything that can be checked from the checkpoint's config is checked before an
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,29 @@ DEFAULT_SPACE: dict[str, Any] = {
 }
 
 
+def _near_family(name: str) -> str | None:
+    """The family that ``name`` (an unknown hub id) is one typo away from, if any."""
+    import difflib
+
+    from ajuste.models.registry import named_families
+
+    near = difflib.get_close_matches(name.lower(), named_families(), n=1, cutoff=0.75)
+    return near[0] if near else None
+
+
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """The hub client's warnings (one per retry when there is no network) kept out of the output: a failure ends
+    in one line of ours."""
+    hub = logging.getLogger("huggingface_hub")
+    level = hub.level
+    hub.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub.setLevel(level)
+
+
 class PretrainedFamily(Family):
     """A pretrained backbone from ``transformers`` with a new head and a trainable policy."""
 
@@ -192,17 +216,21 @@ class PretrainedFamily(Family):
             location = str(folder)
         trust = self.settings.trust_remote_code
         try:
-            self.config = AutoConfig.from_pretrained(location, trust_remote_code=trust)
+            with _quiet_hub():
+                self.config = AutoConfig.from_pretrained(location, trust_remote_code=trust)
         except (OSError, ValueError) as exc:
             raise ModelError(
                 f"unknown model '{location}'",
                 expected="a model family (see `ajuste train --help`), a checkpoint folder, "
                 "or a hub id reachable from here",
                 found=str(exc).splitlines()[0][:200],
-                fix="Check the name; without a network, download the checkpoint elsewhere and pass its folder.",
+                fix=f"Did you mean --model {near}?"
+                if (near := _near_family(location))
+                else "Check the name; without a network, download the checkpoint elsewhere and pass its folder.",
             ) from None
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust)
+            with _quiet_hub():
+                self.tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust)
         except (OSError, ValueError, TypeError) as exc:
             raise ModelError(
                 f"checkpoint '{location}' has no usable tokenizer",

@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -89,6 +89,10 @@ def write_yaml(path: Path, content: dict[str, Any]) -> None:
     path.write_text(_yaml(content), encoding="utf-8")
 
 
+#: How to get out of a refused output folder.
+_ELSEWHERE = "Choose another --out."
+
+
 class RunFolder:
     """A run folder at ``path``: what it holds, where, and how it is written and read."""
 
@@ -138,9 +142,11 @@ class RunFolder:
 
     # -- writing a training run -----------------------------------------------------------------
 
-    def check_target(self, overwrite: bool) -> None:
-        """Refuse, before any work, to replace an existing folder unless asked to."""
+    def check_target(self, overwrite: bool, inputs: Iterable[str | Path | None] = ()) -> None:
+        """Refuse, before any work, to replace an existing folder unless asked to, and even when asked, to replace
+        what is not a run folder or holds what the command reads (see :meth:`check_place`)."""
         target = self.path
+        self.check_place(inputs)
         if target.exists() and not target.is_dir():
             raise RunFolderError(f"the output {target} is a file", fix="Choose another --out.")
         if target.exists() and not overwrite and any(target.iterdir()):
@@ -152,6 +158,45 @@ class RunFolder:
             raise RunFolderError(
                 f"{target} holds a search",
                 fix="Choose another --out; `ajuste tune --overwrite` is the way to discard a search.",
+            )
+        if overwrite and not self.is_finished() and not self.run_file.is_file():
+            self.refuse_foreign_content()
+
+    def check_place(self, inputs: Iterable[str | Path | None] = ()) -> None:
+        """Refuse an output folder that replacing would lose data: one below a file, the current folder or one
+        above it, or one that holds (or lies inside) a file or folder the command reads (``inputs``: its data,
+        a teacher, a source run, a checkpoint)."""
+        target = self.path
+        for parent in target.absolute().parents:
+            if parent.exists() and not parent.is_dir():
+                raise RunFolderError(f"the output {target} would be inside {parent}, which is a file", fix=_ELSEWHERE)
+        here, resolved = Path.cwd().resolve(), target.resolve()
+        if resolved == here or resolved in here.parents:
+            raise RunFolderError(
+                f"the output folder {target} holds the current folder, which replacing it would remove",
+                fix="Choose a new folder for --out.",
+            )
+        for given in inputs:
+            if given is None or not Path(given).exists():
+                continue
+            source = Path(given).resolve()
+            if source == resolved or resolved in source.parents or source in resolved.parents:
+                raise RunFolderError(
+                    f"the output folder {target} would replace {given}, which this command reads", fix=_ELSEWHERE
+                )
+
+    def refuse_foreign_content(self) -> None:
+        """--overwrite replaces a run folder (or an empty one), never a folder of other files."""
+        if not self.path.is_dir():
+            return
+        names = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
+        if names:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            raise RunFolderError(
+                f"--overwrite replaces a run folder, and {self.path} is not one",
+                expected=f"a folder written by ajuste ({RUN_FILE} or {MODEL_DIR}/{MODEL_CONFIG}), or an empty one",
+                found=shown,
+                fix="Choose another --out, or move those files away yourself.",
             )
 
     def clean(self) -> None:
@@ -319,7 +364,9 @@ class RunFolder:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """One search at a time in a folder (another machine uses its own folder and a shared storage)."""
+        """One search at a time in a folder (another machine uses its own folder and a shared storage). A folder
+        this made is removed again when what runs under the lock fails before writing anything in it."""
+        made = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         handle = (self.path / LOCK_FILE).open("a")
         try:
@@ -332,8 +379,28 @@ class RunFolder:
                     "another --out (with --storage to share the study) runs beside it.",
                 ) from None
             yield
+        except BaseException:
+            if made and [p.name for p in self.path.iterdir()] == [LOCK_FILE]:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
         finally:
             handle.close()
+
+    def check_search_target(self, overwrite: bool, inputs: Iterable[str | Path | None] = ()) -> None:
+        """Before a search starts in this folder: refused as :meth:`check_target` refuses a run's, except that a
+        folder holding a search is resumed (or, with ``overwrite``, started afresh)."""
+        self.check_place(inputs)
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"the output {self.path} is a file", fix=_ELSEWHERE)
+        if not self.holds_other_content():
+            return
+        if not overwrite:
+            raise RunFolderError(
+                f"the output folder {self.path} already exists and holds no search",
+                fix="Choose another --out, or pass --overwrite to replace it.",
+            )
+        if not self.is_finished() and not self.run_file.is_file():
+            self.refuse_foreign_content()
 
     def holds_other_content(self) -> bool:
         """A folder that exists, is not empty, and holds no search: never taken over by a search."""
@@ -422,3 +489,20 @@ def load(path: str | Path, *, trust_remote_code: bool = False) -> TextClassifier
     if (path / MODEL_CONFIG).is_file() and not (path / MODEL_DIR / MODEL_CONFIG).is_file():
         return load_model(path, trust_remote_code=trust_remote_code)
     return RunFolder.open(path).load(trust_remote_code=trust_remote_code)
+
+
+def read_paths(config: Any) -> list[str | None]:
+    """What a run's or a search's settings name for reading (an output folder must not replace them): its data
+    files and data folder, a teacher and its unlabelled texts, a model's checkpoint or encoder."""
+    data, distill = config.data, getattr(config, "distill", None)
+    model = config.model if isinstance(config.model, dict) else config.model.model_dump()
+    return [
+        data.path,
+        data.val_path,
+        data.test_path,
+        data.data_dir,
+        distill.teacher if distill else None,
+        distill.unlabeled if distill else None,
+        model.get("checkpoint"),
+        model.get("encoder"),
+    ]

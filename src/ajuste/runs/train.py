@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ajuste.config import RunConfig
 from ajuste.data import describe, load_data, resolved_balance
 from ajuste.data.prepare import PreparedData
-from ajuste.runs.folder import RunFolder, default_run_dir
+from ajuste.runs.folder import RunFolder, default_run_dir, read_paths
 from ajuste.runs.record import DistillRecord, RunFile, RunRecord, TestAccess
 from ajuste.runtime import configure_threads
 from ajuste.training.callbacks import Callback
@@ -113,7 +113,7 @@ def train(
         config = config.model_copy(update={"model": model_settings(encoder)})
     source = config.data.dataset or Path(config.data.path or "data").stem
     folder = RunFolder(config.out or default_run_dir(source, config.model.family))
-    folder.check_target(overwrite)
+    folder.check_target(overwrite, read_paths(config))
     data = load_data(config.data, seed=config.seed)
     log.info("data: %s", describe(data))
     student = None

@@ -34,6 +34,7 @@ from ajuste.atomic import write_text
 from ajuste.errors import RunFolderError
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import EnsembleRecord, RescoreRecord, SearchRecord
+from ajuste.search.storage import open_storage
 from ajuste.search.study import SCREEN, FamilyShare, by_family, counts_towards_budget, retried, screened_out
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def write_report(run_dir: str | Path, *, storage: str | None = None, study_name:
     folder = RunFolder(run_dir)
     if not folder.path.is_dir():
         raise RunFolderError(
-            f"the run folder {folder.path} does not exist",
+            f"the run folder {folder.path} " + ("is a file" if folder.path.exists() else "does not exist"),
             fix="Pass the folder that `ajuste tune` wrote (its --out).",
         )
     info = folder.read_search_info()
@@ -105,7 +106,7 @@ def write_report(run_dir: str | Path, *, storage: str | None = None, study_name:
             f"{folder.path} is not a tuning run folder",
             expected="tune.json naming the study's storage, or a storage URL",
             found="no tune.json",
-            fix="Pass the folder written by `ajuste tune`, or give the storage URL and study name.",
+            fix="Pass the folder written by `ajuste tune` (from Python, report() also takes a storage URL and study).",
         )
     if storage is None and info is not None:
         storage = folder.storage_url(info)
@@ -130,7 +131,8 @@ def _load_study(storage: str, study_name: str | None) -> optuna.Study:
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # storage-version and experimental notices are not the user's problem here
-        names = optuna.study.get_all_study_names(storage=storage)
+        opened = open_storage(storage) if storage.startswith(prefix) else storage  # a damaged file: one line
+        names = optuna.study.get_all_study_names(storage=opened)
         if study_name is None and len(names) == 1:
             study_name = names[0]
         if study_name is None or study_name not in names:
@@ -140,7 +142,7 @@ def _load_study(storage: str, study_name: str | None) -> optuna.Study:
                 found=f"studies {names}" if names else "no study at all",
                 fix="Pass the study name (tune.json's 'study').",
             )
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=opened)
     if len(study.directions) != 1:
         raise RunFolderError(
             f"the study {study_name!r} has {len(study.directions)} objectives",

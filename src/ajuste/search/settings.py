@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ajuste.data.settings import DataSettings
 from ajuste.models.registry import FAMILIES
-from ajuste.training.settings import DistillSettings, TrainSettings
+from ajuste.training.settings import MAX_SEED, DistillSettings, TrainSettings
+from ajuste.validation import register_section
 
 __all__ = ["RESCORE_FOLDS", "TuneConfig", "TuneSettings", "parse_duration"]
 
@@ -183,6 +184,9 @@ class TuneSettings(BaseModel):
         return "minimize" if self.metric == "loss" else "maximize"
 
 
+register_section("tune", TuneSettings)
+
+
 class TuneConfig(BaseModel):
     """Everything ``ajuste tune`` needs: data, fixed model and training settings, the space, the search."""
 
@@ -196,7 +200,7 @@ class TuneConfig(BaseModel):
     train: TrainSettings = Field(default_factory=TrainSettings, description="Fixed training settings.")
     space: dict[str, Any] | None = Field(None, description="The search space; unset: the families' default spaces.")
     tune: TuneSettings = Field(default_factory=TuneSettings)
-    seed: int = Field(123, description="Seed of the split, the sampler and every trial's training.")
+    seed: int = Field(123, ge=0, le=MAX_SEED, description="Seed of the split, the sampler and every trial's training.")
     out: str | None = Field(None, description="Run folder; unset: runs/tune-<data>-<fingerprint>.")
     distill: DistillSettings | None = Field(
         None, description="Search students of this teacher: every trial learns from its probabilities too."

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import json
 import logging
 import os
 import socket
@@ -38,7 +39,7 @@ from typing import Any, Literal, TypeVar
 import optuna
 from optuna.trial import FrozenTrial
 
-from ajuste.errors import ConfigError, SearchError
+from ajuste.errors import ConfigError, RunFolderError, SearchError
 
 __all__ = [
     "OUTAGE_LIMIT",
@@ -137,11 +138,30 @@ def open_storage(url: str, *, heartbeat: int = 60) -> optuna.storages.BaseStorag
     """The storage at ``url`` (a local SQLite URL, ``journal:FILE`` or a PostgreSQL URL)."""
     kind = storage_kind(url)
     if kind == "local":
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+        from sqlalchemy.exc import DatabaseError
+
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+        except DatabaseError as exc:  # not a database, or a damaged one
+            raise RunFolderError(
+                f"the study database {url.split(':///', 1)[-1]} is damaged",
+                found=_first_line(exc.orig if exc.orig is not None else exc),
+                fix="Restore it from a copy, or pass --overwrite to start the search afresh (its trials are lost).",
+            ) from None
     if kind == "journal":
         from optuna.storages.journal import JournalFileBackend
 
-        return optuna.storages.JournalStorage(JournalFileBackend(url[len(JOURNAL) :]))
+        path = url[len(JOURNAL) :]
+        try:
+            _check_journal(path)
+            return optuna.storages.JournalStorage(JournalFileBackend(path))
+        except (OSError, ValueError) as exc:  # no such folder, a folder, a file that is not a journal
+            raise ConfigError(
+                f"cannot use the journal file {path}",
+                expected="a file in an existing folder, written by an earlier search or not yet there",
+                found=_first_line(exc),
+                fix="Give --storage journal:FILE with such a file.",
+            ) from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return database_retries(
@@ -247,3 +267,19 @@ def worker_id() -> str:
 def worker_seed(seed: int, worker: str) -> int:
     """A sampler seed of this worker's own, from the study's seed: no two workers draw the same startup trials."""
     return (seed * 1_000_003 + zlib.crc32(worker.encode())) % (2**31 - 1)
+
+
+def _check_journal(path: str) -> None:
+    """ValueError when the file at ``path`` exists and does not start as Optuna's journal does (a JSON object with
+    an ``op_code`` per line): Optuna would only find out once the search has written its folder."""
+    if not os.path.isfile(path) or not os.path.getsize(path):
+        return
+    with open(path, "rb") as handle:
+        first = handle.readline(1 << 20)
+    if not isinstance(entry := json.loads(first), dict) or "op_code" not in entry:
+        raise ValueError("its first line is not an entry of an Optuna journal")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -29,7 +29,7 @@ from ajuste.errors import ConfigError, RunFolderError, SearchError, TrainingErro
 from ajuste.models.registry import default_families, is_named_family, registration, student_families
 from ajuste.models.settings import FamilySettings
 from ajuste.runs.distill import StudentData, student_data, teacher_data
-from ajuste.runs.folder import RunFolder
+from ajuste.runs.folder import RunFolder, read_paths
 from ajuste.runs.record import EnsembleRecord, RescoreRecord, SearchInfo
 from ajuste.runtime import configure_threads
 from ajuste.search.final import Final, finish
@@ -165,6 +165,12 @@ def _open_search(folder: RunFolder, config: TuneConfig, overwrite: bool) -> Sear
                 found=info.fingerprint,
                 fix="Choose another --out, or pass --overwrite to start this search afresh.",
             )
+        ran = folder.report_file.is_file() or folder.is_finished()  # trials ran here: the study was in the folder
+        if info.storage is None and ran and not folder.study_file.is_file():
+            raise RunFolderError(
+                f"the search in {folder.path} has lost its study: {folder.study_file.name} is missing",
+                fix="Restore it from a copy to resume, or pass --overwrite to start the search afresh.",
+            )
         return info
     settings = config.tune
     info = SearchInfo(
@@ -192,11 +198,13 @@ def _open_study(
     url: str,
     data: PreparedData,
     student: StudentData | None,
+    opened: optuna.storages.BaseStorage | None = None,
 ) -> tuple[optuna.Study, int, str | None]:
-    """The study, its interrupted trials queued again, with this run's sampler and pruner; how many trials a
-    crash had left running; and, on a shared study, this worker's name."""
+    """The study (in the ``opened`` storage, else the one at ``url``), its interrupted trials queued again, with
+    this run's sampler and pruner; how many trials a crash had left running; and, on a shared study, this
+    worker's name."""
     settings = config.tune
-    storage = open_storage(url, heartbeat=settings.heartbeat)
+    storage = opened or open_storage(url, heartbeat=settings.heartbeat)
     shared = storage_kind(url) != "local"
     study = database_retries(
         lambda: optuna.create_study(
@@ -399,11 +407,9 @@ def run_tune(
     grid_size = len(space.grid()) if config.tune.sampler == "grid" else None
     if not finalize and config.tune.trials is None and config.tune.timeout is None and grid_size is None:
         raise ConfigError("no budget for the search", fix="Give --trials N and/or --timeout 10m.")
-    if not overwrite and folder.holds_other_content():
-        raise RunFolderError(
-            f"the output folder {folder.path} already exists and holds no search",
-            fix="Choose another --out, or pass --overwrite to replace it.",
-        )
+    folder.check_search_target(overwrite, read_paths(config))
+    # a shared storage is opened before anything is written: one that cannot be used leaves no search behind
+    shared = open_storage(config.tune.storage, heartbeat=config.tune.heartbeat) if config.tune.storage else None
     with folder.locked():
         data = load_data(config.data, seed=config.seed)  # before anything is written: bad data leaves no search
         log.info("data: %s", describe(data))
@@ -413,7 +419,7 @@ def run_tune(
         screen = _screen(config, data) if student is None else None  # (none under cv: see screen_size)
         info = _open_search(folder, config, overwrite)
         url = config.tune.storage or folder.storage_url(info)  # the given URL: its password is never recorded
-        study, recovered, worker = _open_study(folder, info, config, space, url, data, student)
+        study, recovered, worker = _open_study(folder, info, config, space, url, data, student, shared)
         objective = Objective(
             config, space, data, worker=worker, student=student, folds=folds, rescore_folds=rescore, screen=screen
         )

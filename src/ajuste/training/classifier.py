@@ -42,6 +42,7 @@ from ajuste.training.light import (
     MODEL_CONFIG,
     ONNX_RUNTIME,
     Predictions,
+    check_batch_size,
     read_model_config,
 )
 from ajuste.training.loop import (
@@ -338,13 +339,7 @@ class TextClassifier:
 
     # -- evaluate and predict -------------------------------------------------------------------
 
-    @staticmethod
-    def _batch_size(batch_size: int | None) -> int | None:
-        if batch_size is not None and batch_size < 1:
-            raise ConfigError(
-                "batch_size must be at least 1", found=str(batch_size), fix="Give a positive batch size, or none."
-            )
-        return batch_size
+    _batch_size = staticmethod(check_batch_size)
 
     def _precision(self, precision: str | None) -> str:
         if precision is None:

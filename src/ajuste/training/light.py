@@ -205,8 +205,18 @@ class NumpyBag:
         probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
         return probabilities
 
-    def predict(self, texts: Sequence[str], **_: Any) -> Predictions:
+    def predict(self, texts: Sequence[str], batch_size: int | None = None, **_: Any) -> Predictions:
+        check_batch_size(batch_size)  # all texts at once, but a wrong size is still refused
         return Predictions.of(self.predict_proba(texts), self.classes_)
+
+
+def check_batch_size(batch_size: int | None) -> int | None:
+    """A prediction's batch size, or None for the model's default; ConfigError below 1."""
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(
+            "batch_size must be at least 1", found=str(batch_size), fix="Give a positive batch size, or none."
+        )
+    return batch_size
 
 
 def light_model(folder: Path, precision: str | None = None) -> NumpyBag | None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["METRICS", "CompileSettings", "DistillSettings", "FitSettings", "TrainSettings"]
+__all__ = ["MAX_SEED", "METRICS", "CompileSettings", "DistillSettings", "FitSettings", "TrainSettings"]
 
 METRICS = ("accuracy", "macro_f1")
+#: The largest seed that every random generator a run seeds takes (NumPy's RandomState, in Optuna's samplers).
+MAX_SEED = 2**32 - 1
 
 
 class CompileSettings(BaseModel):
@@ -88,3 +90,9 @@ class DistillSettings(BaseModel):
         None, description="A file of texts without labels (one per line, or a column): labelled by the teacher."
     )
     unlabeled_col: str | None = Field(None, description="Column of the texts in `unlabeled` (guessed when obvious).")
+
+    @model_validator(mode="after")
+    def _column_of_a_file(self) -> DistillSettings:
+        if self.unlabeled_col is not None and self.unlabeled is None:
+            raise ValueError("unlabeled_col names a column of the unlabeled file, and no unlabeled file is given")
+        return self
