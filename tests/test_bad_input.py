@@ -858,3 +858,10 @@ def test_a_search_refused_under_its_lock_leaves_no_folder(cli: Cli, tmp_path: Pa
     empty.write_text("text,label\n", encoding="utf-8")
     user_error(cli("tune", "--data", str(empty), "--model", "bag", "--trials", "1", "--out", str(out)))
     assert_nothing_written(out)
+
+
+def test_the_same_column_for_text_and_label_is_one_line(cli: Cli, csv_file: Path, out: Path) -> None:
+    flags = ("--text-col", "text", "--label-col", "text")
+    said = user_error(cli("train", "--data", str(csv_file), *flags, *TINY_BAG, "--out", str(out)))
+    assert "text_col and label_col are the same column" in said
+    assert_nothing_written(out)

@@ -56,10 +56,11 @@ def _read_text(path: Path, encoding: str) -> str:
     try:
         if not path.exists():
             raise DataError(
-                f"data file {path} does not exist", fix="Check the path, or use --dataset for a built-in one."
+                f"data file {path} does not exist",
+                fix="Check the path (a built-in dataset, listed by `ajuste datasets`, is named with --dataset).",
             )
         if path.is_dir():
-            raise DataError(f"{path} is a folder", expected="a data file", fix="Point --data at the file itself.")
+            raise DataError(f"{path} is a folder", expected="a data file", fix="Point at the file itself.")
         raw = path.read_bytes()
     except OSError as exc:  # exists() too raises when a parent folder may not be searched
         raise _unreadable(path, exc) from None

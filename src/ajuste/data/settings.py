@@ -55,4 +55,6 @@ class DataSettings(BaseModel):
     def _one_source(self) -> DataSettings:
         if (self.dataset is None) == (self.path is None):
             raise ValueError("give exactly one data source: a built-in `dataset` or a file `path`")
+        if self.text_col is not None and self.text_col == self.label_col:
+            raise ValueError(f"text_col and label_col are the same column ({self.text_col!r}): name two columns")
         return self
