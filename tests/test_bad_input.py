@@ -865,3 +865,23 @@ def test_the_same_column_for_text_and_label_is_one_line(cli: Cli, csv_file: Path
     said = user_error(cli("train", "--data", str(csv_file), *flags, *TINY_BAG, "--out", str(out)))
     assert "text_col and label_col are the same column" in said
     assert_nothing_written(out)
+
+
+@pytest.mark.parametrize(
+    ("section", "says"),
+    [("train: {epochs: true}", "epochs must be a number, got true"), ("model: {family: bag, ngrams: on}", "ngrams")],
+)
+def test_a_number_given_as_true_or_false_is_one_line(
+    cli: Cli, csv_file: Path, tmp_path: Path, out: Path, section: str, says: str
+) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data: {{path: {csv_file}}}\n{section}\n", encoding="utf-8")
+    said = user_error(cli("train", "--config", str(config), "--out", str(out)))
+    assert says in said
+    assert_nothing_written(out)
+
+
+def test_a_setting_that_takes_words_reads_yaml_booleans_its_own_way() -> None:
+    from ajuste.search.settings import TuneSettings
+
+    assert (TuneSettings(screen=False).screen, TuneSettings(screen=True).screen) == ("off", "auto")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ajuste.data.settings import DataSettings
 from ajuste.errors import ConfigError
+from ajuste.fields import Settings
 from ajuste.models.registry import ModelSettings
 from ajuste.models.settings import BagSettings
 from ajuste.training.settings import MAX_SEED, DistillSettings, TrainSettings
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 RECORD_KEYS = ("ajuste", "record")
 
 
-class RunConfig(BaseModel):
+class RunConfig(Settings):
     """Everything a training run needs: data, model, training, seed and output folder."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

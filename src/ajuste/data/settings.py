@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from ajuste.fields import Settings
 
 Balance = Literal["none", "undersample", "oversample", "class_weight"]
 FileFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "lines"]
 
 
-class DataSettings(BaseModel):
+class DataSettings(Settings):
     """Where the labelled texts come from and how they are cleaned, balanced and split."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

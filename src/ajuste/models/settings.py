@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from ajuste.fields import Settings
 
 __all__ = [
     "ACTIVATIONS",
@@ -26,7 +28,7 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 _TRAINABLE = re.compile(r"^(head|last_block|all|lora|last_n:([1-9][0-9]*))$")
 
 
-class FamilySettings(BaseModel):
+class FamilySettings(Settings):
     """What the settings of every family share; each family's class adds its own (see models/registry.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

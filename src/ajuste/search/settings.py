@@ -7,9 +7,10 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ajuste.data.settings import DataSettings
+from ajuste.fields import Settings
 from ajuste.models.registry import FAMILIES
 from ajuste.training.settings import MAX_SEED, DistillSettings, TrainSettings
 from ajuste.validation import register_section
@@ -42,7 +43,7 @@ SCREEN_FROM = 4000
 SCREEN_SHARE = 0.25
 
 
-class TuneSettings(BaseModel):
+class TuneSettings(Settings):
     """How to search: sampler, pruner, budget, the score to optimise, the refit and where the study lives."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -187,7 +188,7 @@ class TuneSettings(BaseModel):
 register_section("tune", TuneSettings)
 
 
-class TuneConfig(BaseModel):
+class TuneConfig(Settings):
     """Everything ``ajuste tune`` needs: data, fixed model and training settings, the space, the search."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from ajuste.fields import Settings
 
 __all__ = ["MAX_SEED", "METRICS", "CompileSettings", "DistillSettings", "FitSettings", "TrainSettings"]
 
@@ -13,7 +15,7 @@ METRICS = ("accuracy", "macro_f1")
 MAX_SEED = 2**32 - 1
 
 
-class CompileSettings(BaseModel):
+class CompileSettings(Settings):
     """Optimizer, learning-rate schedule, loss and metrics: what ``compile`` configures."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -38,7 +40,7 @@ class CompileSettings(BaseModel):
         return value
 
 
-class FitSettings(BaseModel):
+class FitSettings(Settings):
     """Epochs, batches and early stopping: what ``fit`` takes besides the data and the seed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -67,7 +69,7 @@ class TrainSettings(CompileSettings, FitSettings):
         return FitSettings(**{k: getattr(self, k) for k in FitSettings.model_fields})
 
 
-class DistillSettings(BaseModel):
+class DistillSettings(Settings):
     """How a student learns from a teacher run: the ``distill:`` section of a distilled run's run.yaml.
 
     The defaults are the common ones of the literature, not tuned to a dataset: a temperature of 2 softens the
