@@ -885,3 +885,9 @@ def test_a_setting_that_takes_words_reads_yaml_booleans_its_own_way() -> None:
     from ajuste.search.settings import TuneSettings
 
     assert (TuneSettings(screen=False).screen, TuneSettings(screen=True).screen) == ("off", "auto")
+
+
+def test_finalize_without_a_search_is_one_line_and_leaves_no_folder(cli: Cli, csv_file: Path, out: Path) -> None:
+    said = user_error(cli("tune", "--data", str(csv_file), "--model", "bag", "--finalize", "--out", str(out)))
+    assert "no search in" in said and "to finalize" in said
+    assert_nothing_written(out)

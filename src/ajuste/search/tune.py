@@ -408,6 +408,12 @@ def run_tune(
     if not finalize and config.tune.trials is None and config.tune.timeout is None and grid_size is None:
         raise ConfigError("no budget for the search", fix="Give --trials N and/or --timeout 10m.")
     folder.check_search_target(overwrite, read_paths(config))
+    if finalize and not config.tune.storage and (overwrite or folder.read_search_info() is None):
+        raise RunFolderError(
+            f"there is no search in {folder.path} to finalize",
+            fix="Point --out at the folder of a search (or pass --storage and --study of a shared one); "
+            "--finalize never starts one, and --overwrite would discard it.",
+        )
     # a shared storage is opened before anything is written: one that cannot be used leaves no search behind
     shared = open_storage(config.tune.storage, heartbeat=config.tune.heartbeat) if config.tune.storage else None
     with folder.locked():
