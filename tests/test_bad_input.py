@@ -891,3 +891,14 @@ def test_finalize_without_a_search_is_one_line_and_leaves_no_folder(cli: Cli, cs
     said = user_error(cli("tune", "--data", str(csv_file), "--model", "bag", "--finalize", "--out", str(out)))
     assert "no search in" in said and "to finalize" in said
     assert_nothing_written(out)
+
+
+def test_a_csv_row_with_more_fields_than_its_header_is_one_line(cli: Cli, tmp_path: Path, out: Path) -> None:
+    rows = "".join(f"text {i},{'xy'[i % 2]}\n" for i in range(20))
+    data = tmp_path / "unquoted.csv"
+    data.write_text("text,label\n" + rows + "hello, world,x\n", encoding="utf-8")
+    said = user_error(cli("train", "--data", str(data), *TINY_BAG, "--out", str(out)))
+    assert "line 22 of" in said and "more fields than its header" in said and "Quote" in said
+    trailing = tmp_path / "trailing.csv"  # an empty field after the last column is no text cut in two
+    trailing.write_text("text,label\n" + rows.replace("\n", ",\n"), encoding="utf-8")
+    assert cli("train", "--data", str(trailing), *TINY_BAG, "--out", str(out)).code == 0

@@ -107,6 +107,12 @@ def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[
             start = reader.line_num + 1
             if not values:  # a blank line is not a data row
                 continue
+            if len(values) > len(columns) and any(value.strip() for value in values[len(columns) :]):
+                raise DataError(
+                    f"line {start - 1} of {path} has more fields than its header",
+                    found=f"{len(values)} fields, {len(columns)} columns",
+                    fix='Quote the texts that hold the delimiter (as in "a, b"), or name every column in the header.',
+                )
             record: dict[str, object] = {}
             for name, value in zip(columns, values):
                 record[name] = value
