@@ -902,3 +902,10 @@ def test_a_csv_row_with_more_fields_than_its_header_is_one_line(cli: Cli, tmp_pa
     trailing = tmp_path / "trailing.csv"  # an empty field after the last column is no text cut in two
     trailing.write_text("text,label\n" + rows.replace("\n", ",\n"), encoding="utf-8")
     assert cli("train", "--data", str(trailing), *TINY_BAG, "--out", str(out)).code == 0
+
+
+def test_a_utf16_file_is_offered_utf16(cli: Cli, tmp_path: Path, out: Path) -> None:
+    data = tmp_path / "wide.csv"
+    data.write_text("text,label\n" + "".join(f"a{i},{'xy'[i % 2]}\n" for i in range(20)), encoding="utf-16")
+    assert "--encoding utf-16" in user_error(cli("train", "--data", str(data), *TINY_BAG, "--out", str(out)))
+    assert cli("train", "--data", str(data), "--encoding", "utf-16", *TINY_BAG, "--out", str(out)).code == 0

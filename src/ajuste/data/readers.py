@@ -76,7 +76,9 @@ def _read_text(path: Path, encoding: str) -> str:
         raise DataError(
             f"{path} is not valid {encoding}",
             found=f"byte 0x{raw[exc.start]:02x} at line {line}",
-            fix="Pass the file's encoding, for example --encoding latin-1 or --encoding cp1252.",
+            fix="Pass the file's encoding: --encoding utf-16 (it starts with UTF-16's byte order mark)"
+            if raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+            else "Pass the file's encoding, for example --encoding latin-1 or --encoding cp1252.",
         ) from None
 
 
