@@ -909,3 +909,9 @@ def test_a_utf16_file_is_offered_utf16(cli: Cli, tmp_path: Path, out: Path) -> N
     data.write_text("text,label\n" + "".join(f"a{i},{'xy'[i % 2]}\n" for i in range(20)), encoding="utf-16")
     assert "--encoding utf-16" in user_error(cli("train", "--data", str(data), *TINY_BAG, "--out", str(out)))
     assert cli("train", "--data", str(data), "--encoding", "utf-16", *TINY_BAG, "--out", str(out)).code == 0
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--lr", "nan"), ("--weight-decay", "inf")])
+def test_nan_or_infinity_is_called_what_it_is(cli: Cli, csv_file: Path, out: Path, flag: str, value: str) -> None:
+    said = user_error(cli("train", "--data", str(csv_file), *TINY_BAG, flag, value, "--out", str(out)))
+    assert f"must be a finite number, got {value}" in said

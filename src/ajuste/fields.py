@@ -1,4 +1,4 @@
-"""The base of every settings class: a number is never given as true or false.
+"""The base of every settings class: a number is never given as true or false, nor as NaN or infinity.
 
 Pydantic reads ``true`` as 1 where a number is expected, so a YAML file's ``epochs: true`` (or ``lr: on``,
 YAML 1.1's boolean) would train for one epoch without a word; here it is a validation error like any other.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import types
 from typing import Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 __all__ = ["Settings"]
 
@@ -25,7 +25,10 @@ def _numeric_only(annotation: Any) -> bool:
 
 
 class Settings(BaseModel):
-    """A settings class whose numeric fields refuse ``true`` and ``false``."""
+    """A settings class whose numeric fields refuse ``true`` and ``false``, and NaN and infinity (which the bounds
+    of a field would otherwise report as out of range)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

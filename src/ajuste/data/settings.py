@@ -16,7 +16,8 @@ FileFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "lines"]
 class DataSettings(Settings):
     """Where the labelled texts come from and how they are cleaned, balanced and split."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # the split's own check names NaN and infinity, with an example of valid fractions
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=True)
 
     dataset: str | None = Field(None, description="A built-in dataset name (see `ajuste datasets`).")
     path: str | None = Field(None, description="A data file: CSV, TSV, JSONL, Parquet or label<TAB>text lines.")
