@@ -915,3 +915,12 @@ def test_a_utf16_file_is_offered_utf16(cli: Cli, tmp_path: Path, out: Path) -> N
 def test_nan_or_infinity_is_called_what_it_is(cli: Cli, csv_file: Path, out: Path, flag: str, value: str) -> None:
     said = user_error(cli("train", "--data", str(csv_file), *TINY_BAG, flag, value, "--out", str(out)))
     assert f"must be a finite number, got {value}" in said
+
+
+def test_a_teacher_without_its_split_is_named_so(cli: Cli, trained_run: Path, tmp_path: Path, out: Path) -> None:
+    teacher = tmp_path / "teacher"
+    shutil.copytree(trained_run, teacher)
+    (teacher / "split.json").unlink()
+    said = user_error(cli("distill", str(teacher), "--epochs", "1", "--out", str(out)))
+    assert "has no split.json" in said
+    assert_nothing_written(out)

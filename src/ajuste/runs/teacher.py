@@ -80,7 +80,12 @@ class Teacher:
     def check_split(self, data: PreparedData) -> None:
         """Refuse data whose split is not the one the teacher was trained and tested on: the student is chosen on
         the teacher's validation split and tested on its test split, or the comparison means nothing."""
-        recorded = self.folder.read_split() or {}
+        recorded = self.folder.read_split()
+        if recorded is None:
+            raise RunFolderError(
+                f"the teacher {self.folder.path} has no split.json, which says which texts it was tested on",
+                fix="Restore the run folder from a copy, or train the teacher again.",
+            )
         current = data.split_record()
         differs = [
             name for name in ("train", "val", "test") if sorted(recorded.get(name) or []) != sorted(current[name])
