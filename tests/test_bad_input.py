@@ -924,3 +924,9 @@ def test_a_teacher_without_its_split_is_named_so(cli: Cli, trained_run: Path, tm
     said = user_error(cli("distill", str(teacher), "--epochs", "1", "--out", str(out)))
     assert "has no split.json" in said
     assert_nothing_written(out)
+
+
+def test_a_wrong_unlabeled_column_names_its_own_flag(cli: Cli, trained_run: Path, csv_file: Path, out: Path) -> None:
+    flags = ("--unlabeled", str(csv_file), "--unlabeled-col", "zz")
+    said = user_error(cli("distill", str(trained_run), "--epochs", "1", *flags, "--out", str(out)))
+    assert "Pass --unlabeled-col with one of them" in said

@@ -324,11 +324,17 @@ def _read_text_lines(path: Path, encoding: str) -> Rows:
 
 
 def read_texts(
-    path: str | Path, *, file_format: str = "auto", text_col: str | None = None, encoding: str = "utf-8"
+    path: str | Path,
+    *,
+    file_format: str = "auto",
+    text_col: str | None = None,
+    encoding: str = "utf-8",
+    flag: str = "--text-col",
 ) -> tuple[list[str | None], list[str] | None]:
     """Every row's text (``None`` where missing) and ids (from an ``id`` column, if any), for prediction.
 
-    With ``auto``, a ``.txt`` file or one without extension holds one text per line.
+    With ``auto``, a ``.txt`` file or one without extension holds one text per line. ``flag`` is the option that
+    names the text column, as messages say it.
     """
     path = Path(path)
     kind = file_format
@@ -344,14 +350,14 @@ def read_texts(
         raise DataError(
             f"text column '{text_col}' not in {path}",
             found=f"columns {', '.join(columns)}",
-            fix=f"Pass --text-col with one of them.{_closest(text_col, columns)}",
+            fix=f"Pass {flag} with one of them.{_closest(text_col, columns)}",
         )
     text = text_col or _find_column(TEXT_COLUMN_NAMES, columns) or (columns[0] if len(columns) == 1 else None)
     if text is None:
         raise DataError(
             f"cannot tell which column of {path} holds the texts",
             found=f"columns {', '.join(columns)}",
-            fix="Pass --text-col NAME.",
+            fix=f"Pass {flag} NAME.",
         )
     id_column = _find_column(("id",), [c for c in columns if c != text])
     ids = [str(r.get(id_column)) for r in records] if id_column else None
