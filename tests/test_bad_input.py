@@ -64,6 +64,13 @@ def write_rows(path: Path, header: str, rows: list[str]) -> Path:
     return path
 
 
+def config_error(cli: Cli, command: str, out: Path, yaml_text: str) -> str:
+    """The one error line of ``command`` run with a config file holding ``yaml_text`` (written beside ``out``)."""
+    config = out.parent / "config.yaml"
+    config.write_text(yaml_text, encoding="utf-8")
+    return user_error(cli(command, "--config", str(config), "--out", str(out)))
+
+
 # -- the data file -------------------------------------------------------------------------------
 
 
@@ -813,10 +820,8 @@ def test_a_journal_that_cannot_be_used_is_one_line_and_leaves_no_search(
     assert_nothing_written(out)
 
 
-def test_an_unknown_key_of_the_tune_section_lists_the_known_ones(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
-    config = tmp_path / "search.yaml"
-    config.write_text(f"data: {{path: {csv_file}}}\ntune: {{trials: 1, bogus: 1}}\n", encoding="utf-8")
-    said = user_error(cli("tune", "--config", str(config), "--out", str(tmp_path / "search")))
+def test_an_unknown_key_of_the_tune_section_lists_the_known_ones(cli: Cli, csv_file: Path, out: Path) -> None:
+    said = config_error(cli, "tune", out, f"data: {{path: {csv_file}}}\ntune: {{trials: 1, bogus: 1}}\n")
     assert "tune.bogus: unknown setting; known: " in said and "trials" in said and "sampler" in said
 
 
@@ -833,10 +838,8 @@ def test_a_validation_file_holding_every_training_text_is_one_line(cli: Cli, csv
     assert_nothing_written(out)
 
 
-def test_a_misspelt_data_key_is_named_rather_than_no_data(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
-    config = tmp_path / "run.yaml"
-    config.write_text(f"data: {{pth: {csv_file}}}\nmodel: {{family: bag}}\n", encoding="utf-8")
-    said = user_error(cli("train", "--config", str(config), "--out", str(tmp_path / "run")))
+def test_a_misspelt_data_key_is_named_rather_than_no_data(cli: Cli, csv_file: Path, out: Path) -> None:
+    said = config_error(cli, "train", out, f"data: {{pth: {csv_file}}}\nmodel: {{family: bag}}\n")
     assert "data.pth: unknown setting" in said and "'path'" in said
 
 
@@ -872,11 +875,9 @@ def test_the_same_column_for_text_and_label_is_one_line(cli: Cli, csv_file: Path
     [("train: {epochs: true}", "epochs must be a number, got true"), ("model: {family: bag, ngrams: on}", "ngrams")],
 )
 def test_a_number_given_as_true_or_false_is_one_line(
-    cli: Cli, csv_file: Path, tmp_path: Path, out: Path, section: str, says: str
+    cli: Cli, csv_file: Path, out: Path, section: str, says: str
 ) -> None:
-    config = tmp_path / "run.yaml"
-    config.write_text(f"data: {{path: {csv_file}}}\n{section}\n", encoding="utf-8")
-    said = user_error(cli("train", "--config", str(config), "--out", str(out)))
+    said = config_error(cli, "train", out, f"data: {{path: {csv_file}}}\n{section}\n")
     assert says in said
     assert_nothing_written(out)
 

@@ -176,10 +176,8 @@ def put(key: str, states: BoundaryStates, meta: dict[str, Any], *, seconds: floa
     it serves."""
     global _filled
     _remember(key, states)
-    kept = key in _memory
-    if _write(key, states, meta):
-        kept = True
-    if kept:  # the next reader is spared the computation (an entry over both caps is not)
+    written = _write(key, states, meta)
+    if written or key in _memory:  # kept: the next reader is spared the computation (an entry over both caps is not)
         _filled += seconds
 
 

@@ -19,10 +19,18 @@ __all__ = [
     "RunFolderError",
     "SearchError",
     "TrainingError",
+    "first_line",
 ]
 
 
 E = TypeVar("E", bound="AjusteError")
+
+
+def first_line(exc: BaseException) -> str:
+    """What a library's exception says, for an error's ``found``: its first line (200 characters at most), or its
+    type's name when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 class AjusteError(Exception):

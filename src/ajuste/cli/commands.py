@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -417,16 +416,16 @@ def export(args: argparse.Namespace) -> int:
 
 
 def datasets(args: argparse.Namespace) -> int:
-    from ajuste.data.builtin import BUILTIN_DATASETS, DATA_DIR_ENV, dataset_status
+    from ajuste.data.builtin import BUILTIN_DATASETS, dataset_status, named_data_dir
 
     out = _output(args)
     table = Table(box=None, pad_edge=False)
     for column in ("name", "rows", "found", "description"):
         table.add_column(column)
     listed = []
+    explicit = named_data_dir(args.data_dir)
     for dataset in BUILTIN_DATASETS.values():
         origin, path = dataset_status(dataset, args.data_dir)
-        explicit = args.data_dir or os.environ.get(DATA_DIR_ENV)
         if path:
             where = f"{origin}: {path}"
         elif explicit:  # a data directory that was named is searched alone: nothing is downloaded then

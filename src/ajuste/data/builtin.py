@@ -15,7 +15,15 @@ from pathlib import Path
 
 from ajuste.errors import ConfigError, DatasetUnavailableError
 
-__all__ = ["BUILTIN_DATASETS", "BuiltinDataset", "cache_dir", "dataset_status", "get_builtin", "locate"]
+__all__ = [
+    "BUILTIN_DATASETS",
+    "BuiltinDataset",
+    "cache_dir",
+    "dataset_status",
+    "get_builtin",
+    "locate",
+    "named_data_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +105,17 @@ def dataset_status(dataset: BuiltinDataset, data_dir: str | Path | None = None) 
     return "missing", None
 
 
+def named_data_dir(data_dir: str | Path | None = None) -> str | Path | None:
+    """The data directory the user named (``data_dir``, else ``$AJUSTE_DATA_DIR``): searched alone, never a
+    reason to download; None when none was named."""
+    return data_dir if data_dir is not None else (os.environ.get(DATA_DIR_ENV) or None)
+
+
 def _search_folders(data_dir: str | Path | None) -> list[tuple[str, Path]]:
     folders: list[tuple[str, Path]] = []
-    if data_dir is not None:
-        folders.append(("data-dir", Path(data_dir)))
-    elif os.environ.get(DATA_DIR_ENV):
-        folders.append(("data-dir", Path(os.environ[DATA_DIR_ENV])))
+    named = named_data_dir(data_dir)
+    if named is not None:
+        folders.append(("data-dir", Path(named)))
     folders.append(("cache", cache_dir() / "datasets"))
     return folders
 
@@ -117,7 +130,7 @@ def locate(name: str, data_dir: str | Path | None = None, *, download: bool = Tr
     _, found = dataset_status(dataset, data_dir)
     if found is not None:
         return found
-    explicit = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
+    explicit = named_data_dir(data_dir)
     where = (
         "put the file at DIR/"
         + dataset.relative_path().as_posix()

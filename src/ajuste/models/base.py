@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ajuste.atomic import plain_permissions
-from ajuste.errors import RunFolderError
+from ajuste.errors import RunFolderError, first_line
 from ajuste.models.boundary import BoundaryStates
 from ajuste.models.files import WEIGHTS_FILE
 
@@ -53,7 +53,7 @@ def load_weights(module: nn.Module, folder: Path) -> None:
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:  # truncated, random bytes, other shapes
         raise RunFolderError(
             f"the weights file {path} is damaged or belongs to another model",
-            found=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            found=first_line(exc),
             fix="Train again, or restore the run folder from a copy.",
         ) from None
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ajuste.atomic import plain_permissions
-from ajuste.errors import ConfigError
+from ajuste.errors import ConfigError, first_line
 from ajuste.models.base import Family, PaddedSum, TrainingDefaults, load_weights, padded_bags, save_weights
 from ajuste.models.memory import check_memory
 from ajuste.models.settings import LinearSettings
@@ -301,7 +301,7 @@ class LinearFamily(Family):
         try:
             idf = load_file(str(folder / IDF_FILE))["idf"]
         except (SafetensorError, KeyError) as exc:  # truncated, random bytes, another file
-            raise ValueError(f"{IDF_FILE} is damaged ({str(exc).splitlines()[0][:120]})") from None
+            raise ValueError(f"{IDF_FILE} is damaged ({first_line(exc)})") from None
         self._set_features(vocabularies, idf)
         if len(vocabularies) != len(self._blocks()) or self.idf is None or len(self.idf) != self.num_features:
             raise ValueError("the vocabulary and idf files do not match the settings")

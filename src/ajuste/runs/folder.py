@@ -147,8 +147,6 @@ class RunFolder:
         what is not a run folder or holds what the command reads (see :meth:`check_place`)."""
         target = self.path
         self.check_place(inputs)
-        if target.exists() and not target.is_dir():
-            raise RunFolderError(f"the output {target} is a file", fix="Choose another --out.")
         if target.exists() and not overwrite and any(target.iterdir()):
             raise RunFolderError(
                 f"the output folder {target} already exists",
@@ -159,14 +157,16 @@ class RunFolder:
                 f"{target} holds a search",
                 fix="Choose another --out; `ajuste tune --overwrite` is the way to discard a search.",
             )
-        if overwrite and not self.is_finished() and not self.run_file.is_file():
-            self.refuse_foreign_content()
+        if overwrite:
+            self._refuse_foreign_content()
 
     def check_place(self, inputs: Iterable[str | Path | None] = ()) -> None:
-        """Refuse an output folder that replacing would lose data: one below a file, the current folder or one
-        above it, or one that holds (or lies inside) a file or folder the command reads (``inputs``: its data,
+        """Refuse an output folder that replacing would lose data: a file, one below a file, the current folder or
+        one above it, or one that holds (or lies inside) a file or folder the command reads (``inputs``: its data,
         a teacher, a source run, a checkpoint)."""
         target = self.path
+        if target.exists() and not target.is_dir():
+            raise RunFolderError(f"the output {target} is a file", fix=_ELSEWHERE)
         for parent in target.absolute().parents:
             if parent.exists() and not parent.is_dir():
                 raise RunFolderError(f"the output {target} would be inside {parent}, which is a file", fix=_ELSEWHERE)
@@ -185,9 +185,9 @@ class RunFolder:
                     f"the output folder {target} would replace {given}, which this command reads", fix=_ELSEWHERE
                 )
 
-    def refuse_foreign_content(self) -> None:
+    def _refuse_foreign_content(self) -> None:
         """--overwrite replaces a run folder (or an empty one), never a folder of other files."""
-        if not self.path.is_dir():
+        if not self.path.is_dir() or self.is_finished() or self.run_file.is_file():
             return
         names = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
         if names:
@@ -390,8 +390,6 @@ class RunFolder:
         """Before a search starts in this folder: refused as :meth:`check_target` refuses a run's, except that a
         folder holding a search is resumed (or, with ``overwrite``, started afresh)."""
         self.check_place(inputs)
-        if self.path.exists() and not self.path.is_dir():
-            raise RunFolderError(f"the output {self.path} is a file", fix=_ELSEWHERE)
         if not self.holds_other_content():
             return
         if not overwrite:
@@ -399,8 +397,7 @@ class RunFolder:
                 f"the output folder {self.path} already exists and holds no search",
                 fix="Choose another --out, or pass --overwrite to replace it.",
             )
-        if not self.is_finished() and not self.run_file.is_file():
-            self.refuse_foreign_content()
+        self._refuse_foreign_content()
 
     def holds_other_content(self) -> bool:
         """A folder that exists, is not empty, and holds no search: never taken over by a search."""

@@ -39,7 +39,7 @@ from typing import Any, Literal, TypeVar
 import optuna
 from optuna.trial import FrozenTrial
 
-from ajuste.errors import ConfigError, RunFolderError, SearchError
+from ajuste.errors import ConfigError, RunFolderError, SearchError, first_line
 
 __all__ = [
     "OUTAGE_LIMIT",
@@ -145,7 +145,7 @@ def open_storage(url: str, *, heartbeat: int = 60) -> optuna.storages.BaseStorag
         except DatabaseError as exc:  # not a database, or a damaged one
             raise RunFolderError(
                 f"the study database {url.split(':///', 1)[-1]} is damaged",
-                found=_first_line(exc.orig if exc.orig is not None else exc),
+                found=first_line(exc.orig if exc.orig is not None else exc),
                 fix="Restore it from a copy, or pass --overwrite to start the search afresh (its trials are lost).",
             ) from None
     if kind == "journal":
@@ -159,7 +159,7 @@ def open_storage(url: str, *, heartbeat: int = 60) -> optuna.storages.BaseStorag
             raise ConfigError(
                 f"cannot use the journal file {path}",
                 expected="a file in an existing folder, written by an earlier search or not yet there",
-                found=_first_line(exc),
+                found=first_line(exc),
                 fix="Give --storage journal:FILE with such a file.",
             ) from None
     with warnings.catch_warnings():
@@ -278,8 +278,3 @@ def _check_journal(path: str) -> None:
         first = handle.readline(1 << 20)
     if not isinstance(entry := json.loads(first), dict) or "op_code" not in entry:
         raise ValueError("its first line is not an entry of an Optuna journal")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__

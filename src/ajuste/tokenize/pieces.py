@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ajuste.errors import RunFolderError
+from ajuste.errors import RunFolderError, first_line
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -47,7 +47,7 @@ class PieceVocabulary:
         except Exception as exc:  # the Rust library raises a bare Exception for a missing or damaged file
             raise RunFolderError(
                 f"the tokenizer file {path} is damaged or missing",
-                found=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                found=first_line(exc),
                 fix="Train again, or restore the run folder from a copy.",
             ) from None
 

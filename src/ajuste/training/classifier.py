@@ -20,7 +20,7 @@ from torch import nn
 
 from ajuste.atomic import replace_folder, staging_folder
 from ajuste.data.dataset import TextDataset
-from ajuste.errors import AjusteError, ConfigError, DataError, NotFittedError, RunFolderError
+from ajuste.errors import AjusteError, ConfigError, DataError, NotFittedError, RunFolderError, first_line
 from ajuste.models import Family, make_family
 from ajuste.models.base import count_parameters
 from ajuste.models.files import ONNX_FILE
@@ -496,7 +496,7 @@ def load_model(folder: str | Path, *, trust_remote_code: bool = False) -> TextCl
     except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise RunFolderError(
             f"cannot load the model in {folder}",
-            found=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            found=first_line(exc),
             fix="The folder is damaged or incomplete: train again, or restore it from a copy.",
         ) from None
     classifier.family_, classifier.module_, classifier.classes_ = family, module, list(classifier.labels or [])

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ajuste.errors import ConfigError, RunFolderError
+from ajuste.errors import ConfigError, RunFolderError, first_line
 from ajuste.models.files import ONNX_FILE, WEIGHTS_FILE
 
 __all__ = [
@@ -143,7 +143,7 @@ def _ensemble_config(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
 def _damaged(path: Path, what: str, exc: Exception) -> RunFolderError:
     return RunFolderError(
         f"{what} {path} is damaged or belongs to another model",
-        found=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+        found=first_line(exc),
         fix="Train again, or restore the run folder from a copy.",
     )
 

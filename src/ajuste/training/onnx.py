@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ajuste.errors import ConfigError, NotFittedError, RunFolderError
+from ajuste.errors import ConfigError, NotFittedError, RunFolderError, first_line
 from ajuste.models import Family
 from ajuste.runtime import physical_cores
 from ajuste.tokenize.batching import sorted_batches, token_batches
@@ -62,7 +62,7 @@ def onnx_session(path: Path, threads: int | None = None) -> Any:
     except Exception as exc:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...) for a bad file
         raise RunFolderError(
             f"the ONNX model {path} is damaged or not a model",
-            found=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            found=first_line(exc),
             fix="Export the run again with `ajuste export`.",
         ) from None
 
