@@ -116,7 +116,7 @@ def test_cv_with_a_class_smaller_than_k_is_refused_in_one_line(cli: Cli, tmp_pat
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        (("--cv", "1"), "tune.cv: must be >= 2"),
+        (("--cv", "1"), "--cv: must be >= 2"),
         (("--cv", "3", "--refit", "train"), "cv needs refit train+val"),
         (("--cv", "3", "--ensemble", "2"), "Drop --ensemble, or drop --cv"),
         (("--cv", "3", "--balance", "oversample"), "cv cannot fold oversampled training texts"),

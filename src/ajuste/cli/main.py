@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from ajuste.cli import commands
-from ajuste.cli.options import add_data_flags, add_model_flags, add_train_flags, setting_choices
+from ajuste.cli.options import add_data_flags, add_model_flags, add_train_flags, flag_of_setting, setting_choices
 from ajuste.cli.serving import add_serve_parser
 from ajuste.errors import AjusteError
 from ajuste.models.registry import named_families
@@ -27,9 +28,33 @@ __all__ = ["build_parser", "main"]
 class Parser(argparse.ArgumentParser):
     """argparse with errors on one line, exit code 2, and a pointer to --help."""
 
+    _given: tuple[str, ...] = ()
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._given = tuple(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"error: {message}. Run `{self.prog} --help` for the options.\n")
+        sys.stderr.write(
+            f"error: {message}{_dash_hint(message, self._given)}. Run `{self.prog} --help` for the options.\n"
+        )
         raise SystemExit(2)
+
+
+def _dash_hint(message: str, given: Sequence[str]) -> str:
+    """Why a flag's value went missing when the value starts with '-' (``--timeout -1m``): argparse read it as
+    an option. Empty when that is not what happened."""
+    found = re.match(r"argument (\S+): expected one argument", message)
+    if found is None:
+        return ""
+    flags = found.group(1).split("/")
+    for place, word in enumerate(given[:-1]):
+        following = given[place + 1]
+        if word in flags and following.startswith("-") and len(following) > 1:
+            return f" ({following} starts with '-', so it was read as an option: write {word}={following})"
+    return ""
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -350,6 +375,23 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
 
 
+def _named_by_flags(message: str, given: Sequence[str]) -> str:
+    """A settings problem named by the flag the user typed (``--timeout: expected a duration...``) rather than by
+    the setting it fills (``tune.timeout``), where that flag was given; a value from a config file keeps its
+    setting's name, which is what the file says."""
+    prefix = "invalid settings: "
+    if not message.startswith(prefix):
+        return message
+    flags = flag_of_setting()
+    typed = {word.split("=", 1)[0] for word in given if word.startswith("--")}
+    problems = []
+    for problem in message.removeprefix(prefix).split("; "):
+        where, colon, rest = problem.partition(": ")
+        flag = flags.get(where)
+        problems.append(f"{flag}{colon}{rest}" if colon and flag in typed else problem)
+    return prefix + "; ".join(problems)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -365,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # torch's threads are set where torch is first used (loading or training a model)
         return int(args.handler(args) or 0)
     except AjusteError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {_named_by_flags(str(exc), sys.argv[1:] if argv is None else argv)}\n")
         return 2
     except KeyboardInterrupt as exc:
         sys.stderr.write(f"interrupted: {str(exc) or _INTERRUPTED.get(args.command, 'nothing was changed')}.\n")

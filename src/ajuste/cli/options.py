@@ -26,6 +26,7 @@ __all__ = [
     "add_model_flags",
     "add_train_flags",
     "config_from_args",
+    "flag_of_setting",
     "setting_choices",
     "tune_config_from_args",
 ]
@@ -407,6 +408,17 @@ def tune_config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | No
 
 
 DISTILL_FLAGS = ("temperature", "alpha", "augment", "unlabeled", "unlabeled_col")
+
+
+def flag_of_setting() -> dict[str, str]:
+    """Each setting that a flag fills, as a validation message names it (``train.lr``), and its flag."""
+    names = {
+        f"{flag.section}.{flag.field}": flag.name for flag in DATA_FLAGS + PREPARE_FLAGS + MODEL_FLAGS + TRAIN_FLAGS
+    }
+    names.update({f"tune.{name}": "--" + name.replace("_", "-") for name in SEARCH_FLAGS})
+    names.update({f"distill.{name}": "--" + name.replace("_", "-") for name in DISTILL_FLAGS})
+    names.update({"seed": "--seed", "out": "--out"})
+    return names
 
 
 def distill_config_from_args(args: argparse.Namespace) -> RunConfig:
