@@ -296,6 +296,54 @@ def test_unknown_model_name(cli: Cli, csv_file: Path, out: Path, monkeypatch: py
     assert_nothing_written(out)
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _hub_at(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_hub_id_when_the_hub_cannot_be_reached(
+    cli: Cli, csv_file: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the hub on loopback, where nothing listens: the id is looked up in the local hub cache only and the message
+    # says why, rather than after the client's retries (which would end in its own connection message)
+    port = _closed_port()
+    _hub_at(monkeypatch, f"http://127.0.0.1:{port}")
+    message = user_error(cli("train", "--data", csv_file, "--model", "someone/tiny-bert", "--out", out))
+    assert "unknown model 'someone/tiny-bert'" in message
+    assert f"not in the local hub cache, and the hub (127.0.0.1:{port}) cannot be reached" in message
+    assert_nothing_written(out)
+
+
+def test_hub_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from ajuste.models.pretrained import hub_unreachable
+
+    port = _closed_port()
+    _hub_at(monkeypatch, f"http://127.0.0.1:{port}")
+    assert hub_unreachable() == f"127.0.0.1:{port}"
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:1")  # behind a proxy the client goes through it: no probe
+    assert hub_unreachable() is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    with socket.socket() as server:  # something listens: reachable
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        _hub_at(monkeypatch, f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert hub_unreachable() is None
+
+
 def test_missing_checkpoint_folder(cli: Cli, csv_file: Path, tmp_path: Path, out: Path) -> None:
     missing = tmp_path / "checkpoints" / "tiny"
     message = user_error(cli("train", "--data", csv_file, "--model", missing, "--out", out))

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ajuste.errors import ConfigError, ModelError
+from ajuste.errors import ConfigError, ModelError, first_line
 from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
 from ajuste.models.boundary import BoundaryStates, compute_states, effective_precision
 from ajuste.models.settings import PretrainedSettings, parse_trainable
@@ -181,6 +181,37 @@ def _quiet_hub() -> Iterator[None]:
         hub.setLevel(level)
 
 
+#: Seconds to wait for the hub to accept a connection before a hub id is looked up in the local cache only.
+HUB_PROBE_SECONDS = 3.0
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy")
+
+
+def hub_unreachable() -> str | None:
+    """The hub's address when it cannot be reached from here (no network, a firewall), else None.
+
+    Without a network the hub client retries a missing id five times over half a minute before it gives up; one
+    connection attempt tells the same in at most :data:`HUB_PROBE_SECONDS`. Not asked when the hub client is
+    offline already (``HF_HUB_OFFLINE``), nor behind a proxy (the client goes through it; a direct connection
+    would fail where the client succeeds)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    url = urlparse(constants.ENDPOINT)
+    if not url.hostname:
+        return None
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((url.hostname, port), timeout=HUB_PROBE_SECONDS).close()
+    except OSError:
+        return f"{url.hostname}:{port}"
+    return None
+
+
 class PretrainedFamily(Family):
     """A pretrained backbone from ``transformers`` with a new head and a trainable policy."""
 
@@ -215,26 +246,31 @@ class PretrainedFamily(Family):
             self._folder = folder
             location = str(folder)
         trust = self.settings.trust_remote_code
+        # a hub id while the hub cannot be reached: the local hub cache only, at once, rather than after retries
+        unreachable = hub_unreachable() if self._folder is None else None
+        local = {"local_files_only": True} if unreachable else {}
         try:
             with _quiet_hub():
-                self.config = AutoConfig.from_pretrained(location, trust_remote_code=trust)
+                self.config = AutoConfig.from_pretrained(location, trust_remote_code=trust, **local)
         except (OSError, ValueError) as exc:
             raise ModelError(
                 f"unknown model '{location}'",
                 expected="a model family (see `ajuste train --help`), a checkpoint folder, "
                 "or a hub id reachable from here",
-                found=str(exc).splitlines()[0][:200],
+                found=f"no such folder, not in the local hub cache, and the hub ({unreachable}) cannot be reached"
+                if unreachable
+                else first_line(exc),
                 fix=f"Did you mean --model {near}?"
                 if (near := _near_family(location))
                 else "Check the name; without a network, download the checkpoint elsewhere and pass its folder.",
             ) from None
         try:
             with _quiet_hub():
-                self.tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust)
+                self.tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust, **local)
         except (OSError, ValueError, TypeError) as exc:
             raise ModelError(
                 f"checkpoint '{location}' has no usable tokenizer",
-                found=str(exc).splitlines()[0][:200],
+                found=first_line(exc),
                 fix="Save the tokenizer beside the model with tokenizer.save_pretrained(folder).",
             ) from None
         self._check_settings()
