@@ -461,3 +461,21 @@ def test_a_fill_counts_as_one_time_work_when_the_entry_is_kept_somewhere(
     cache.put("fill-test", BoundaryStates(torch.zeros(100, 64)), {}, seconds=5.0)  # 25.6 KB
     assert cache.filling_seconds() - before == (5.0 if counted else 0.0)
     assert (cache.get("fill-test") is not None) == counted, "what is counted can be read back, and only that"
+
+
+def test_a_cache_folder_that_is_a_file_is_warned_of_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ajuste.models.boundary import BoundaryStates
+
+    blocking = tmp_path / "cache"
+    blocking.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("AJUSTE_CACHE_DIR", str(blocking))
+    with caplog.at_level("INFO", logger="ajuste.cache"):
+        cache.put("first", BoundaryStates(torch.zeros(4, 8)), {})
+        cache.put("second", BoundaryStates(torch.zeros(4, 8)), {})
+    failures = [r for r in caplog.records if "cannot write the boundary cache" in r.getMessage()]
+    assert [r.levelname for r in failures] == ["WARNING", "INFO"], "the second failure is not warned of again"
+    assert "(a file, not a folder)" in failures[0].getMessage() and "AJUSTE_CACHE_DIR" in failures[0].getMessage()
+    assert cache.get("second") is not None, "kept in memory: the run goes on without the disk"
+    assert blocking.read_text(encoding="utf-8") == "not a folder", "the file is left as it was"

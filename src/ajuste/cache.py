@@ -58,6 +58,7 @@ _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*$", re.I)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 _memory: OrderedDict[str, BoundaryStates] = OrderedDict()
+_unwritable: set[Path] = set()  # folders a write failed in, already warned of
 #: Seconds this process spent computing what it put in the cache (see :func:`filling_seconds`).
 _filled = 0.0
 
@@ -205,7 +206,17 @@ def _write(key: str, states: BoundaryStates, meta: dict[str, Any]) -> bool:
             Path(temporary).unlink(missing_ok=True)
         _evict(folder, cap)
     except OSError as exc:
-        log.warning("cannot write the boundary cache in %s (%s): kept in memory only", folder, exc)
+        # said once per folder and process: every later write fails alike, and the run goes on without it
+        level = logging.INFO if folder in _unwritable else logging.WARNING
+        _unwritable.add(folder)
+        reason = "a file, not a folder" if folder.is_file() else (exc.strerror or str(exc))
+        log.log(
+            level,
+            "cannot write the boundary cache in %s (%s): kept in memory only; set AJUSTE_CACHE_DIR to a folder "
+            "this user may write",
+            folder,
+            reason,
+        )
         return False
     return True
 
