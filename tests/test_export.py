@@ -215,4 +215,13 @@ def test_default_out_is_beside_the_run(cli: Cli, bag_run: Path) -> None:
     assert result.code == 0
     summary = result.json()
     assert Path(summary["run_dir"]) == bag_run.parent / f"{bag_run.name}-onnx-int8"
-    assert summary["quantize"] == "int8" and summary["same_labels"] == summary["checked_texts"]
+    assert summary["quantize"] == "int8" and summary["checked_texts"] == len(CHECK_TEXTS)
+    # This tiny model is near-uniform on the check texts, so int8 may flip a label: the count reported is the true
+    # count, and a label flips only where the model's two best classes are closer than int8 moved a probability.
+    reference = ajuste.load(bag_run).predict_proba(list(CHECK_TEXTS), precision="fp32")
+    quantized = ajuste.load(summary["run_dir"]).predict_proba(list(CHECK_TEXTS))
+    same = reference.argmax(axis=1) == quantized.argmax(axis=1)
+    assert summary["same_labels"] == int(same.sum())
+    assert summary["max_probability_difference"] == pytest.approx(float(np.abs(reference - quantized).max()))
+    top_two = np.sort(reference, axis=1)[:, -2:]
+    assert np.all(same | (top_two[:, 1] - top_two[:, 0] <= 2 * summary["max_probability_difference"]))
