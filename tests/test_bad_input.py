@@ -173,13 +173,14 @@ def test_empty_file(cli: Cli, tmp_path: Path, out: Path) -> None:
     path.write_text("", encoding="utf-8")
     message = user_error(cli("train", "--data", path, "--out", out))
     assert "holds no data rows" in message
-    assert "expected at least one labelled text" in message
+    assert "expected at least one labelled text, found an empty file" in message
     assert_nothing_written(out)
 
 
 def test_header_only_file(cli: Cli, tmp_path: Path, out: Path) -> None:
     path = write_rows(tmp_path / "header.csv", "text,label", [])
-    assert "holds no data rows" in user_error(cli("train", "--data", path, "--out", out))
+    message = user_error(cli("train", "--data", path, "--out", out))
+    assert "holds no data rows" in message and "found column names only (text, label)" in message
     assert_nothing_written(out)
 
 
@@ -344,6 +345,31 @@ def test_hub_probe(monkeypatch: pytest.MonkeyPatch) -> None:
         assert hub_unreachable() is None
 
 
+def test_tune_refuses_an_unknown_model_before_the_search(
+    cli: Cli, csv_file: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # tests never reach for the hub
+    message = user_error(
+        cli("tune", "--data", csv_file, "--model", "nonexistent-model-xyz", "--trials", "3", "--out", out)
+    )
+    assert "unknown model 'nonexistent-model-xyz'" in message and "first error" not in message
+    assert_nothing_written(out)
+
+
+def test_tune_model_flag_and_a_space_with_families(cli: Cli, csv_file: Path, tmp_path: Path, out: Path) -> None:
+    config = tmp_path / "search.yaml"
+    config.write_text("space:\n  model.family: [bag, gpt]\n", encoding="utf-8")
+    for model in ("linear", "bag"):  # outside the space's families, or narrowing them: either is one of two choices
+        message = user_error(
+            cli("tune", "--data", csv_file, "--config", config, "--model", model, "--trials", "1", "--out", out)
+        )
+        assert "--model and the config's space both choose the families to search" in message
+        assert f"--model {model} and space model.family ['bag', 'gpt']" in message
+    assert_nothing_written(out)
+
+
 def test_missing_checkpoint_folder(cli: Cli, csv_file: Path, tmp_path: Path, out: Path) -> None:
     missing = tmp_path / "checkpoints" / "tiny"
     message = user_error(cli("train", "--data", csv_file, "--model", missing, "--out", out))
@@ -419,6 +445,12 @@ def test_argparse_bad_split(cli: Cli, csv_file: Path, out: Path) -> None:
     message = user_error(cli("train", "--data", csv_file, "--split", "0.8,0.2", "--out", out))
     assert "expected three fractions like 0.7,0.1,0.2, got '0.8,0.2'" in message
     assert_nothing_written(out)
+
+
+def test_an_option_the_command_does_not_take_points_at_that_command_s_help(cli: Cli, csv_file: Path) -> None:
+    message = user_error(cli("evaluate", "somewhere", csv_file, "--epochs", "3"))
+    assert "unrecognized arguments: --epochs 3" in message
+    assert "Run `ajuste evaluate --help` for the options" in message
 
 
 def test_unknown_subcommand(cli: Cli) -> None:
@@ -823,7 +855,9 @@ def test_a_seed_out_of_range_is_one_line(cli: Cli, csv_file: Path, out: Path, co
 
 
 def test_a_bag_s_numpy_prediction_refuses_a_batch_size_below_one(cli: Cli, trained_run: Path) -> None:
-    assert "batch_size must be at least 1" in user_error(cli("predict", str(trained_run), "hi", "--batch-size", "0"))
+    assert "the batch size must be at least 1" in user_error(
+        cli("predict", str(trained_run), "hi", "--batch-size", "0")
+    )
 
 
 def test_an_unlabeled_column_without_an_unlabeled_file_is_one_line(cli: Cli, trained_run: Path, out: Path) -> None:

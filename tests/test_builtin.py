@@ -131,7 +131,7 @@ def test_found_through_the_environment(monkeypatch: pytest.MonkeyPatch, sms_dir:
     assert dataset_status(SMS_SPAM) == ("missing", None)
     monkeypatch.setenv("AJUSTE_DATA_DIR", str(sms_dir))
     assert locate("sms-spam", url=dead_url) == sms_dir / "sms_spam" / "SMSSpamCollection"
-    assert dataset_status(SMS_SPAM)[0] == "data-dir"
+    assert dataset_status(SMS_SPAM)[0] == "AJUSTE_DATA_DIR"
 
 
 def test_argument_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch, sms_dir: Path, tmp_path: Path) -> None:
@@ -300,7 +300,7 @@ def test_datasets_command_with_environment(
     cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch, sms_dir: Path
 ) -> None:
     monkeypatch.setenv("AJUSTE_DATA_DIR", str(sms_dir))
-    assert sms_entry(cli("datasets", "--json"))["found"] == "data-dir"
+    assert sms_entry(cli("datasets", "--json"))["found"] == "AJUSTE_DATA_DIR"
 
 
 def test_datasets_command_when_missing_and_cached(cli: Callable[..., CliResult], isolated: Path) -> None:

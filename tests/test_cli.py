@@ -180,6 +180,12 @@ def test_evaluate_for_people(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]
     run, data, _ = bag_run
     result = ok(cli("evaluate", run, data))
     assert "120 scored" in result.out and "precision" in result.out
+    matrix = cli("evaluate", run, data, "--json").json()["metrics"]["confusion_matrix"]
+    lines = result.out.splitlines()
+    start = lines.index("confusion (rows: true class, columns: predicted)")
+    assert lines[start + 1].split()[-2:] == ["ham", "spam"]
+    for line, row in zip(lines[start + 2 : start + 4], matrix):  # the table's counts are the --json matrix's
+        assert [int(count) for count in line.split()[1:]] == row
 
 
 # -- predict --------------------------------------------------------------------------------------

@@ -468,3 +468,14 @@ def test_a_grid_within_the_budget_is_left_as_it_is() -> None:
     space = parse_space({"model.embed_dim": [8, 16], "train.epochs": [1, 2]}, base_model={"family": "bag"})
     same, lines = space.coarsened(10)
     assert same is space and lines == []
+
+
+def test_a_model_outside_the_space_s_families_is_refused() -> None:
+    # the fixed model's family (or the families asked for) must be among those the space searches, or one of the
+    # two would be dropped without a word
+    message = refused({"model.family": ["bag", "gpt"]}, base_model={"family": "linear"})
+    assert "the space searches bag, gpt, but the model asked for is linear" in message
+    assert "the model asked for is linear, minilm" in refused({"model.family": "bag"}, families=["linear", "minilm"])
+    # the fixed settings of one of the space's families are that family's base settings
+    space = parse_space({"model.family": ["bag", "gpt"]}, base_model={"family": "bag", "embed_dim": 32})
+    assert space.families == ["bag", "gpt"]

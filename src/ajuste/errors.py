@@ -59,8 +59,8 @@ class AjusteError(Exception):
             details.append(f"found {self.found}")
         if details:
             message += ": " + ", ".join(details)
-        if self.fix:
-            message += f". {self.fix}"
+        if self.fix:  # one full stop between the details and the fix, also after a quoted message's own
+            message = message.rstrip(".") + f". {self.fix}"
         # One line, always: the CLI prints this as is.
         return " ".join(message.split())
 

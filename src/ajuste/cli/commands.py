@@ -133,7 +133,8 @@ def tune(args: argparse.Namespace) -> int:
     def started(info: dict[str, Any]) -> None:
         resumed = f", resuming: {info['done']} trials already done" if info["done"] else ""
         recovered = f", {info['recovered']} interrupted trial(s) to run again" if info["recovered"] else ""
-        budget = "until the time runs out" if info["budget"] is None else f"{info['budget']} trials to run"
+        count = info["budget"]
+        budget = "until the time runs out" if count is None else f"{count} trial{'' if count == 1 else 's'} to run"
         out.say(f"[bold]data[/]   {describe(info['data'])}")
         out.say(
             f"[bold]search[/] {config.tune.sampler} sampler, {config.tune.pruner} pruner, {budget}{resumed}{recovered}"
@@ -318,6 +319,7 @@ def evaluate(args: argparse.Namespace) -> int:
             str(values["support"]),
         )
     out.table(per_class)
+    _confusion_table(out, metrics)
     out.json(
         {
             "run_dir": str(folder.path),
@@ -327,6 +329,25 @@ def evaluate(args: argparse.Namespace) -> int:
         }
     )
     return 0
+
+
+#: Classes beyond which the confusion matrix is left to --json: a wider table no longer reads on a terminal.
+CONFUSION_CLASSES = 12
+
+
+def _confusion_table(out: Output, metrics: dict[str, Any]) -> None:
+    """The confusion matrix, rows the true class and columns the predicted one."""
+    labels = [str(label) for label in metrics["labels"]]
+    if len(labels) > CONFUSION_CLASSES:
+        out.say(f"confusion matrix: {len(labels)} classes, in --json (confusion_matrix)")
+        return
+    matrix = Table(box=None, pad_edge=False, title="confusion (rows: true class, columns: predicted)")
+    matrix.add_column("true \\ predicted", justify="left")
+    for label in labels:
+        matrix.add_column(label, justify="right")
+    for label, row in zip(labels, metrics["confusion_matrix"]):
+        matrix.add_row(label, *(str(count) for count in row))
+    out.table(matrix)
 
 
 def predict(args: argparse.Namespace) -> int:

@@ -38,9 +38,18 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(
-            f"error: {message}{_dash_hint(message, self._given)}. Run `{self.prog} --help` for the options.\n"
+            f"error: {message}{_dash_hint(message, self._given)}. Run `{self._helping()} --help` for the options.\n"
         )
         raise SystemExit(2)
+
+    def _helping(self) -> str:
+        """The command whose --help to point at: the one given (``ajuste distill``), even when the top-level parser
+        found the problem (an option that command does not take)."""
+        command = next((word for word in self._given if not word.startswith("-")), None)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+                return str(action.choices[command].prog)
+        return self.prog
 
 
 def _dash_hint(message: str, given: Sequence[str]) -> str:
@@ -60,7 +69,7 @@ def _dash_hint(message: str, given: Sequence[str]) -> str:
 def _common(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
     group.add_argument("--json", action="store_true", help="Make the last line of stdout one JSON object.")
-    group.add_argument("--quiet", "-q", action="store_true", help="No progress bars or tables.")
+    group.add_argument("--quiet", "-q", action="store_true", help="No progress bars, and no tables but the result.")
     group.add_argument("--verbose", "-v", action="store_true", help="Log what every step does, on stderr.")
 
 
@@ -134,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="Evaluate a trained run on a labelled data file or dataset.",
         description="Score a run folder's model on every labelled row of DATA (a file or "
-        "a built-in dataset name): accuracy with a 95%% interval, macro-F1, per class.",
+        "a built-in dataset name): accuracy with a 95% interval, macro-F1, per class.",
     )
     evaluate.add_argument("run", metavar="RUN", help="Run folder written by `ajuste train`.")
     evaluate.add_argument("data", metavar="DATA", help="Labelled data file, or a built-in dataset name.")

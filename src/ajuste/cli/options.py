@@ -181,7 +181,8 @@ MODEL_FLAGS = (
         "model",
         "precision",
         str,
-        "fp32 | bf16: arithmetic of prediction and of the frozen layers' pass (fp32).",
+        "fp32 | bf16: arithmetic of training, prediction and the frozen layers' pass (bf16 for pretrained models, "
+        "fp32 for the others).",
     ),
 )
 TRAIN_FLAGS = (
@@ -384,6 +385,14 @@ def tune_config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | No
             )
         values.update({"seed": seed, "distill": distill})
     if args.model is not None:
+        space = values.get("space")
+        if isinstance(space, dict) and space.get("model.family") is not None:
+            raise ConfigError(
+                "--model and the config's space both choose the families to search",
+                expected="one of the two",
+                found=f"--model {args.model} and space model.family {space['model.family']}",
+                fix="Drop --model, or remove model.family from the space.",
+            )
         names = [n.strip() for n in args.model.split(",") if n.strip()]
         if len(names) > 1 or (names and is_named_family(names[0])):
             unknown = [n for n in names if not is_named_family(n)]
@@ -418,6 +427,9 @@ def flag_of_setting() -> dict[str, str]:
     names.update({f"tune.{name}": "--" + name.replace("_", "-") for name in SEARCH_FLAGS})
     names.update({f"distill.{name}": "--" + name.replace("_", "-") for name in DISTILL_FLAGS})
     names.update({"seed": "--seed", "out": "--out"})
+    from ajuste.serve.settings import ServeSettings  # a settings class only: no server package is imported
+
+    names.update({f"serve.{name}": "--" + name.replace("_", "-") for name in ServeSettings.model_fields})
     return names
 
 

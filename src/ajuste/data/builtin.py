@@ -114,8 +114,8 @@ def named_data_dir(data_dir: str | Path | None = None) -> str | Path | None:
 def _search_folders(data_dir: str | Path | None) -> list[tuple[str, Path]]:
     folders: list[tuple[str, Path]] = []
     named = named_data_dir(data_dir)
-    if named is not None:
-        folders.append(("data-dir", Path(named)))
+    if named is not None:  # named by the flag (or the API's data_dir), else by the environment variable
+        folders.append(("data-dir" if data_dir is not None else DATA_DIR_ENV, Path(named)))
     folders.append(("cache", cache_dir() / "datasets"))
     return folders
 

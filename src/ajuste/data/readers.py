@@ -302,7 +302,8 @@ def read_table(
     path = Path(path)
     columns, records = read_rows(path, file_format, encoding)
     if not records:
-        raise DataError(f"{path} holds no data rows", expected="at least one labelled text", found="an empty file")
+        found = f"column names only ({', '.join(columns)})" if columns else "an empty file"
+        raise DataError(f"{path} holds no data rows", expected="at least one labelled text", found=found)
     text, label = resolve_columns(path, columns, records, text_col, label_col)
     id_column = _find_column(("id",), [c for c in columns if c not in (text, label)])
     return Table(

@@ -655,6 +655,13 @@ def _families(
         problems.add("model.family", f"unknown family {', '.join(unknown)}; expected {', '.join(FAMILIES)}")
     if not chosen and spec is None:
         problems.add("model.family", "the space names no model family; add model.family or give --model")
+    asked = list(families) or ([base["family"]] if "family" in base else [])
+    if spec is not None and asked and not set(asked) <= set(chosen):
+        problems.add(
+            "model.family",
+            f"the space searches {', '.join(chosen)}, but the model asked for is {', '.join(asked)} (--model or the "
+            "model section); drop one of the two",
+        )
     for name in chosen:
         if (
             name in FAMILIES

@@ -147,8 +147,21 @@ def search_space(config: TuneConfig) -> SearchSpace:
     fixed = {f"train.{name}": getattr(config.train, name) for name in sorted(config.train.model_fields_set)}
     space = parse_space(config.space, base_model=config.model, families=families, fixed=fixed)
     if config.model.get("family"):
-        model_settings(config.model)  # the fixed settings must be valid on their own
+        settings = model_settings(config.model)  # the fixed settings must be valid on their own
+        if registration(settings.family).needs_checkpoint:
+            _check_checkpoint(settings)
     return space
+
+
+def _check_checkpoint(settings: FamilySettings) -> None:
+    """A checkpoint that does not load (a misspelt folder or hub id) or does not fit the fixed settings is refused
+    before the search starts, rather than failing every trial."""
+    from ajuste.models.pretrained import PretrainedFamily
+    from ajuste.models.registry import make_family
+
+    family = make_family(settings)
+    if isinstance(family, PretrainedFamily):
+        family.load_config()
 
 
 def _open_search(folder: RunFolder, config: TuneConfig, overwrite: bool) -> SearchInfo:

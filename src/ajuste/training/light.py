@@ -214,7 +214,9 @@ def check_batch_size(batch_size: int | None) -> int | None:
     """A prediction's batch size, or None for the model's default; ConfigError below 1."""
     if batch_size is not None and batch_size < 1:
         raise ConfigError(
-            "batch_size must be at least 1", found=str(batch_size), fix="Give a positive batch size, or none."
+            "the batch size must be at least 1",
+            found=str(batch_size),
+            fix="Give a positive batch size (--batch-size N, batch_size=N), or none.",
         )
     return batch_size
 
