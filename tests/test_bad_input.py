@@ -563,6 +563,13 @@ def test_evaluate_with_a_missing_run_folder(cli: Cli, csv_file: Path, tmp_path: 
     assert f"run folder {missing} does not exist" in user_error(cli("evaluate", missing, csv_file))
 
 
+def test_evaluate_data_that_is_neither_a_file_nor_a_dataset(cli: Cli, trained_run: Path) -> None:
+    message = user_error(cli("evaluate", str(trained_run), "sms-spm"))
+    assert "DATA sms-spm is neither a data file nor a built-in dataset" in message
+    assert "Did you mean sms-spam?" in message
+    assert "--dataset" not in message, "evaluate takes the dataset as DATA, not with --dataset"
+
+
 @pytest.fixture
 def incomplete_run(trained_run: Path, tmp_path: Path) -> Path:
     """A run folder whose model/ has its config.json but lost its weights."""

@@ -349,13 +349,14 @@ def test_overwrite_never_replaces_what_the_command_reads(cli: Cli, data: Path, t
     folder.mkdir()
     inside = shutil.copy(data, folder / "mydata.csv")
     said = one_line_error(cli(*train_args(Path(inside), folder, "--overwrite")))
-    assert "would replace" in said and "which this command reads" in said
+    assert f"holds {inside}, which this command reads" in said  # replacing the folder would remove the data
     assert Path(inside).is_file()
     teacher = tmp_path / "teacher"
     ok(cli(*train_args(data, teacher)))
-    for out in (teacher, teacher / "model", tmp_path):  # the teacher itself, inside it, above it
+    places = ("would replace", "would be inside", "holds")
+    for out, place in zip((teacher, teacher / "model", tmp_path), places):  # the teacher itself, inside it, above it
         said = one_line_error(cli("distill", str(teacher), "--epochs", "1", "--out", str(out), "--overwrite"))
-        assert "which this command reads" in said
+        assert f"{place} {teacher}, which this command reads" in said
     for out in (teacher / "model", tmp_path):
         said = one_line_error(cli("export", str(teacher), "--out", str(out), "--overwrite"))
         assert "which this command reads" in said

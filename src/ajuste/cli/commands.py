@@ -286,6 +286,17 @@ def evaluate(args: argparse.Namespace) -> int:
     out = _output(args)
     started = time.perf_counter()
     folder = RunFolder.open(args.run)
+    if args.data not in BUILTIN_DATASETS and not Path(args.data).exists():
+        import difflib
+
+        near = difflib.get_close_matches(args.data, list(BUILTIN_DATASETS), n=1)
+        raise DataError(
+            f"DATA {args.data} is neither a data file nor a built-in dataset",
+            expected="a labelled data file, or a built-in dataset: " + ", ".join(BUILTIN_DATASETS),
+            fix=f"Did you mean {near[0]}?"
+            if near
+            else "Check the path; `ajuste datasets` lists the built-in datasets.",
+        )
     classifier = folder.load(trust_remote_code=args.trust_remote_code)
     source: dict[str, Any] = {"dataset": args.data} if args.data in BUILTIN_DATASETS else {"path": args.data}
     for name in ("format", "text_col", "label_col", "encoding", "data_dir"):

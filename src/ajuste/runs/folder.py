@@ -181,8 +181,15 @@ class RunFolder:
                 continue
             source = Path(given).resolve()
             if source == resolved or resolved in source.parents or source in resolved.parents:
+                place = (
+                    "would be inside"
+                    if source in resolved.parents
+                    else "would replace"
+                    if source == resolved
+                    else "holds"
+                )
                 raise RunFolderError(
-                    f"the output folder {target} would replace {given}, which this command reads", fix=_ELSEWHERE
+                    f"the output folder {target} {place} {given}, which this command reads", fix=_ELSEWHERE
                 )
 
     def _refuse_foreign_content(self) -> None:
