@@ -244,6 +244,24 @@ def test_badly_quoted_csv(cli: Cli, tmp_path: Path, out: Path) -> None:
     assert_nothing_written(out)
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "given", "suggested"),
+    [
+        ("comma.csv", "review,stars\ngood,5\nbad,1\n", "tsv", "csv"),
+        ("tabs.tsv", "review\tstars\ngood\t5\nbad\t1\n", "csv", "tsv"),
+    ],
+)
+def test_a_file_read_in_another_format_says_which_it_looks(
+    cli: Cli, tmp_path: Path, out: Path, name: str, content: str, given: str, suggested: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    message = user_error(cli("train", "--data", path, "--format", given, "--out", out))
+    assert f"reads as {given.upper()} into one column named" in message
+    assert f"The file looks {suggested.upper()}: pass --format {suggested}." in message
+    assert_nothing_written(out)
+
+
 def test_unknown_format_extension(cli: Cli, tmp_path: Path, out: Path) -> None:
     path = tmp_path / "data.xlsx"
     path.write_bytes(b"PK")

@@ -290,6 +290,19 @@ def _as_text(value: object) -> str | None:
     return str(value)
 
 
+def _refuse_another_format(path: Path, kind: str, columns: list[str]) -> None:
+    """One column whose name holds another format's separator: the file was read in the wrong format."""
+    if len(columns) != 1:
+        return
+    for separator, name in ((",", "csv"), ("\t", "tsv")):
+        if name != kind and separator in columns[0]:
+            raise DataError(
+                f"{path} reads as {kind.upper()} into one column named {columns[0]!r}",
+                expected="a text column and a label column",
+                fix=f"The file looks {name.upper()}: pass --format {name}.",
+            )
+
+
 def read_table(
     path: str | Path,
     *,
@@ -301,6 +314,7 @@ def read_table(
     """Every row of a labelled data file, with its text and label columns resolved."""
     path = Path(path)
     columns, records = read_rows(path, file_format, encoding)
+    _refuse_another_format(path, detect_format(path) if file_format == "auto" else file_format, columns)
     if not records:
         found = f"column names only ({', '.join(columns)})" if columns else "an empty file"
         raise DataError(f"{path} holds no data rows", expected="at least one labelled text", found=found)
