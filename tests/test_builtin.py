@@ -324,7 +324,13 @@ def test_datasets_command_human_table(cli: Callable[..., CliResult], sms_dir: Pa
 def test_datasets_command_says_a_named_data_dir_lacks_the_file(
     cli: Callable[..., CliResult], isolated: Path, tmp_path: Path
 ) -> None:
-    result = cli("datasets", "--data-dir", tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli("datasets", "--data-dir", empty)
     assert result.code == 0
     assert "not in" in result.out and "fetched on first use" not in result.out
-    assert sms_entry(cli("datasets", "--data-dir", tmp_path / "nowhere", "--json"))["found"] == "missing"
+    assert sms_entry(cli("datasets", "--data-dir", empty, "--json"))["found"] == "missing"
+    # a folder that is not there (a typo) is a mistake to fix, not a listing of what it lacks
+    missing = cli("datasets", "--data-dir", tmp_path / "nowhere")
+    assert missing.code == 2 and f"the data directory {tmp_path / 'nowhere'} is not a folder" in missing.err
+    assert "found no such folder" in missing.err and len(missing.err.strip().splitlines()) == 1

@@ -450,6 +450,12 @@ def export(args: argparse.Namespace) -> int:
 def datasets(args: argparse.Namespace) -> int:
     from ajuste.data.builtin import BUILTIN_DATASETS, dataset_status, named_data_dir
 
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise ConfigError(
+            f"the data directory {args.data_dir} is not a folder",
+            found="no such folder" if not Path(args.data_dir).exists() else "a file",
+            fix="Pass the folder that holds the datasets (sms_spam/SMSSpamCollection...), or drop --data-dir.",
+        )
     out = _output(args)
     table = Table(box=None, pad_edge=False)
     for column in ("name", "rows", "found", "description"):
