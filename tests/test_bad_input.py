@@ -363,6 +363,17 @@ def test_hub_probe(monkeypatch: pytest.MonkeyPatch) -> None:
         assert hub_unreachable() is None
 
 
+def test_build_refuses_an_unknown_model_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    import ajuste
+    from ajuste.errors import ModelError
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # tests never reach for the hub
+    with pytest.raises(ModelError, match="unknown model 'nonexistent-model-xyz'"):
+        ajuste.build("nonexistent-model-xyz")  # in build, as its docstring says, not in fit
+
+
 def test_tune_refuses_an_unknown_model_before_the_search(
     cli: Cli, csv_file: Path, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -105,6 +105,7 @@ def build(model: str = "bag", **architecture: Any) -> TextClassifier:
     ``architecture`` takes that family's settings, e.g. ``build("gpt", num_layers=2, emb_dim=128)`` or
     ``build("minilm", trainable="last_block")``. Everything is validated now; weights come in ``fit``.
     """
+    from ajuste.models.pretrained import check_checkpoint
     from ajuste.models.registry import FAMILIES
     from ajuste.training import TextClassifier
     from ajuste.validation import model_settings
@@ -113,4 +114,6 @@ def build(model: str = "bag", **architecture: Any) -> TextClassifier:
         values = {"family": model, **architecture}
     else:
         values = {"family": "pretrained", "checkpoint": model, **architecture}
-    return TextClassifier(model_settings(values))
+    settings = model_settings(values)
+    check_checkpoint(settings)  # a checkpoint that does not load is refused here, not in fit
+    return TextClassifier(settings)

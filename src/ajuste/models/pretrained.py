@@ -24,7 +24,7 @@ from torch import nn
 from ajuste.errors import ConfigError, ModelError, first_line
 from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
 from ajuste.models.boundary import BoundaryStates, compute_states, effective_precision
-from ajuste.models.settings import PretrainedSettings, parse_trainable
+from ajuste.models.settings import FamilySettings, PretrainedSettings, parse_trainable
 from ajuste.models.transformer import BackboneClassifier, Pooling, eager_copy, find_blocks, freeze_below
 from ajuste.tokenize.batching import pad_sequences
 
@@ -210,6 +210,14 @@ def hub_unreachable() -> str | None:
     except OSError:
         return f"{url.hostname}:{port}"
     return None
+
+
+def check_checkpoint(settings: FamilySettings) -> None:
+    """For settings of a checkpoint's family: read its config and tokenizer now, so that a checkpoint that does not
+    load (a misspelt folder or hub id) or does not fit the settings is refused before any work. Other families:
+    nothing to read."""
+    if isinstance(settings, PretrainedSettings) and settings.family != "minilm":
+        PretrainedFamily(settings).load_config()
 
 
 class PretrainedFamily(Family):

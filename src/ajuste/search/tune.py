@@ -26,6 +26,7 @@ from ajuste.data import describe, load_data
 from ajuste.data.dataset import TextDataset
 from ajuste.data.prepare import PreparedData, cv_folds, stratified_sample
 from ajuste.errors import ConfigError, RunFolderError, SearchError, TrainingError
+from ajuste.models.pretrained import check_checkpoint
 from ajuste.models.registry import default_families, is_named_family, registration, student_families
 from ajuste.models.settings import FamilySettings
 from ajuste.runs.distill import StudentData, student_data, teacher_data
@@ -148,20 +149,8 @@ def search_space(config: TuneConfig) -> SearchSpace:
     space = parse_space(config.space, base_model=config.model, families=families, fixed=fixed)
     if config.model.get("family"):
         settings = model_settings(config.model)  # the fixed settings must be valid on their own
-        if registration(settings.family).needs_checkpoint:
-            _check_checkpoint(settings)
+        check_checkpoint(settings)  # before the search starts, rather than failing every trial
     return space
-
-
-def _check_checkpoint(settings: FamilySettings) -> None:
-    """A checkpoint that does not load (a misspelt folder or hub id) or does not fit the fixed settings is refused
-    before the search starts, rather than failing every trial."""
-    from ajuste.models.pretrained import PretrainedFamily
-    from ajuste.models.registry import make_family
-
-    family = make_family(settings)
-    if isinstance(family, PretrainedFamily):
-        family.load_config()
 
 
 def _open_search(folder: RunFolder, config: TuneConfig, overwrite: bool) -> SearchInfo:
