@@ -479,3 +479,19 @@ def test_a_cache_folder_that_is_a_file_is_warned_of_once(
     assert "(a file, not a folder)" in failures[0].getMessage() and "AJUSTE_CACHE_DIR" in failures[0].getMessage()
     assert cache.get("second") is not None, "kept in memory: the run goes on without the disk"
     assert blocking.read_text(encoding="utf-8") == "not a folder", "the file is left as it was"
+
+
+def test_cache_list_names_what_each_entry_holds(
+    cli: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ajuste.models.boundary import BoundaryStates
+
+    monkeypatch.setenv("AJUSTE_CACHE_DIR", str(tmp_path / "cache"))
+    teacher = {"kind": "teacher probabilities", "teacher": str(tmp_path / "runs" / "spam-minilm"), "texts": 3}
+    cache.put("teacher-entry", BoundaryStates(torch.ones(3, 2)), teacher)
+    cache.put("vectors-entry", BoundaryStates(torch.ones(5, 4)), {"kind": "piece vectors", "encoder": "/m/minilm"})
+    monkeypatch.setenv("COLUMNS", "200")  # the table whole, not cut to a narrow terminal
+    lines = cli("cache", "list").out.splitlines()
+    assert lines[0].split()[3:5] == ["model", "what"]
+    assert any("spam-minilm" in line and "teacher probabilities" in line for line in lines)
+    assert any("minilm" in line and "piece vectors" in line for line in lines)

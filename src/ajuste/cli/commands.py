@@ -512,17 +512,20 @@ def cache(args: argparse.Namespace) -> int:
         return 0
     found = store.entries()
     table = Table(box=None, pad_edge=False)
-    for column in ("key", "size", "used", "model", "boundary", "texts", "max len", "precision"):
+    for column in ("key", "size", "used", "model", "what", "texts", "max len", "precision"):
         table.add_column(column, justify="right" if column in ("size", "texts", "max len") else "left", no_wrap=True)
     for entry in found:
         meta = entry.meta
-        model = meta.get("model") or Path(str(meta.get("source", ""))).name
+        # frozen layers name their model and boundary; a teacher's probabilities and a static model's piece
+        # vectors name their run or encoder and their kind
+        source = meta.get("source") or meta.get("teacher") or meta.get("encoder") or ""
+        model = meta.get("model") or Path(str(source)).name
         table.add_row(
             entry.key[:8],
             _size(entry.bytes),
             time.strftime("%m-%d %H:%M", time.localtime(entry.last_used)),
             "damaged" if meta.get("damaged") else str(model),
-            str(meta.get("boundary", "")),
+            str(meta.get("boundary") or meta.get("kind") or ""),
             str(meta.get("texts", "")),
             str(meta.get("max_length", "")),
             str(meta.get("precision", "")),
