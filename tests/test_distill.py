@@ -162,6 +162,8 @@ def test_the_teachers_probabilities_are_computed_once(teacher: Path, tmp_path: P
     again = ajuste.distill(teacher, "bag", augment=1, out=tmp_path / "two", verbose=False)
     assert not first.record.teacher_cached and again.record.teacher_cached
     assert first.run.metrics["test"]["accuracy"] == again.run.metrics["test"]["accuracy"]
+    # read as a training run's result is read: its folder and metrics
+    assert first.run_dir == tmp_path / "one" and first.metrics == first.run.metrics
 
 
 def test_distill_on_the_command_line(cli: Cli, teacher: Path, tmp_path: Path) -> None:

@@ -127,6 +127,16 @@ class DistillResult:
     record: DistillRecord
     throughput: dict[str, Any]
 
+    @property
+    def run_dir(self) -> Path:
+        """The student's run folder (as :attr:`RunResult.run_dir`)."""
+        return self.run.run_dir
+
+    @property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """The student's train, val and test metrics (as :attr:`RunResult.metrics`)."""
+        return self.run.metrics
+
     def summary(self) -> dict[str, Any]:
         """The ``--json`` object of ``ajuste distill``: train's, plus the teacher and the speed comparison."""
         record = self.record
