@@ -31,8 +31,13 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    from ajuste.models.boundary import bf16_supported
+
     return {
         "cpu": cpu,
+        # "AMD EPYC" names several generations: whether bf16 is native tells apart ones that time pretrained models
+        # (bf16 by default) very differently
+        "bf16_native": bf16_supported(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
