@@ -225,3 +225,16 @@ def test_default_out_is_beside_the_run(cli: Cli, bag_run: Path) -> None:
     assert summary["max_probability_difference"] == pytest.approx(float(np.abs(reference - quantized).max()))
     top_two = np.sort(reference, axis=1)[:, -2:]
     assert np.all(same | (top_two[:, 1] - top_two[:, 0] <= 2 * summary["max_probability_difference"]))
+
+
+def test_a_precision_asked_of_an_exported_model_is_said_to_be_ignored_once(
+    exported: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    model = ajuste.load(exported["fp32"])
+    with caplog.at_level("INFO", logger="ajuste.training.onnx"):
+        first = model.predict_proba(QUERIES, precision="bf16")
+        again = model.predict_proba(QUERIES, precision="bf16")
+    said = [r for r in caplog.records if "precision bf16 ignored" in r.getMessage()]
+    assert [r.levelname for r in said] == ["WARNING", "INFO"], "warned of once, not at every call (a server's)"
+    np.testing.assert_allclose(first, again)
+    np.testing.assert_allclose(first, model.predict_proba(QUERIES), atol=1e-6)  # the export's own precision

@@ -91,6 +91,7 @@ class OnnxClassifier(TextClassifier):
         self._inputs = [i.name for i in session.get_inputs()]
         self._single: Any = None
         self._single_lock = threading.Lock()
+        self._precision_told = False  # a precision asked of an exported model is said to be ignored once
 
     def _single_thread_session(self) -> Any:
         """The session of one thread per call that runs batches side by side (made once, on first use)."""
@@ -123,7 +124,9 @@ class OnnxClassifier(TextClassifier):
     ) -> torch.Tensor:
         if precision is not None:
             self._precision(precision)  # still refused when unknown
-            log.info("precision %s ignored: an exported model computes in the precision of its export", precision)
+            level = logging.INFO if self._precision_told else logging.WARNING
+            self._precision_told = True
+            log.log(level, "precision %s ignored: an exported model computes in the precision of its export", precision)
         sequences = family.encode(texts)
         if not sequences:
             return torch.empty(0, 0)
