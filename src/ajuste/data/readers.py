@@ -193,9 +193,14 @@ def _read_lines(path: Path, encoding: str) -> Rows:
     return ["label", "text"], records
 
 
+def _resolved_format(path: Path, file_format: str) -> str:
+    """The format a file is read in: the one given, or the one its extension says (``auto``)."""
+    return detect_format(path) if file_format == "auto" else file_format
+
+
 def read_rows(path: Path, file_format: str = "auto", encoding: str = "utf-8") -> Rows:
     """The column names and the records of a data file, every row kept."""
-    kind = detect_format(path) if file_format == "auto" else file_format
+    kind = _resolved_format(path, file_format)
     if kind == "csv":
         return _read_delimited(path, encoding, ",", csv.QUOTE_MINIMAL)
     if kind == "tsv":
@@ -314,7 +319,7 @@ def read_table(
     """Every row of a labelled data file, with its text and label columns resolved."""
     path = Path(path)
     columns, records = read_rows(path, file_format, encoding)
-    _refuse_another_format(path, detect_format(path) if file_format == "auto" else file_format, columns)
+    _refuse_another_format(path, _resolved_format(path, file_format), columns)
     if not records:
         found = f"column names only ({', '.join(columns)})" if columns else "an empty file"
         raise DataError(f"{path} holds no data rows", expected="at least one labelled text", found=found)

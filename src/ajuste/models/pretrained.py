@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import logging
 import time
@@ -189,12 +190,12 @@ _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTT
 def hub_unreachable() -> str | None:
     """The hub's address when it cannot be reached from here (no network, a firewall), else None.
 
-    Without a network the hub client retries a missing id five times over half a minute before it gives up; one
-    connection attempt tells the same in at most :data:`HUB_PROBE_SECONDS`. Not asked when the hub client is
+    Without a network the hub client retries a missing id five times, with growing waits, before it gives up; one
+    connection attempt tells the same in at most :data:`HUB_PROBE_SECONDS`, and is made once per address and
+    process (a search loads the checkpoint in every trial). Not asked when the hub client is
     offline already (``HF_HUB_OFFLINE``), nor behind a proxy (the client goes through it; a direct connection
     would fail where the client succeeds)."""
     import os
-    import socket
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
@@ -205,11 +206,18 @@ def hub_unreachable() -> str | None:
     if not url.hostname:
         return None
     port = url.port or (80 if url.scheme == "http" else 443)
+    return None if _accepts_connections(url.hostname, port) else f"{url.hostname}:{port}"
+
+
+@functools.cache
+def _accepts_connections(host: str, port: int) -> bool:
+    import socket
+
     try:
-        socket.create_connection((url.hostname, port), timeout=HUB_PROBE_SECONDS).close()
+        socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS).close()
     except OSError:
-        return f"{url.hostname}:{port}"
-    return None
+        return False
+    return True
 
 
 def check_checkpoint(settings: FamilySettings) -> None:
