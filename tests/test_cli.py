@@ -176,6 +176,23 @@ def test_evaluate_json(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], tmp
     assert scored["data"] == {"rows_read": 11, "scored": 10, "skipped": 1}
 
 
+def test_evaluate_gives_the_interval_train_recorded(cli: Cli, tmp_path: Path) -> None:
+    # the same model on the same test texts, in another order and under a run seed other than 0: one interval
+    # (200 test texts: with a few dozen the bootstrap's quantiles fall on the same values under any seed)
+    texts, labels = make_texts(1000)
+    labels = [("spam" if y == "ham" else "ham") if i % 4 == 0 else y for i, y in enumerate(labels)]  # some errors
+    data, run = write_csv(tmp_path / "data.csv", texts, labels), tmp_path / "run"
+    ok(cli("train", "--data", data, *FAST_BAG, "--epochs", "2", "--seed", "7", "--out", run, "--quiet"))
+    recorded = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]
+    assert 0.0 < recorded["accuracy"] < 1.0  # an interval of some width
+    rows = json.loads((run / "split.json").read_text(encoding="utf-8"))["test"][::-1]
+    test = write_csv(tmp_path / "test.csv", [texts[i] for i in rows], [labels[i] for i in rows])
+    measured = ok(cli("evaluate", run, test, "--json")).json()["metrics"]
+    assert measured["n"] == recorded["n"] == len(rows)
+    assert measured["accuracy"] == pytest.approx(recorded["accuracy"])
+    assert measured["accuracy_ci95"] == pytest.approx(recorded["accuracy_ci95"])
+
+
 def test_evaluate_for_people(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]]) -> None:
     run, data, _ = bag_run
     result = ok(cli("evaluate", run, data))

@@ -337,6 +337,16 @@ def test_other_optimizers_and_schedules_train(optimizer: str, scheduler: str) ->
 # -- evaluate and predict -------------------------------------------------------------------------
 
 
+def test_accuracy_interval_depends_on_the_counts_alone() -> None:
+    from ajuste.training.metrics import accuracy_interval
+
+    correct = (np.random.default_rng(1).random(200) < 0.8).astype(np.float64)
+    interval = accuracy_interval(correct)
+    assert interval[0] < correct.mean() < interval[1]
+    assert accuracy_interval(correct[::-1]) == interval
+    assert accuracy_interval(np.random.default_rng(2).permutation(correct)) == interval
+
+
 def test_evaluate_reports_every_metric(trained_bag: TextClassifier) -> None:
     metrics = trained_bag.evaluate(*TEST)
     assert metrics["n"] == 20

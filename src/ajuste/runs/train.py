@@ -135,11 +135,11 @@ def train(
         teacher=student.targets if student else None,
     )
     metrics = {
-        "train": classifier.evaluate(data.train, seed=config.seed),
-        "val": classifier.evaluate(data.val, seed=config.seed),
+        "train": classifier.evaluate(data.train),
+        "val": classifier.evaluate(data.val),
     }
     # The one access to the test split, after every choice has been made on validation.
-    metrics["test"] = classifier.evaluate(data.test, seed=config.seed)
+    metrics["test"] = classifier.evaluate(data.test)
     test_access = TestAccess(texts=len(data.test), purpose="final evaluation")
     seconds = round(time.perf_counter() - started, 3)
     resolved = resolve(config, classifier)

@@ -358,9 +358,9 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
         classifier, refit, distillation = _final_model(objective, best, objective.config.tune.refit, epochs_from)
     config, data = objective.config, objective.data
     cv = folded[0] if folded is not None and objective.folds else None
-    metrics = {"val": _cross_validated(*folded, data) if folded else classifier.evaluate(data.val, seed=config.seed)}
+    metrics = {"val": _cross_validated(*folded, data) if folded else classifier.evaluate(data.val)}
     # The one access to the test split, after every choice has been made on validation.
-    metrics["test"] = classifier.evaluate(data.test, seed=config.seed)
+    metrics["test"] = classifier.evaluate(data.test)
     final = "the ensemble" if isinstance(classifier, EnsembleClassifier) else "the refit"
     access = TestAccess(texts=len(data.test), purpose=f"final evaluation of {final}")
     params = _settings_of(objective, best)

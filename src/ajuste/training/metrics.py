@@ -12,12 +12,16 @@ __all__ = ["accuracy_interval", "classification_metrics", "epoch_metrics", "json
 
 
 def accuracy_interval(correct: np.ndarray, seed: int = 0, resamples: int = 2000, level: float = 0.95) -> list[float]:
-    """A percentile bootstrap interval for accuracy: how sure the number is, given how few texts it saw."""
+    """A percentile bootstrap interval for accuracy: how sure the number is, given how few texts it saw.
+
+    A function of how many texts were right and how many were seen alone (the 0/1 outcomes are sorted before the
+    resampling): the same model on the same texts, in any order, from ``train``, ``tune`` or ``evaluate``, gets
+    the same interval."""
     if len(correct) == 0:
         return [float("nan"), float("nan")]
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(correct), size=(resamples, len(correct)))
-    scores = correct[draws].mean(axis=1)
+    scores = np.sort(correct)[draws].mean(axis=1)
     tail = (1 - level) / 2
     return [float(np.quantile(scores, tail)), float(np.quantile(scores, 1 - tail))]
 
