@@ -425,10 +425,21 @@ def test_incomplete_checkpoint_folder(cli: Cli, csv_file: Path, tiny_bert: Path,
 def test_several_bad_settings_in_one_message(cli: Cli, csv_file: Path, out: Path) -> None:
     args = ("--model", "gpt", "--emb-dim", "100", "--num-heads", "3", "--lr", "-1")
     message = user_error(cli("train", "--data", csv_file, *args, "--out", out))
-    assert "emb_dim must be a multiple of num_heads" in message
-    assert "try emb_dim=99" in message
+    assert "--emb-dim must be a multiple of --num-heads" in message  # a check across settings: flags too
+    assert "try --emb-dim=99" in message
     assert "--lr: must be > 0" in message  # named by the flag typed, not the setting it fills (train.lr)
     assert_nothing_written(out)
+
+
+def test_a_check_across_settings_keeps_the_names_of_a_config_file(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("model:\n  family: gpt\n  max_length: 300\n", encoding="utf-8")
+    message = user_error(cli("train", "--data", csv_file, "--config", config, "--out", tmp_path / "run"))
+    assert "max_length (300) cannot exceed context_length (256)" in message  # what the file says
+    message = user_error(
+        cli("train", "--data", csv_file, "--model", "gpt", "--max-length", "300", "--out", tmp_path / "b")
+    )
+    assert "--max-length (300) cannot exceed --context-length (256)" in message
 
 
 def test_flag_for_another_family(cli: Cli, csv_file: Path, out: Path) -> None:
@@ -898,7 +909,7 @@ def test_a_bag_s_numpy_prediction_refuses_a_batch_size_below_one(cli: Cli, train
 
 def test_an_unlabeled_column_without_an_unlabeled_file_is_one_line(cli: Cli, trained_run: Path, out: Path) -> None:
     said = user_error(cli("distill", str(trained_run), "--epochs", "1", "--unlabeled-col", "text", "--out", str(out)))
-    assert "unlabeled_col" in said and "no unlabeled file" in said
+    assert "--unlabeled-col names a column of the --unlabeled file, and no --unlabeled file is given" in said
     assert_nothing_written(out)
 
 
@@ -997,7 +1008,7 @@ def test_a_search_refused_under_its_lock_leaves_no_folder(cli: Cli, tmp_path: Pa
 def test_the_same_column_for_text_and_label_is_one_line(cli: Cli, csv_file: Path, out: Path) -> None:
     flags = ("--text-col", "text", "--label-col", "text")
     said = user_error(cli("train", "--data", str(csv_file), *flags, *TINY_BAG, "--out", str(out)))
-    assert "text_col and label_col are the same column" in said
+    assert "--text-col and --label-col are the same column" in said
     assert_nothing_written(out)
 
 

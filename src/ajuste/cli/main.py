@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from ajuste.cli import commands
@@ -397,8 +397,27 @@ def _named_by_flags(message: str, given: Sequence[str]) -> str:
     for problem in message.removeprefix(prefix).split("; "):
         where, colon, rest = problem.partition(": ")
         flag = flags.get(where)
-        problems.append(f"{flag}{colon}{rest}" if colon and flag in typed else problem)
+        if colon and flag in typed:
+            problems.append(f"{flag}{colon}{rest}")
+        elif colon:  # a check across a section's settings (``model: emb_dim must be a multiple of num_heads``)
+            problems.append(f"{where}{colon}{_fields_named_by_flags(where, rest, flags, typed)}")
+        else:
+            problems.append(problem)
     return prefix + "; ".join(problems)
+
+
+def _fields_named_by_flags(section: str, text: str, flags: Mapping[str, str], typed: set[str]) -> str:
+    """``text`` with each of ``section``'s settings named by its flag, when one of them was typed: the user then
+    set them on the command line, and a flag is what they can change (``--emb-dim must be a multiple of
+    --num-heads``)."""
+    fields = {word for word in re.findall(r"[a-z][a-z0-9_]*", text) if f"{section}.{word}" in flags}
+    if not any(flags[f"{section}.{field}"] in typed for field in fields):
+        return text
+    return re.sub(
+        r"\b(" + "|".join(sorted(fields, key=len, reverse=True)) + r")\b",
+        lambda match: flags[f"{section}.{match.group(1)}"],
+        text,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
