@@ -595,6 +595,36 @@ def test_save_refuses_an_existing_folder_unless_overwrite(trained_bag: TextClass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging folder left behind
 
 
+def test_save_with_overwrite_replaces_a_model_folder_only(
+    trained_bag: TextClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # overwrite=True used to delete whatever was at the path: a folder of the user's files, a file, a parent
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("important", encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("hi", encoding="utf-8")
+    with pytest.raises(RunFolderError, match=r"replaces a model folder, and .*mine is not one.*thesis\.txt"):
+        trained_bag.save(tmp_path / "mine", overwrite=True)
+    with pytest.raises(RunFolderError, match=r"notes\.txt is a file"):
+        trained_bag.save(tmp_path / "notes.txt", overwrite=True)
+    with pytest.raises(RunFolderError, match="which is a file"):
+        trained_bag.save(tmp_path / "notes.txt" / "model", overwrite=True)
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "run.yaml").write_text("seed: 1\n", encoding="utf-8")
+    with pytest.raises(RunFolderError, match="is not one"):  # a run folder is not a model folder either
+        trained_bag.save(run, overwrite=True)
+    monkeypatch.chdir(run / "model")
+    for above in (run / "model", run, Path(".")):
+        with pytest.raises(RunFolderError, match="holds the current folder"):
+            trained_bag.save(above, overwrite=True)
+    assert (tmp_path / "mine" / "thesis.txt").read_text(encoding="utf-8") == "important"
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "hi"
+    assert (run / "run.yaml").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert ajuste.load(trained_bag.save(empty)).classes_ == ["ham", "spam"]  # an empty folder is a fine target
+
+
 def test_load_refuses_what_is_not_a_model(tmp_path: Path) -> None:
     with pytest.raises(RunFolderError, match="does not exist"):
         ajuste.load(tmp_path / "missing")

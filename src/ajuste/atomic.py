@@ -32,6 +32,7 @@ __all__ = [
     "replace_folder",
     "staged_file",
     "staging_folder",
+    "unsafe_place",
     "write_text",
 ]
 
@@ -109,6 +110,20 @@ def exchange_folders(first: Path, second: Path) -> bool:
     if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
         return False
     raise OSError(code, os.strerror(code), str(second))
+
+
+def unsafe_place(target: Path) -> str | None:
+    """Why a new folder at ``target`` would lose what was there, in words that follow "the output" (``/x is a
+    file``): a file, a place below a file, the current folder or one above it; None where it would not."""
+    if target.exists() and not target.is_dir():
+        return f"{target} is a file"
+    for parent in target.absolute().parents:
+        if parent.exists() and not parent.is_dir():
+            return f"{target} would be inside {parent}, which is a file"
+    here, resolved = Path.cwd().resolve(), target.resolve()
+    if resolved == here or resolved in here.parents:
+        return f"folder {target} holds the current folder, which replacing it would remove"
+    return None
 
 
 def replace_folder(staging: Path, target: Path) -> None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 
-from ajuste.atomic import remove_leftovers, replace_folder, staging_folder, write_text
+from ajuste.atomic import remove_leftovers, replace_folder, staging_folder, unsafe_place, write_text
 from ajuste.errors import RunFolderError
 from ajuste.runs.record import RunFile, RunRecord, SearchInfo
 from ajuste.training.light import MODEL_CONFIG, NumpyBag, light_model
@@ -165,17 +165,10 @@ class RunFolder:
         one above it, or one that holds (or lies inside) a file or folder the command reads (``inputs``: its data,
         a teacher, a source run, a checkpoint)."""
         target = self.path
-        if target.exists() and not target.is_dir():
-            raise RunFolderError(f"the output {target} is a file", fix=_ELSEWHERE)
-        for parent in target.absolute().parents:
-            if parent.exists() and not parent.is_dir():
-                raise RunFolderError(f"the output {target} would be inside {parent}, which is a file", fix=_ELSEWHERE)
-        here, resolved = Path.cwd().resolve(), target.resolve()
-        if resolved == here or resolved in here.parents:
-            raise RunFolderError(
-                f"the output folder {target} holds the current folder, which replacing it would remove",
-                fix="Choose a new folder for --out.",
-            )
+        unsafe = unsafe_place(target)
+        if unsafe is not None:
+            raise RunFolderError(f"the output {unsafe}", fix=_ELSEWHERE)
+        resolved = target.resolve()
         for given in inputs:
             if given is None or not Path(given).exists():
                 continue

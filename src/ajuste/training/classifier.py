@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ajuste.atomic import replace_folder, staging_folder
+from ajuste.atomic import replace_folder, staging_folder, unsafe_place
 from ajuste.data.dataset import TextDataset
 from ajuste.errors import AjusteError, ConfigError, DataError, NotFittedError, RunFolderError, first_line
 from ajuste.models import Family, make_family
@@ -410,10 +410,25 @@ class TextClassifier:
     # -- save and load ----------------------------------------------------------------------------
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the model folder (weights as safetensors, tokenizer, labels, config) atomically."""
+        """Write the model folder (weights as safetensors, tokenizer, labels, config) atomically.
+
+        ``overwrite`` replaces a model folder (or an empty one), never a file, a folder of other files, a run
+        folder, or the current folder or one above it."""
         target = Path(path)
-        if target.exists() and not overwrite:
-            raise RunFolderError(f"{target} already exists", fix="Choose another folder, or pass overwrite=True.")
+        unsafe = unsafe_place(target)
+        if unsafe is not None:
+            raise RunFolderError(f"cannot save the model: the output {unsafe}", fix="Pass save() another path.")
+        if target.exists() and any(target.iterdir()):
+            if not overwrite:
+                raise RunFolderError(f"{target} already exists", fix="Choose another folder, or pass overwrite=True.")
+            if not _is_model_folder(target):
+                names = sorted(p.name for p in target.iterdir())
+                raise RunFolderError(
+                    f"overwrite=True replaces a model folder, and {target} is not one",
+                    expected=f"a folder written by save() (its {MODEL_CONFIG} says {FORMAT}), or an empty one",
+                    found=", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else ""),
+                    fix="Pass save() another path, or move those files away yourself.",
+                )
         staging = staging_folder(target)
         try:
             self.write_model(staging)
@@ -501,3 +516,12 @@ def load_model(folder: str | Path, *, trust_remote_code: bool = False) -> TextCl
         ) from None
     classifier.family_, classifier.module_, classifier.classes_ = family, module, list(classifier.labels or [])
     return classifier
+
+
+def _is_model_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a model written by :meth:`TextClassifier.save` (its config names the format)."""
+    try:
+        config = json.loads((folder / MODEL_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("format") == FORMAT
