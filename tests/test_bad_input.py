@@ -1073,3 +1073,35 @@ def test_a_wrong_unlabeled_column_names_its_own_flag(cli: Cli, trained_run: Path
     flags = ("--unlabeled", str(csv_file), "--unlabeled-col", "zz")
     said = user_error(cli("distill", str(trained_run), "--epochs", "1", *flags, "--out", str(out)))
     assert "Pass --unlabeled-col with one of them" in said
+
+
+# -- characters that UTF-8 cannot hold ------------------------------------------------------------
+
+
+def test_valid_text_replaces_lone_surrogates_only() -> None:
+    from ajuste.texts import valid_text
+
+    assert valid_text(None) == "" and valid_text(3) == "3"
+    assert valid_text("ünïcödé ✓ 🚀") == "ünïcödé ✓ 🚀"
+    assert valid_text("a \ud800 b \udce9") == "a \ufffd b \ufffd"
+    assert valid_text("\ud83d\ude80") == "🚀"  # the two halves of a pair are the character
+
+
+@pytest.mark.parametrize(
+    "model", [TINY_BAG, ("--model", "gpt", "--num-layers", "1", "--num-heads", "2", "--emb-dim", "16", "--epochs", "1")]
+)
+def test_a_lone_surrogate_in_the_data_trains_and_predicts(cli: Cli, tmp_path: Path, model: tuple[str, ...]) -> None:
+    # a JSON escape of half a UTF-16 pair is valid JSON: bag's n-gram hashing, gpt's tokenizer and the written
+    # predictions all failed on it (an internal error)
+    texts, labels = make_texts(60)
+    texts[3] += " \ud800 x"
+    data = tmp_path / "data.jsonl"
+    lines = (json.dumps({"text": t, "label": y}) for t, y in zip(texts, labels))  # ensure_ascii: "\\ud800"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert "\\ud800" in data.read_text(encoding="utf-8")
+    run, output = tmp_path / "run", tmp_path / "predictions.csv"
+    assert cli("train", "--data", data, *model, "--out", run, "--quiet").code == 0
+    assert cli("predict", run, "--input", data, "--output", output).code == 0
+    assert texts[3].replace("\ud800", "\ufffd") in output.read_text(encoding="utf-8")
+    said = cli("predict", run, "caf\udce9 prize", "--json")  # a command-line byte that is not UTF-8
+    assert said.code == 0 and "caf\ufffd prize" in said.out

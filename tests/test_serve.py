@@ -355,6 +355,18 @@ def test_each_model_answers_in_input_order_as_in_the_test(
         assert_same_predictions(answer.json()["predictions"], expected(model, texts))
 
 
+def test_a_lone_surrogate_is_predicted_as_a_replacement_character(
+    two_models: Server, models: dict[str, TextClassifier]
+) -> None:
+    # valid JSON ("\\ud800" escapes half of a UTF-16 pair), which UTF-8 cannot hold: the bag's n-gram hashing
+    # failed on it, and with it every other client's texts in the same batch (500)
+    body = b'{"texts": ["free prize \\ud800 now", "see you at lunch"], "model": "spam"}'
+    answer = post(two_models, body)
+    assert answer.status_code == 200, answer.text
+    texts = ["free prize \ufffd now", "see you at lunch"]
+    assert_same_predictions(answer.json()["predictions"], expected(models["spam"], texts))
+
+
 def test_a_request_larger_than_max_batch_is_answered_whole(
     two_models: Server, models: dict[str, TextClassifier]
 ) -> None:

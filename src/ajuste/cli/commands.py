@@ -365,6 +365,7 @@ def predict(args: argparse.Namespace) -> int:
     from ajuste.data.readers import read_texts
     from ajuste.data.writers import check_output, write_predictions
     from ajuste.runs.folder import RunFolder
+    from ajuste.texts import valid_text
 
     out = _output(args)
     if args.texts and args.input:
@@ -386,7 +387,7 @@ def predict(args: argparse.Namespace) -> int:
     if args.input:
         texts, ids = read_texts(args.input, file_format=args.format, text_col=args.text_col, encoding=args.encoding)
     else:
-        texts = list(args.texts)
+        texts = [valid_text(text) for text in args.texts]  # a byte that is not UTF-8 arrives as a surrogate
     predictions = classifier.predict([t or "" for t in texts], batch_size=args.batch_size, precision=args.precision)
     seconds = round(time.perf_counter() - started, 3)
     if args.output:

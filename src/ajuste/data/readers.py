@@ -15,6 +15,7 @@ from typing import Literal
 
 from ajuste.data.dataset import Table
 from ajuste.errors import ConfigError, DataError
+from ajuste.texts import valid_text
 
 __all__ = ["LABEL_COLUMN_NAMES", "TEXT_COLUMN_NAMES", "detect_format", "read_rows", "read_table", "read_texts"]
 
@@ -292,7 +293,7 @@ def _as_text(value: object) -> str | None:
         return None
     if isinstance(value, float) and value != value:  # NaN from Parquet
         return None
-    return str(value)
+    return valid_text(value)
 
 
 def _refuse_another_format(path: Path, kind: str, columns: list[str]) -> None:

@@ -26,6 +26,7 @@ from ajuste.models.base import count_parameters
 from ajuste.models.files import ONNX_FILE
 from ajuste.models.settings import PRECISIONS, BagSettings, FamilySettings
 from ajuste.runtime import configure_threads
+from ajuste.texts import valid_text
 from ajuste.training.callbacks import (
     Callback,
     EarlyStopping,
@@ -75,7 +76,7 @@ def _as_dataset(x: DataLike, y: Sequence[Any] | None, what: str) -> TextDataset:
         raise ConfigError(f"{what} must be a list of texts", found="a single string", fix="Wrap it in a list.")
     if y is None:
         raise ConfigError(f"{what} needs labels", fix="Pass y=labels, or a TextDataset.")
-    texts, labels = list(x), [str(label) for label in y]
+    texts, labels = [valid_text(t) for t in x], [valid_text(label) for label in y]
     if len(texts) != len(labels):
         raise ConfigError(f"{what}: {len(texts)} texts but {len(labels)} labels", fix="Give one label per text.")
     return TextDataset(texts, labels, list(range(len(texts))))
@@ -371,7 +372,7 @@ class TextClassifier:
         family, module, _ = self._require_fitted("predict")
         if isinstance(texts, str):
             raise ConfigError("predict takes a list of texts", found="a single string", fix="Wrap it in a list.")
-        texts = ["" if t is None else str(t) for t in texts]
+        texts = [valid_text(t) for t in texts]
         logits = self._logits(family, module, texts, batch_size, precision)
         if logits.numel() == 0:
             return np.zeros((0, len(self.classes_ or [])), dtype=np.float32)

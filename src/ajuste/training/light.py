@@ -20,6 +20,7 @@ import numpy as np
 
 from ajuste.errors import ConfigError, RunFolderError, first_line
 from ajuste.models.files import ONNX_FILE, WEIGHTS_FILE
+from ajuste.texts import valid_text
 
 __all__ = [
     "ENSEMBLE_RUNTIME",
@@ -190,7 +191,7 @@ class NumpyBag:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise ConfigError("predict takes a list of texts", found="a single string", fix="Wrap it in a list.")
-        encoded = self.vocabulary.encode_batch(["" if text is None else str(text) for text in texts])
+        encoded = self.vocabulary.encode_batch([valid_text(text) for text in texts])
         bags = [ids[: self.max_length or None] for ids in encoded]
         lengths = np.array([len(ids) for ids in bags], dtype=np.int64)
         means = np.zeros((len(bags), self.scores.shape[1]), dtype=np.float32)
