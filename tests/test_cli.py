@@ -358,3 +358,27 @@ def test_help(cli: Cli, command: tuple[str, ...]) -> None:
 def test_no_command_prints_help(cli: Cli) -> None:
     result = cli()
     assert result.code == 2 and "usage: ajuste" in result.out
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(bag_run: tuple[Path, Path, dict[str, Any]]) -> None:
+    # `ajuste evaluate RUN DATA | head -1`: rich's broken-pipe handling exited 1, read as a failure, with nothing said
+    import os
+    import subprocess
+    import sys
+
+    run, data, _ = bag_run
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        code = "import sys; from ajuste.cli.main import main; sys.exit(main(sys.argv[1:]))"
+        done = subprocess.run(
+            [sys.executable, "-c", code, "evaluate", str(run), str(data)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 141  # 128 + SIGPIPE, as a Unix tool that the signal ended
+    assert done.stderr == ""

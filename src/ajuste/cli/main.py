@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
@@ -440,6 +441,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         sys.stderr.write(f"interrupted: {str(exc) or _INTERRUPTED.get(args.command, 'nothing was changed')}.\n")
         return 130
+    except BrokenPipeError:  # the reader of stdout stopped early (`| head`): done, as a Unix tool is, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or the exit's flush fails again
+        return 128 + signal.SIGPIPE
     except Exception as exc:  # an internal error: one line, the traceback only on request
         if os.environ.get("AJUSTE_DEBUG"):
             raise

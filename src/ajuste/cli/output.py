@@ -16,14 +16,21 @@ from ajuste.training.metrics import json_safe
 __all__ = ["Output"]
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader stopped early (``| head``): rich's own answer exits 1, as a failure; the command line's ends
+        quietly, as a Unix tool killed by SIGPIPE does."""
+        raise BrokenPipeError
+
+
 class Output:
     """Human output on stdout (or nothing with ``--quiet``; stderr with ``--json``) and the JSON line."""
 
     def __init__(self, *, json_mode: bool, quiet: bool) -> None:
         self.json_mode = json_mode
         self.quiet = quiet
-        self.console = Console(stderr=json_mode, highlight=False, soft_wrap=True)
-        self.errors = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.console = _Console(stderr=json_mode, highlight=False, soft_wrap=True)
+        self.errors = _Console(stderr=True, highlight=False, soft_wrap=True)
 
     @property
     def show_progress(self) -> bool:
