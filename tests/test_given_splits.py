@@ -74,3 +74,49 @@ def test_tune_takes_the_given_splits(cli: Cli, files: dict[str, Path], tmp_path:
     )  # fmt: skip
     assert result.code == 0, result.err
     assert result.json()["data"]["test"] == 25 and result.json()["data"]["val"] == 25
+
+
+def test_validation_texts_also_in_the_test_file_leave_validation(
+    cli: Cli, files: dict[str, Path], tmp_path: Path
+) -> None:
+    # choosing on texts the test also scores would be choosing on the test: they leave validation, test stays whole
+    val = write_csv(tmp_path / "val5.csv", TEXTS[100:120] + TEXTS[130:135], LABELS[100:120] + LABELS[130:135])
+    out = tmp_path / "run"
+    summary = train(cli, files, out, "--val-data", str(val), "--test-data", str(files["test"]))
+    data = summary["data"]
+    assert (data["val"], data["test"]) == (20, 25)
+    assert data["removed_from_val_also_in_test"] == 5
+    split = json.loads((out / "split.json").read_text(encoding="utf-8"))
+    assert split["val"] == list(range(20)) and split["test"] == list(range(25))  # rows of their own files
+    shown = cli(
+        "train",
+        "--data",
+        files["main"],
+        "--embed-dim",
+        "8",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "shown",
+        "--val-data",
+        str(val),
+        "--test-data",
+        str(files["test"]),
+    )
+    assert shown.code == 0 and "5 removed from it, also in the test file" in shown.out
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_one_file_for_validation_and_test_is_refused(
+    cli: Cli, files: dict[str, Path], tmp_path: Path, command: str
+) -> None:
+    out = tmp_path / "run"
+    flags = ("--val-data", files["test"], "--test-data", files["test"], "--model", "bag", "--epochs", "1")
+    result = cli(
+        command, "--data", files["main"], *flags, "--out", out, *(("--trials", "1") if command == "tune" else ())
+    )
+    assert result.code == 2
+    (line,) = result.err.strip().splitlines()
+    assert "every validation text is also in the test file, so the model would be chosen on its test" in line
+    assert "leave out --val-data" in line
+    assert not out.exists()

@@ -273,6 +273,24 @@ def _hold_out(data: TextDataset, fraction: float, seed: int) -> tuple[TextDatase
     return data.subset([i for i in range(len(data)) if i not in chosen]), data.subset(held)
 
 
+def _checked_against_test(held: dict[str, TextDataset], report: Report) -> int | None:
+    """With both files given, the validation texts that the test file also holds are removed from validation: a
+    model chosen on them would be chosen on the test. Their number (None unless both files are given)."""
+    if "val" not in held or "test" not in held:
+        return None
+    tested = set(held["test"].texts)
+    val = held["val"]
+    kept = [i for i, text in enumerate(val.texts) if text not in tested]
+    if not kept:
+        raise DataError(
+            "every validation text is also in the test file, so the model would be chosen on its test",
+            found=f"{len(val)} texts in {report['val_file']['source']}, all of them in {report['test_file']['source']}",
+            fix="Give --val-data and --test-data different texts, or leave out --val-data to split it from --data.",
+        )
+    held["val"] = val.subset(kept)
+    return len(val) - len(kept)
+
+
 def _given_splits(
     data: TextDataset,
     given: dict[str, Table],
@@ -295,6 +313,7 @@ def _given_splits(
             raise DataError(f"no labelled text in the {name} file {table.source}", expected="rows with text and label")
         held[name] = part
         report[f"{name}_file"] = {"source": table.source, **part_report}
+    in_both = _checked_against_test(held, report)
     seen = {text: name for name, part in held.items() for text in part.texts}
     leaked = Counter(seen[text] for text in data.texts if text in seen)
     if leaked and sum(leaked.values()) == len(data):
@@ -306,6 +325,8 @@ def _given_splits(
         )
     data = data.subset([i for i, text in enumerate(data.texts) if text not in seen])
     report["leak_check"] = {f"removed_from_training_also_in_{name}": leaked.get(name, 0) for name in held}
+    if in_both is not None:
+        report["leak_check"]["removed_from_val_also_in_test"] = in_both
     train, val, test = data, held.get("val"), held.get("test")
     train_share, val_share, test_share = fractions
     if val is None:
@@ -409,7 +430,9 @@ def describe(data: PreparedData) -> str:
     for name, source in (r.get("sources") or {}).items():
         if name != "train" and source != r["sources"]["train"]:
             removed = r["leak_check"][f"removed_from_training_also_in_{name}"]
-            parts.append(f"{name} from {source} ({removed} of its texts removed from training)")
+            tested = r["leak_check"].get("removed_from_val_also_in_test") if name == "val" else None
+            also = f"; {tested} removed from it, also in the test file" if tested else ""
+            parts.append(f"{name} from {source} ({removed} of its texts removed from training{also})")
     counter = Counter(data.train.labels)
     parts.append("train classes " + ", ".join(f"{k}={v}" for k, v in sorted(counter.items())))
     return "; ".join(parts)
