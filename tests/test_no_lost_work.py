@@ -7,10 +7,12 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -311,6 +313,31 @@ def test_ctrl_c_during_a_search_says_what_was_kept(
     assert line.startswith("interrupted: the search was stopped after 1 counted trials")
     assert f"the study is kept in {out}: run the same command to resume it" in line
     assert "\n" not in line and "Traceback" not in result.err
+
+
+def test_sigterm_during_a_search_stops_it_as_ctrl_c_does(
+    cli: Cli, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what timeout, systemd and docker send: Python's default died on the spot, saying nothing (exit 143), and the
+    # trial stayed "running" in the study
+    out = tmp_path / "run"
+    ok(cli(*tune_args(data, out, "--trials", "1", "--quiet")))
+
+    def terminated(*args: Any, **kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+
+    monkeypatch.setattr(TextClassifier, "fit_from", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    result = cli(*tune_args(data, out, "--trials", "3", "--quiet"))
+    assert result.code == 143
+    line = result.err.strip()
+    assert line.startswith("terminated (SIGTERM): the search was stopped after 1 counted trials"), line
+    assert f"the study is kept in {out}: run the same command to resume it" in line
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{out / 'study.db'}")
+    (stopped,) = [t for t in study.trials if t.state != optuna.trial.TrialState.COMPLETE]
+    assert stopped.state == optuna.trial.TrialState.FAIL and stopped.user_attrs["interrupted"] is True
 
 
 def test_a_failed_trial_is_one_line_and_its_traceback_stays_in_the_study(

@@ -12,8 +12,9 @@ import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Mapping, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ajuste.cli import commands
 from ajuste.cli.options import add_data_flags, add_model_flags, add_train_flags, flag_of_setting, setting_choices
@@ -433,14 +434,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # spinning, or N workers slow each other down many times over (a test by hand: 2 workers on 2 cores, 20
         # bag trials on sms-spam, 189 s spinning, 26 s not). Before torch is imported; an explicit setting wins.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    terminated: list[int] = []
+    previous = _stop_on_sigterm(terminated) if args.command != "serve" else None  # serve stops on its own
     try:  # torch's threads are set where torch is first used (loading or training a model)
         return int(args.handler(args) or 0)
     except AjusteError as exc:
         sys.stderr.write(f"error: {_named_by_flags(str(exc), sys.argv[1:] if argv is None else argv)}\n")
         return 2
     except KeyboardInterrupt as exc:
-        sys.stderr.write(f"interrupted: {str(exc) or _INTERRUPTED.get(args.command, 'nothing was changed')}.\n")
-        return 130
+        said = "terminated (SIGTERM)" if terminated else "interrupted"
+        sys.stderr.write(f"{said}: {str(exc) or _INTERRUPTED.get(args.command, 'nothing was changed')}.\n")
+        return 128 + signal.SIGTERM if terminated else 130
     except BrokenPipeError:  # the reader of stdout stopped early (`| head`): done, as a Unix tool is, quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or the exit's flush fails again
         return 128 + signal.SIGPIPE
@@ -452,6 +456,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Set AJUSTE_DEBUG=1 for the traceback, and please report it.\n"
         )
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm(terminated: list[int]) -> signal.Handlers | Any | None:
+    """SIGTERM (what ``timeout``, systemd, docker and a batch system send) stops a command as Ctrl-C does: a
+    search marks its trial interrupted (the same command runs it again), a staged folder is removed, and the
+    command says so; by default Python would die on the spot, saying nothing. The handler it replaced, or None
+    where signals cannot be handled (not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(number: int, frame: Any) -> None:
+        terminated.append(number)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 if __name__ == "__main__":
