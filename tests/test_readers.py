@@ -137,8 +137,37 @@ def test_parquet_keeps_every_row_with_missing_values_as_none(tmp_path: Path) -> 
     read = read_table(path)
     assert read.texts == [QUOTED, "fine", None, "great"]
     assert read.labels == ["neg", None, "pos", "pos"]
-    assert read.extra_ids == ["10", "11", "12", "13"]
+    assert read.extra_ids == [10, 11, 12, 13]  # as they are: a JSONL output keeps them numbers
     assert read.rows == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "column"),
+    [(["a", "b"], "array", "text"), ({"k": "v"}, "object", "text"), (["spam"], "array", "label")],
+)
+def test_a_json_array_or_object_is_no_text_or_label(tmp_path: Path, value: object, kind: str, column: str) -> None:
+    # their Python spelling ("['a', 'b']") was taken as the text, or as a class of its own
+    path = tmp_path / "data.jsonl"
+    rows = [{"text": "fine", "label": "ham"}, {"text": "win now", "label": "spam"}]
+    rows[1][column] = value
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(DataError, match=f"row 2 of .*data.jsonl has a JSON {kind} as its '{column}'") as caught:
+        read_table(path)
+    assert "Give each row's" in str(caught.value)
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text(json.dumps({"text": ["x"]}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"row 1 of .*texts\.jsonl has a JSON array as its 'text'"):
+        read_texts(texts)
+
+
+def test_json_booleans_and_ids_read_as_json_writes_them(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    rows = [{"id": 1, "text": "fine", "label": True}, {"text": "bad", "label": False}, {"id": "b", "text": "ok"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    read = read_table(path)
+    assert read.labels == ["true", "false", None]  # not Python's True and False
+    assert read.extra_ids == [1, None, "b"]  # a missing id is missing, not "None"
+    assert read_texts(path)[1] == [1, None, "b"]
 
 
 def test_parquet_nan_label_is_missing(tmp_path: Path) -> None:

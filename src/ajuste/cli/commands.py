@@ -382,7 +382,7 @@ def predict(args: argparse.Namespace) -> int:
         check_output(args.output, args.overwrite)
     started = time.perf_counter()
     classifier = RunFolder.open(args.run).predictor(trust_remote_code=args.trust_remote_code, precision=args.precision)
-    ids: list[str] | None = None
+    ids: list[object] | None = None
     texts: list[str | None]
     if args.input:
         texts, ids = read_texts(args.input, file_format=args.format, text_col=args.text_col, encoding=args.encoding)

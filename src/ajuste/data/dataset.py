@@ -21,7 +21,7 @@ class Table:
     rows: list[int]
     source: str
     columns: list[str] = field(default_factory=list)
-    extra_ids: list[str] | None = None
+    extra_ids: list[object] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)

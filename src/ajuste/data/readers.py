@@ -293,7 +293,35 @@ def _as_text(value: object) -> str | None:
         return None
     if isinstance(value, float) and value != value:  # NaN from Parquet
         return None
+    if isinstance(value, bool):  # as JSON writes it, not as Python does (True)
+        return "true" if value else "false"
     return valid_text(value)
+
+
+def _column(path: Path, records: list[dict[str, object]], column: str) -> list[str | None]:
+    """Every row's value of ``column`` as a text (None where missing); a JSON array or object, which has no one
+    text (its Python spelling, ``['a', 'b']``, was taken as one), is refused with its row."""
+    values = []
+    for number, record in enumerate(records, start=1):
+        value = record.get(column)
+        if isinstance(value, (list, dict)):
+            raise DataError(
+                f"row {number} of {path} has a JSON {'array' if isinstance(value, list) else 'object'} as its "
+                f"'{column}'",
+                expected="a string (or a number)",
+                found=json.dumps(value, ensure_ascii=False)[:80],
+                fix=f"Give each row's '{column}' as one string.",
+            )
+        values.append(_as_text(value))
+    return values
+
+
+def _ids(records: list[dict[str, object]], column: str | None) -> list[object] | None:
+    """The values of an ``id`` column as they are (a number stays a number in a JSONL output; a missing one is
+    empty, not "None")."""
+    if column is None:
+        return None
+    return [None if isinstance(v, float) and v != v else v for v in (r.get(column) for r in records)]
 
 
 def _refuse_another_format(path: Path, kind: str, columns: list[str]) -> None:
@@ -327,12 +355,12 @@ def read_table(
     text, label = resolve_columns(path, columns, records, text_col, label_col)
     id_column = _find_column(("id",), [c for c in columns if c not in (text, label)])
     return Table(
-        texts=[_as_text(r.get(text)) for r in records],
-        labels=[_as_text(r.get(label)) for r in records],
+        texts=_column(path, records, text),
+        labels=_column(path, records, label),
         rows=list(range(len(records))),
         source=str(path),
         columns=columns,
-        extra_ids=[str(r.get(id_column)) for r in records] if id_column else None,
+        extra_ids=_ids(records, id_column),
     )
 
 
@@ -351,7 +379,7 @@ def read_texts(
     text_col: str | None = None,
     encoding: str = "utf-8",
     flag: str = "--text-col",
-) -> tuple[list[str | None], list[str] | None]:
+) -> tuple[list[str | None], list[object] | None]:
     """Every row's text (``None`` where missing) and ids (from an ``id`` column, if any), for prediction.
 
     With ``auto``, a ``.txt`` file or one without extension holds one text per line. ``flag`` is the option that
@@ -381,5 +409,4 @@ def read_texts(
             fix=f"Pass {flag} NAME.",
         )
     id_column = _find_column(("id",), [c for c in columns if c != text])
-    ids = [str(r.get(id_column)) for r in records] if id_column else None
-    return [_as_text(r.get(text)) for r in records], ids
+    return _column(path, records, text), _ids(records, id_column)

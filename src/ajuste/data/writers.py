@@ -76,7 +76,7 @@ def _unwritable(path: Path, exc: OSError) -> DataError:
 def write_predictions(
     path: str | Path,
     texts: Sequence[str | None],
-    ids: Sequence[str] | None,
+    ids: Sequence[object] | None,
     labels: Sequence[str],
     probabilities: Sequence[Sequence[float]],
     classes: Sequence[str],
