@@ -1075,6 +1075,25 @@ def test_a_wrong_unlabeled_column_names_its_own_flag(cli: Cli, trained_run: Path
     assert "Pass --unlabeled-col with one of them" in said
 
 
+def test_an_unreadable_unlabeled_file_is_not_told_of_flags_distill_lacks(
+    cli: Cli, trained_run: Path, tmp_path: Path, out: Path
+) -> None:
+    # distill has no --format, --encoding or --dataset: the fixes that name them could not be followed
+    binary = bytes(range(256)) * 4
+    (tmp_path / "texts.dat").write_bytes(binary)
+    (tmp_path / "texts.txt").write_bytes(binary)
+    cases = {
+        "texts.dat": "Give --unlabeled a file with one of those extensions",
+        "texts.txt": "Save the --unlabeled file as UTF-8",
+        "missing.txt": "does not exist. Check the path.",
+    }
+    for name, fix in cases.items():
+        said = user_error(cli("distill", trained_run, "--epochs", "1", "--unlabeled", tmp_path / name, "--out", out))
+        assert fix in said, said
+        assert "--format" not in said and "--encoding" not in said and "--dataset" not in said
+    assert_nothing_written(out)
+
+
 # -- characters that UTF-8 cannot hold ------------------------------------------------------------
 
 

@@ -40,13 +40,23 @@ def detect_format(path: Path) -> str:
     """The file format implied by ``path``'s extension."""
     suffix = path.suffix.lower()
     if suffix not in _EXTENSIONS:
-        raise DataError(
-            f"cannot tell the format of {path}",
-            expected="one of .csv, .tsv, .jsonl, .parquet, .txt or no extension",
-            found=f"'{suffix}'",
-            fix="Pass --format csv|tsv|jsonl|parquet|lines.",
+        raise _fixed_by(
+            "--format",
+            DataError(
+                f"cannot tell the format of {path}",
+                expected="one of .csv, .tsv, .jsonl, .parquet, .txt or no extension",
+                found=f"'{suffix}'",
+                fix="Pass --format csv|tsv|jsonl|parquet|lines.",
+            ),
         )
     return _EXTENSIONS[suffix]
+
+
+def _fixed_by(option: str, error: DataError) -> DataError:
+    """``error``, marked as one whose fix is ``option``: a file named by another command's flag (``distill
+    --unlabeled``), where that option does not exist, gets another fix (see :func:`read_texts`)."""
+    error.option = option  # type: ignore[attr-defined]
+    return error
 
 
 def _unreadable(path: Path, exc: OSError) -> DataError:
@@ -56,9 +66,12 @@ def _unreadable(path: Path, exc: OSError) -> DataError:
 def _read_text(path: Path, encoding: str) -> str:
     try:
         if not path.exists():
-            raise DataError(
-                f"data file {path} does not exist",
-                fix="Check the path (a built-in dataset, listed by `ajuste datasets`, is named with --dataset).",
+            raise _fixed_by(
+                "--dataset",
+                DataError(
+                    f"data file {path} does not exist",
+                    fix="Check the path (a built-in dataset, listed by `ajuste datasets`, is named with --dataset).",
+                ),
             )
         if path.is_dir():
             raise DataError(f"{path} is a folder", expected="a data file", fix="Point at the file itself.")
@@ -74,12 +87,15 @@ def _read_text(path: Path, encoding: str) -> str:
         ) from None
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path} is not valid {encoding}",
-            found=f"byte 0x{raw[exc.start]:02x} at line {line}",
-            fix="Pass the file's encoding: --encoding utf-16 (it starts with UTF-16's byte order mark)"
-            if raw[:2] in (b"\xff\xfe", b"\xfe\xff")
-            else "Pass the file's encoding, for example --encoding latin-1 or --encoding cp1252.",
+        raise _fixed_by(
+            "--encoding",
+            DataError(
+                f"{path} is not valid {encoding}",
+                found=f"byte 0x{raw[exc.start]:02x} at line {line}",
+                fix="Pass the file's encoding: --encoding utf-16 (it starts with UTF-16's byte order mark)"
+                if raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+                else "Pass the file's encoding, for example --encoding latin-1 or --encoding cp1252.",
+            ),
         ) from None
 
 
@@ -379,20 +395,34 @@ def read_texts(
     text_col: str | None = None,
     encoding: str = "utf-8",
     flag: str = "--text-col",
+    given_by: str | None = None,
 ) -> tuple[list[str | None], list[object] | None]:
     """Every row's text (``None`` where missing) and ids (from an ``id`` column, if any), for prediction.
 
     With ``auto``, a ``.txt`` file or one without extension holds one text per line. ``flag`` is the option that
-    names the text column, as messages say it.
+    names the text column, as messages say it; ``given_by``, the option that named the file when the command has
+    no ``--format``, ``--encoding`` or ``--dataset`` of its own (``--unlabeled``): its messages then do not
+    advise them.
     """
     path = Path(path)
-    kind = file_format
-    if kind == "auto":
-        kind = "text" if path.suffix.lower() in (".txt", "") else detect_format(path)
-    if kind == "text":
-        columns, records = _read_text_lines(path, encoding)
-    else:
-        columns, records = read_rows(path, kind, encoding)
+    try:
+        kind = file_format
+        if kind == "auto":
+            kind = "text" if path.suffix.lower() in (".txt", "") else detect_format(path)
+        if kind == "text":
+            columns, records = _read_text_lines(path, encoding)
+        else:
+            columns, records = read_rows(path, kind, encoding)
+    except DataError as exc:
+        option = getattr(exc, "option", None)
+        if given_by is None or option is None:
+            raise
+        fix = {
+            "--format": f"Give {given_by} a file with one of those extensions (.txt: one text per line).",
+            "--encoding": f"Save the {given_by} file as UTF-8.",
+            "--dataset": "Check the path.",
+        }[option]
+        raise DataError(exc.problem, expected=exc.expected, found=exc.found, fix=fix) from None
     if not records:
         raise DataError(f"{path} holds no rows", expected="at least one text", found="an empty file")
     if text_col is not None and text_col not in columns:
