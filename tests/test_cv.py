@@ -109,8 +109,18 @@ def test_cv_with_a_class_smaller_than_k_is_refused_in_one_line(cli: Cli, tmp_pat
     data = write_csv(tmp_path / "data.csv", texts, labels)
     out = tmp_path / "run"
     line = one_line_error(cli("tune", "--data", data, "--model", "bag", "--trials", "1", "--cv", "13", "--out", out))
-    assert "too small for 13-fold cross-validation" in line and "'ham' (12)" in line and "--cv" in line
+    assert "too small for 13-fold cross-validation" in line and "'ham' (12)" in line and "Lower --cv" in line
     assert not out.exists(), "bad data leaves no search behind"
+
+
+def test_rescore_with_a_class_smaller_than_its_folds_names_rescore(cli: Cli, tmp_path: Path) -> None:
+    texts, labels = make_texts(60, seed=2)
+    texts, labels = [*texts, "rare one", "rare two", "rare three"], [*labels, "rare", "rare", "rare"]
+    data, out = write_csv(tmp_path / "data.csv", texts, labels), tmp_path / "run"
+    flags = ("--model", "bag", "--trials", "1", "--rescore", "3")
+    line = one_line_error(cli("tune", "--data", data, *flags, "--out", out))
+    assert "too small for 5-fold cross-validation" in line and "'rare'" in line
+    assert "Drop --rescore" in line and "--cv" not in line  # the user gave no --cv
 
 
 @pytest.mark.parametrize(

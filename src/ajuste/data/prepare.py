@@ -225,10 +225,13 @@ def split(
     return train, val, test, report
 
 
-def cv_folds(data: TextDataset, k: int, seed: int) -> list[tuple[TextDataset, TextDataset]]:
+def cv_folds(
+    data: TextDataset, k: int, seed: int, fix: str = "Lower --cv, or add examples of that class."
+) -> list[tuple[TextDataset, TextDataset]]:
     """Stratified K-fold cross-validation of ``data``, shuffled with ``seed``: (trained on, validated on) per fold.
 
-    Every class must have at least K texts, so that every fold validates on every class.
+    Every class must have at least K texts, so that every fold validates on every class; ``fix`` says what the
+    user can change when one has fewer (the option that asked for the folds).
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -239,7 +242,7 @@ def cv_folds(data: TextDataset, k: int, seed: int) -> list[tuple[TextDataset, Te
             f"a class is too small for {k}-fold cross-validation over train+val",
             expected=f"at least {k} texts of every class in train+val",
             found=shown,
-            fix="Lower --cv, or add examples of that class.",
+            fix=fix,
         )
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return [

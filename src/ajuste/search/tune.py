@@ -423,7 +423,16 @@ def run_tune(
         log.info("data: %s", describe(data))
         student = _students(config, space, data)
         folds = cv_folds(data.train_and_val(), config.tune.cv, config.seed) if config.tune.cv else None
-        rescore = cv_folds(data.train_and_val(), RESCORE_FOLDS, config.seed) if config.tune.rescore else None
+        rescore = (
+            cv_folds(
+                data.train_and_val(),
+                RESCORE_FOLDS,
+                config.seed,
+                f"Drop --rescore (it re-scores on {RESCORE_FOLDS} folds), or add examples of that class.",
+            )
+            if config.tune.rescore
+            else None
+        )
         screen = _screen(config, data) if student is None else None  # (none under cv: see screen_size)
         info = _open_search(folder, config, overwrite)
         url = config.tune.storage or folder.storage_url(info)  # the given URL: its password is never recorded
