@@ -909,7 +909,7 @@ def test_a_bag_s_numpy_prediction_refuses_a_batch_size_below_one(cli: Cli, train
 
 def test_an_unlabeled_column_without_an_unlabeled_file_is_one_line(cli: Cli, trained_run: Path, out: Path) -> None:
     said = user_error(cli("distill", str(trained_run), "--epochs", "1", "--unlabeled-col", "text", "--out", str(out)))
-    assert "--unlabeled-col names a column of the --unlabeled file, and no --unlabeled file is given" in said
+    assert "--unlabeled-col names a column of the unlabeled file, and no unlabeled file is given" in said
     assert_nothing_written(out)
 
 

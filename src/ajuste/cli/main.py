@@ -412,11 +412,13 @@ def _fields_named_by_flags(section: str, text: str, flags: Mapping[str, str], ty
     """``text`` with each of ``section``'s settings named by its flag, when one of them was typed: the user then
     set them on the command line, and a flag is what they can change (``--emb-dim must be a multiple of
     --num-heads``)."""
-    fields = {word for word in re.findall(r"[a-z][a-z0-9_]*", text) if f"{section}.{word}" in flags}
+    # names with an underscore only: a plain word (trials, refit, checkpoint) is also the message's prose
+    words = re.findall(r"(?<![-\w])([a-z][a-z0-9]*_[a-z0-9_]+)\b", text)
+    fields = {word for word in words if f"{section}.{word}" in flags}
     if not any(flags[f"{section}.{field}"] in typed for field in fields):
         return text
     return re.sub(
-        r"\b(" + "|".join(sorted(fields, key=len, reverse=True)) + r")\b",
+        r"(?<![-\w])(" + "|".join(sorted(fields, key=len, reverse=True)) + r")\b",
         lambda match: flags[f"{section}.{match.group(1)}"],
         text,
     )
