@@ -1124,3 +1124,23 @@ def test_a_lone_surrogate_in_the_data_trains_and_predicts(cli: Cli, tmp_path: Pa
     assert texts[3].replace("\ud800", "\ufffd") in output.read_text(encoding="utf-8")
     said = cli("predict", run, "caf\udce9 prize", "--json")  # a command-line byte that is not UTF-8
     assert said.code == 0 and "caf\ufffd prize" in said.out
+
+
+# -- fixes that the command can follow ------------------------------------------------------------
+
+
+def test_distill_names_student_where_a_flag_is_for_another_family(cli: Cli, trained_run: Path, out: Path) -> None:
+    said = user_error(cli("distill", trained_run, "--student", "bag", "--num-layers", "2", "--out", out))
+    assert "--num-layers applies to --student gpt only, not bag" in said
+    assert_nothing_written(out)
+
+
+def test_finalize_and_report_are_not_told_to_overwrite(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
+    # --finalize refuses --overwrite, and report has none: neither may be advised it
+    out = tmp_path / "search"
+    assert cli("tune", "--data", csv_file, "--model", "linear", "--trials", "1", "--out", out, "-q").code == 0
+    said = user_error(cli("tune", "--data", csv_file, "--model", "bag", "--trials", "1", "--finalize", "--out", out))
+    assert "holds another search" in said and "Give --finalize the data" in said and "--overwrite" not in said
+    (out / "study.db").write_bytes(b"not a database at all" * 100)
+    said = user_error(cli("report", out))
+    assert "is damaged" in said and "`ajuste tune ... --overwrite`" in said

@@ -270,7 +270,11 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _model_section(args: argparse.Namespace, base: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _model_section(
+    args: argparse.Namespace, base: dict[str, Any], chooser: str = "--model"
+) -> tuple[dict[str, Any], list[str]]:
+    """The model section from ``base`` and the model flags, and the flags' problems; ``chooser`` is the flag
+    that names the family, as messages say it (``--student`` for distill)."""
     problems: list[str] = []
     section = dict(base)
     if args.model is not None:
@@ -287,14 +291,15 @@ def _model_section(args: argparse.Namespace, base: dict[str, Any]) -> tuple[dict
         if value is None:
             continue
         if flag.families and family not in flag.families:
-            problems.append(f"{flag.name} applies to --model {' or '.join(flag.families)} only, not {family}")
+            problems.append(f"{flag.name} applies to {chooser} {' or '.join(flag.families)} only, not {family}")
             continue
         section[flag.field] = value
     if args.trust_remote_code:  # the one way in: read_yaml drops it from any --config file
         section["trust_remote_code"] = True
     if args.cache is False:
         if family not in families_with("cache"):
-            problems.append(f"--no-cache applies to --model {' or '.join(families_with('cache'))} only, not {family}")
+            cached = " or ".join(families_with("cache"))
+            problems.append(f"--no-cache applies to {chooser} {cached} only, not {family}")
         else:
             section["cache"] = False
     return section, problems
@@ -438,7 +443,7 @@ def distill_config_from_args(args: argparse.Namespace) -> RunConfig:
     and the model flags) and training flags, and the distillation flags."""
     from ajuste.runs.distill import distill_config
 
-    model_section, problems = _model_section(args, {})
+    model_section, problems = _model_section(args, {}, "--student")
     if problems:
         raise ConfigError("invalid flags: " + "; ".join(problems))
     settings = {name: getattr(args, name) for name in DISTILL_FLAGS if getattr(args, name) is not None}

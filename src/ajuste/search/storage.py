@@ -146,7 +146,8 @@ def open_storage(url: str, *, heartbeat: int = 60) -> optuna.storages.BaseStorag
             raise RunFolderError(
                 f"the study database {url.split(':///', 1)[-1]} is damaged",
                 found=first_line(exc.orig if exc.orig is not None else exc),
-                fix="Restore it from a copy, or pass --overwrite to start the search afresh (its trials are lost).",
+                fix="Restore it from a copy, or start the search afresh with `ajuste tune ... --overwrite` (its trials "
+                "are lost).",
             ) from None
     if kind == "journal":
         from optuna.storages.journal import JournalFileBackend

@@ -153,8 +153,9 @@ def search_space(config: TuneConfig) -> SearchSpace:
     return space
 
 
-def _open_search(folder: RunFolder, config: TuneConfig, overwrite: bool) -> SearchInfo:
-    """Under the folder's lock: start afresh (``overwrite``), or reopen the same search, or start it."""
+def _open_search(folder: RunFolder, config: TuneConfig, overwrite: bool, finalize: bool = False) -> SearchInfo:
+    """Under the folder's lock: start afresh (``overwrite``), or reopen the same search, or start it. ``finalize``
+    (which never starts or discards a search) changes only what the errors advise."""
     if overwrite:
         folder.clear()
     folder.clean_search()
@@ -165,13 +166,17 @@ def _open_search(folder: RunFolder, config: TuneConfig, overwrite: bool) -> Sear
                 f"{folder.path} holds another search (different data, space or search settings)",
                 expected=f"fingerprint {config.fingerprint()}",
                 found=info.fingerprint,
-                fix="Choose another --out, or pass --overwrite to start this search afresh.",
+                fix="Give --finalize the data, space and search settings the search was started with."
+                if finalize
+                else "Choose another --out, or pass --overwrite to start this search afresh.",
             )
         ran = folder.report_file.is_file() or folder.is_finished()  # trials ran here: the study was in the folder
         if info.storage is None and ran and not folder.study_file.is_file():
             raise RunFolderError(
                 f"the search in {folder.path} has lost its study: {folder.study_file.name} is missing",
-                fix="Restore it from a copy to resume, or pass --overwrite to start the search afresh.",
+                fix="Restore it from a copy to resume."
+                if finalize
+                else "Restore it from a copy to resume, or pass --overwrite to start the search afresh.",
             )
         return info
     settings = config.tune
@@ -434,7 +439,7 @@ def run_tune(
             else None
         )
         screen = _screen(config, data) if student is None else None  # (none under cv: see screen_size)
-        info = _open_search(folder, config, overwrite)
+        info = _open_search(folder, config, overwrite, finalize)
         url = config.tune.storage or folder.storage_url(info)  # the given URL: its password is never recorded
         study, recovered, worker = _open_study(folder, info, config, space, url, data, student, shared)
         objective = Objective(
