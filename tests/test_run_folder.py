@@ -18,7 +18,7 @@ import yaml
 import ajuste
 import ajuste.runs.folder
 from ajuste.config import parse_config, read_yaml
-from ajuste.errors import RunFolderError
+from ajuste.errors import ConfigError, RunFolderError
 from ajuste.models import BagSettings
 from ajuste.runs import RunFolder
 from ajuste.training import TextClassifier
@@ -187,6 +187,17 @@ def test_split_json_traces_back_to_the_source_rows(finished: tuple[Source, ajust
         assert sorted(dataset.rows) == split[name]
         for row, text, label in zip(dataset.rows, dataset.texts, dataset.labels):
             assert (source.texts[row].strip(), source.labels[row]) == (text, label)
+
+
+def test_train_takes_the_sections_of_a_run_yaml_as_a_mapping(tmp_path: Path) -> None:
+    source = flawed_source(tmp_path)
+    values = run_config(source.path, tmp_path / "run").model_dump(mode="json")
+    assert ajuste.train(values).run_dir == tmp_path / "run"  # the same run as from the RunConfig
+    values["model"]["embed_dim"] = -1
+    with pytest.raises(ConfigError, match=r"invalid settings: model\.embed_dim"):  # not pydantic's or an AttributeError
+        ajuste.train(values)
+    with pytest.raises(ConfigError, match="expected a RunConfig or a mapping"):
+        ajuste.train("run.yaml")  # type: ignore[arg-type]
 
 
 def test_split_json_accounts_for_undersampling(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 from ajuste.config import RunConfig
 from ajuste.data import describe, load_data, resolved_balance
 from ajuste.data.prepare import PreparedData
+from ajuste.errors import ConfigError
 from ajuste.runs.folder import RunFolder, default_run_dir, read_paths
 from ajuste.runs.record import DistillRecord, RunFile, RunRecord, TestAccess
 from ajuste.runtime import configure_threads
 from ajuste.training.callbacks import Callback
+from ajuste.validation import validate
 
 if TYPE_CHECKING:  # PyTorch is imported when a run trains, not when ajuste.runs is
     from ajuste.training.classifier import TextClassifier
@@ -90,19 +92,33 @@ def resolve(config: RunConfig, classifier: TextClassifier) -> RunConfig:
     ).anchored()
 
 
+def _run_config(config: object) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, Mapping):
+        return validate(RunConfig, dict(config))
+    raise ConfigError(
+        "train takes the run's settings",
+        expected="a RunConfig or a mapping such as {'data': {'dataset': 'sms-spam'}, 'model': {'family': 'bag'}}",
+        found=type(config).__name__,
+    )
+
+
 def train(
-    config: RunConfig,
+    config: RunConfig | Mapping[str, Any],
     *,
     overwrite: bool = False,
     callbacks: Sequence[Callback] = (),
     verbose: bool | str = "auto",
 ) -> RunResult:
-    """Run the six steps for ``config`` and write the run folder; the test split is evaluated exactly once.
+    """Run the six steps for ``config`` (a RunConfig, or a mapping of its sections as a run.yaml holds them) and
+    write the run folder; the test split is evaluated exactly once.
 
     With ``config.distill``, the model learns from a teacher run as well (see :mod:`ajuste.runs.distill`): the
     data must split as the teacher's did, and the teacher's probabilities are added to the training texts."""
     from ajuste.training.classifier import TextClassifier
 
+    config = _run_config(config)
     started = time.perf_counter()
     configure_threads()
     if config.distill is not None:
