@@ -501,7 +501,16 @@ def test_config_file_that_is_not_yaml(cli: Cli, csv_file: Path, tmp_path: Path, 
     config = tmp_path / "run.yaml"
     config.write_text("model: {family: bag\ntrain: [\n", encoding="utf-8")
     message = user_error(cli("train", "--data", csv_file, "--config", config, "--out", out))
-    assert "is not valid YAML" in message
+    assert "is not valid YAML" in message and "at line 2, column" in message  # what and where
+    assert_nothing_written(out)
+
+
+def test_a_tab_in_a_config_file_is_named(cli: Cli, csv_file: Path, tmp_path: Path, out: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("model:\n\tfamily: bag\n", encoding="utf-8")
+    message = user_error(cli("train", "--data", csv_file, "--config", config, "--out", out))
+    assert "found character '\\t' that cannot start any token at line 2, column 1" in message
+    assert "YAML indents with spaces, not tabs" in message
     assert_nothing_written(out)
 
 

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from ajuste.data.settings import DataSettings
-from ajuste.errors import ConfigError
+from ajuste.errors import ConfigError, yaml_problem
 from ajuste.fields import Settings
 from ajuste.models.registry import ModelSettings
 from ajuste.models.settings import BagSettings
@@ -88,7 +88,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(raw.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid YAML", found=str(exc).splitlines()[0]) from None
+        raise ConfigError(f"{path} is not valid YAML: {yaml_problem(exc)}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

@@ -20,6 +20,7 @@ __all__ = [
     "SearchError",
     "TrainingError",
     "first_line",
+    "yaml_problem",
 ]
 
 
@@ -31,6 +32,16 @@ def first_line(exc: BaseException) -> str:
     type's name when it says nothing."""
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def yaml_problem(exc: BaseException) -> str:
+    """What a YAML parser's error says, after "not valid YAML: ": its problem and where (``found character '\\t'
+    that cannot start any token at line 2, column 1``), with the usual cause of that one (a tab)."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if not problem or mark is None:
+        return first_line(exc)
+    text = f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return text + " (YAML indents with spaces, not tabs)" if "'\\t'" in problem else text
 
 
 class AjusteError(Exception):

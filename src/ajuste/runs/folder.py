@@ -30,7 +30,7 @@ import yaml
 from pydantic import ValidationError
 
 from ajuste.atomic import remove_leftovers, replace_folder, staging_folder, unsafe_place, write_text
-from ajuste.errors import RunFolderError
+from ajuste.errors import RunFolderError, yaml_problem
 from ajuste.runs.record import RunFile, RunRecord, SearchInfo
 from ajuste.training.light import MODEL_CONFIG, NumpyBag, light_model
 from ajuste.validation import validation_messages
@@ -351,7 +351,7 @@ class RunFolder:
         try:
             content = yaml.safe_load(self.run_file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise RunFolderError(f"{self.run_file} is not valid YAML", found=str(exc).splitlines()[0][:160]) from None
+            raise RunFolderError(f"{self.run_file} is not valid YAML: {yaml_problem(exc)[:160]}") from None
         if not isinstance(content, dict) or "record" not in content:
             raise RunFolderError(f"{self.run_file} is damaged", expected="settings and a record")
         try:
