@@ -12,6 +12,7 @@ import torch
 
 from ajuste import cache
 from ajuste.data import TextDataset
+from ajuste.errors import AjusteError
 from ajuste.models import PretrainedSettings
 from ajuste.models import pretrained as pretrained_module
 from ajuste.training import TextClassifier
@@ -461,6 +462,15 @@ def test_a_fill_counts_as_one_time_work_when_the_entry_is_kept_somewhere(
     cache.put("fill-test", BoundaryStates(torch.zeros(100, 64)), {}, seconds=5.0)  # 25.6 KB
     assert cache.filling_seconds() - before == (5.0 if counted else 0.0)
     assert (cache.get("fill-test") is not None) == counted, "what is counted can be read back, and only that"
+
+
+@pytest.mark.parametrize(("variable", "default"), [("AJUSTE_CACHE_SIZE", "4GB"), ("AJUSTE_CACHE_MEMORY", "2GB")])
+def test_a_bad_cap_offers_its_own_default(variable: str, default: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ajuste.models.boundary import BoundaryStates
+
+    monkeypatch.setenv(variable, "lots")
+    with pytest.raises(AjusteError, match=f"{variable} must be a size.*Set {variable}={default} \\(its default\\)"):
+        cache.put("cap-test", BoundaryStates(torch.zeros(4, 8)), {})
 
 
 def test_a_cache_folder_that_is_a_file_is_warned_of_once(

@@ -83,19 +83,24 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "ajuste"
 
 
-def parse_size(text: str, what: str) -> int:
-    """Bytes from ``4GB``, ``500MB``, ``1.5G`` or a plain number of bytes."""
+def parse_size(text: str, what: str, default: int = 4 * 1024**3) -> int:
+    """Bytes from ``4GB``, ``500MB``, ``1.5G`` or a plain number of bytes; ``default`` (bytes) is what a message
+    offers instead."""
     match = _SIZE.match(text)
     if not match:
+        example = f"{default / 1024**3:g}GB" if default >= 1024**3 else f"{default // 1024**2}MB"
         raise ConfigError(
-            f"{what} must be a size", expected="a size like 4GB, 500MB or 0", found=repr(text), fix=f"Set {what}=4GB."
+            f"{what} must be a size",
+            expected="a size like 4GB, 500MB or 0",
+            found=repr(text),
+            fix=f"Set {what}={example} (its default), or unset it.",
         )
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
 def _cap(variable: str, default: int) -> int:
     value = os.environ.get(variable)
-    return default if value is None or not value.strip() else parse_size(value, variable)
+    return default if value is None or not value.strip() else parse_size(value, variable, default)
 
 
 def disk_cap() -> int:
