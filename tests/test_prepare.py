@@ -405,3 +405,22 @@ def test_sms_reference_protocol_with_duplicates_kept(sms_table: Table) -> None:
     assert data.counts() == {"train": 1045, "val": 149, "test": 300}
     assert data.test.class_counts() == {"ham": 150, "spam": 150}
     assert Counter(data.train.labels + data.val.labels + data.test.labels) == {"ham": 747, "spam": 747}
+
+
+def test_one_class_left_by_deduplication_says_so() -> None:
+    table = Table(texts=["same text"] * 20, labels=["a"] * 10 + ["b"] * 10, rows=list(range(20)), source="dd.csv")
+    with pytest.raises(DataError) as caught:
+        prepare(table)
+    said = str(caught.value)
+    assert "deduplication left one" in said and "after dropping 19 duplicate rows" in said
+    assert "1 text with conflicting labels" in said and "--keep-duplicates" in said
+
+
+def test_too_few_texts_after_undersampling_says_so() -> None:
+    texts = [f"big text {i}" for i in range(40)] + [f"small {i}" for i in range(3)]
+    table = Table(texts=texts, labels=["a"] * 40 + ["b"] * 3, rows=list(range(43)), source="us.csv")
+    with pytest.raises(DataError) as caught:
+        prepare(table, balance="undersample")
+    said = str(caught.value)
+    assert "too few texts to split" in said and "after --balance undersample cut 43 texts to 6" in said
+    assert "choose another --balance" in said

@@ -368,6 +368,7 @@ def prepare(
     """
     report: Report = {"source": table.source}
     data, report["clean"] = clean(table)
+    classes_read = len(data.class_counts())
     if dedupe_texts:
         data, report["dedupe"] = dedupe(data)
     if len(data) == 0:
@@ -380,9 +381,18 @@ def prepare(
         )
     counts = data.class_counts()
     if len(counts) < 2:
+        found = f"only '{next(iter(counts))}' ({len(data)} texts) in {table.source}"
+        if classes_read > 1:  # the others were texts that deduplication dropped: each also had this label first
+            conflicts = report["dedupe"]["conflicting_labels"]
+            raise DataError(
+                "a classifier needs at least two classes, and deduplication left one",
+                found=f"{found}, after dropping {report['dedupe']['dropped_duplicates']} duplicate rows ({conflicts} "
+                f"text{'s' if conflicts != 1 else ''} with conflicting labels: the first row's label is kept)",
+                fix="Fix the labels of those texts, or pass --keep-duplicates.",
+            )
         raise DataError(
             "a classifier needs at least two classes",
-            found=f"only '{next(iter(counts))}' ({len(data)} texts) in {table.source}",
+            found=found,
             fix="Check the --label-col choice, or add examples of the other classes.",
         )
     if balance == "undersample":
@@ -395,7 +405,19 @@ def prepare(
             **{name: given[name].source if name in given else table.source for name in ("val", "test")},
         }
     else:
-        train, val, test, report["split"] = split(data, fractions, seed)
+        try:
+            train, val, test, report["split"] = split(data, fractions, seed)
+        except DataError as exc:
+            if balance != "undersample":
+                raise
+            before = report["balance"]["before"]
+            raise DataError(  # the texts are few because of balancing: say so, and that it can be changed
+                exc.problem,
+                expected=exc.expected,
+                found=f"{exc.found} after --balance undersample cut {sum(before.values())} texts to {len(data)} "
+                f"(the smallest class's {min(before.values())} of each class)",
+                fix=f"{exc.fix} Or choose another --balance (class_weight keeps every text).",
+            ) from None
     weights = None
     if balance == "oversample":
         train, report["balance"] = oversample(train, seed)
