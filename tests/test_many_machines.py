@@ -139,7 +139,10 @@ def test_a_killed_worker_trial_runs_again(postgres: Postgres, data: Path, tmp_pa
     while owner is None and time.monotonic() < deadline:  # a trial of the victim, mid-run
         try:
             for trial in load(postgres, "killed").get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if str(trial.user_attrs.get("worker", "")).endswith(f":{victim.pid}") and trial.params:
+                # its settings are recorded once every parameter is drawn: killed earlier, the trial's params
+                # would be a part of those its retry draws (a race the first version of this test lost)
+                mine = str(trial.user_attrs.get("worker", "")).endswith(f":{victim.pid}")
+                if mine and "settings" in trial.user_attrs:
                     owner = trial
         except KeyError:  # the study does not exist yet
             pass

@@ -308,6 +308,7 @@ def test_an_exported_run_serves_with_onnx_runtime(cli: Cli, runs: Runs, tmp_path
 
 def test_health_and_the_page_that_loads_nothing_from_elsewhere(two_models: Server) -> None:
     assert httpx.get(f"{two_models.url}/healthz", timeout=PATIENCE).json() == {"status": "ok"}
+    assert httpx.head(f"{two_models.url}/healthz", timeout=PATIENCE).status_code == 200  # as uptime checks probe
     page = httpx.get(f"{two_models.url}/", timeout=PATIENCE)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<textarea" in page.text and "Predict" in page.text
@@ -486,7 +487,7 @@ def test_the_api_keeps_its_openapi_contract(two_models: Server) -> None:
 
     schema = schemathesis.openapi.from_url(f"{two_models.url}/openapi.json", timeout=PATIENCE)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 4
+    assert len(operations) == 5  # predict, models, a report, health (GET and HEAD)
     for operation in operations:
         # Invalid input can be made only where there is a body: a path's string is always a valid string.
         negative = (schemathesis.GenerationMode.NEGATIVE,) if operation.body else ()

@@ -242,7 +242,8 @@ def _openapi(app: FastAPI, keyed: bool) -> Callable[[], dict[str, Any]]:
                     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 }
                 schema["security"] = [{"bearer": []}, {"apiKey": []}]
-                schema["paths"]["/healthz"]["get"]["security"] = []
+                for operation in schema["paths"]["/healthz"].values():  # GET and HEAD
+                    operation["security"] = []
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -351,7 +352,10 @@ def create_app(models: Sequence[ServedModel], settings: ServeSettings, *, precis
             headers={"Content-Security-Policy": REPORT_POLICY, "X-Content-Type-Options": "nosniff"},
         )
 
-    @app.get("/healthz", response_model=Health, summary="Whether the server is up (no key needed)")
+    # HEAD too: load balancers and uptime checks often probe with it
+    @app.api_route(
+        "/healthz", methods=["GET", "HEAD"], response_model=Health, summary="Whether the server is up (no key needed)"
+    )
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
