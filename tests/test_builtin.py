@@ -292,8 +292,23 @@ def test_datasets_command_with_data_dir(cli: Callable[..., CliResult], sms_dir: 
     assert entry["found"] == "data-dir"
     assert entry["path"] == str(sms_dir / "sms_spam" / "SMSSpamCollection")
     assert entry["rows"] == 5574
+    assert entry["published"] is True
     assert entry["defaults"] == {"balance": "undersample"}
     assert entry["url"] == SMS_SPAM.url
+
+
+def test_a_copy_that_is_not_the_published_file_is_said_to_be_one(
+    cli: Callable[..., CliResult], sms_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a truncated copy was listed as found, as if it held the published 5,574 rows, and read without a word
+    copy = tmp_path / "sms_spam" / "SMSSpamCollection"
+    copy.parent.mkdir()
+    copy.write_bytes((sms_dir / "sms_spam" / "SMSSpamCollection").read_bytes()[:20000])
+    assert sms_entry(cli("datasets", "--data-dir", tmp_path, "--json"))["published"] is False
+    assert "not the published file" in cli("datasets", "--data-dir", tmp_path).out
+    with caplog.at_level("WARNING", logger="ajuste.data.builtin"):
+        assert locate("sms-spam", tmp_path) == copy
+    assert "is not the published sms-spam file" in caplog.text
 
 
 def test_datasets_command_with_environment(

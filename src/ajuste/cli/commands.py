@@ -449,7 +449,7 @@ def export(args: argparse.Namespace) -> int:
 
 
 def datasets(args: argparse.Namespace) -> int:
-    from ajuste.data.builtin import BUILTIN_DATASETS, dataset_status, named_data_dir
+    from ajuste.data.builtin import BUILTIN_DATASETS, dataset_status, is_published, named_data_dir
 
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise ConfigError(
@@ -465,8 +465,9 @@ def datasets(args: argparse.Namespace) -> int:
     explicit = named_data_dir(args.data_dir)
     for dataset in BUILTIN_DATASETS.values():
         origin, path = dataset_status(dataset, args.data_dir)
+        published = path is not None and is_published(dataset, path)
         if path:
-            where = f"{origin}: {path}"
+            where = f"{origin}: {path}" + ("" if published else " (not the published file: its sha256 differs)")
         elif explicit:  # a data directory that was named is searched alone: nothing is downloaded then
             where = f"not in {explicit} (expected at DIR/{dataset.relative_path().as_posix()})"
         else:
@@ -478,6 +479,7 @@ def datasets(args: argparse.Namespace) -> int:
                 "rows": dataset.rows,
                 "found": origin,
                 "path": str(path) if path else None,
+                "published": published if path else None,
                 "defaults": dataset.defaults,
                 "url": dataset.url,
                 "description": dataset.description,

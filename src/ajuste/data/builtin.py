@@ -96,6 +96,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_published(dataset: BuiltinDataset, path: Path) -> bool:
+    """Whether the file at ``path`` is the published one, byte for byte (its sha256)."""
+    try:
+        return _sha256(path) == dataset.sha256
+    except OSError:
+        return False
+
+
 def dataset_status(dataset: BuiltinDataset, data_dir: str | Path | None = None) -> tuple[str, Path | None]:
     """Where ``dataset`` would be read from now, without downloading: (``data-dir``|``cache``|``missing``, path)."""
     for origin, folder in _search_folders(data_dir):
@@ -129,6 +137,15 @@ def locate(name: str, data_dir: str | Path | None = None, *, download: bool = Tr
     dataset = get_builtin(name)
     _, found = dataset_status(dataset, data_dir)
     if found is not None:
+        if not is_published(dataset, found):  # a truncated or edited copy: it reads, but compares with nothing
+            log.warning(
+                "%s is not the published %s file (its sha256 differs from %s): results will not compare with "
+                "others on '%s'",
+                found,
+                dataset.name,
+                dataset.sha256[:12],
+                dataset.name,
+            )
         return found
     explicit = named_data_dir(data_dir)
     where = (
