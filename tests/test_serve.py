@@ -441,6 +441,8 @@ def test_a_body_too_large_is_refused_whether_announced_or_streamed(two_models: S
         (b'{"text": ["a"], "model": "spam"}', ["body", "texts"]),
         (b'{"texts": "one text", "model": "spam"}', ["body", "texts"]),
         (b'["a", "b"]', ["body"]),
+        ('{"texts": ["café"], "model": "spam"}'.encode("latin-1"), ["body"]),  # not UTF-8: was a bare 400
+        (b"[" * 5000 + b"]" * 5000, ["body"]),  # deeper than the JSON reader goes: was a bare 400
     ],
 )
 def test_malformed_requests_are_refused_with_the_field_named(two_models: Server, body: bytes, location: list) -> None:

@@ -19,10 +19,13 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ajuste.errors import ConfigError
@@ -206,6 +209,21 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": jsonable_encoder(detail)})
 
 
+#: What FastAPI answers (400) to a body its JSON reader fails on by other than a syntax error.
+_UNPARSED = "There was an error parsing the body"
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own answer, but a body that cannot be read as JSON at all (not UTF-8, nested too deep for the
+    reader) is a 422 at ``body``, like any other body that is not the JSON the API takes."""
+    if isinstance(exc, StarletteHTTPException) and exc.status_code == 400 and exc.detail == _UNPARSED:
+        why = "the body cannot be read as JSON: it is not UTF-8 text, or it nests too deep"
+        return await _validation_error(request, _invalid(["body"], why, "json_invalid"))
+    if not isinstance(exc, StarletteHTTPException):
+        raise exc
+    return await http_exception_handler(request, exc)
+
+
 def _check_limits(texts: list[str], settings: ServeSettings) -> None:
     if len(texts) > settings.max_texts:
         raise HTTPException(
@@ -289,6 +307,7 @@ def create_app(models: Sequence[ServedModel], settings: ServeSettings, *, precis
     )
     app.openapi = _openapi(app, keyed=key is not None)  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if key is not None:
         app.add_middleware(ApiKeyGate, key=key)  # added last: the outermost gate, before the body is read
@@ -311,7 +330,6 @@ def create_app(models: Sequence[ServedModel], settings: ServeSettings, *, precis
         f"to {settings.max_batch} texts.",
         responses={
             **guarded,
-            400: _problem("The body cannot be read as text (it is not UTF-8)."),
             404: _problem("No model of that name is served."),
             413: _problem("Too many texts, or too large a body."),
             500: _problem("The model failed on the batch of this request."),
