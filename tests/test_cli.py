@@ -228,7 +228,7 @@ def test_predict_texts_for_people(cli: Cli, bag_run: tuple[Path, Path, dict[str,
 
 def predict_input(tmp_path: Path) -> tuple[Path, list[str], list[str]]:
     texts, _ = make_texts(9, seed=21)
-    texts = [texts[0], "", *texts[1:5], "", *texts[5:]]
+    texts = [texts[0], "", *texts[1:5], "   ", *texts[5:]]  # empty, and spaces only: both "empty"
     ids = [f"id-{i:02d}" for i in range(len(texts))]
     path = tmp_path / "input.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:

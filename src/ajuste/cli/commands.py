@@ -401,7 +401,7 @@ def predict(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
         counts = dict(sorted(Counter(predictions.labels).items()))
-        empty = sum(1 for t in texts if not t)
+        empty = sum(1 for t in texts if not (t or "").strip())  # a text of spaces has no word to read either
         out.say(
             f"{len(texts)} rows predicted ({', '.join(f'{k}: {v}' for k, v in counts.items())})"
             + (f", {empty} of them empty" if empty else "")
