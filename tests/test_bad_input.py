@@ -177,6 +177,14 @@ def test_empty_file(cli: Cli, tmp_path: Path, out: Path) -> None:
     assert_nothing_written(out)
 
 
+def test_empty_lines_file_is_an_empty_file(cli: Cli, tmp_path: Path, out: Path) -> None:
+    # label<TAB>text lines have no header: "column names only (label, text)" named ajuste's own names
+    path = tmp_path / "empty.txt"
+    path.write_text("", encoding="utf-8")
+    assert "found an empty file" in user_error(cli("train", "--data", path, "--out", out))
+    assert_nothing_written(out)
+
+
 def test_header_only_file(cli: Cli, tmp_path: Path, out: Path) -> None:
     path = write_rows(tmp_path / "header.csv", "text,label", [])
     message = user_error(cli("train", "--data", path, "--out", out))

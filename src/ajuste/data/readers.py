@@ -364,9 +364,10 @@ def read_table(
     """Every row of a labelled data file, with its text and label columns resolved."""
     path = Path(path)
     columns, records = read_rows(path, file_format, encoding)
-    _refuse_another_format(path, _resolved_format(path, file_format), columns)
-    if not records:
-        found = f"column names only ({', '.join(columns)})" if columns else "an empty file"
+    kind = _resolved_format(path, file_format)
+    _refuse_another_format(path, kind, columns)
+    if not records:  # label<TAB>text lines have no header: their column names are ajuste's, not the file's
+        found = f"column names only ({', '.join(columns)})" if columns and kind != "lines" else "an empty file"
         raise DataError(f"{path} holds no data rows", expected="at least one labelled text", found=found)
     text, label = resolve_columns(path, columns, records, text_col, label_col)
     id_column = _find_column(("id",), [c for c in columns if c not in (text, label)])
