@@ -20,6 +20,7 @@ __all__ = [
     "SearchError",
     "TrainingError",
     "first_line",
+    "listing",
     "yaml_problem",
 ]
 
@@ -32,6 +33,12 @@ def first_line(exc: BaseException) -> str:
     type's name when it says nothing."""
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def listing(names: list[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``names`` and how many more, for an error's ``found``."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def yaml_problem(exc: BaseException) -> str:

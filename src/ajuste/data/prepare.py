@@ -368,7 +368,7 @@ def prepare(
     """
     report: Report = {"source": table.source}
     data, report["clean"] = clean(table)
-    classes_read = len(data.class_counts())
+    cleaned = data
     if dedupe_texts:
         data, report["dedupe"] = dedupe(data)
     if len(data) == 0:
@@ -382,7 +382,7 @@ def prepare(
     counts = data.class_counts()
     if len(counts) < 2:
         found = f"only '{next(iter(counts))}' ({len(data)} texts) in {table.source}"
-        if classes_read > 1:  # the others were texts that deduplication dropped: each also had this label first
+        if len(cleaned.class_counts()) > 1:  # deduplication dropped the others: each text had this label first
             conflicts = report["dedupe"]["conflicting_labels"]
             raise DataError(
                 "a classifier needs at least two classes, and deduplication left one",

@@ -30,7 +30,7 @@ import yaml
 from pydantic import ValidationError
 
 from ajuste.atomic import remove_leftovers, replace_folder, staging_folder, unsafe_place, write_text
-from ajuste.errors import RunFolderError, yaml_problem
+from ajuste.errors import RunFolderError, listing, yaml_problem
 from ajuste.runs.record import RunFile, RunRecord, SearchInfo
 from ajuste.training.light import MODEL_CONFIG, NumpyBag, light_model
 from ajuste.validation import validation_messages
@@ -191,11 +191,10 @@ class RunFolder:
             return
         names = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
         if names:
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             raise RunFolderError(
                 f"--overwrite replaces a run folder, and {self.path} is not one",
                 expected=f"a folder written by ajuste ({RUN_FILE} or {MODEL_DIR}/{MODEL_CONFIG}), or an empty one",
-                found=shown,
+                found=listing(names),
                 fix="Choose another --out, or move those files away yourself.",
             )
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from ajuste.atomic import replace_folder, staging_folder, unsafe_place
 from ajuste.data.dataset import TextDataset
-from ajuste.errors import AjusteError, ConfigError, DataError, NotFittedError, RunFolderError, first_line
+from ajuste.errors import AjusteError, ConfigError, DataError, NotFittedError, RunFolderError, first_line, listing
 from ajuste.models import Family, make_family
 from ajuste.models.base import count_parameters
 from ajuste.models.files import ONNX_FILE
@@ -44,6 +44,7 @@ from ajuste.training.light import (
     ONNX_RUNTIME,
     Predictions,
     check_batch_size,
+    is_model_folder,
     read_model_config,
 )
 from ajuste.training.loop import (
@@ -422,12 +423,11 @@ class TextClassifier:
         if target.exists() and any(target.iterdir()):
             if not overwrite:
                 raise RunFolderError(f"{target} already exists", fix="Choose another folder, or pass overwrite=True.")
-            if not _is_model_folder(target):
-                names = sorted(p.name for p in target.iterdir())
+            if not is_model_folder(target):
                 raise RunFolderError(
                     f"overwrite=True replaces a model folder, and {target} is not one",
                     expected=f"a folder written by save() (its {MODEL_CONFIG} says {FORMAT}), or an empty one",
-                    found=", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else ""),
+                    found=listing(sorted(p.name for p in target.iterdir())),
                     fix="Pass save() another path, or move those files away yourself.",
                 )
         staging = staging_folder(target)
@@ -517,12 +517,3 @@ def load_model(folder: str | Path, *, trust_remote_code: bool = False) -> TextCl
         ) from None
     classifier.family_, classifier.module_, classifier.classes_ = family, module, list(classifier.labels or [])
     return classifier
-
-
-def _is_model_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a model written by :meth:`TextClassifier.save` (its config names the format)."""
-    try:
-        config = json.loads((folder / MODEL_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(config, dict) and config.get("format") == FORMAT

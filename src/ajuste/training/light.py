@@ -31,6 +31,7 @@ __all__ = [
     "ONNX_RUNTIME",
     "NumpyBag",
     "Predictions",
+    "is_model_folder",
     "light_model",
     "read_model_config",
 ]
@@ -69,6 +70,15 @@ class Predictions:
         """The most probable class of each row, with the probabilities."""
         labels = [classes[i] for i in probabilities.argmax(axis=1)] if len(probabilities) else []
         return cls(labels, probabilities, list(classes))
+
+
+def is_model_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a model written by ajuste (its config names the format; any version)."""
+    try:
+        config = json.loads((folder / MODEL_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("format") == FORMAT
 
 
 def read_model_config(folder: Path) -> dict[str, Any]:
