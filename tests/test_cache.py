@@ -505,3 +505,26 @@ def test_cache_list_names_what_each_entry_holds(
     assert lines[0].split()[3:5] == ["model", "what"]
     assert any("spam-minilm" in line and "teacher probabilities" in line for line in lines)
     assert any("minilm" in line and "piece vectors" in line for line in lines)
+
+
+def test_cache_list_fits_a_pipe_without_cutting_a_value(cli: Callable[..., CliResult], monkeypatch) -> None:
+    # a pipe or a log is 80 columns wide: the table used to cut every column to "tiny-ber…", "precisi…", "109.6 …"
+    from ajuste.models.boundary import BoundaryStates
+
+    monkeypatch.setenv("COLUMNS", "80")
+    states = BoundaryStates(torch.zeros(3, 4))
+    long_name = "sentence-transformers-all-MiniLM-L6-v2-finetuned"
+    cache.put("b" * 32, states, {"model": long_name, "boundary": "before block 5", "texts": 5320,
+                                 "max_length": 256, "precision": "bf16"})  # fmt: skip
+    cache.put("a" * 32, states, {"kind": "teacher probabilities", "teacher": "/runs/train-ag-news", "texts": 5320})
+    shown = cli("cache", "list")
+    assert shown.code == 0, shown.err
+    lines = shown.out.split(" entries, ")[0].splitlines()[:-1]  # the table, without the line of totals
+    assert max(len(line) for line in lines) <= 80 and "…" not in shown.out, shown.out
+    for value in ("before block 5", "teacher", "5320", "256", "bf16", "bbbbbb", "2 entries"):
+        assert value in shown.out, value
+    # the model's name and what was kept fold onto the lines below their row rather than being cut
+    for column, whole in (("model", (long_name, "train-ag-news")), ("what", ("teacher probabilities",))):
+        start = lines[0].index(column)
+        folded = "".join(line[start:].split("  ")[0].strip() for line in lines[1:] if len(line) > start)
+        assert all(value.replace(" ", "") in folded for value in whole), (column, folded)

@@ -514,9 +514,18 @@ def cache(args: argparse.Namespace) -> int:
         out.json({"folder": str(folder), "removed": removed, "bytes": freed})
         return 0
     found = store.entries()
+    # a pipe or a log is 80 columns wide: the model's name and what was kept fold onto more lines rather than be
+    # cut ("tiny-ber…"); every other column keeps its width
+    folding = {"model": 10, "what": 14}  # their narrowest, "before block 5" on one line
     table = Table(box=None, pad_edge=False)
-    for column in ("key", "size", "used", "model", "what", "texts", "max len", "precision"):
-        table.add_column(column, justify="right" if column in ("size", "texts", "max len") else "left", no_wrap=True)
+    for column in ("key", "size", "used", "model", "what", "texts", "max len", "dtype"):
+        table.add_column(
+            column,
+            justify="right" if column in ("size", "texts", "max len") else "left",
+            no_wrap=column not in folding,
+            overflow="fold",
+            min_width=folding.get(column),
+        )
     for entry in found:
         meta = entry.meta
         # frozen layers name their model and boundary; a teacher's probabilities and a static model's piece
@@ -524,7 +533,7 @@ def cache(args: argparse.Namespace) -> int:
         source = meta.get("source") or meta.get("teacher") or meta.get("encoder") or ""
         model = meta.get("model") or Path(str(source)).name
         table.add_row(
-            entry.key[:8],
+            entry.key[:6],
             _size(entry.bytes),
             time.strftime("%m-%d %H:%M", time.localtime(entry.last_used)),
             "damaged" if meta.get("damaged") else str(model),
