@@ -1161,3 +1161,12 @@ def test_finalize_and_report_are_not_told_to_overwrite(cli: Cli, csv_file: Path,
     (out / "study.db").write_bytes(b"not a database at all" * 100)
     said = user_error(cli("report", out))
     assert "is damaged" in said and "`ajuste tune ... --overwrite`" in said
+
+
+def test_a_column_named_for_a_file_of_lines_is_refused(cli: Cli, trained_run: Path, texts_file: Path) -> None:
+    # a .txt file holds one text per line: a column named for it was looked for among the one made up ('text')
+    output = texts_file.parent / "predictions.csv"
+    message = user_error(cli("predict", trained_run, "--input", texts_file, "--text-col", "body", "--output", output))
+    assert f"{texts_file} holds one text per line, with no columns, and --text-col names one ('body')" in message
+    assert "Leave out --text-col" in message
+    assert_nothing_written(output)

@@ -229,6 +229,15 @@ def test_bad_distill_settings_get_one_line(cli: Cli, teacher: Path, tmp_path: Pa
     assert not (tmp_path / "s").exists()
 
 
+def test_a_column_named_for_unlabeled_lines_is_refused(cli: Cli, teacher: Path, tmp_path: Path) -> None:
+    lines = tmp_path / "more.txt"
+    lines.write_text("free entry now\nsee you soon\n", encoding="utf-8")
+    result = cli("distill", teacher, "--unlabeled", lines, "--unlabeled-col", "body", "--out", tmp_path / "s")
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1
+    assert "holds one text per line, with no columns, and --unlabeled-col names one ('body')" in result.err
+    assert "Leave out --unlabeled-col" in result.err and not (tmp_path / "s").exists()
+
+
 def test_a_teacher_that_is_not_a_run_or_whose_data_changed_is_refused(
     cli: Cli, teacher: Path, tmp_path: Path, data_file: Path
 ) -> None:

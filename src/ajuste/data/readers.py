@@ -426,6 +426,11 @@ def read_texts(
         raise DataError(exc.problem, expected=exc.expected, found=exc.found, fix=fix) from None
     if not records:
         raise DataError(f"{path} holds no rows", expected="at least one text", found="an empty file")
+    if text_col is not None and text_col not in columns and kind == "text":
+        raise DataError(
+            f"{path} holds one text per line, with no columns, and {flag} names one ('{text_col}')",
+            fix=f"Leave out {flag}, or give a CSV, TSV, JSONL or Parquet file with a '{text_col}' column.",
+        )
     if text_col is not None and text_col not in columns:
         raise DataError(
             f"text column '{text_col}' not in {path}",
