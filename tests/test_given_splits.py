@@ -57,6 +57,37 @@ def test_only_a_test_file_leaves_validation_to_the_split(cli: Cli, files: dict[s
     assert (data["train"], data["val"]) == (88, 12)
 
 
+def test_two_fractions_divide_the_main_data_between_train_and_the_split_not_given(
+    cli: Cli, files: dict[str, Path], tmp_path: Path
+) -> None:
+    # 100 texts once the 3 leaked ones leave: with --test-data, 0.8,0.2 gives validation 20 of them
+    tested = train(cli, files, tmp_path / "run", "--test-data", str(files["test"]), "--split", "0.8,0.2")["data"]
+    assert (tested["train"], tested["val"], tested["test"]) == (80, 20, 25)
+    # with --val-data, 0.9,0.1 gives the test split a tenth of the 103
+    out = tmp_path / "run2"
+    validated = train(cli, files, out, "--val-data", str(files["val"]), "--split", "0.9,0.1")["data"]
+    assert (validated["train"], validated["val"], validated["test"]) == (93, 25, 10)
+    record = yaml.safe_load((out / "run.yaml").read_text(encoding="utf-8"))
+    assert record["data"]["split"] == [0.9, 0.1]
+    again = cli("train", "--config", out / "run.yaml", "--out", tmp_path / "again", "--json")  # the record reruns
+    assert again.code == 0, again.err
+    assert again.json()["data"]["test"] == 10
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [((), "no file gives a split: give three, as in 0.7,0.1,0.2"), (("val", "test"), "leave out --split")],
+)
+def test_two_fractions_need_exactly_one_split_file(
+    cli: Cli, files: dict[str, Path], tmp_path: Path, given: tuple[str, ...], said: str
+) -> None:
+    flags = [f for name in given for f in (f"--{name}-data", str(files[name]))]
+    result = cli("train", "--data", files["main"], "--split", "0.8,0.2", *flags, "--out", tmp_path / "run")
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1
+    assert "two split fractions (0.8,0.2) are for train and the one split" in result.err and said in result.err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_label_that_training_never_sees_is_refused(cli: Cli, files: dict[str, Path], tmp_path: Path) -> None:
     odd = write_csv(tmp_path / "odd.csv", TEXTS[100:110], ["weather"] * 10)
     result = cli("train", "--data", files["main"], "--val-data", odd, "--out", tmp_path / "run")

@@ -168,7 +168,9 @@ def test_checkpoint_rules() -> None:
         ([1.0, 0.0, 0.0], "every fraction must be a finite number > 0"),
         ([float("nan"), 0.5, 0.5], "every fraction must be a finite number > 0"),  # NaN passes `<= 0`
         ([0.5, float("inf"), 0.5], "every fraction must be a finite number > 0"),
-        ([0.7, 0.3], "data.split.2: is required"),
+        ([0.7, 0.3], "two split fractions (0.7,0.3) are for train and the one split that"),
+        ([0.7], "data.split: expected three fractions (train, validation, test) or two"),
+        ([0.4, 0.2, 0.2, 0.2], "got 4: 0.4,0.2,0.2,0.2"),
     ],
 )
 def test_split_fractions(split: list[float], expected: str) -> None:

@@ -73,18 +73,19 @@ def _literals(annotation: Any) -> tuple[str, ...]:
     return tuple(value for arg in get_args(annotation) for value in _literals(arg))
 
 
+_FRACTIONS = "three fractions like 0.7,0.1,0.2 (or two, like 0.8,0.2, with --val-data or --test-data)"
+
+
 def _split(text: str) -> list[float]:
     try:
         parts = [float(p) for p in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected three fractions like 0.7,0.1,0.2, got '{text}'") from None
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"expected three fractions like 0.7,0.1,0.2, got '{text}'")
+        raise argparse.ArgumentTypeError(f"expected {_FRACTIONS}, got '{text}'") from None
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"expected {_FRACTIONS}, got '{text}'")
     # float() reads 'nan' and 'inf' too: NaN passes every comparison, so it is refused by name here
     if not all(math.isfinite(part) and part > 0 for part in parts):
-        raise argparse.ArgumentTypeError(
-            f"expected three fractions like 0.7,0.1,0.2, each a finite number > 0, got '{text}'"
-        )
+        raise argparse.ArgumentTypeError(f"expected {_FRACTIONS}, each a finite number > 0, got '{text}'")
     return parts
 
 
@@ -119,7 +120,14 @@ PREPARE_FLAGS = (
         str,
         "Class balancing (default: the dataset's; none for files).",
     ),
-    Flag("--split", "data", "split", _split, "Train,validation,test fractions (default 0.7,0.1,0.2)."),
+    Flag(
+        "--split",
+        "data",
+        "split",
+        _split,
+        "Train,validation,test fractions (default 0.7,0.1,0.2); with --val-data or --test-data, train and the "
+        "other split's (as 0.8,0.2).",
+    ),
     Flag("--val-data", "data", "val_path", str, "A file holding the validation split (same columns as --data)."),
     Flag("--test-data", "data", "test_path", str, "A file holding the test split (same columns as --data)."),
 )

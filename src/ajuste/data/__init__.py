@@ -70,7 +70,7 @@ def load_data(settings: DataSettings, seed: int = 123) -> PreparedData:
         load_table(settings),
         dedupe_texts=settings.dedupe,
         balance=resolved_balance(settings),
-        fractions=settings.split,
+        fractions=settings.fractions,
         seed=seed,
         given=given,
     )

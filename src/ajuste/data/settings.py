@@ -38,13 +38,20 @@ class DataSettings(Settings):
     test_path: str | None = Field(
         None, description="A file holding the test split (same format and columns); unset: split from path."
     )
-    split: tuple[float, float, float] = Field(
-        (0.7, 0.1, 0.2), description="Train, validation and test fractions, summing to 1."
+    split: tuple[float, ...] = Field(
+        (0.7, 0.1, 0.2),
+        description="Train, validation and test fractions, summing to 1; with one of `val_path` and `test_path`, "
+        "two: train and the split that file does not give.",
     )
 
     @field_validator("split")
     @classmethod
-    def _split_fractions(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+    def _split_fractions(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if len(value) not in (2, 3):
+            raise ValueError(
+                "expected three fractions (train, validation, test) or two (train and the split that no file gives), "
+                f"got {len(value)}: {','.join(map(str, value))}"
+            )
         # NaN is neither <= 0 nor > 0: it is refused by name, with inf, before the sum says something odd
         if not all(math.isfinite(part) and part > 0 for part in value):
             raise ValueError(
@@ -54,10 +61,27 @@ class DataSettings(Settings):
             raise ValueError(f"fractions must sum to 1, got {','.join(map(str, value))} (sum {sum(value):g})")
         return value
 
+    @property
+    def fractions(self) -> tuple[float, float, float]:
+        """Train, validation and test fractions of the main data; with two, the split its file gives has none
+        (never used: that split is the file)."""
+        if len(self.split) == 3:
+            train, val, test = self.split
+            return (train, val, test)
+        train, other = self.split
+        return (train, 0.0, other) if self.val_path is not None else (train, other, 0.0)
+
     @model_validator(mode="after")
     def _one_source(self) -> DataSettings:
         if (self.dataset is None) == (self.path is None):
             raise ValueError("give exactly one data source: a built-in `dataset` or a file `path`")
+        if len(self.split) == 2 and (self.val_path is None) == (self.test_path is None):
+            given = "both --val-data and --test-data give their splits" if self.val_path else "no file gives a split"
+            raise ValueError(
+                f"two split fractions ({','.join(map(str, self.split))}) are for train and the one split that "
+                f"--val-data or --test-data does not give, and {given}: "
+                + ("leave out --split" if self.val_path else "give three, as in 0.7,0.1,0.2")
+            )
         if self.text_col is not None and self.text_col == self.label_col:
             raise ValueError(f"text_col and label_col are the same column ({self.text_col!r}): name two columns")
         return self
