@@ -2,8 +2,8 @@
 
 A search that starts from what ``ajuste train --model F`` runs can only end, on validation, at or above the
 best default run. The portfolio (declared per family in the registry) adds settings that are strong for
-text classification in general, such as fine-tuning every layer of a pretrained encoder. Families come in
-registry order, which is cheapest first; every default comes before any portfolio entry.
+text classification in general, such as fine-tuning every layer of a pretrained encoder. Families come
+cheapest first (the registry's ``cost_rank``); every default comes before any portfolio entry.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ def default_settings(config: TuneConfig, family: str, change: Mapping[str, Any] 
 
 def portfolio(config: TuneConfig, space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
     """(what, study parameters) of every default and portfolio entry the space can express, in order."""
-    entries: list[tuple[str, Mapping[str, Any] | None]] = [(f, None) for f in space.families]
-    entries += [(f, change) for f in space.families for change in FAMILIES[f].portfolio]
+    families = sorted(space.families, key=lambda f: FAMILIES[f].cost_rank)  # stable: registry order within a rank
+    entries: list[tuple[str, Mapping[str, Any] | None]] = [(f, None) for f in families]
+    entries += [(f, change) for f in families for change in FAMILIES[f].portfolio]
     found: list[tuple[str, dict[str, Any]]] = []
     for family, change in entries:
         what = f"{family} " + ("defaults" if change is None else ", ".join(f"{k}={v}" for k, v in change.items()))
