@@ -271,3 +271,25 @@ def test_what_a_trial_computes_once_for_the_cache_is_left_out_of_its_cost(
     work = second["cost"]["seconds"] + second["cost"]["validating"]
     assert work == pytest.approx(second["seconds"], abs=0.01), "its training and its validation passes"
     assert second["cost"]["validations"] == 1
+
+
+def test_a_pruned_trial_s_line_says_what_stopped_it() -> None:
+    from ajuste.search.study import OUT_OF_TIME, SCREENED_OUT, how_pruned
+
+    pruned = TrialState.PRUNED
+    assert how_pruned(finished(BAG, [0.5], pruned)) == "pruned"  # the pruner, on its scores
+    assert how_pruned(finished(BAG, [0.5], pruned, stopped=OUT_OF_TIME)) == "timed out"
+    assert how_pruned(finished(BAG, [0.5], pruned, stopped=f"{SCREENED_OUT}: val accuracy 0.5")) == "screened"
+    assert how_pruned(finished(BAG, [], pruned, stopped="not started: estimated 90 s, 10 s left")) == "skipped"
+
+
+def test_a_trial_the_time_budget_stops_is_shown_as_timed_out(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the deadline reached after the first epoch: shown as "pruned", the line read as the pruner's judgement
+    monkeypatch.setattr(Objective, "out_of_time", lambda self: True)
+    texts, labels = make_texts(60, seed=5)
+    data = write_csv(tmp_path / "data.csv", texts, labels)
+    found = cli("tune", "--data", data, "--model", "bag", "--trials", "1", "--epochs", "3", "--out", tmp_path / "s")
+    lines = [line for line in found.out.splitlines() if line.startswith("trial   0")]
+    assert len(lines) == 1 and lines[0].split()[2:4] == ["timed", "out"], found.out + found.err

@@ -118,7 +118,7 @@ def tune(args: argparse.Namespace) -> int:
 
     from ajuste.cli.options import tune_config_from_args
     from ajuste.data import describe
-    from ajuste.search.study import best_trials, counted, screened_out
+    from ajuste.search.study import best_trials, counted, how_pruned
     from ajuste.search.tune import run_tune
 
     out = _output(args)
@@ -165,11 +165,11 @@ def tune(args: argparse.Namespace) -> int:
             best = f"best {study.best_value:.4f}"
         except ValueError:
             best = ""
-        if trial.state == TrialState.PRUNED and screened_out(trial):
-            state = "screened"
+        if trial.state == TrialState.PRUNED:
+            state = how_pruned(trial)
         reason = f"  ({trial.user_attrs['error']})" if trial.state == TrialState.FAIL else ""
         out.say(
-            f"trial {trial.number:3d} {state:8s} {value:24s} {best:12s} {trial.user_attrs.get('seconds', 0):6.1f}s  "
+            f"trial {trial.number:3d} {state:9s} {value:24s} {best:12s} {trial.user_attrs.get('seconds', 0):6.1f}s  "
             f"{_short(trial.user_attrs.get('settings', {}))}{reason}"
         )
 

@@ -31,6 +31,7 @@ from ajuste.search import ensemble
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace, split_settings
 from ajuste.search.study import (
+    OUT_OF_TIME,
     RESCORED,
     SCREEN,
     SCREENED_OUT,
@@ -147,7 +148,7 @@ class TrialReporter(Callback):
 
     def _stop_if_out_of_time(self, unit: str, step: int) -> None:
         if self.out_of_time():
-            self.trial.set_user_attr("stopped", "the search's time budget ran out")
+            self.trial.set_user_attr("stopped", OUT_OF_TIME)
             raise optuna.TrialPruned(f"stopped after {unit} {step}: the time budget ran out")
 
 

@@ -26,6 +26,7 @@ from ajuste.search.space import SearchSpace
 
 __all__ = [
     "CHOSEN_BY",
+    "OUT_OF_TIME",
     "RESCORED",
     "SCREEN",
     "SCREENED_OUT",
@@ -37,6 +38,7 @@ __all__ = [
     "count_states",
     "counted",
     "counts_towards_budget",
+    "how_pruned",
     "importances",
     "max_epochs",
     "ranking",
@@ -58,6 +60,8 @@ RESCORED = "ajuste:rescored"
 SCREEN = "screen"
 #: How the reason of a trial that its screen stopped begins (its ``stopped`` attribute).
 SCREENED_OUT = "screened out"
+#: The reason of a trial that the time budget stopped between two epochs (or folds).
+OUT_OF_TIME = "the search's time budget ran out"
 
 
 def retried(trials: Sequence[FrozenTrial]) -> set[int]:
@@ -265,6 +269,18 @@ def screen_rank(study: optuna.Study, number: int, texts: int) -> tuple[int, int]
 def screened_out(trial: FrozenTrial) -> bool:
     """Whether the trial was stopped by its screen (see ``--screen``)."""
     return str(trial.user_attrs.get("stopped") or "").startswith(SCREENED_OUT)
+
+
+def how_pruned(trial: FrozenTrial) -> str:
+    """What stopped a pruned trial, in a word: ``screened`` (its screen), ``timed out`` (the time budget, during
+    its training), ``skipped`` (not trained on every text: its estimate did not fit the time left) or ``pruned``
+    (the pruner, on its scores)."""
+    stopped = str(trial.user_attrs.get("stopped") or "")
+    if not stopped:
+        return "pruned"
+    if stopped.startswith(SCREENED_OUT):
+        return "screened"
+    return "timed out" if stopped == OUT_OF_TIME else "skipped"
 
 
 @dataclass
