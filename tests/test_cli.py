@@ -163,7 +163,9 @@ def test_evaluate_json(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], tmp
     run, data, _ = bag_run
     result = ok(cli("evaluate", run, data, "--json")).json()
     assert result["run_dir"] == str(run)
-    assert result["data"] == {"rows_read": 120, "scored": 120, "skipped": 0}
+    split = json.loads((run / "split.json").read_text(encoding="utf-8"))
+    seen = {"train": len(split["train"]), "val": len(split["val"])}  # its own data: training and validation in it
+    assert result["data"] == {"rows_read": 120, "scored": 120, "skipped": 0, "seen": seen}
     metrics = result["metrics"]
     assert metrics["n"] == 120
     assert 0.0 <= metrics["accuracy_ci95"][0] <= metrics["accuracy"] <= metrics["accuracy_ci95"][1] <= 1.0
@@ -173,7 +175,30 @@ def test_evaluate_json(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], tmp
     texts, labels = make_texts(10, seed=99)
     small = write_csv(tmp_path / "small.csv", [*texts, ""], [*labels, "ham"])
     scored = ok(cli("evaluate", run, small, "--json")).json()
-    assert scored["data"] == {"rows_read": 11, "scored": 10, "skipped": 1}
+    assert scored["data"] == {"rows_read": 11, "scored": 10, "skipped": 1, "seen": {"train": 0, "val": 0}}
+
+
+def test_evaluate_says_when_the_texts_trained_or_chose_the_model(
+    cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    run, data, _ = bag_run
+    split = json.loads((run / "split.json").read_text(encoding="utf-8"))
+    said = " ".join(ok(cli("evaluate", run, data)).out.split())  # the note may wrap
+    test = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]
+    assert f"note {len(split['train'])} of these 120 texts trained the model and {len(split['val'])} chose it" in said
+    assert f"its test split, scored once, gave accuracy {test['accuracy']:.4f} on {test['n']} texts" in said
+    # its test split alone: nothing to say
+    texts, labels = make_texts(120)  # the fixture's data
+    test_only = write_csv(tmp_path / "test.csv", [texts[i] for i in split["test"]], [labels[i] for i in split["test"]])
+    assert "note" not in ok(cli("evaluate", run, test_only)).out
+    # a run whose data was moved cannot be read again: no note and no guess (seen is null), the scores all the same
+    moved = tmp_path / "moved.csv"
+    data.rename(moved)
+    try:
+        gone = ok(cli("evaluate", run, moved, "--json")).json()
+    finally:
+        moved.rename(data)
+    assert gone["data"]["seen"] is None and gone["metrics"]["n"] == 120
 
 
 def test_evaluate_gives_the_interval_train_recorded(cli: Cli, tmp_path: Path) -> None:

@@ -331,15 +331,40 @@ def evaluate(args: argparse.Namespace) -> int:
         )
     out.table(per_class)
     _confusion_table(out, metrics)
+    seen = _seen_note(out, folder, dataset.texts)
     out.json(
         {
             "run_dir": str(folder.path),
-            "data": {"rows_read": report["rows_in"], "scored": len(dataset), "skipped": dropped},
+            "data": {"rows_read": report["rows_in"], "scored": len(dataset), "skipped": dropped, "seen": seen},
             "metrics": metrics,
             "seconds": round(time.perf_counter() - started, 3),
         }
     )
     return 0
+
+
+def _seen_note(out: Output, folder: Any, texts: list[str]) -> dict[str, int] | None:
+    """Say how many of the scored texts the run trained on or chose its model on: those figures are optimistic.
+    The counts, or None when the run's own texts cannot be read again as it split them."""
+    from ajuste.runs.seen import seen_counts, seen_texts
+
+    seen = seen_texts(folder)
+    if seen is None:
+        return None
+    counts = seen_counts(texts, seen)
+    if counts["train"] + counts["val"]:
+        test = (folder.read_metrics() or {}).get("test") or {}
+        honest = (
+            f"; its test split, scored once, gave accuracy {test['accuracy']:.4f} on {test['n']:,} texts"
+            if "accuracy" in test and "n" in test
+            else ""
+        )
+        out.say(
+            f"[bold]note[/]  {counts['train']:,} of these {len(texts):,} texts trained the model and "
+            f"{counts['val']:,} chose it (the run's training and validation splits): the figures above are "
+            f"optimistic for new texts{honest}"
+        )
+    return counts
 
 
 #: Classes beyond which the confusion matrix is left to --json: a wider table no longer reads on a terminal.

@@ -1,0 +1,55 @@
+"""Which texts a run has already seen: scored on them, a model looks better than it is on new texts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from ajuste.errors import AjusteError
+from ajuste.runs.folder import RunFolder
+
+__all__ = ["seen_counts", "seen_texts"]
+
+log = logging.getLogger(__name__)
+
+
+def seen_texts(folder: RunFolder) -> dict[str, set[str]] | None:
+    """The run's training and validation texts (``train``, ``val``), read again from its data as it split them.
+
+    None when that cannot be done exactly: a run.yaml without data settings, a data file moved, changed or no
+    longer readable (its split would differ from split.json): the caller then says nothing rather than a guess.
+    """
+    from ajuste.data import load_data
+    from ajuste.data.builtin import dataset_status, get_builtin
+
+    try:
+        run_file = folder.read_run_file()
+        recorded = folder.read_split()
+        if run_file is None or recorded is None:
+            return None
+        settings = run_file.config.data
+        if settings.dataset is not None and dataset_status(get_builtin(settings.dataset), settings.data_dir)[0] == (
+            "missing"
+        ):
+            return None  # never a download for a note
+        data = load_data(settings, seed=run_file.config.seed)
+    except (AjusteError, OSError) as exc:
+        log.info("the texts %s trained on cannot be read again: %s", folder.path, exc)
+        return None
+    current = data.split_record()
+    if any(sorted(recorded.get(name) or []) != sorted(current[name]) for name in ("train", "val")):
+        log.info("the data of %s no longer splits as split.json records", folder.path)
+        return None
+    return {"train": set(data.train.texts), "val": set(data.val.texts)}
+
+
+def seen_counts(texts: Iterable[str], seen: dict[str, set[str]]) -> dict[str, int]:
+    """How many of ``texts`` the run trained on (``train``) and chose its model on (``val``); a text in both
+    counts once, as training."""
+    counts = {"train": 0, "val": 0}
+    for text in texts:
+        if text in seen["train"]:
+            counts["train"] += 1
+        elif text in seen["val"]:
+            counts["val"] += 1
+    return counts
