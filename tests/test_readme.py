@@ -78,3 +78,18 @@ def test_python_quick_start_runs(workdir: Path, monkeypatch: pytest.MonkeyPatch)
     exec(compile(code, "README.md", "exec"), namespace)
     assert (workdir / "spam-model" / "model.safetensors").is_file()
     assert namespace["metrics"]["accuracy"] > 0.9  # type: ignore[index]
+
+
+def test_the_readme_s_own_search_space_is_accepted() -> None:
+    # it was refused ("the space searches bag, gpt, but the model asked for is linear, bag, gpt, minilm"): the
+    # families searched by default were taken for families the user asked for
+    import yaml
+
+    from ajuste.search.settings import TuneConfig
+    from ajuste.search.tune import search_space
+    from ajuste.validation import validate
+
+    example = README.split("A space of your own, in a `--config` file:", 1)[1]
+    (text,) = re.findall(r"```yaml\n(.*?)```", example, re.S)[:1]
+    space = search_space(validate(TuneConfig, yaml.safe_load(text)))
+    assert space.families == ["bag", "gpt"]

@@ -479,3 +479,12 @@ def test_a_model_outside_the_space_s_families_is_refused() -> None:
     # the fixed settings of one of the space's families are that family's base settings
     space = parse_space({"model.family": ["bag", "gpt"]}, base_model={"family": "bag", "embed_dim": 32})
     assert space.families == ["bag", "gpt"]
+
+
+def test_the_families_searched_by_default_give_way_to_the_space_s_own() -> None:
+    defaults = ["linear", "bag", "gpt", "minilm"]
+    assert parse_space({"model.family": "bag"}, default_families=defaults).families == ["bag"]
+    blocks_only = parse_space({"gpt": {"model.num_layers": {"low": 1, "high": 2}}}, default_families=defaults)
+    assert blocks_only.families == ["gpt"]
+    assert parse_space({"train.lr": {"low": 1e-4, "high": 1e-2}}, default_families=defaults).families == defaults
+    assert parse_space(None, default_families=defaults).families == defaults

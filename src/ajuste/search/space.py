@@ -523,18 +523,21 @@ def parse_space(
     base_model: Mapping[str, Any] | None = None,
     families: Sequence[str] = (),
     fixed: Mapping[str, Any] | None = None,
+    default_families: Sequence[str] = (),
 ) -> SearchSpace:
     """A validated :class:`SearchSpace` from plain data; every problem is listed in one ConfigError.
 
-    ``base_model`` holds the fixed model settings (``--model`` and its flags); ``families`` is used when
-    the space names no ``model.family``. ``raw`` None or empty: the default space of those families.
+    ``base_model`` holds the fixed model settings (``--model`` and its flags); ``families``, the families the
+    user asked for (``--model bag,gpt``), used when the space names no ``model.family`` and refused when it names
+    others; ``default_families``, those searched when neither the user, the model settings nor the space names
+    any. ``raw`` None or empty: the default space of the families.
     ``fixed`` maps settings the user fixed (``{"train.epochs": 3}``) to their values: they replace
     whatever the space says of them, and :attr:`SearchSpace.fixed_by_user` names those it searched.
     """
     problems = _Problems()
     base = dict(base_model or {})
     if not raw:
-        chosen = list(families) or ([base["family"]] if "family" in base else [])
+        chosen = list(families) or ([base["family"]] if "family" in base else []) or list(default_families)
         if not chosen:
             raise ConfigError("no search space", fix="Give --model, or a `space:` section in --config.")
         raw = default_space(chosen)
@@ -552,7 +555,7 @@ def parse_space(
             problems.add(str(name), f"unknown key; expected {hint}")
             top.pop(name)
 
-    chosen_families = _families(family_spec, blocks, base, families, problems)
+    chosen_families = _families(family_spec, blocks, base, families, default_families, problems)
     scopes: dict[str, Scope] = {}
     for family in chosen_families:
         block = blocks.get(family, {})
@@ -637,10 +640,15 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _families(
-    spec: Any, blocks: Mapping[str, Any], base: Mapping[str, Any], families: Sequence[str], problems: _Problems
+    spec: Any,
+    blocks: Mapping[str, Any],
+    base: Mapping[str, Any],
+    families: Sequence[str],
+    defaults: Sequence[str],
+    problems: _Problems,
 ) -> list[str]:
     if spec is None:
-        chosen = list(families) or ([base["family"]] if "family" in base else []) or list(blocks)
+        chosen = list(families) or ([base["family"]] if "family" in base else []) or list(blocks) or list(defaults)
     elif isinstance(spec, str):
         chosen = [spec]
     elif isinstance(spec, (list, tuple)):
