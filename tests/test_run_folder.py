@@ -396,3 +396,26 @@ def test_run_folder_has_the_permissions_of_a_plain_folder(finished: tuple[Source
     _, result = finished
     assert stat.S_IMODE(result.run_dir.stat().st_mode) == 0o777 & ~mask
     assert stat.S_IMODE((result.run_dir / "model").stat().st_mode) == 0o777 & ~mask
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a finished training was lost at its last step ("internal error: FileNotFoundError" in /proc, OSError on a
+    # read-only disk); root passes permission checks, so the place is tried with an empty folder made and removed
+    from ajuste.atomic import unwritable_place
+    from ajuste.cli.main import main
+
+    assert unwritable_place(tmp_path / "a" / "b" / "run") is None
+    assert list(tmp_path.iterdir()) == []  # nothing left behind, no folder made on the way
+    assert isinstance(unwritable_place(Path("/proc/ajuste-test-run")), OSError)  # a place no one writes in
+    texts, labels = make_texts(40)
+    data = write_csv(tmp_path / "data.csv", texts, labels)
+    fitted: list[bool] = []
+    monkeypatch.setattr(TextClassifier, "fit", lambda *a, **k: fitted.append(True))
+    for command in (["train", "--model", "bag"], ["tune", "--model", "bag", "--trials", "1"]):
+        code = main([*command, "--data", str(data), "--epochs", "1", "--out", "/proc/ajuste-test-run"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert "cannot write the output folder /proc/ajuste-test-run: expected a place this user may create" in err
+    assert not fitted  # refused before training

@@ -33,6 +33,7 @@ __all__ = [
     "staged_file",
     "staging_folder",
     "unsafe_place",
+    "unwritable_place",
     "write_text",
 ]
 
@@ -123,6 +124,23 @@ def unsafe_place(target: Path) -> str | None:
     here, resolved = Path.cwd().resolve(), target.resolve()
     if resolved == here or resolved in here.parents:
         return f"folder {target} holds the current folder, which replacing it would remove"
+    return None
+
+
+def unwritable_place(target: Path) -> OSError | None:
+    """The error that writing a folder at ``target`` would meet, met now: an empty folder is made and removed
+    where its staging folder will go (or in the nearest folder that exists, inside which the write makes the
+    missing ones); None when that works. Nothing is left behind. Root passes permission bits, not a read-only
+    file system or a place such as /proc: the attempt catches what a check of the bits would not."""
+    place = target.absolute().parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    probe = place / f".{target.name}.probe.{os.getpid()}.{secrets.token_hex(4)}"
+    try:
+        probe.mkdir()
+    except OSError as exc:
+        return exc
+    probe.rmdir()
     return None
 
 

@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 
-from ajuste.atomic import remove_leftovers, replace_folder, staging_folder, unsafe_place, write_text
+from ajuste.atomic import (
+    remove_leftovers,
+    replace_folder,
+    staging_folder,
+    unsafe_place,
+    unwritable_place,
+    write_text,
+)
 from ajuste.errors import RunFolderError, listing, yaml_problem
 from ajuste.runs.record import RunFile, RunRecord, SearchInfo
 from ajuste.training.light import MODEL_CONFIG, NumpyBag, light_model
@@ -168,6 +175,15 @@ class RunFolder:
         unsafe = unsafe_place(target)
         if unsafe is not None:
             raise RunFolderError(f"the output {unsafe}", fix=_ELSEWHERE)
+        # before the work, not after it: a training lost at its last step to a read-only disk
+        problem = unwritable_place(target)
+        if problem is not None:
+            raise RunFolderError(
+                f"cannot write the output folder {target}",
+                expected="a place this user may create folders in",
+                found=problem.strerror or type(problem).__name__,
+                fix="Choose another --out, or give this user write permission there.",
+            )
         resolved = target.resolve()
         for given in inputs:
             if given is None or not Path(given).exists():
