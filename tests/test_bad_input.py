@@ -1174,3 +1174,38 @@ def test_a_column_named_for_a_file_of_lines_is_refused(cli: Cli, trained_run: Pa
     assert f"{texts_file} holds one text per line, with no columns, and --text-col names one ('body')" in message
     assert "Leave out --text-col" in message
     assert_nothing_written(output)
+
+
+def _damaged(tiny_bert: Path, folder: Path, how: str) -> Path:
+    shutil.copytree(tiny_bert, folder)
+    if how == "no tokenizer files":
+        for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+            (folder / name).unlink(missing_ok=True)
+    elif how == "weights cut short":
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif how == "config not JSON":
+        (folder / "config.json").write_text("{not json", encoding="utf-8")
+    elif how == "config of another size":
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 64}), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [
+        # it trained and predicted one answer for every text: every word was [UNK] to a 5-token tokenizer
+        ("no tokenizer files", "has no tokenizer vocabulary of its own: expected a tokenizer of about the 200"),
+        ("weights cut short", "model.safetensors is damaged: found Error while deserializing header"),
+        ("config not JSON", "cannot be read: found It looks like the config file"),  # was "unknown model"
+        ("config of another size", "cannot be loaded: found"),
+    ],
+)
+def test_a_damaged_checkpoint_is_refused_in_one_line(
+    cli: Cli, csv_file: Path, tiny_bert: Path, tmp_path: Path, out: Path, how: str, said: str
+) -> None:
+    checkpoint = _damaged(tiny_bert, tmp_path / "checkpoint", how)
+    message = user_error(cli("train", "--data", csv_file, "--model", checkpoint, "--epochs", "1", "--out", out))
+    assert said in message, message
+    assert_nothing_written(out)

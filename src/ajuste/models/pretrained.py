@@ -72,6 +72,35 @@ def _check_folder(folder: Path) -> None:
             found=f"{present} (missing {' and '.join(missing)})",
             fix="Save the model with save_pretrained() and its tokenizer beside it.",
         )
+    _check_weight_files(folder)
+
+
+def _sentences(text: str, limit: int = 300) -> str:
+    """``text`` on one line, cut after its last whole sentence within ``limit`` characters."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    end = flat.rfind(". ", 0, limit)
+    return flat[: end + 1] if end > 0 else flat[:limit]
+
+
+def _check_weight_files(folder: Path) -> None:
+    """Read the header of every safetensors file, which says where each tensor lies: a file cut short (a copy
+    or download that stopped) no longer covers it, and is refused now rather than by the first training."""
+    from safetensors import safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except MemoryError:
+            raise
+        except Exception as exc:  # safetensors raises its own SafetensorError, a plain Exception
+            raise ModelError(
+                f"the weights file {path} is damaged",
+                found=first_line(exc),
+                fix="Copy or download the checkpoint again, or save it again with save_pretrained().",
+            ) from None
 
 
 def _own_code(folder: Path) -> str | None:
@@ -269,6 +298,13 @@ class PretrainedFamily(Family):
             with _quiet_hub():
                 self.config = AutoConfig.from_pretrained(location, trust_remote_code=trust, **local)
         except (OSError, ValueError) as exc:
+            if self._folder is not None:  # the folder is there: its config.json is what is wrong
+                raise ModelError(
+                    f"the config.json of checkpoint folder {self._folder} cannot be read",
+                    found=_sentences(str(exc)) or type(exc).__name__,
+                    fix="Save the model again with save_pretrained(), or use a transformers version that knows "
+                    "its model_type.",
+                ) from None
             raise ModelError(
                 f"unknown model '{location}'",
                 expected="a model family (see `ajuste train --help`), a checkpoint folder, "
@@ -280,15 +316,28 @@ class PretrainedFamily(Family):
                 if (near := _near_family(location))
                 else "Check the name; without a network, download the checkpoint elsewhere and pass its folder.",
             ) from None
+        fix = "Save the tokenizer beside the model with tokenizer.save_pretrained(folder)."
         try:
             with _quiet_hub():
                 self.tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust, **local)
-        except (OSError, ValueError, TypeError) as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:  # the tokenizers library raises plain Exceptions on a damaged vocabulary
             raise ModelError(
-                f"checkpoint '{location}' has no usable tokenizer",
-                found=first_line(exc),
-                fix="Save the tokenizer beside the model with tokenizer.save_pretrained(folder).",
+                f"checkpoint '{location}' has no usable tokenizer", found=first_line(exc), fix=fix
             ) from None
+        # Without its vocabulary files transformers still builds a tokenizer, of its special tokens alone: every
+        # word becomes [UNK], and the model trains and predicts one answer for every text. A tokenizer is the
+        # model's when it knows about as many tokens as the model has embeddings (padded vocabularies and added
+        # tokens differ by a few percent, never by half).
+        known, embedded = len(self.tokenizer), getattr(self.config, "vocab_size", None)
+        if isinstance(embedded, int) and known * 2 < embedded:
+            raise ModelError(
+                f"checkpoint '{location}' has no tokenizer vocabulary of its own",
+                expected=f"a tokenizer of about the {embedded:,} tokens its model embeds",
+                found=f"one of {known:,} tokens (its vocabulary files are missing or another model's)",
+                fix=fix,
+            )
         self._check_settings()
 
     def _check_settings(self) -> None:
@@ -410,11 +459,20 @@ class PretrainedFamily(Family):
         from transformers import AutoModel
 
         self._ensure_config()
-        backbone = AutoModel.from_pretrained(
-            self._location() if self._folder is None else str(self._folder),
-            config=self.config,
-            trust_remote_code=self.settings.trust_remote_code,
-        )
+        location = self._location() if self._folder is None else str(self._folder)
+        try:
+            backbone = AutoModel.from_pretrained(
+                location, config=self.config, trust_remote_code=self.settings.trust_remote_code
+            )
+        except MemoryError:
+            raise
+        except Exception as exc:  # safetensors' own error on a damaged file is a plain Exception
+            raise ModelError(
+                f"the weights of checkpoint '{location}' cannot be loaded",
+                found=first_line(exc),
+                fix="The weights file is damaged or does not fit config.json: save the model again with "
+                "save_pretrained().",
+            ) from None
         return self._apply_policy(self._classifier(backbone, num_labels))
 
     def defaults(self) -> TrainingDefaults:
