@@ -125,9 +125,9 @@ def test_unknown_key_far_from_any_lists_the_known_ones() -> None:
 def test_model_family_is_checked() -> None:
     from ajuste.models.registry import FAMILIES
 
-    assert f"unknown model family; expected one of {', '.join(FAMILIES)}" in config_error(
-        with_data(model={"family": "gtp"})
-    )
+    said = config_error(with_data(model={"family": "gtp"}))
+    assert f"model.family: unknown model family, got 'gtp'; expected one of {', '.join(FAMILIES)}" in said
+    assert "to search several: --model bag,gpt" in config_error(with_data(model={"family": ["bag", "gpt"]}))
     assert "model.family: is required" in config_error(with_data(model={"embed_dim": 8}))
 
 

@@ -554,3 +554,14 @@ def test_ties_on_validation_accuracy_go_to_the_lowest_validation_loss(data_file:
     assert result.best_trial == lowest.number
     search = record_of(tmp_path / "run")["search"]
     assert search["best_trial"] == lowest.number and "lowest validation loss" in search["chosen_by"]
+
+
+@pytest.mark.parametrize("family", ["zorb", ["bag", "linear"], {"a": 1}, 3])
+def test_a_config_s_unknown_model_family_is_one_line_for_tune(family: object, tmp_path: Path) -> None:
+    # tune met it while building the default space: KeyError 'zorb', "unhashable type: 'list'" (internal errors)
+    from ajuste.search.tune import search_space
+    from ajuste.validation import validate
+
+    config = validate(TuneConfig, {"data": {"path": "x.csv"}, "model": {"family": family}})
+    with pytest.raises(ConfigError, match=r"model\.family: unknown model family, got"):
+        search_space(config)

@@ -81,7 +81,14 @@ def validation_messages(exc: ValidationError, prefix: str = "") -> list[str]:
             lines.append(f"{where}.family: is required; expected one of {_EXPECTED_FAMILIES}")
             continue
         if kind == "union_tag_invalid":
-            lines.append(f"{where}: unknown model family; expected one of {_EXPECTED_FAMILIES}")
+            found = error.get("ctx", {}).get("tag")
+            got = "" if found is None else f", got {found!r}"
+            several = (
+                " (to search several: --model bag,gpt, or the space's model.family)"
+                if str(found).startswith("[")
+                else ""
+            )
+            lines.append(f"{where}.family: unknown model family{got}; expected one of {_EXPECTED_FAMILIES}{several}")
             continue
         if kind == "literal_error":
             message = "must be " + str(error.get("ctx", {}).get("expected", "")).replace("'", "")

@@ -145,11 +145,13 @@ def search_space(config: TuneConfig) -> SearchSpace:
     """The space of the search; a training setting fixed by the user (``--epochs 3``) is not searched."""
     defaults = student_families() if config.distill is not None else default_families()
     fixed = {f"train.{name}": getattr(config.train, name) for name in sorted(config.train.model_fields_set)}
+    settings = None
+    if config.model.get("family") is not None:
+        settings = model_settings(config.model)  # the fixed settings must be valid on their own, the family first
     space = parse_space(
         config.space, base_model=config.model, families=config.families, fixed=fixed, default_families=defaults
     )
-    if config.model.get("family"):
-        settings = model_settings(config.model)  # the fixed settings must be valid on their own
+    if settings is not None:
         check_checkpoint(settings)  # before the search starts, rather than failing every trial
     return space
 
