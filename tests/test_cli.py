@@ -73,6 +73,19 @@ def test_train_shows_a_summary_for_people(cli: Cli, csv_file: Path, tmp_path: Pa
     assert all(split in result.out for split in ("train", "val", "test"))
 
 
+def test_quiet_keeps_the_result_itself(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], sms_dir: Path) -> None:
+    # predict and evaluate printed nothing at all under --quiet, datasets and cache list neither
+    run, data, _ = bag_run
+    predicted = ok(cli("predict", run, "win a free prize now", "--quiet")).out.splitlines()
+    assert len(predicted) == 2 and predicted[0].split()[0] == "label"
+    assert predicted[1].split()[0] in ("ham", "spam") and predicted[1].rstrip().endswith("win a free prize now")
+    scored = ok(cli("evaluate", run, data, "-q")).out.splitlines()
+    assert scored[0].split()[:3] == ["split", "texts", "accuracy"] and scored[1].split()[:2] == ["data", "120"]
+    assert len(scored) == 2  # the scores alone: no per-class table, no confusion matrix, no note
+    assert "sms-spam" in ok(cli("datasets", "--data-dir", sms_dir, "-q")).out
+    assert ok(cli("predict", run, "hello", "-q", "--json")).out.count("\n") == 1  # the JSON line is the result
+
+
 def test_train_quiet_prints_nothing(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
     result = ok(cli("train", "--data", csv_file, *FAST_BAG, "--epochs", "1", "--out", tmp_path / "run", "--quiet"))
     assert result.out == ""

@@ -317,7 +317,7 @@ def evaluate(args: argparse.Namespace) -> int:
     out.say(
         f"[bold]data[/]  {report['rows_in']} rows read, {dropped} without text or label skipped, {len(dataset)} scored"
     )
-    out.metrics_table({"data": metrics})
+    out.metrics_table({"data": metrics}, result=True)
     per_class = Table(box=None, pad_edge=False)
     for column in ("class", "precision", "recall", "F1", "support"):
         per_class.add_column(column, justify="left" if column == "class" else "right")
@@ -441,7 +441,7 @@ def predict(args: argparse.Namespace) -> int:
     table.add_column("text")
     for text, label, probs in zip(texts, predictions.labels, predictions.probabilities):
         table.add_row(label, *(f"{p:.4f}" for p in probs), (text or "")[:80])
-    out.table(table)
+    out.result(table)
     records = [{"text": t, **r} for t, r in zip(texts, predictions.to_records())]
     out.json({"predictions": records, "seconds": seconds})
     return 0
@@ -510,7 +510,7 @@ def datasets(args: argparse.Namespace) -> int:
                 "description": dataset.description,
             }
         )
-    out.table(table)
+    out.result(table)
     out.json({"datasets": listed})
     return 0
 
@@ -568,7 +568,7 @@ def cache(args: argparse.Namespace) -> int:
             str(meta.get("precision", "")),
         )
     total = sum(e.bytes for e in found)
-    out.table(table)
+    out.result(table)
     out.say(f"{len(found)} entries, {_size(total)} in [bold]{folder}[/] (cap {_size(cap)})")
     listed = [{"key": e.key, "bytes": e.bytes, "last_used": e.last_used, **e.meta} for e in found]
     out.json({"folder": str(folder), "bytes": total, "cap_bytes": cap, "entries": listed})

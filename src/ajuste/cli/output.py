@@ -44,7 +44,14 @@ class Output:
         if not self.quiet:
             self.console.print(table)
 
-    def metrics_table(self, metrics: Mapping[str, Mapping[str, Any]]) -> None:
+    def result(self, table: Table) -> None:
+        """The table that is the command's result (predictions, scores, a listing): shown under ``--quiet`` too,
+        unless ``--json`` gives the result as JSON."""
+        if not (self.quiet and self.json_mode):
+            self.console.print(table)
+
+    def metrics_table(self, metrics: Mapping[str, Mapping[str, Any]], *, result: bool = False) -> None:
+        """Accuracy with its interval, macro-F1 and loss per split; ``result``: the command's result (evaluate's)."""
         table = Table(box=None, pad_edge=False)
         for column in ("split", "texts", "accuracy", "95% interval", "macro-F1", "loss"):
             table.add_column(column, justify="left" if column == "split" else "right")
@@ -58,7 +65,7 @@ class Output:
                 f"{values['macro_f1']:.4f}",
                 f"{values['loss']:.4f}",
             )
-        self.table(table)
+        (self.result if result else self.table)(table)
 
     def json(self, content: Mapping[str, Any]) -> None:
         if self.json_mode:
