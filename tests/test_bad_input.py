@@ -1209,3 +1209,19 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(
     message = user_error(cli("train", "--data", csv_file, "--model", checkpoint, "--epochs", "1", "--out", out))
     assert said in message, message
     assert_nothing_written(out)
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (("--trainable", "last_n:9"), "--trainable: last_n:9 asks for more blocks than the 2 it has"),
+        (("--max-length", "65"), "--max-length: 65 exceeds the checkpoint's context (64)"),
+    ],
+)
+def test_a_setting_that_does_not_fit_the_checkpoint_is_named_by_its_flag(
+    cli: Cli, csv_file: Path, tiny_bert: Path, out: Path, flags: tuple[str, ...], said: str
+) -> None:
+    # it was named as the setting it fills ("model.trainable last_n:9 asks..."), not as the flag typed
+    message = user_error(cli("train", "--data", csv_file, "--model", tiny_bert, *flags, "--out", out))
+    assert said in message, message
+    assert_nothing_written(out)

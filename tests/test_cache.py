@@ -438,7 +438,7 @@ def test_lora_layers_is_checked(bert3: Path) -> None:
 
     with pytest.raises(Exception, match="lora_layers applies to trainable 'lora' only"):
         PretrainedSettings(checkpoint=str(bert3), trainable="last_block", lora_layers=1)
-    with pytest.raises(AjusteError, match="lora_layers \\(4\\) asks for more blocks than the 3"):
+    with pytest.raises(AjusteError, match="lora_layers: 4 asks for more blocks than the 3"):
         _fit(bert3, "lora", use_cache=True, lora_layers=4)
     model = _fit(bert3, "lora", use_cache=True, lora_layers=2)
     assert model.module_ is not None

@@ -420,8 +420,8 @@ def refuse_weight_loading(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"max_length": 65}, r"max_length \(65\) exceeds the checkpoint's context \(64\)"),
-        ({"trainable": "last_n:3"}, "last_n:3 asks for more blocks than the 2"),
+        ({"max_length": 65}, r"model\.max_length: 65 exceeds the checkpoint's context \(64\)"),
+        ({"trainable": "last_n:3"}, "model.trainable: last_n:3 asks for more blocks than the 2"),
     ],
 )
 @pytest.mark.parametrize("kind", ["bert", "gpt2"])

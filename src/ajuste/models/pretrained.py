@@ -344,16 +344,16 @@ class PretrainedFamily(Family):
         problems = []
         context = _context_length(self.config)
         if self._max_length is not None and context is not None and self._max_length > context:
-            problems.append(f"model.max_length ({self._max_length}) exceeds the checkpoint's context ({context})")
+            problems.append(f"model.max_length: {self._max_length} exceeds the checkpoint's context ({context})")
         keep = parse_trainable(self.settings.trainable)
         blocks = getattr(self.config, "num_hidden_layers", None)
         if keep is not None and isinstance(blocks, int) and keep > blocks:
-            problems.append(f"model.trainable {self.settings.trainable} asks for more blocks than the {blocks} it has")
+            problems.append(f"model.trainable: {self.settings.trainable} asks for more blocks than the {blocks} it has")
         lora_layers = self.settings.lora_layers
         if lora_layers is not None and isinstance(blocks, int) and lora_layers > blocks:
-            problems.append(f"model.lora_layers ({lora_layers}) asks for more blocks than the {blocks} it has")
+            problems.append(f"model.lora_layers: {lora_layers} asks for more blocks than the {blocks} it has")
         if self.settings.pooling == "pooler" and _is_decoder(self.config):
-            problems.append("model.pooling 'pooler' needs an encoder; decoders use 'last' or 'mean'")
+            problems.append("model.pooling: 'pooler' needs an encoder (decoders use 'last' or 'mean')")
         if problems:
             raise ConfigError("invalid settings: " + "; ".join(problems))
 
