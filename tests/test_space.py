@@ -488,3 +488,13 @@ def test_the_families_searched_by_default_give_way_to_the_space_s_own() -> None:
     assert blocks_only.families == ["gpt"]
     assert parse_space({"train.lr": {"low": 1e-4, "high": 1e-2}}, default_families=defaults).families == defaults
     assert parse_space(None, default_families=defaults).families == defaults
+
+
+def test_a_range_that_is_not_whole_steps_is_refused() -> None:
+    # Optuna warned (its own UserWarning, with a file path) and cut {16, 20, step 16} down to [16, 16]
+    message = refused({"model.family": "bag", "model.embed_dim": {"low": 16, "high": 40, "step": 16}})
+    assert "model.embed_dim: high (40) is not low (16) plus whole steps of 16: make high 32 or 48" in message
+    message = refused({"model.family": "bag", "train.lr": {"low": 0.1, "high": 0.25, "step": 0.1}})
+    assert "make high 0.2 or 0.3" in message
+    exact = parse_space({"model.family": "bag", "train.warmup": {"low": 0.0, "high": 0.3, "step": 0.1}})
+    assert "bag/train.warmup" in exact.distributions() or "train.warmup" in exact.distributions()

@@ -813,6 +813,10 @@ def _param(key: str, name: str, spec: Any, where: str, problems: _Problems) -> P
         message = "log and step cannot be combined"
     elif kind == "int" and (low != int(low) or high != int(high) or (step is not None and step != int(step))):
         message = "an int range needs whole-number low, high and step"
+    elif step is not None and abs((steps := (high - low) / step) - round(steps)) > 1e-9:
+        # Optuna would warn and cut the range down to its last whole step, without a word in the output
+        below, above = low + math.floor(steps) * step, low + math.ceil(steps) * step
+        message = f"high ({high}) is not low ({low}) plus whole steps of {step}: make high {below:g} or {above:g}"
     if message:
         problems.add(where, message)
         return None
