@@ -1225,3 +1225,25 @@ def test_a_setting_that_does_not_fit_the_checkpoint_is_named_by_its_flag(
     message = user_error(cli("train", "--data", csv_file, "--model", tiny_bert, *flags, "--out", out))
     assert said in message, message
     assert_nothing_written(out)
+
+
+@pytest.mark.parametrize("where", ["run", "model"])
+def test_a_run_folder_given_as_a_checkpoint_is_named_as_one(
+    cli: Cli, csv_file: Path, trained_run: Path, out: Path, where: str
+) -> None:
+    # it was "checkpoint folder ... is incomplete ... save_pretrained()" (or "Should have a model_type key")
+    folder = trained_run if where == "run" else trained_run / "model"
+    message = user_error(cli("train", "--data", csv_file, "--model", folder, "--out", out))
+    assert f"{folder} is an ajuste {where} folder, not a transformers checkpoint" in message
+    assert "ajuste distill RUN" in message
+    assert_nothing_written(out)
+
+
+def test_a_run_without_an_encoder_is_refused_as_static_s_encoder_with_a_fix_for_train(
+    cli: Cli, csv_file: Path, trained_run: Path, out: Path
+) -> None:
+    # the fix spoke of distill's --student to a train command
+    message = user_error(cli("train", "--data", csv_file, "--model", "static", "--encoder", trained_run, "--out", out))
+    assert "has no pretrained encoder to take piece vectors from" in message and "found a bag run" in message
+    assert "--student" not in message and "choose a family other than static" in message
+    assert_nothing_written(out)

@@ -25,6 +25,7 @@ from torch import nn
 from ajuste.errors import ConfigError, ModelError, first_line
 from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
 from ajuste.models.boundary import BoundaryStates, compute_states, effective_precision
+from ajuste.models.files import ajuste_model_dir
 from ajuste.models.settings import FamilySettings, PretrainedSettings, parse_trainable
 from ajuste.models.transformer import BackboneClassifier, Pooling, eager_copy, find_blocks, freeze_below
 from ajuste.tokenize.batching import pad_sequences
@@ -59,6 +60,14 @@ def minilm_path() -> Path:
 def _check_folder(folder: Path) -> None:
     if not folder.is_dir():
         raise ModelError(f"checkpoint {folder} is not a folder", fix="Point --model at a checkpoint folder.")
+    own = ajuste_model_dir(folder)
+    if own is not None:
+        raise ModelError(
+            f"{folder} is an ajuste {'run' if own != folder else 'model'} folder, not a transformers checkpoint",
+            expected="a model family or a checkpoint folder (config.json, weights, tokenizer)",
+            fix="predict, evaluate, serve and export use a run folder as it is; `ajuste distill RUN` teaches "
+            "what it learnt to a new model, and `--model static --encoder RUN` reads a pretrained run's encoder.",
+        )
     missing = []
     if not (folder / "config.json").is_file():
         missing.append("config.json")

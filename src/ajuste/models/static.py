@@ -31,6 +31,7 @@ from torch import nn
 from ajuste.errors import ConfigError
 from ajuste.models.bag import VOCAB_FILE, EmbeddingBagFamily
 from ajuste.models.base import TrainingDefaults, save_weights
+from ajuste.models.files import ajuste_model_dir
 from ajuste.models.memory import check_memory
 from ajuste.models.settings import StaticSettings
 from ajuste.tokenize.pieces import TOKENIZER_FILE, PieceVocabulary
@@ -71,18 +72,6 @@ class Encoder:
         return min(_context_length(self.backbone.config) or FALLBACK_CONTEXT, FALLBACK_CONTEXT)
 
 
-def _ajuste_model_dir(path: Path) -> Path | None:
-    """The model folder of a run folder (or the model folder itself) written by ajuste; None for anything else."""
-    for folder in (path / "model", path):
-        try:
-            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(config, dict) and config.get("format") == "ajuste-model":
-            return folder
-    return None
-
-
 def _trained_encoder(path: Path, folder: Path) -> Encoder:
     """The fine-tuned backbone and tokenizer of an ajuste model folder (a distillation's teacher), restored by its
     family as loading it for prediction would (weights from safetensors, no code from the folder)."""
@@ -93,13 +82,15 @@ def _trained_encoder(path: Path, folder: Path) -> Encoder:
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     settings = config.get("settings") or {}
     name = str(settings.get("family", "unknown"))
-    exported = config.get("runtime") is not None
-    if exported or name not in ENCODER_FAMILIES:
+    runtime = config.get("runtime")
+    if runtime is not None or name not in ENCODER_FAMILIES:
+        found = {"onnx": "an exported (ONNX) run", "ensemble": "an ensemble of several models"}
         raise ConfigError(
             f"the run {path} has no pretrained encoder to take piece vectors from",
-            expected="a run of a pretrained model (" + ", ".join(ENCODER_FAMILIES) + "), not an exported one",
-            found="an exported (ONNX) run" if exported else f"a {name} run",
-            fix="Distil a minilm or pretrained teacher into --student static, or use --student bag.",
+            expected="a run of one pretrained model (" + ", ".join(ENCODER_FAMILIES) + "), not an export",
+            found=found.get(str(runtime), f"a {runtime} run") if runtime is not None else f"a {name} run",
+            fix="Give the run of a minilm or pretrained model (or a checkpoint folder) as the encoder, or the "
+            "teacher when distilling; or choose a family other than static.",
         )
     family = make_family(registration(name).settings.model_validate(settings))
     module = family.restore(folder, dict(config.get("family") or {}), len(config["labels"]))
@@ -116,7 +107,7 @@ def open_encoder(encoder: str | None) -> Encoder:
     from ajuste.models.transformer import BackboneClassifier
 
     path = Path(encoder) if encoder else minilm_path()
-    trained = _ajuste_model_dir(path)
+    trained = ajuste_model_dir(path)
     if trained is not None:
         return _trained_encoder(path, trained)
     checkpoint = PretrainedFamily(PretrainedSettings(family="pretrained", checkpoint=str(path), trainable="head"))
