@@ -525,6 +525,20 @@ def test_a_tab_in_a_config_file_is_named(cli: Cli, csv_file: Path, tmp_path: Pat
     assert_nothing_written(out)
 
 
+def test_a_key_given_twice_in_a_config_file_is_named(cli: Cli, csv_file: Path, tmp_path: Path, out: Path) -> None:
+    # YAML keeps the last silently: the second train section replaced the first without a word
+    config = tmp_path / "run.yaml"
+    config.write_text("train: {epochs: 1}\nmodel: {family: bag}\ntrain: {epochs: 3}\n", encoding="utf-8")
+    message = user_error(cli("train", "--data", csv_file, "--config", config, "--out", out))
+    assert "found the key 'train' twice in one mapping (YAML would keep the last) at line 3, column 1" in message
+    config.write_text("model: {family: bag, embed_dim: 8, embed_dim: 16}\n", encoding="utf-8")
+    assert "the key 'embed_dim' twice" in user_error(cli("train", "--data", csv_file, "--config", config))
+    # a merge (<<) still reads, and a key of the mapping may override one that it brings
+    config.write_text("base: &b {family: gpt}\nmodel: {<<: *b, family: bag}\n", encoding="utf-8")
+    assert "base: unknown setting" in user_error(cli("train", "--data", csv_file, "--config", config))
+    assert_nothing_written(out)
+
+
 def test_config_file_with_a_bad_section(cli: Cli, csv_file: Path, tmp_path: Path, out: Path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text("model: bag\n", encoding="utf-8")

@@ -63,6 +63,32 @@ def _absolute(settings: BaseModel, *names: str) -> dict[str, str]:
     return {name: os.path.abspath(value) for name in names if isinstance(value := getattr(settings, name), str)}
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: YAML keeps the last silently, so a second
+    ``train:`` section would replace the first without a word."""
+
+
+def _unique_mapping(loader: _UniqueKeys, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        # the mapping's own plain keys: a merge (<<) may bring a key that the mapping then overrides, as YAML means
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"found the key {key!r} twice in one mapping (YAML would keep the last)",
+                key_node.start_mark,
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from ``path``, with the record keys of a run folder's run.yaml removed."""
     path = Path(path)
@@ -86,7 +112,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:  # a file (or a folder above it) this user may not read
         raise ConfigError.unreadable(f"config file {path}", exc, "Check the --config path.") from None
     try:
-        loaded = yaml.safe_load(raw.decode("utf-8"))
+        loaded = yaml.load(raw.decode("utf-8"), Loader=_UniqueKeys)  # a SafeLoader: no Python objects
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid YAML: {yaml_problem(exc)}") from None
     if loaded is None:
