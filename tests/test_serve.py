@@ -269,6 +269,14 @@ def test_without_fastapi_serve_says_what_to_install(cli: Cli, runs: Runs, monkey
     assert 'pip install "ajuste[serve]"' in line and "fastapi" in line
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_key_variable_is_refused(cli: Cli, runs: Runs, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    # it served every model without a key, as if the variable were unset, while --api-key= was refused
+    monkeypatch.setenv("AJUSTE_API_KEY", value)
+    line = one_line_error(cli("serve", runs.spam, "--port", "0"))
+    assert "$AJUSTE_API_KEY is set, and empty" in line and "unset AJUSTE_API_KEY" in line
+
+
 def test_serve_refuses_bad_settings_a_missing_run_and_a_port_in_use(cli: Cli, runs: Runs, tmp_path: Path) -> None:
     line = one_line_error(cli("serve", runs.spam, "--max-batch", "0", "--max-texts", "-1"))
     assert "--max-batch: must be >= 1" in line and "--max-texts: must be >= 1" in line  # named by the flags typed

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ajuste.cli.output import Output
+from ajuste.errors import ConfigError
 
 __all__ = ["add_serve_parser", "serve"]
 
@@ -70,7 +71,14 @@ def serve(args: argparse.Namespace) -> int:
     values: dict[str, Any] = {
         name: getattr(args, name) for name, _, _ in _SETTING_FLAGS if getattr(args, name) is not None
     }
-    key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_VARIABLE) or None
+    key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_VARIABLE)
+    if args.api_key is None and key is not None and not key.strip():
+        # a variable set to nothing (a script's unset expansion, say) served every model to anyone, without a word
+        raise ConfigError(
+            f"${API_KEY_VARIABLE} is set, and empty",
+            expected="the key that clients must send",
+            fix=f"Give it a key, or unset it (unset {API_KEY_VARIABLE}) to serve without one.",
+        )
     if key is not None:
         values["api_key"] = key
     settings = validate(ServeSettings, values, "serve")
