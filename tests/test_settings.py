@@ -267,3 +267,18 @@ def test_run_yaml_round_trip_drops_the_record(tmp_path: Path) -> None:
 
 def test_default_model_is_bag() -> None:
     assert isinstance(parse_config({"data": {"dataset": "sms-spam"}}).model, BagSettings)
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        ({"data": {"path": "x.csv", "split": {"train": 0.7}}}, "data.split: must be a list"),
+        ({"data": "x.csv"}, "data: must be a mapping of names to values, got 'x.csv'"),
+        ({"data": {"path": "x.csv"}, "model": "bag"}, "model: must be a mapping of names to values, got 'bag'"),
+    ],
+)
+def test_a_section_or_list_of_the_wrong_shape_is_said_in_plain_words(values: dict, said: str) -> None:
+    # pydantic's own words were shown: "Input should be a valid tuple", "a valid dictionary or object to extract
+    # fields from"
+    message = config_error(values)
+    assert said in message and "Input should be" not in message
