@@ -459,6 +459,23 @@ def test_malformed_requests_are_refused_with_the_field_named(two_models: Server,
     assert location in [problem["loc"] for problem in answer.json()["detail"]]
 
 
+@pytest.mark.parametrize(
+    ("sent_as", "said"),
+    [
+        # `curl -d` sends a form: "Input should be a valid dictionary", of a body that is one
+        ("application/x-www-form-urlencoded", "sent with the header Content-Type: application/json; got Content-Type"),
+        ("text/plain", "(with curl: -H 'Content-Type: application/json')"),
+        ("application/json", 'the body must be a JSON object, such as {"texts": ["a text to classify"]}'),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_says_how_to_send_one(two_models: Server, sent_as: str, said: str) -> None:
+    body = b'{"texts": ["hi"], "model": "spam"}' if sent_as != "application/json" else b'["hi"]'
+    answer = post(two_models, body, **{"Content-Type": sent_as})
+    assert answer.status_code == 422
+    (problem,) = answer.json()["detail"]
+    assert problem["loc"] == ["body"] and said in problem["msg"], problem
+
+
 # -- many clients, the contract, the key --------------------------------------------------------------------
 
 

@@ -200,11 +200,22 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 with where and what, without echoing the input back (it may be megabytes of text)."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     detail = []
+    sent_as = request.headers.get("content-type", "")
     for error in errors:
         message = str(error.get("msg", "invalid"))
         reason = (error.get("ctx") or {}).get("error")
         if reason and error.get("type") == "json_invalid":
             message += f": {reason}"
+        at_body = tuple(error.get("loc", ())) == ("body",) and error.get("type") == "model_attributes_type"
+        if at_body and "json" in sent_as.lower():
+            message = 'the body must be a JSON object, such as {"texts": ["a text to classify"]}'
+        elif at_body:
+            # not read as JSON at all (`curl -d` sends a form): "should be a valid dictionary" misled
+            message = (
+                "the body must be JSON, sent with the header Content-Type: application/json; got "
+                + (f"Content-Type: {sent_as}" if sent_as else "no Content-Type")
+                + " (with curl: -H 'Content-Type: application/json')"
+            )
         detail.append({"loc": list(error.get("loc", ())), "msg": message, "type": str(error.get("type", ""))})
     return JSONResponse(status_code=422, content={"detail": jsonable_encoder(detail)})
 
