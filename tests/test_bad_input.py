@@ -271,8 +271,8 @@ def test_a_file_read_in_another_format_says_which_it_looks(
 
 
 def test_unknown_format_extension(cli: Cli, tmp_path: Path, out: Path) -> None:
-    path = tmp_path / "data.xlsx"
-    path.write_bytes(b"PK")
+    path = tmp_path / "data.xml"
+    path.write_bytes(b"<rows/>")
     message = user_error(cli("train", "--data", path, "--out", out))
     assert "--format" in message
     assert_nothing_written(out)

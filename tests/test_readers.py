@@ -68,8 +68,116 @@ def test_tab_extension_is_tsv(tmp_path: Path) -> None:
 
 def test_unknown_extension_asks_for_format(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"--format") as caught:
-        detect_format(tmp_path / "data.xlsx")
-    assert "'.xlsx'" in str(caught.value)
+        detect_format(tmp_path / "data.xml")
+    assert "'.xml'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "said"),
+    [
+        # named: the extension says it (--format then led to an encoding error, then to a quoting one)
+        ("data.xlsx", b"PK\x03\x04", "is a spreadsheet workbook: expected a CSV, TSV, JSONL, Parquet or text file"),
+        ("data.csv.gz", b"\x1f\x8b\x08", "is compressed (gzip)"),
+        # or the first bytes, whatever the name
+        ("data.csv", b"\x1f\x8b\x08\x00rest", "is a gzip-compressed file"),
+        ("data.csv", b"PK\x03\x04rest", "is a zip archive (an Excel workbook is one)"),
+        ("data.txt", b"PAR1rest", "is a Parquet file: expected a text file (CSV, TSV, JSONL or lines)"),
+    ],
+)
+def test_a_compressed_or_binary_file_is_named_for_what_it_is(
+    tmp_path: Path, name: str, content: bytes, said: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError) as caught:
+        read_table(path)
+    assert said in str(caught.value)
+
+
+def test_lines_end_at_a_lone_carriage_return_too(tmp_path: Path) -> None:
+    # old Mac files: 48 label<TAB>text lines were read as one row (evaluate scored it, accuracy 1.0)
+    path = tmp_path / "data.txt"
+    path.write_bytes(b"ham\thello there\rspam\twin a prize\r\nham\tsee you\n")
+    table = read_table(path)
+    assert table.texts == ["hello there", "win a prize", "see you"] and table.labels == ["ham", "spam", "ham"]
+    texts = tmp_path / "texts.txt"
+    texts.write_bytes(b"one\rtwo\rthree\r")
+    assert read_texts(texts)[0] == ["one", "two", "three"]
+
+
+def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path: Path) -> None:
+    # json.dumps(ensure_ascii=False) writes U+2028 raw; str.splitlines cut the line there ("Unterminated string")
+    path = tmp_path / "data.jsonl"
+    rows = [{"text": "abc\u2028more\u0085end", "label": "a"}, {"text": "next", "label": "b"}]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    assert read_table(path).texts == ["abc\u2028more\u0085end", "next"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-16"])
+def test_a_byte_order_mark_never_sticks_to_the_first_name(tmp_path: Path, encoding: str) -> None:
+    # with utf-16-le the BOM stayed: the first column was named '\ufefftext', and could not be found
+    path = tmp_path / "data.csv"
+    body = "text,label\nhello,a\nbye,b\n"
+    path.write_bytes(("\ufeff" + body if encoding != "utf-16" else body).encode(encoding))
+    table = read_table(path, encoding=encoding)
+    assert table.columns == ["text", "label"] and table.texts == ["hello", "bye"]
+
+
+def test_utf16_read_as_utf8_says_which_encoding(tmp_path: Path) -> None:
+    body = "text,label\n" + "".join(f"message number {i},a\n" for i in range(20))
+    without = tmp_path / "nobom.csv"
+    without.write_bytes(body.encode("utf-16-le"))  # iconv, bcp -w: no byte order mark
+    with pytest.raises(DataError, match=r"looks like UTF-16 text without its byte order mark.*--encoding utf-16-le"):
+        read_table(without)
+    marked = tmp_path / "bom.csv"
+    marked.write_bytes(body.encode("utf-16"))
+    with pytest.raises(DataError, match=r"UTF-16's byte order mark at its start.*--encoding utf-16"):
+        read_table(marked)
+
+
+def test_a_column_spelt_exactly_wins_over_one_in_another_case(tmp_path: Path) -> None:
+    # header text,label,Label: the last of the two (Label, holding x/y) was taken
+    path = write_rows(tmp_path / "data.csv", ["text", "label", "Label"], [["hello", "a", "x"], ["bye", "b", "y"]])
+    assert read_table(path).labels == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("first_line", "said"),
+    [
+        ("text\tlabel", "looks TSV: pass --format tsv"),
+        ("text;label", "separated by semicolons"),
+        ("sep=;", "separated by semicolons"),  # the hint line a spreadsheet writes
+    ],
+)
+def test_a_csv_of_tabs_or_semicolons_is_refused_for_training_and_for_prediction(
+    tmp_path: Path, first_line: str, said: str
+) -> None:
+    # predict took each whole line, id and all, for the text and dropped the id column
+    separator = ";" if ";" in first_line else "\t"
+    path = tmp_path / "data.csv"
+    rows = "".join(f"number {i}, with a comma{separator}{'ab'[i % 2]}\n" for i in range(6))
+    path.write_text(first_line + "\n" + rows, encoding="utf-8")
+    for read in (read_table, read_texts):
+        with pytest.raises(DataError, match=said):
+            read(path)
+
+
+def test_a_csv_without_a_header_is_refused_rather_than_losing_its_first_row(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("".join(f"text number {i},{'ab'[i % 2]}\n" for i in range(10)), encoding="utf-8")
+    with pytest.raises(DataError, match=r"the first line of .* looks like data, not column names.*found 'a'"):
+        read_table(path)
+
+
+def test_parquet_binary_strings_are_text(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "data.parquet"
+    texts, labels = [b"hello", "caf\u00e9".encode()], [b"a", b"b"]
+    pq.write_table(pa.table({"text": pa.array(texts, pa.binary()), "label": pa.array(labels, pa.binary())}), path)
+    table = read_table(path)
+    assert table.texts == ["hello", "caf\u00e9"] and table.labels == ["a", "b"]  # was "b'a'", a Python repr
 
 
 def test_explicit_format_overrides_the_extension(tmp_path: Path) -> None:

@@ -34,11 +34,25 @@ _EXTENSIONS = {
 }
 
 Rows = tuple[list[str], list[dict[str, object]]]
+_DECOMPRESS = "Decompress it first (as with gunzip, bunzip2, unxz or unzip)."
+#: Extensions of files that are not read as they are: what each is, and what to do.
+_NOT_TEXT = {
+    ".gz": ("compressed (gzip)", _DECOMPRESS),
+    ".bz2": ("compressed (bzip2)", _DECOMPRESS),
+    ".xz": ("compressed (xz)", _DECOMPRESS),
+    ".zip": ("a zip archive", _DECOMPRESS),
+    ".xlsx": ("a spreadsheet workbook", "Save the sheet as CSV (or Unicode text, a TSV)."),
+    ".xls": ("a spreadsheet workbook", "Save the sheet as CSV (or Unicode text, a TSV)."),
+    ".ods": ("a spreadsheet workbook", "Save the sheet as CSV (or Unicode text, a TSV)."),
+}
 
 
 def detect_format(path: Path) -> str:
     """The file format implied by ``path``'s extension."""
     suffix = path.suffix.lower()
+    if suffix in _NOT_TEXT:
+        what, fix = _NOT_TEXT[suffix]
+        raise DataError(f"{path} is {what}", expected="a CSV, TSV, JSONL, Parquet or text file", fix=fix)
     if suffix not in _EXTENSIONS:
         raise _fixed_by(
             "--format",
@@ -78,9 +92,14 @@ def _read_text(path: Path, encoding: str) -> str:
         raw = path.read_bytes()
     except OSError as exc:  # exists() too raises when a parent folder may not be searched
         raise _unreadable(path, exc) from None
-    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    _refuse_binary(path, raw)
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    if utf8:
+        _refuse_utf16_without_bom(path, raw)
     try:
-        return raw.decode(codec)
+        # a byte order mark is not text, whatever the encoding says (utf-16-le keeps it): it would stick to the
+        # first column's name or the first label
+        return raw.decode("utf-8-sig" if utf8 else encoding).removeprefix("\ufeff")
     except LookupError:
         raise ConfigError(
             f"unknown text encoding '{encoding}'", fix="Use a Python codec name such as utf-8, latin-1 or cp1252."
@@ -92,11 +111,63 @@ def _read_text(path: Path, encoding: str) -> str:
             DataError(
                 f"{path} is not valid {encoding}",
                 found=f"byte 0x{raw[exc.start]:02x} at line {line}",
-                fix="Pass the file's encoding: --encoding utf-16 (it starts with UTF-16's byte order mark)"
-                if raw[:2] in (b"\xff\xfe", b"\xfe\xff")
-                else "Pass the file's encoding, for example --encoding latin-1 or --encoding cp1252.",
+                fix="Pass the file's encoding, for example --encoding latin-1 or --encoding cp1252.",
             ),
         ) from None
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of ``text``, ended by LF, CRLF or a lone CR (old Mac files; a file of them was read as one line).
+    Not by the other characters that ``str.splitlines`` takes for line ends (U+2028, U+0085...): a JSON string
+    may hold them raw, and a text keeps them."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+#: How a file that is not text begins, and what it is.
+_MAGIC = (
+    (b"\x1f\x8b", "a gzip-compressed file", "Decompress it first (gunzip FILE)."),
+    (b"BZh", "a bzip2-compressed file", "Decompress it first (bunzip2 FILE)."),
+    (b"\xfd7zXZ\x00", "an xz-compressed file", "Decompress it first (unxz FILE)."),
+    (b"PK\x03\x04", "a zip archive (an Excel workbook is one)", "Unzip it, or save the sheet as CSV."),
+    (b"PAR1", "a Parquet file", "Pass --format parquet, or name it .parquet."),
+)
+
+
+def _refuse_binary(path: Path, raw: bytes) -> None:
+    """A compressed file, an archive or a Parquet file read as text: each byte was decoded, and the messages that
+    followed (an encoding, a quote) sent the user the wrong way."""
+    for magic, what, fix in _MAGIC:
+        if raw.startswith(magic):
+            raise DataError(f"{path} is {what}", expected="a text file (CSV, TSV, JSONL or lines)", fix=fix)
+
+
+def _refuse_utf16_without_bom(path: Path, raw: bytes) -> None:
+    """UTF-16 without its byte order mark (``iconv``, SQL Server's ``bcp -w``) decodes as UTF-8 with a NUL after
+    or before every ASCII character, and reads as nonsense rather than failing."""
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise _fixed_by(
+            "--encoding",
+            DataError(
+                f"{path} is not valid UTF-8",
+                found="UTF-16's byte order mark at its start",
+                fix="Pass the file's encoding: --encoding utf-16.",
+            ),
+        )
+    head = raw[:4096]
+    if len(head) < 8 or head.count(0) < len(head) // 4:
+        return
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    if max(even, odd) < len(head) // 4:
+        return
+    order = "utf-16-le" if odd > even else "utf-16-be"
+    raise _fixed_by(
+        "--encoding",
+        DataError(
+            f"{path} looks like UTF-16 text without its byte order mark",
+            found=f"a NUL byte beside most characters of its first {len(head):,} bytes",
+            fix=f"Pass --encoding {order}.",
+        ),
+    )
 
 
 def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[0, 1, 2, 3]) -> Rows:
@@ -113,6 +184,7 @@ def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[
         if header is None:
             return [], []
         columns = [name.strip() for name in header]
+        _refuse_another_format(path, "csv" if delimiter == "," else "tsv", columns)
         twice = sorted({name for name in columns if name and columns.count(name) > 1})
         if twice:  # one column would hide the other
             raise DataError(
@@ -150,7 +222,7 @@ def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[
 def _read_jsonl(path: Path, encoding: str) -> Rows:
     columns: dict[str, None] = {}
     records: list[dict[str, object]] = []
-    for number, line in enumerate(_read_text(path, encoding).splitlines(), start=1):
+    for number, line in enumerate(_lines(_read_text(path, encoding)), start=1):
         if not line.strip():
             continue
         try:
@@ -194,8 +266,7 @@ def _read_parquet(path: Path) -> Rows:
 def _read_lines(path: Path, encoding: str) -> Rows:
     """``label<TAB>text`` per line, no header, no quoting: the SMS Spam Collection's own format."""
     records: list[dict[str, object]] = []
-    for number, line in enumerate(_read_text(path, encoding).split("\n"), start=1):
-        line = line.rstrip("\r")
+    for number, line in enumerate(_lines(_read_text(path, encoding)), start=1):
         if not line.strip():
             continue
         label, tab, text = line.partition("\t")
@@ -250,11 +321,27 @@ def _closest_to_any(names: tuple[str, ...], columns: list[str]) -> str | None:
 
 
 def _find_column(candidates: tuple[str, ...], columns: list[str]) -> str | None:
-    lowered = {column.lower(): column for column in columns}
+    """The first of the usual ``candidates`` among ``columns``: spelt exactly, else in another case (the first
+    such column, where two differ only in case: 'text' before 'Text')."""
     for name in candidates:
-        if name in lowered:
-            return lowered[name]
+        if name in columns:
+            return name
+        found = next((column for column in columns if column.lower() == name), None)
+        if found is not None:
+            return found
     return None
+
+
+def _refuse_data_as_header(path: Path, columns: list[str], records: list[dict[str, object]]) -> None:
+    """Two columns, neither with a usual name, and one name among that column's own values: the file has no header,
+    and its first row was taken for the column names (and lost)."""
+    for column in columns:
+        if any(str(record.get(column, "")).strip() == column for record in records[:10_000]):
+            raise DataError(
+                f"the first line of {path} looks like data, not column names",
+                found=f"'{column}', a column name that is also one of that column's values",
+                fix="Add a header line (text,label) above the data.",
+            )
 
 
 def _mean_length(records: list[dict[str, object]], column: str) -> float:
@@ -279,6 +366,7 @@ def resolve_columns(
     others = [c for c in columns if c not in (text, label)]
     if (text is None or label is None) and len(columns) == 2:
         if text is None and label is None:
+            _refuse_data_as_header(path, columns, records)
             first, second = columns
             text, label = (
                 (first, second)
@@ -328,6 +416,14 @@ def _column(path: Path, records: list[dict[str, object]], column: str) -> list[s
                 found=json.dumps(value, ensure_ascii=False)[:80],
                 fix=f"Give each row's '{column}' as one string.",
             )
+        if isinstance(value, (bytes, bytearray)):  # Parquet's binary strings, as Spark and Hive write them
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(
+                    f"row {number} of {path} has bytes that are not UTF-8 text as its '{column}'",
+                    fix=f"Write the '{column}' column as strings.",
+                ) from None
         values.append(_as_text(value))
     return values
 
@@ -341,16 +437,27 @@ def _ids(records: list[dict[str, object]], column: str | None) -> list[object] |
 
 
 def _refuse_another_format(path: Path, kind: str, columns: list[str]) -> None:
-    """One column whose name holds another format's separator: the file was read in the wrong format."""
+    """One column whose name holds another format's separator: the file was read in the wrong format (and a
+    prediction would have taken each whole line, id and all, for its text)."""
     if len(columns) != 1:
         return
     for separator, name in ((",", "csv"), ("\t", "tsv")):
         if name != kind and separator in columns[0]:
-            raise DataError(
-                f"{path} reads as {kind.upper()} into one column named {columns[0]!r}",
-                expected="a text column and a label column",
-                fix=f"The file looks {name.upper()}: pass --format {name}.",
+            raise _fixed_by(
+                "--format",
+                DataError(
+                    f"{path} reads as {kind.upper()} into one column named {columns[0]!r}",
+                    expected="columns separated by " + ("commas" if kind == "csv" else "TABs"),
+                    fix=f"The file looks {name.upper()}: pass --format {name}.",
+                ),
             )
+    if kind == "csv" and ";" in columns[0]:
+        raise DataError(
+            f"{path} reads as CSV into one column named {columns[0]!r}: its columns are separated by semicolons, "
+            "as a spreadsheet set to a language that writes decimal commas saves CSV",
+            expected="columns separated by commas (CSV) or TABs (TSV)",
+            fix="Save it again with commas as separators, or as TSV (Unicode text).",
+        )
 
 
 def read_table(
@@ -365,7 +472,6 @@ def read_table(
     path = Path(path)
     columns, records = read_rows(path, file_format, encoding)
     kind = _resolved_format(path, file_format)
-    _refuse_another_format(path, kind, columns)
     if not records:  # label<TAB>text lines have no header: their column names are ajuste's, not the file's
         found = f"column names only ({', '.join(columns)})" if columns and kind != "lines" else "an empty file"
         raise DataError(f"{path} holds no data rows", expected="at least one labelled text", found=found)
@@ -383,10 +489,10 @@ def read_table(
 
 def _read_text_lines(path: Path, encoding: str) -> Rows:
     """One text per line, every line a row (an empty line is an empty text); no labels."""
-    lines = _read_text(path, encoding).split("\n")
+    lines = _lines(_read_text(path, encoding))
     if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line does not start a row
-    return ["text"], [{"text": line.rstrip("\r")} for line in lines]
+    return ["text"], [{"text": line} for line in lines]
 
 
 def read_texts(
@@ -413,7 +519,7 @@ def read_texts(
         if kind == "text":
             columns, records = _read_text_lines(path, encoding)
         else:
-            columns, records = read_rows(path, kind, encoding)
+            columns, records = read_rows(path, kind, encoding)  # a CSV of TABs or semicolons is refused there
     except DataError as exc:
         option = getattr(exc, "option", None)
         if given_by is None or option is None:
