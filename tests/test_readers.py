@@ -225,7 +225,7 @@ def test_jsonl_line_that_is_not_an_object(tmp_path: Path) -> None:
     path.write_text('{"text": "a", "label": "x"}\n["b", "y"]\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"line 2 of .* is not a JSON object") as caught:
         read_table(path)
-    assert "found list" in str(caught.value)
+    assert "found an array" in str(caught.value)
 
 
 def test_parquet_keeps_every_row_with_missing_values_as_none(tmp_path: Path) -> None:
@@ -577,4 +577,46 @@ def test_a_file_without_read_permission_is_a_data_error(
     assert "expected a file this user may read, found permission denied" in message
     assert "chmod u+r" in message
     with pytest.raises(DataError, match="permission denied"):
+        read_texts(path)
+
+
+@pytest.mark.parametrize("name", ["data.json", "data.jsonl"])
+def test_a_json_array_of_objects_is_read(tmp_path: Path, name: str) -> None:
+    # pandas' to_json(orient="records"): "cannot tell the format", then "line 1 is not a JSON object, found list"
+    path = tmp_path / name
+    path.write_text(json.dumps([{"text": "hello", "label": "a"}, {"text": "bye", "label": "b"}], indent=2))
+    table = read_table(path)
+    assert table.texts == ["hello", "bye"] and table.labels == ["a", "b"]
+    path.write_text('[{"text": "hello", "label": "a"}, 3]')
+    with pytest.raises(DataError, match=r"item 2 of the JSON array in .* is not an object.*found a number"):
+        read_table(path)
+
+
+def test_a_json_line_of_another_type_is_named_in_json_s_words(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"text": "hello", "label": "a"}\nnull\n')
+    with pytest.raises(DataError, match=r"line 2 of .* is not a JSON object.*found null\. Fix or remove that line"):
+        read_table(path)  # it said "found NoneType"
+
+
+def test_a_utf8_file_with_a_stray_byte_is_not_sent_to_another_encoding(tmp_path: Path) -> None:
+    # "--encoding latin-1" read the stray byte and misread every other accented character ("café" → "cafÃ©")
+    path = tmp_path / "data.csv"
+    lines = ["text,label", *(f"café number {i},{'ab'[i % 2]}" for i in range(10))]
+    path.write_bytes("\n".join(lines[:5]).encode() + b"\nbad \x96 dash,a\n" + "\n".join(lines[5:]).encode())
+    with pytest.raises(DataError) as caught:
+        read_table(path)
+    message = str(caught.value)
+    assert "is UTF-8 but for a few bytes" in message and "byte 0x96 at line 6" in message
+    assert "--encoding" not in message
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("\n".join(lines).encode("latin-1"))  # a whole file in another encoding: that advice stays
+    with pytest.raises(DataError, match="--encoding latin-1"):
+        read_table(latin)
+
+
+def test_a_prediction_file_of_column_names_only_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "texts.csv"
+    path.write_text("id,text\n")
+    with pytest.raises(DataError, match=r"holds no rows: expected at least one text, found column names only"):
         read_texts(path)

@@ -27,6 +27,7 @@ _EXTENSIONS = {
     ".tab": "tsv",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
+    ".json": "jsonl",  # one object per line, or one array of objects
     ".parquet": "parquet",
     ".pq": "parquet",
     ".txt": "lines",
@@ -58,7 +59,7 @@ def detect_format(path: Path) -> str:
             "--format",
             DataError(
                 f"cannot tell the format of {path}",
-                expected="one of .csv, .tsv, .jsonl, .parquet, .txt or no extension",
+                expected="one of .csv, .tsv, .jsonl, .json, .parquet, .txt or no extension",
                 found=f"'{suffix}'",
                 fix="Pass --format csv|tsv|jsonl|parquet|lines.",
             ),
@@ -106,11 +107,19 @@ def _read_text(path: Path, encoding: str) -> str:
         ) from None
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
+        found = f"byte 0x{raw[exc.start]:02x} at line {line}"
+        if utf8 and _mostly_utf8(raw):
+            # --encoding latin-1 would read that byte, and misread every other accented character of the file
+            raise DataError(
+                f"{path} is UTF-8 but for a few bytes, which some other encoding wrote",
+                found=found,
+                fix="Correct that line (retype its odd character), then read the file as UTF-8.",
+            ) from None
         raise _fixed_by(
             "--encoding",
             DataError(
                 f"{path} is not valid {encoding}",
-                found=f"byte 0x{raw[exc.start]:02x} at line {line}",
+                found=found,
                 fix="Pass the file's encoding, for example --encoding latin-1 or --encoding cp1252.",
             ),
         ) from None
@@ -131,6 +140,15 @@ _MAGIC = (
     (b"PK\x03\x04", "a zip archive (an Excel workbook is one)", "Unzip it, or save the sheet as CSV."),
     (b"PAR1", "a Parquet file", "Pass --format parquet, or name it .parquet."),
 )
+
+
+def _mostly_utf8(raw: bytes) -> bool:
+    """Whether the bytes that are not ASCII are UTF-8 characters nearly all (a file saved as UTF-8, into which
+    a line from another encoding was pasted), rather than single bytes of a one-byte encoding."""
+    decoded = raw.decode("utf-8", errors="replace")
+    bad = decoded.count("\ufffd") - raw.count("\ufffd".encode())
+    good = sum(1 for character in decoded if ord(character) > 127 and character != "\ufffd")
+    return good >= 3 and bad * 10 <= good
 
 
 def _refuse_binary(path: Path, raw: bytes) -> None:
@@ -219,10 +237,48 @@ def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[
     return columns, records
 
 
+_JSON_TYPES = {"dict": "an object", "list": "an array", "str": "a string", "int": "a number", "float": "a number"}
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    return _JSON_TYPES.get(type(value).__name__, type(value).__name__)
+
+
+def _read_json_array(path: Path, text: str) -> Rows:
+    """A whole file that is one JSON array of objects (``pandas.to_json(orient="records")``, a ``.json`` export)."""
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path} is not valid JSON",
+            found=f"{exc.msg} at line {exc.lineno}, column {exc.colno}",
+            fix="Fix the file: one JSON array of objects, or one JSON object per line (JSONL).",
+        ) from None
+    if not isinstance(loaded, list):
+        raise DataError(f"{path} holds one JSON {_json_type(loaded)}", expected="an array of objects, or JSONL")
+    for number, record in enumerate(loaded, start=1):
+        if not isinstance(record, dict):
+            raise DataError(
+                f"item {number} of the JSON array in {path} is not an object",
+                expected='an object such as {"text": ..., "label": ...}',
+                found=_json_type(record),
+                fix="Give every item as an object with a text and a label.",
+            )
+    columns = dict.fromkeys(key for record in loaded for key in record)
+    return list(columns), loaded
+
+
 def _read_jsonl(path: Path, encoding: str) -> Rows:
     columns: dict[str, None] = {}
     records: list[dict[str, object]] = []
-    for number, line in enumerate(_lines(_read_text(path, encoding)), start=1):
+    text = _read_text(path, encoding)
+    if text.lstrip().startswith("["):  # a JSON array, not one object per line
+        return _read_json_array(path, text)
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -237,7 +293,8 @@ def _read_jsonl(path: Path, encoding: str) -> Rows:
             raise DataError(
                 f"line {number} of {path} is not a JSON object",
                 expected='an object such as {"text": ..., "label": ...}',
-                found=type(record).__name__,
+                found=_json_type(record),
+                fix="Fix or remove that line: each line must be one JSON object.",
             )
         columns.update(dict.fromkeys(record))
         records.append(record)
@@ -531,7 +588,8 @@ def read_texts(
         }[option]
         raise DataError(exc.problem, expected=exc.expected, found=exc.found, fix=fix) from None
     if not records:
-        raise DataError(f"{path} holds no rows", expected="at least one text", found="an empty file")
+        found = f"column names only ({', '.join(columns)})" if columns and kind != "text" else "an empty file"
+        raise DataError(f"{path} holds no rows", expected="at least one text", found=found)
     if text_col is not None and text_col not in columns and kind == "text":
         raise DataError(
             f"{path} holds one text per line, with no columns, and {flag} names one ('{text_col}')",
