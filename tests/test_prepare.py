@@ -424,3 +424,15 @@ def test_too_few_texts_after_undersampling_says_so() -> None:
     said = str(caught.value)
     assert "too few texts to split" in said and "after --balance undersample cut 43 texts to 6" in said
     assert "choose another --balance" in said
+
+
+def test_labels_that_differ_only_in_case_are_said_and_kept_apart() -> None:
+    # 'Pos' and 'pos' became two classes without a word: most often one class written two ways
+    labels = ["Pos", "pos", "neg"] * 10
+    texts = [f"text number {i}" for i in range(len(labels))]
+    data = prepare(table_of(texts, labels))
+    assert data.labels == ["Pos", "neg", "pos"]  # kept as given: a label's case may matter
+    assert data.report["labels_differing_in_case"] == [["Pos", "pos"]]
+    assert "labels 'Pos' and 'pos' differ only in case: kept as different classes" in describe(data)
+    plain = prepare(table_of(texts, ["pos", "neg", "other"] * 10))
+    assert "labels_differing_in_case" not in plain.report and "differ only in case" not in describe(plain)

@@ -395,6 +395,12 @@ def prepare(
             found=found,
             fix="Check the --label-col choice, or add examples of the other classes.",
         )
+    by_case: dict[str, list[str]] = defaultdict(list)
+    for label in sorted(counts):
+        by_case[label.casefold()].append(label)
+    alike = [group for group in by_case.values() if len(group) > 1]
+    if alike:  # kept apart, as given: said, since most often they are one class written two ways
+        report["labels_differing_in_case"] = alike
     if balance == "undersample":
         data, report["balance"] = undersample(data, seed)
     if given:
@@ -460,4 +466,8 @@ def describe(data: PreparedData) -> str:
             parts.append(f"{name} from {source} ({removed} of its texts removed from training{also})")
     counter = Counter(data.train.labels)
     parts.append("train classes " + ", ".join(f"{k}={v}" for k, v in sorted(counter.items())))
+    for group in r.get("labels_differing_in_case", []):
+        parts.append(
+            f"labels {' and '.join(repr(label) for label in group)} differ only in case: kept as different classes"
+        )
     return "; ".join(parts)
