@@ -106,7 +106,11 @@ def write_predictions(
                     handle, fieldnames=fields, delimiter="," if kind == "csv" else "\t", quoting=csv.QUOTE_MINIMAL
                 )
                 writer.writeheader()
-                writer.writerows(records)
+                # a JSON id of true or false is written as JSON writes it, not as Python does (True)
+                writer.writerows(
+                    {k: ("true" if v else "false") if isinstance(v, bool) else v for k, v in record.items()}
+                    for record in records
+                )
     except OSError as exc:  # a folder that refuses writing, a full disk: the user's to fix
         raise _unwritable(path, exc) from None
     return path
