@@ -282,8 +282,9 @@ def test_a_json_boolean_id_is_written_to_csv_as_json_writes_it(tmp_path: Path) -
     from ajuste.data.writers import write_predictions
 
     out = write_predictions(tmp_path / "p.csv", ["a", "b"], [True, 7], ["x", "y"], [[0.9, 0.1], [0.2, 0.8]], ["x", "y"])
-    rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    assert [row["id"] for row in rows] == ["true", "7"]  # was "True", Python's spelling
+    with out.open(encoding="utf-8", newline="") as handle:
+        ids = [row["id"] for row in csv.DictReader(handle)]
+    assert ids == ["true", "7"]  # was "True", Python's spelling
 
 
 def test_parquet_nan_label_is_missing(tmp_path: Path) -> None:
