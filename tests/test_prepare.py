@@ -436,3 +436,28 @@ def test_labels_that_differ_only_in_case_are_said_and_kept_apart() -> None:
     assert "labels 'Pos' and 'pos' differ only in case: kept as different classes" in describe(data)
     plain = prepare(table_of(texts, ["pos", "neg", "other"] * 10))
     assert "labels_differing_in_case" not in plain.report and "differ only in case" not in describe(plain)
+
+
+def test_columns_guessed_by_their_lengths_are_said_and_a_wrong_guess_gets_the_way_round(tmp_path: Path) -> None:
+    # query,intent_name with long intent names: the intents were taken for the texts, and the error only said
+    # "a class is too small"
+    path = tmp_path / "intents.csv"
+    intents = ["account_management_password_reset_request", "billing_invoice_copy_request_for_last_month"]
+    path.write_text("query,intent_name\n" + "".join(f"ask {i},{intents[i % 2]}\n" for i in range(30)), encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        load_data(DataSettings(path=str(path)))
+    message = str(caught.value)
+    assert "labels from column 'query' (guessed: neither column has a usual name)" in message
+    assert "pass --text-col query --label-col intent_name" in message
+    right = tmp_path / "right.csv"
+    right.write_text(
+        "utterance,intent\n" + "".join(f"ask about my account please {i},i{i % 2}\n" for i in range(30)),
+        encoding="utf-8",
+    )
+    data = load_data(DataSettings(path=str(right)))  # "intent" is a usual name: nothing guessed
+    assert "columns_guessed" not in data.report
+    odd = tmp_path / "odd.csv"
+    odd.write_text("q,tag\n" + "".join(f"ask about my account please {i},t{i % 2}\n" for i in range(30)))
+    guessed = load_data(DataSettings(path=str(odd)))
+    assert guessed.report["columns_guessed"] == {"text": "q", "label": "tag"}
+    assert "texts from column 'q', labels from 'tag' (guessed)" in describe(guessed)

@@ -22,6 +22,8 @@ class Table:
     source: str
     columns: list[str] = field(default_factory=list)
     extra_ids: list[object] | None = None
+    #: The text and label columns, when neither has a usual name and the longer texts decided which is which.
+    guessed: tuple[str, str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)

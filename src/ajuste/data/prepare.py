@@ -367,6 +367,8 @@ def prepare(
     deduplicated, never balanced); the fractions then only divide the main table into what is not given.
     """
     report: Report = {"source": table.source}
+    if table.guessed is not None:
+        report["columns_guessed"] = {"text": table.guessed[0], "label": table.guessed[1]}
     data, report["clean"] = clean(table)
     cleaned = data
     if dedupe_texts:
@@ -414,6 +416,17 @@ def prepare(
         try:
             train, val, test, report["split"] = split(data, fractions, seed)
         except DataError as exc:
+            guessed = report.get("columns_guessed")
+            if guessed is not None and exc.problem.startswith("a class is too small"):
+                # many one-text "classes" are most often texts taken for labels: the guess went the wrong way
+                raise DataError(
+                    exc.problem,
+                    expected=exc.expected,
+                    found=f"{exc.found}, labels from column '{guessed['label']}' (guessed: neither column has a "
+                    "usual name)",
+                    fix=f"If the texts are in '{guessed['label']}', pass --text-col {guessed['label']} --label-col "
+                    f"{guessed['text']}; else {(exc.fix or '').lower()[:1]}{(exc.fix or '')[1:]}",
+                ) from None
             if balance != "undersample":
                 raise
             before = report["balance"]["before"]
@@ -447,6 +460,9 @@ def describe(data: PreparedData) -> str:
     """A one-paragraph summary of what preparation did, for logs and the CLI."""
     r = data.report
     parts = [f"{r['clean']['rows_in']} rows read"]
+    if "columns_guessed" in r:
+        guessed = r["columns_guessed"]
+        parts.append(f"texts from column '{guessed['text']}', labels from '{guessed['label']}' (guessed)")
     dropped = r["clean"]["dropped_empty_text"] + r["clean"]["dropped_missing_label"]
     if dropped:
         parts.append(f"{dropped} dropped by cleaning")

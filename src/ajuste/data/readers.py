@@ -408,8 +408,9 @@ def _mean_length(records: list[dict[str, object]], column: str) -> float:
 
 def resolve_columns(
     path: Path, columns: list[str], records: list[dict[str, object]], text_col: str | None, label_col: str | None
-) -> tuple[str, str]:
-    """The text and label columns: the ones asked for, or a guess when there is an obvious pair."""
+) -> tuple[str, str, bool]:
+    """The text and label columns: the ones asked for, or a guess when there is an obvious pair; and whether
+    neither had a usual name, so that the longer values decided which is the text."""
     shown = ", ".join(columns) if columns else "none"
     for asked, role, flag in ((text_col, "text", "--text-col"), (label_col, "label", "--label-col")):
         if asked is not None and asked not in columns:
@@ -421,8 +422,10 @@ def resolve_columns(
     text = text_col or _find_column(TEXT_COLUMN_NAMES, [c for c in columns if c != label_col])
     label = label_col or _find_column(LABEL_COLUMN_NAMES, [c for c in columns if c != text])
     others = [c for c in columns if c not in (text, label)]
+    by_length = False
     if (text is None or label is None) and len(columns) == 2:
         if text is None and label is None:
+            by_length = True
             _refuse_data_as_header(path, columns, records)
             first, second = columns
             text, label = (
@@ -446,7 +449,7 @@ def resolve_columns(
             found=f"columns {shown}",
             fix=f"Pass --{missing}-col NAME.{f' Did you mean --{missing}-col {hint!r}?' if hint else ''}",
         )
-    return text, label
+    return text, label, by_length
 
 
 def _as_text(value: object) -> str | None:
@@ -532,7 +535,7 @@ def read_table(
     if not records:  # label<TAB>text lines have no header: their column names are ajuste's, not the file's
         found = f"column names only ({', '.join(columns)})" if columns and kind != "lines" else "an empty file"
         raise DataError(f"{path} holds no data rows", expected="at least one labelled text", found=found)
-    text, label = resolve_columns(path, columns, records, text_col, label_col)
+    text, label, by_length = resolve_columns(path, columns, records, text_col, label_col)
     id_column = _find_column(("id",), [c for c in columns if c not in (text, label)])
     return Table(
         texts=_column(path, records, text),
@@ -541,6 +544,7 @@ def read_table(
         source=str(path),
         columns=columns,
         extra_ids=_ids(records, id_column),
+        guessed=(text, label) if by_length else None,
     )
 
 
