@@ -629,3 +629,14 @@ def test_a_prediction_file_of_column_names_only_says_so(tmp_path: Path) -> None:
     path.write_text("id,text\n")
     with pytest.raises(DataError, match=r"holds no rows: expected at least one text, found column names only"):
         read_texts(path)
+
+
+def test_a_parquet_file_naming_a_column_twice_says_so(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "data.parquet"
+    columns = [pa.array(["hello", "bye"]), pa.array(["a", "b"]), pa.array(["x", "y"])]
+    pq.write_table(pa.Table.from_arrays(columns, names=["text", "label", "label"]), path)
+    with pytest.raises(DataError, match=r"names a column more than once: found 'label'"):
+        read_table(path)  # it was pyarrow's "Multiple matches for FieldRef.Name(label)"

@@ -314,7 +314,18 @@ def _read_parquet(path: Path) -> Rows:
     import pyarrow.parquet as pq  # heavy: imported only for Parquet files
 
     try:
+        if raw is not None:  # one column would hide the other (pyarrow says "Multiple matches for FieldRef")
+            names = list(pq.read_schema(pa.BufferReader(raw)).names)
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise DataError(
+                    f"{path} names a column more than once",
+                    found=", ".join(repr(name) for name in twice),
+                    fix="Give each column its own name.",
+                )
         table = pq.read_table(path if raw is None else pa.BufferReader(raw))
+    except DataError:
+        raise
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise DataError(f"{path} is not a readable Parquet file", found=str(exc).splitlines()[0]) from None
     return list(table.column_names), table.to_pylist()
