@@ -131,11 +131,18 @@ class LinearFamily(Family):
             vectorizer = TfidfVectorizer(**block)
             try:
                 vectorizer.fit(list(texts))
-            except ValueError as exc:  # no term left: empty texts, or min_df above every count
+            except ValueError:  # no term left: no word of two characters, or min_df above every count
+                rare = self.settings.min_df > 1
+                unit = "words" if block["analyzer"] == "word" else "character n-grams"
                 raise ConfigError(
-                    "the TF-IDF vocabulary of the training texts is empty",
-                    found=str(exc).splitlines()[0],
-                    fix="Lower model.min_df, or use analyzer char for very short texts.",
+                    f"the TF-IDF vocabulary of the training texts is empty: no {unit} "
+                    + (f"in at least min_df={self.settings.min_df} texts" if rare else "to count")
+                    + (
+                        " (a word has two letters or digits at least: emoji, signs and one-letter words are none)"
+                        if unit == "words"
+                        else ""
+                    ),
+                    fix="Lower --min-df." if rare else "Use --analyzer char (character n-grams), or --model bag.",
                 ) from None
             self.vectorizers.append(vectorizer)
         vocabularies = [{str(k): int(v) for k, v in vec.vocabulary_.items()} for vec in self.vectorizers]
