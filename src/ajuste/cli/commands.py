@@ -11,7 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from ajuste.cli.output import Output
-from ajuste.errors import ConfigError, DataError
+from ajuste.errors import AjusteError, ConfigError, DataError
 
 __all__ = ["cache", "datasets", "distill", "evaluate", "export", "predict", "report", "train", "tune"]
 
@@ -353,7 +353,10 @@ def _seen_note(out: Output, folder: Any, texts: list[str]) -> dict[str, int] | N
         return None
     counts = seen_counts(texts, seen)
     if counts["train"] + counts["val"]:
-        test = (folder.read_metrics() or {}).get("test") or {}
+        try:
+            test = (folder.read_metrics() or {}).get("test") or {}
+        except AjusteError:  # a damaged metrics.json: predict and evaluate need none
+            test = {}
         honest = (
             f"; its test split, scored once, gave accuracy {test['accuracy']:.4f} on {test['n']:,} texts"
             if "accuracy" in test and "n" in test
