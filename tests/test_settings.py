@@ -282,3 +282,16 @@ def test_a_section_or_list_of_the_wrong_shape_is_said_in_plain_words(values: dic
     # fields from"
     message = config_error(values)
     assert said in message and "Input should be" not in message
+
+
+def test_a_lora_setting_for_another_policy_is_refused_but_a_resolved_run_yaml_is_not() -> None:
+    from ajuste.models.settings import PretrainedSettings
+
+    # --lora-rank with --trainable head was taken without a word, while --lora-layers was refused
+    with pytest.raises(ValueError, match="lora_rank applies to trainable 'lora' only, not 'head'"):
+        PretrainedSettings(family="minilm", trainable="head", lora_rank=4)
+    with pytest.raises(ValueError, match="lora_alpha and lora_dropout apply to trainable 'lora' only"):
+        PretrainedSettings(family="minilm", trainable="all", lora_alpha=4.0, lora_dropout=0.2)
+    resolved = PretrainedSettings(family="minilm", trainable="last_block").model_dump()  # as run.yaml holds it
+    assert PretrainedSettings(**resolved).lora_rank == 8
+    assert PretrainedSettings(family="minilm", trainable="lora", lora_rank=4).lora_rank == 4

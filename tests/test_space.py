@@ -498,3 +498,18 @@ def test_a_range_that_is_not_whole_steps_is_refused() -> None:
     assert "make high 0.2 or 0.3" in message
     exact = parse_space({"model.family": "bag", "train.warmup": {"low": 0.0, "high": 0.3, "step": 0.1}})
     assert "bag/train.warmup" in exact.distributions() or "train.warmup" in exact.distributions()
+
+
+def test_a_float_setting_under_a_false_condition_is_not_checked_against_the_others() -> None:
+    # the combination check set every float setting, lora_alpha under trainable head too: a rule between them
+    # (lora settings apply to lora only) refused the default space
+    space = parse_space(
+        {
+            "model.family": "minilm",
+            "model.trainable": ["head", "lora"],
+            "model.lora_alpha": {"low": 8.0, "high": 64.0, "log": True, "when": "model.trainable == 'lora'"},
+        }
+    )
+    assert "minilm/model.lora_alpha" in space.distributions() or "model.lora_alpha" in space.distributions()
+    message = refused({"model.family": "minilm", "model.trainable": ["head", "lora"], "model.lora_alpha": 4.0})
+    assert "lora_alpha applies to trainable 'lora' only, not 'head'" in message

@@ -171,8 +171,16 @@ class PretrainedSettings(FamilySettings):
             raise ValueError("family 'pretrained' needs a checkpoint folder or hub id")
         if self.family == "minilm" and self.checkpoint:
             raise ValueError("family 'minilm' uses the bundled model: leave checkpoint unset")
-        if self.lora_layers is not None and self.trainable != "lora":
-            raise ValueError(f"lora_layers applies to trainable 'lora' only, not '{self.trainable}'")
+        if self.trainable != "lora":
+            # a value other than the default: a run.yaml of another policy holds the defaults, as resolved
+            changed = [
+                name
+                for name in ("lora_rank", "lora_alpha", "lora_dropout", "lora_layers")
+                if getattr(self, name) != type(self).model_fields[name].default
+            ]
+            if changed:
+                verb = "applies" if len(changed) == 1 else "apply"
+                raise ValueError(f"{' and '.join(changed)} {verb} to trainable 'lora' only, not '{self.trainable}'")
         return self
 
 

@@ -976,15 +976,18 @@ def _check_combinations(
 ) -> None:
     """Try the model's own consistency rules on every combination of finite settings the space can give."""
     finite = [i for i in scope.items if isinstance(i, Group) or (i.key.startswith("model.") and i.finite)]
-    floats = {i.key: i.low for i in scope.items if isinstance(i, Param) and not i.finite and i.key.startswith("model.")}
+    floats = [i for i in scope.items if isinstance(i, Param) and not i.finite and i.key.startswith("model.")]
     size = math.prod(len(i.combos) if isinstance(i, Group) else len(_every(i)) for i in finite) if finite else 1
     if size > MAX_CHECKED:
         return
     finite = [
         i if isinstance(i, Group) or i.kind == "categorical" else replace(i, grid=tuple(_every(i))) for i in finite
     ]
-    for _, chosen in _expand(finite, 0, {}, {"model.family": family, **scope.fixed}, dict.fromkeys(scope.keys())):
-        values = {**scope.fixed, **floats, **{k: v for k, v in chosen.items() if k != "model.family"}}
+    unset = dict.fromkeys(scope.keys())
+    for _, chosen in _expand(finite, 0, {}, {"model.family": family, **scope.fixed}, unset):
+        # a float setting at its low end, where its condition holds: one under a false `when` is not set at all
+        present = {i.key: i.low for i in floats if i.when is None or i.when.holds(ChainMap(chosen, unset))}
+        values = {**scope.fixed, **present, **{k: v for k, v in chosen.items() if k != "model.family"}}
         model, _ = _settings_values(family, base, values)
         try:
             settings_class.model_validate(model)
