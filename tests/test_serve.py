@@ -270,11 +270,17 @@ def test_without_fastapi_serve_says_what_to_install(cli: Cli, runs: Runs, monkey
 
 
 @pytest.mark.parametrize("value", ["", "  "])
-def test_an_empty_key_variable_is_refused(cli: Cli, runs: Runs, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    # it served every model without a key, as if the variable were unset, while --api-key= was refused
-    monkeypatch.setenv("AJUSTE_API_KEY", value)
-    line = one_line_error(cli("serve", runs.spam, "--port", "0"))
-    assert "$AJUSTE_API_KEY is set, and empty" in line and "unset AJUSTE_API_KEY" in line
+def test_an_empty_key_variable_is_refused(runs: Runs, value: str) -> None:
+    # it served every model without a key, as if the variable were unset, while --api-key= was refused; as a
+    # process with a time limit, so that a server that starts fails the test instead of holding it
+    command = [sys.executable, "-m", "ajuste.cli.main", "serve", str(runs.spam), "--port", "0"]
+    environment = {**os.environ, "AJUSTE_API_KEY": value}
+    try:
+        done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=PATIENCE, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the server started with an empty key") from None
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "$AJUSTE_API_KEY is set, and empty" in done.stderr and "unset AJUSTE_API_KEY" in done.stderr
 
 
 def test_serve_refuses_bad_settings_a_missing_run_and_a_port_in_use(cli: Cli, runs: Runs, tmp_path: Path) -> None:
