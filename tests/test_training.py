@@ -625,6 +625,26 @@ def test_save_with_overwrite_replaces_a_model_folder_only(
     assert ajuste.load(trained_bag.save(empty)).classes_ == ["ham", "spam"]  # an empty folder is a fine target
 
 
+def test_save_with_overwrite_never_deletes_what_a_model_folder_was_given_since(
+    trained_bag: TextClassifier, tmp_path: Path
+) -> None:
+    # a model folder holding a nested model and the user's data lost both to save(overwrite=True)
+    outer = trained_bag.save(tmp_path / "outer")
+    trained_bag.save(outer / "inner_model")
+    (outer / "my_data").mkdir()
+    (outer / "my_data" / "train.csv").write_text("x", encoding="utf-8")
+    with pytest.raises(RunFolderError, match=r"holds more than a model: found inner_model, my_data"):
+        trained_bag.save(outer, overwrite=True)
+    assert (outer / "my_data" / "train.csv").read_text(encoding="utf-8") == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outer"]  # no staging folder left behind
+    # a run's model folder: its run.yaml, metrics and split would describe another model than it loads
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "run.yaml").write_text("seed: 1\n", encoding="utf-8")
+    with pytest.raises(RunFolderError, match="it is the model folder of the run"):
+        trained_bag.save(run / "model", overwrite=True)
+
+
 def test_load_refuses_what_is_not_a_model(tmp_path: Path) -> None:
     with pytest.raises(RunFolderError, match="does not exist"):
         ajuste.load(tmp_path / "missing")

@@ -23,7 +23,7 @@ from ajuste.data.dataset import TextDataset
 from ajuste.errors import AjusteError, ConfigError, DataError, NotFittedError, RunFolderError, first_line, listing
 from ajuste.models import Family, make_family
 from ajuste.models.base import count_parameters
-from ajuste.models.files import ONNX_FILE
+from ajuste.models.files import ONNX_FILE, WEIGHTS_FILE
 from ajuste.models.settings import PRECISIONS, BagSettings, FamilySettings
 from ajuste.runtime import configure_threads
 from ajuste.texts import valid_text
@@ -64,6 +64,13 @@ from ajuste.validation import model_settings, validate
 __all__ = ["TextClassifier", "load_model"]
 
 log = logging.getLogger(__name__)
+
+#: What a model folder of any family holds (an ONNX export's graph, a pretrained model's backbone and tokenizer,
+#: an ensemble's members...): replacing a model folder never deletes a name outside these and the new model's.
+_MODEL_ENTRIES = frozenset(
+    {MODEL_CONFIG, WEIGHTS_FILE, ONNX_FILE, "vocabulary.json", "tokenizer.json", "idf.safetensors", "backbone",
+     "tokenizer", "members"}
+)  # fmt: skip
 
 DataLike = TextDataset | Sequence[str]
 
@@ -430,9 +437,26 @@ class TextClassifier:
                     found=listing(sorted(p.name for p in target.iterdir())),
                     fix="Pass save() another path, or move those files away yourself.",
                 )
+        if target.is_dir() and (target.parent / "run.yaml").is_file() and target.name == "model":
+            # its run.yaml, metrics and split would then describe another model than the one it loads
+            raise RunFolderError(
+                f"cannot save the model into {target}: it is the model folder of the run {target.parent}",
+                fix="Pass save() another path; a run is replaced by training it again (overwrite=True there).",
+            )
         staging = staging_folder(target)
         try:
             self.write_model(staging)
+            if target.is_dir():
+                # a model folder may have been given other things since (a nested model, the user's files):
+                # replacing it would delete them
+                kept = {p.name for p in staging.iterdir()} | _MODEL_ENTRIES
+                foreign = sorted(p.name for p in target.iterdir() if p.name not in kept)
+                if foreign:
+                    raise RunFolderError(
+                        f"overwrite=True replaces a model folder, and {target} holds more than a model",
+                        found=listing(foreign),
+                        fix="Move those away yourself, or pass save() another path.",
+                    )
             replace_folder(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
