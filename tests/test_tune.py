@@ -565,3 +565,15 @@ def test_a_config_s_unknown_model_family_is_one_line_for_tune(family: object, tm
     config = validate(TuneConfig, {"data": {"path": "x.csv"}, "model": {"family": family}})
     with pytest.raises(ConfigError, match=r"model\.family: unknown model family, got"):
         search_space(config)
+
+
+def test_a_model_setting_given_with_its_family_is_fixed_not_searched() -> None:
+    # ajuste.tune(model={"family": "bag", "embed_dim": 8}) searched embed_dim all the same (the best trial had 192,
+    # and the final run.yaml said so): only training settings were taken out of the space
+    from ajuste.search.tune import search_space
+    from ajuste.validation import validate
+
+    config = validate(TuneConfig, {"data": {"path": "x.csv"}, "model": {"family": "bag", "embed_dim": 8}})
+    space = search_space(config)
+    assert not any("embed_dim" in name for name in space.distributions())
+    assert space.fixed_by_user == {"model.embed_dim": 8}

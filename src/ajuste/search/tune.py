@@ -145,6 +145,8 @@ def search_space(config: TuneConfig) -> SearchSpace:
     """The space of the search; a training setting fixed by the user (``--epochs 3``) is not searched."""
     defaults = student_families() if config.distill is not None else default_families()
     fixed = {f"train.{name}": getattr(config.train, name) for name in sorted(config.train.model_fields_set)}
+    # a model setting given with its family is fixed too (it was searched over, the given value discarded)
+    fixed.update({f"model.{k}": v for k, v in config.model.items() if k != "family" and config.model.get("family")})
     settings = None
     if config.model.get("family") is not None:
         settings = model_settings(config.model)  # the fixed settings must be valid on their own, the family first
