@@ -653,3 +653,37 @@ def test_load_refuses_what_is_not_a_model(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"format": "other"}', encoding="utf-8")
     with pytest.raises(RunFolderError, match="not written by this version"):
         ajuste.load(tmp_path)
+
+
+def test_labels_given_in_python_are_read_as_a_file_s_are() -> None:
+    texts = [f"free prize win now {i}" for i in range(10)] + [f"see you at lunch {i}" for i in range(10)]
+    model = ajuste.build("bag", embed_dim=8)
+    # a string of labels was taken apart ("abab": the classes 'a' and 'b')
+    with pytest.raises(ConfigError, match="the labels must be a list"):
+        model.fit(texts[:4], "abab", epochs=1, verbose=False)
+    # None and NaN became the classes '' and 'nan'
+    for missing in (None, float("nan")):
+        with pytest.raises(ConfigError, match=r"1 label is missing \(empty, None or NaN\).*at row 19"):
+            model.fit(texts, [1] * 10 + [0] * 9 + [missing], epochs=1, verbose=False)
+    # a float array's 1.0 is the class 1, as in a file: evaluate refused the same labels written 1.0
+    model.fit(texts, [1] * 10 + [0] * 10, epochs=1, verbose=False)
+    assert model.classes_ == ["0", "1"]
+    assert model.evaluate(texts, np.array([1.0] * 10 + [0.0] * 10))["n"] == 20
+
+
+def test_class_weights_must_name_the_classes_with_weights_above_zero() -> None:
+    texts = [f"free prize win now {i}" for i in range(10)] + [f"see you at lunch {i}" for i in range(10)]
+    labels = [1] * 10 + [0] * 10
+    # integer keys never matched the labels, written as strings: every class was weighted 1 without a word
+    weighted = ajuste.build("bag", embed_dim=8).compile(class_weights={0: 1.0, 1: 50.0})
+    weighted.fit(texts, labels, epochs=1, verbose=False)
+    assert weighted.class_weights == {"0": 1.0, "1": 50.0}
+    with pytest.raises(ConfigError, match=r"names classes the training data does not have: 'spma'"):
+        ajuste.build("bag", embed_dim=8).compile(class_weights={"spma": 2.0}).fit(texts, labels, epochs=1)
+    for bad in (-1.0, float("nan"), 0, "2"):
+        with pytest.raises(ConfigError, match="must be a finite number > 0"):
+            ajuste.build("bag").compile(class_weights={"spam": bad})
+    with pytest.raises(ConfigError, match="class_weights must map each class to its weight"):
+        ajuste.build("bag").compile(class_weights=[1.0, 2.0])
+    # one metric as a string was taken apart: "unknown metric a, c, c, u, r..."
+    assert ajuste.build("bag").compile(metrics="accuracy").compile_settings.metrics == ("accuracy",)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from torch import nn
 
 from ajuste.atomic import replace_folder, staging_folder, unsafe_place
 from ajuste.data.dataset import TextDataset
+from ajuste.data.prepare import normalise_label
 from ajuste.errors import AjusteError, ConfigError, DataError, NotFittedError, RunFolderError, first_line, listing
 from ajuste.models import Family, make_family
 from ajuste.models.base import count_parameters
@@ -80,14 +82,44 @@ def _as_dataset(x: DataLike, y: Sequence[Any] | None, what: str) -> TextDataset:
         if y is not None:
             raise ConfigError(f"{what}: give labels either inside the TextDataset or as y, not both")
         return x
-    if isinstance(x, str):
+    if isinstance(x, (str, bytes)):
         raise ConfigError(f"{what} must be a list of texts", found="a single string", fix="Wrap it in a list.")
     if y is None:
         raise ConfigError(f"{what} needs labels", fix="Pass y=labels, or a TextDataset.")
-    texts, labels = [valid_text(t) for t in x], [valid_text(label) for label in y]
+    if isinstance(y, (str, bytes)):  # it was taken apart: "abab" gave the classes 'a' and 'b'
+        raise ConfigError(f"{what}: the labels must be a list", found="a single string", fix="Give one label per text.")
+    texts = [valid_text(t) for t in x]
+    # as a data file's labels are read: 1.0 is the class 1 (a float array's), None and NaN are no label
+    labels = [normalise_label(valid_text(label)) for label in y]
     if len(texts) != len(labels):
         raise ConfigError(f"{what}: {len(texts)} texts but {len(labels)} labels", fix="Give one label per text.")
-    return TextDataset(texts, labels, list(range(len(texts))))
+    missing = [row for row, label in enumerate(labels) if label is None]
+    if missing:
+        raise ConfigError(
+            f"{what}: {len(missing)} label{'s are' if len(missing) > 1 else ' is'} missing (empty, None or NaN)",
+            found=f"at row {', '.join(map(str, missing[:5]))}{' and more' if len(missing) > 5 else ''}",
+            fix="Drop those rows, or give them their labels.",
+        )
+    return TextDataset(texts, [str(label) for label in labels], list(range(len(texts))))
+
+
+def _class_weights(weights: Any) -> dict[str, float] | None:
+    """``compile``'s class weights: class name (as a label is written, ``1`` for 1 or 1.0) → a finite number > 0."""
+    if not weights:
+        return None
+    if not isinstance(weights, Mapping):
+        raise ConfigError(
+            "class_weights must map each class to its weight",
+            found=type(weights).__name__,
+            fix='Give a dict such as {"spam": 3.0, "ham": 1.0}.',
+        )
+    checked: dict[str, float] = {}
+    for name, weight in weights.items():
+        value = weight if isinstance(weight, (int, float)) and not isinstance(weight, bool) else math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"the class weight of {name!r} must be a finite number > 0", found=repr(weight))
+        checked[str(normalise_label(str(name)) or name)] = float(value)
+    return checked
 
 
 class TextClassifier:
@@ -134,10 +166,10 @@ class TextClassifier:
             "warmup": warmup,
             "label_smoothing": label_smoothing,
             "max_grad_norm": max_grad_norm,
-            "metrics": tuple(metrics),
+            "metrics": (metrics,) if isinstance(metrics, str) else tuple(metrics),
         }
         self.compile_settings = validate(CompileSettings, values, "train")
-        self.class_weights = dict(class_weights) if class_weights else None
+        self.class_weights = _class_weights(class_weights)
         return self
 
     def compile_from(self, settings: CompileSettings, class_weights: dict[str, float] | None = None) -> TextClassifier:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ajuste.errors import ConfigError
 from ajuste.training.settings import CompileSettings
 
 __all__ = ["make_loss", "make_optimizer", "make_scheduler"]
@@ -68,5 +69,12 @@ def make_loss(
     """Cross-entropy with optional label smoothing and per-class weights."""
     weight = None
     if class_weights:
+        unknown = sorted(set(class_weights) - set(labels))
+        if unknown:  # they were ignored, each class weighted 1
+            raise ConfigError(
+                f"class_weights names classes the training data does not have: {', '.join(map(repr, unknown))}",
+                expected="some of " + ", ".join(map(repr, labels)),
+                fix="Name the classes as the labels are written (labels are strings: 1 and 1.0 are '1').",
+            )
         weight = torch.tensor([float(class_weights.get(label, 1.0)) for label in labels], dtype=torch.float32)
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=settings.label_smoothing)
