@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import ajuste
-from ajuste.errors import ConfigError, DataError, NotFittedError, RunFolderError
+from ajuste.errors import AjusteError, ConfigError, DataError, NotFittedError, RunFolderError
 from ajuste.training import TextClassifier
 from tests.conftest import make_texts
 
@@ -687,3 +687,36 @@ def test_class_weights_must_name_the_classes_with_weights_above_zero() -> None:
         ajuste.build("bag").compile(class_weights=[1.0, 2.0])
     # one metric as a string was taken apart: "unknown metric a, c, c, u, r..."
     assert ajuste.build("bag").compile(metrics="accuracy").compile_settings.metrics == ("accuracy",)
+
+
+def test_the_api_refuses_odd_arguments_in_its_own_words(
+    trained_bag: TextClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each was a raw TypeError, KeyError, IndexError or AttributeError from deep inside, or a silent override
+    texts = [f"free prize win now {i}" for i in range(10)] + [f"see you at lunch {i}" for i in range(10)]
+    labels = ["spam"] * 10 + ["ham"] * 10
+    fresh = ajuste.build("bag", embed_dim=8)
+    refused = [
+        (lambda: trained_bag.predict(None), "predict takes a list of texts: found NoneType"),
+        (lambda: trained_bag.predict(b"abc"), "found a single string"),
+        (lambda: fresh.fit(5, labels), "the texts must be a list: found int"),
+        (lambda: fresh.fit(texts, labels, validation_data={"x": texts}), "a pair (texts, labels): found dict"),
+        (lambda: fresh.fit(texts, labels, validation_data=(texts,)), "found tuple of 1 items"),
+        (lambda: fresh.fit(texts, labels, seed=None), "seed must be a whole number >= 0: found None"),
+        (lambda: fresh.fit(texts, labels, callbacks=[lambda *a: None]), "a list of ajuste.Callback objects: found"),
+        (lambda: ajuste.build(None), "build takes a family name or a checkpoint"),
+        (lambda: ajuste.build("bag", family="gpt"), "build('bag') was also given family='gpt'"),
+        (lambda: ajuste.build(ajuste.BagSettings()), "Pass the settings object to TextClassifier(settings)"),
+        (lambda: trained_bag.save(None), "save takes the path of a folder: found None"),
+        (lambda: ajuste.load(None), "load takes the path of a run or model folder: found None"),
+    ]
+    for call, said in refused:
+        with pytest.raises(AjusteError) as caught:
+            call()
+        assert said in str(caught.value), (said, str(caught.value))
+    # "~/x" is the home folder's x, not a folder named "~" under the current one
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    saved = trained_bag.save("~/model")
+    assert saved == tmp_path / "home" / "model" and not (tmp_path / "~").exists()
+    assert ajuste.load("~/model").classes_ == trained_bag.classes_

@@ -110,6 +110,24 @@ def build(model: str = "bag", **architecture: Any) -> TextClassifier:
     from ajuste.training import TextClassifier
     from ajuste.validation import model_settings
 
+    if not isinstance(model, str) or not model:
+        from ajuste.errors import ConfigError
+        from ajuste.models.settings import FamilySettings
+
+        settings_object = isinstance(model, FamilySettings)
+        raise ConfigError(
+            "build takes a family name or a checkpoint",
+            expected="one of " + ", ".join(f for f in FAMILIES if f != "pretrained") + ", or a checkpoint folder",
+            found=type(model).__name__ if model != "" else "an empty name",
+            fix="Pass the settings object to TextClassifier(settings) instead." if settings_object else None,
+        )
+    if "family" in architecture and architecture["family"] != (model if model in FAMILIES else "pretrained"):
+        from ajuste.errors import ConfigError
+
+        raise ConfigError(
+            f"build({model!r}) was also given family={architecture['family']!r}",
+            fix="Give the family once, as build's first argument.",
+        )
     if model in FAMILIES:
         values = {"family": model, **architecture}
     else:

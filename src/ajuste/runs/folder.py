@@ -497,7 +497,9 @@ def load(path: str | Path, *, trust_remote_code: bool = False) -> TextClassifier
     """
     from ajuste.training.classifier import load_model
 
-    path = Path(path)
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise RunFolderError("load takes the path of a run or model folder", found=repr(path))
+    path = Path(path).expanduser()  # "~/runs/x" is the user's, not a folder named "~" here
     if (path / MODEL_CONFIG).is_file() and not (path / MODEL_DIR / MODEL_CONFIG).is_file():
         return load_model(path, trust_remote_code=trust_remote_code)
     return RunFolder.open(path).load(trust_remote_code=trust_remote_code)

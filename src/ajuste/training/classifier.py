@@ -84,6 +84,9 @@ def _as_dataset(x: DataLike, y: Sequence[Any] | None, what: str) -> TextDataset:
         return x
     if isinstance(x, (str, bytes)):
         raise ConfigError(f"{what} must be a list of texts", found="a single string", fix="Wrap it in a list.")
+    for name, given in (("texts", x), ("labels", y)):
+        if given is not None and not hasattr(given, "__iter__"):  # fit(5, labels): "'int' object is not iterable"
+            raise ConfigError(f"{what}: the {name} must be a list", found=type(given).__name__)
     if y is None:
         raise ConfigError(f"{what} needs labels", fix="Pass y=labels, or a TextDataset.")
     if isinstance(y, (str, bytes)):  # it was taken apart: "abab" gave the classes 'a' and 'b'
@@ -263,11 +266,36 @@ class TextClassifier:
         teacher: TeacherTargets | None = None,
     ) -> History:
         """``fit`` from a settings object (as the command line does)."""
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError("fit's seed must be a whole number >= 0", found=repr(seed))
+        callbacks = () if callbacks is None else callbacks
+        if not hasattr(callbacks, "__iter__"):
+            raise ConfigError(
+                "fit's callbacks must be a list of ajuste.Callback objects", found=type(callbacks).__name__
+            )
+        callbacks = list(callbacks) if not isinstance(callbacks, Callback) else callbacks
+        if isinstance(callbacks, Callback) or not all(isinstance(c, Callback) for c in callbacks):
+            raise ConfigError(
+                "fit's callbacks must be a list of ajuste.Callback objects",
+                found=type(callbacks).__name__
+                if isinstance(callbacks, Callback)
+                else ", ".join(sorted({type(c).__name__ for c in callbacks if not isinstance(c, Callback)})),
+                fix="Pass callbacks=[...] of instances of a subclass of ajuste.Callback.",
+            )
         train = _as_dataset(x, y, "training data")
         if len(train) == 0:
             raise DataError("the training data is empty", expected="at least one labelled text")
         val = None
         if validation_data is not None:
+            if not isinstance(validation_data, (TextDataset, tuple, list)) or (
+                not isinstance(validation_data, TextDataset) and len(validation_data) != 2
+            ):
+                raise ConfigError(
+                    "validation_data must be a TextDataset or a pair (texts, labels)",
+                    found=type(validation_data).__name__
+                    + (f" of {len(validation_data)} items" if isinstance(validation_data, (tuple, list)) else ""),
+                    fix="Pass validation_data=(texts, labels).",
+                )
             val = (
                 validation_data
                 if isinstance(validation_data, TextDataset)
@@ -410,8 +438,10 @@ class TextClassifier:
 
         ``precision`` (fp32 or bf16) overrides the model's setting for this call."""
         family, module, _ = self._require_fitted("predict")
-        if isinstance(texts, str):
+        if isinstance(texts, (str, bytes)):
             raise ConfigError("predict takes a list of texts", found="a single string", fix="Wrap it in a list.")
+        if not hasattr(texts, "__iter__"):  # predict(None): "'NoneType' object is not iterable"
+            raise ConfigError("predict takes a list of texts", found=type(texts).__name__)
         texts = [valid_text(t) for t in texts]
         logits = self._logits(family, module, texts, batch_size, precision)
         if logits.numel() == 0:
@@ -455,7 +485,9 @@ class TextClassifier:
 
         ``overwrite`` replaces a model folder (or an empty one), never a file, a folder of other files, a run
         folder, or the current folder or one above it."""
-        target = Path(path)
+        if not isinstance(path, (str, Path)) or not str(path):
+            raise RunFolderError("save takes the path of a folder", found=repr(path))
+        target = Path(path).expanduser()  # "~/models/x" is the user's, not a folder named "~" here
         unsafe = unsafe_place(target)
         if unsafe is not None:
             raise RunFolderError(f"cannot save the model: the output {unsafe}", fix="Pass save() another path.")

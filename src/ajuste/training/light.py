@@ -199,8 +199,10 @@ class NumpyBag:
         self.scores = self.embedding @ self.weight.T
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        if isinstance(texts, str):
+        if isinstance(texts, (str, bytes)):
             raise ConfigError("predict takes a list of texts", found="a single string", fix="Wrap it in a list.")
+        if not hasattr(texts, "__iter__"):  # predict(None): "'NoneType' object is not iterable"
+            raise ConfigError("predict takes a list of texts", found=type(texts).__name__)
         encoded = self.vocabulary.encode_batch([valid_text(text) for text in texts])
         bags = [ids[: self.max_length or None] for ids in encoded]
         lengths = np.array([len(ids) for ids in bags], dtype=np.int64)
