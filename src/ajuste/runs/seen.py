@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from ajuste.errors import AjusteError
 from ajuste.runs.folder import RunFolder
 
-__all__ = ["seen_counts", "seen_texts"]
+__all__ = ["differing_splits", "seen_counts", "seen_texts"]
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,16 @@ def seen_texts(folder: RunFolder) -> dict[str, set[str]] | None:
     except (AjusteError, OSError) as exc:
         log.info("the texts %s trained on cannot be read again: %s", folder.path, exc)
         return None
-    current = data.split_record()
-    if any(sorted(recorded.get(name) or []) != sorted(current[name]) for name in ("train", "val")):
+    if differing_splits(recorded, data.split_record(), ("train", "val")):
         log.info("the data of %s no longer splits as split.json records", folder.path)
         return None
     return {"train": set(data.train.texts), "val": set(data.val.texts)}
+
+
+def differing_splits(recorded: Mapping[str, Any], current: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    """Which of ``names`` hold other rows in ``current`` (a split as :meth:`PreparedData.split_record` gives it)
+    than in ``recorded`` (split.json): the data no longer splits as the run's did."""
+    return [name for name in names if sorted(recorded.get(name) or []) != sorted(current[name])]
 
 
 def seen_counts(texts: Iterable[str], seen: dict[str, set[str]]) -> dict[str, int]:

@@ -22,6 +22,7 @@ from ajuste.data.prepare import PreparedData
 from ajuste.errors import DataError, RunFolderError
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import RunFile
+from ajuste.runs.seen import differing_splits
 
 __all__ = ["Teacher", "TeacherOutput"]
 
@@ -87,9 +88,7 @@ class Teacher:
                 fix="Restore the run folder from a copy, or train the teacher again.",
             )
         current = data.split_record()
-        differs = [
-            name for name in ("train", "val", "test") if sorted(recorded.get(name) or []) != sorted(current[name])
-        ]
+        differs = differing_splits(recorded, current, ("train", "val", "test"))
         if differs:
             raise DataError(
                 f"the data no longer splits as the teacher's did ({', '.join(differs)} differ)",

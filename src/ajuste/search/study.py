@@ -278,7 +278,7 @@ def how_pruned(trial: FrozenTrial) -> str:
     stopped = str(trial.user_attrs.get("stopped") or "")
     if not stopped:
         return "pruned"
-    if stopped.startswith(SCREENED_OUT):
+    if screened_out(trial):
         return "screened"
     return "timed out" if stopped == OUT_OF_TIME else "skipped"
 

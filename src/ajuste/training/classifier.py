@@ -42,6 +42,7 @@ from ajuste.training.light import (
     ENSEMBLE_RUNTIME,
     FORMAT,
     FORMAT_VERSION,
+    MEMBERS_DIR,
     MODEL_CONFIG,
     ONNX_RUNTIME,
     Predictions,
@@ -70,8 +71,8 @@ log = logging.getLogger(__name__)
 #: What a model folder of any family holds (an ONNX export's graph, a pretrained model's backbone and tokenizer,
 #: an ensemble's members...): replacing a model folder never deletes a name outside these and the new model's.
 _MODEL_ENTRIES = frozenset(
-    {MODEL_CONFIG, WEIGHTS_FILE, ONNX_FILE, "vocabulary.json", "tokenizer.json", "idf.safetensors", "backbone",
-     "tokenizer", "members"}
+    {MODEL_CONFIG, WEIGHTS_FILE, ONNX_FILE, MEMBERS_DIR, "vocabulary.json", "tokenizer.json", "idf.safetensors",
+     "backbone", "tokenizer"}
 )  # fmt: skip
 
 DataLike = TextDataset | Sequence[str]
