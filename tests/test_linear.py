@@ -46,6 +46,22 @@ def reference(settings: LinearSettings, texts: list[str], labels: list[str], que
     return np.asarray(model.fit(train, y).predict_proba(test))
 
 
+def test_a_second_fit_solves_again_from_the_new_texts_alone() -> None:
+    """A solver starts from nothing each time: a second fit had kept the first texts' vocabulary (new words
+    unknown, every prediction one class) and classes."""
+    second = (
+        [text.replace("a", "o") + " fresh words" for text in TEXTS],
+        ["x" if lab == "ham" else "y" for lab in LABELS],
+    )
+    model = ajuste.TextClassifier(LinearSettings())
+    model.fit(TEXTS, LABELS, verbose=False)
+    model.fit(*second, verbose=False)
+    fresh = ajuste.TextClassifier(LinearSettings())
+    fresh.fit(*second, verbose=False)
+    assert model.classes_ == fresh.classes_ == ["x", "y"]
+    np.testing.assert_allclose(model.predict_proba(QUERIES), fresh.predict_proba(QUERIES))
+
+
 @pytest.mark.parametrize("classifier", ["logistic", "svm"])
 @pytest.mark.parametrize("analyzer", ["word", "char", "word+char"])
 @pytest.mark.parametrize("classes", [2, 3])

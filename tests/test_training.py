@@ -137,6 +137,13 @@ def test_validation_labels_unseen_in_training_are_refused() -> None:
         small_bag().fit(*TRAIN, validation_data=(VAL[0], ["other"] * len(VAL[0])), epochs=1, verbose=False)
 
 
+def test_a_second_fit_goes_on_with_the_first_fit_s_classes() -> None:
+    model = small_bag()
+    model.fit(*TRAIN, epochs=1, verbose=False)
+    with pytest.raises(DataError, match=r"outside the model's classes \(set by its first fit.*Build a new model"):
+        model.fit(TRAIN[0], ["other"] * len(TRAIN[0]), epochs=1, verbose=False)
+
+
 # -- fit and History ------------------------------------------------------------------------------
 
 

@@ -202,11 +202,19 @@ class TextClassifier:
         unknown = sorted(set(data.labels) - set(index))
         if unknown:
             shown = ", ".join(repr(u) for u in unknown[:5])
+            training = what == "training data"  # a second fit goes on training the model it has
             raise DataError(
-                f"{what} has labels the model never saw in training",
+                f"{what} has labels "
+                + (
+                    "outside the model's classes (set by its first fit, or by labels=)"
+                    if training
+                    else "the model never saw in training"
+                ),
                 expected=f"labels among {', '.join(repr(c) for c in classes)}",
                 found=shown,
-                fix="Map them to known labels, or drop those rows.",
+                fix="Build a new model to learn other classes, or map them to the model's."
+                if training
+                else "Map them to known labels, or drop those rows.",
             )
         return torch.tensor([index[label] for label in data.labels], dtype=torch.long)
 
@@ -307,8 +315,8 @@ class TextClassifier:
         compiled = self.compile_settings
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            if not self.is_fitted:
-                self._build(train)
+            if not self.is_fitted or (self.family_ is not None and self.family_.solver):
+                self._build(train)  # a solver fits from nothing each time: its features too
             family, module, classes = self._require_fitted("fit")
             if teacher is not None and family.solver:
                 raise ConfigError(
