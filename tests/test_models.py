@@ -69,6 +69,16 @@ def logits_alone_and_padded(family: Any, module: nn.Module) -> tuple[torch.Tenso
 # -- bag ------------------------------------------------------------------------------------------
 
 
+def test_a_bag_vocabulary_with_nothing_in_it_is_refused() -> None:
+    """min_freq above every count, and no n-gram: every text was the unknown word, one answer for all."""
+    texts = [f"w{i} z{i}" for i in range(20)]
+    with pytest.raises(
+        ConfigError, match=r"bag vocabulary .* is empty: no word seen at least min_freq=3 times.*--min-freq"
+    ):
+        BagFamily(BagSettings(min_freq=3, ngrams=1)).fit_preprocessing(texts)
+    BagFamily(BagSettings(min_freq=3, ngrams=2)).fit_preprocessing(texts)  # the word pairs still tell texts apart
+
+
 def test_bag_module_is_mean_embedding_bag_then_linear_with_seed_text_init() -> None:
     family = family_for("bag", embed_dim=24, buckets=500)
     torch.manual_seed(0)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ajuste.errors import ConfigError
 from ajuste.models.base import Family, PaddedSum, TrainingDefaults, load_weights, padded_bags, save_weights
 from ajuste.models.memory import check_memory
 from ajuste.models.settings import BagSettings, FamilySettings
@@ -131,7 +132,15 @@ class BagFamily(EmbeddingBagFamily):
 
     def fit_preprocessing(self, texts: Sequence[str]) -> None:
         s = self.settings
-        self.vocabulary = WordVocabulary.fit(texts, min_freq=s.min_freq, ngrams=s.ngrams, buckets=s.buckets)
+        vocabulary = WordVocabulary.fit(texts, min_freq=s.min_freq, ngrams=s.ngrams, buckets=s.buckets)
+        if not vocabulary.words and not any(any(vocabulary.encode(text)) for text in texts):
+            # every text would be the unknown word alone: a model that answers one class for all
+            raise ConfigError(
+                "the bag vocabulary of the training texts is empty: "
+                + (f"no word seen at least min_freq={s.min_freq} times" if s.min_freq > 1 else "no words in the texts"),
+                fix="Lower --min-freq." if s.min_freq > 1 else "Give texts with words.",
+            )
+        self.vocabulary = vocabulary
 
     @property
     def width(self) -> int:
