@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import ajuste
 from ajuste.cli.main import main
 from tests.conftest import CliResult, deny_reading, make_texts, write_csv, write_jsonl
 
@@ -679,6 +680,22 @@ def test_evaluate_with_a_folder_that_is_not_a_run(cli: Cli, csv_file: Path, tmp_
     message = user_error(cli("evaluate", folder, csv_file))
     assert "is not a complete run folder" in message
     assert "found notes.txt" in message
+
+
+def test_predict_and_evaluate_read_a_model_folder_that_save_wrote(cli: Cli, trained_run: Path, tmp_path: Path) -> None:
+    """A model saved from Python was 'not a complete run folder' to the commands; export still needs a run."""
+    saved = tmp_path / "saved"
+    ajuste.load(trained_run).save(saved)
+    texts, labels = make_texts(20, seed=4)
+    path = write_csv(tmp_path / "new.csv", texts, labels)
+    run = json.loads(cli("evaluate", trained_run, path, "--json").out)
+    alone = json.loads(cli("evaluate", saved, path, "--json").out)
+    assert alone["metrics"]["accuracy"] == run["metrics"]["accuracy"] and alone["data"]["seen"] is None
+    predicted = [json.loads(cli("predict", folder, *texts[:3], "--json").out) for folder in (saved, trained_run)]
+    assert predicted[0]["predictions"] == predicted[1]["predictions"]
+    assert run["data"]["seen"] == json.loads(cli("evaluate", trained_run / "model", path, "--json").out)["data"]["seen"]
+    message = user_error(cli("export", saved, "--out", tmp_path / "x"))
+    assert "is a model folder, not a run folder" in message and "this needs the run folder" in message
 
 
 def test_evaluate_with_labels_the_model_never_saw(cli: Cli, trained_run: Path, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import yaml
 
 import ajuste
 from ajuste.data.augment import augment_texts
+from ajuste.errors import RunFolderError
 from ajuste.runs.teacher import Teacher
 from ajuste.training.distillation import DistillationLoss, TeacherTargets
 from tests.conftest import CliResult, make_texts, write_csv
@@ -243,6 +244,10 @@ def test_a_teacher_that_is_not_a_run_or_whose_data_changed_is_refused(
 ) -> None:
     result = cli("distill", tmp_path, "--out", tmp_path / "s")
     assert result.code == 2 and "not a complete run folder" in result.err
+    with pytest.raises(
+        RunFolderError, match=f"model folder, not a run folder.*Pass the run folder that holds it: {teacher}"
+    ):
+        ajuste.distill(teacher / "model", out=tmp_path / "s")
     import shutil
 
     moved = tmp_path / "teacher"

@@ -280,12 +280,12 @@ def evaluate(args: argparse.Namespace) -> int:
     from ajuste.data import DataSettings, load_table
     from ajuste.data.builtin import BUILTIN_DATASETS
     from ajuste.data.prepare import clean
-    from ajuste.runs.folder import RunFolder
+    from ajuste.runs.folder import RunFolder, load
     from ajuste.validation import validate
 
     out = _output(args)
     started = time.perf_counter()
-    folder = RunFolder.open(args.run)
+    folder = RunFolder.of_model(args.run)  # None for a model folder alone: nothing to say of seen texts
     if args.data not in BUILTIN_DATASETS and not Path(args.data).exists():
         import difflib
 
@@ -297,7 +297,7 @@ def evaluate(args: argparse.Namespace) -> int:
             if near
             else "Check the path; `ajuste datasets` lists the built-in datasets.",
         )
-    classifier = folder.load(trust_remote_code=args.trust_remote_code)
+    classifier = load(args.run, trust_remote_code=args.trust_remote_code)
     source: dict[str, Any] = {"dataset": args.data} if args.data in BUILTIN_DATASETS else {"path": args.data}
     for name in ("format", "text_col", "label_col", "encoding", "data_dir"):
         if getattr(args, name, None) is not None:
@@ -331,10 +331,10 @@ def evaluate(args: argparse.Namespace) -> int:
         )
     out.table(per_class)
     _confusion_table(out, metrics)
-    seen = _seen_note(out, folder, dataset.texts)
+    seen = _seen_note(out, folder, dataset.texts) if folder is not None else None
     out.json(
         {
-            "run_dir": str(folder.path),
+            "run_dir": str(folder.path if folder is not None else args.run),
             "data": {"rows_read": report["rows_in"], "scored": len(dataset), "skipped": dropped, "seen": seen},
             "metrics": metrics,
             "seconds": round(time.perf_counter() - started, 3),
@@ -392,7 +392,7 @@ def _confusion_table(out: Output, metrics: dict[str, Any]) -> None:
 def predict(args: argparse.Namespace) -> int:
     from ajuste.data.readers import read_texts
     from ajuste.data.writers import check_output, write_predictions
-    from ajuste.runs.folder import RunFolder
+    from ajuste.runs.folder import predictor
     from ajuste.texts import valid_text
 
     out = _output(args)
@@ -409,7 +409,7 @@ def predict(args: argparse.Namespace) -> int:
     if args.output:  # refused before the model is read and every row predicted, not after
         check_output(args.output, args.overwrite)
     started = time.perf_counter()
-    classifier = RunFolder.open(args.run).predictor(trust_remote_code=args.trust_remote_code, precision=args.precision)
+    classifier = predictor(args.run, trust_remote_code=args.trust_remote_code, precision=args.precision)
     ids: list[object] | None = None
     texts: list[str | None]
     if args.input:

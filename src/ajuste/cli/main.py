@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score a run folder's model on every labelled row of DATA (a file or "
         "a built-in dataset name): accuracy with a 95% interval, macro-F1, per class.",
     )
-    evaluate.add_argument("run", metavar="RUN", help="Run folder written by `ajuste train`.")
+    evaluate.add_argument("run", metavar="RUN", help="Run folder of `ajuste train`, or a model folder of save().")
     evaluate.add_argument("data", metavar="DATA", help="Labelled data file, or a built-in dataset name.")
     add_data_flags(evaluate, prepare=False)
     evaluate.add_argument("--batch-size", type=int, default=None, help="Texts per batch.")
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict with a run folder's model: texts given as arguments, or every "
         "row of --input written in order, with its row number and id, to --output.",
     )
-    predict.add_argument("run", metavar="RUN", help="Run folder written by `ajuste train`.")
+    predict.add_argument("run", metavar="RUN", help="Run folder of `ajuste train`, or a model folder of save().")
     predict.add_argument("texts", metavar="TEXT", nargs="*", help="Texts to classify.")
     predict.add_argument("--input", metavar="FILE", help="File of texts: CSV, TSV, JSONL, Parquet, or one per line.")
     predict.add_argument("--output", metavar="FILE", help="Where to write predictions (.csv, .tsv or .jsonl).")

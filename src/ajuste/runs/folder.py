@@ -289,6 +289,16 @@ class RunFolder:
         folder = cls(path)
         if folder.is_finished():
             return folder
+        if model_folder(path) is not None:  # a run's model folder, or one that TextClassifier.save wrote
+            run = path.parent if path.name == MODEL_DIR and cls(path.parent).is_finished() else None
+            raise RunFolderError(
+                f"{path} is a model folder, not a run folder",
+                expected="a folder written by `ajuste train` or `ajuste tune` (its model, data and split)",
+                fix=f"Pass the run folder that holds it: {run}."
+                if run is not None
+                else "ajuste.load(), `ajuste predict` and `ajuste evaluate` read a model folder; "
+                "this needs the run folder.",
+            )
         raise RunFolderError(
             f"{path} is not a complete run folder",
             expected=f"{path}/{MODEL_DIR}/{MODEL_CONFIG}",
@@ -313,6 +323,16 @@ class RunFolder:
         """What predicts fastest from a cold start: a bag model in NumPy (no PyTorch import), else :meth:`load`."""
         light = light_model(self.model_dir, precision)
         return light if light is not None else self.load(trust_remote_code=trust_remote_code)
+
+    @classmethod
+    def of_model(cls, path: str | Path) -> RunFolder | None:
+        """The run that ``path`` names: a run folder, or a run's own model folder; None for a model folder that
+        ``TextClassifier.save`` wrote (no data, split or scores beside it). Refused as :meth:`open` refuses."""
+        path = Path(path).expanduser()
+        if model_folder(path) is None:
+            return cls.open(path)
+        run = cls(path.parent)
+        return run if path.name == MODEL_DIR and run.is_finished() else None
 
     def _read_json(self, path: Path) -> Any:
         try:
@@ -500,9 +520,25 @@ def load(path: str | Path, *, trust_remote_code: bool = False) -> TextClassifier
     if not isinstance(path, (str, Path)) or not str(path):
         raise RunFolderError("load takes the path of a run or model folder", found=repr(path))
     path = Path(path).expanduser()  # "~/runs/x" is the user's, not a folder named "~" here
-    if (path / MODEL_CONFIG).is_file() and not (path / MODEL_DIR / MODEL_CONFIG).is_file():
+    if model_folder(path) is not None:
         return load_model(path, trust_remote_code=trust_remote_code)
     return RunFolder.open(path).load(trust_remote_code=trust_remote_code)
+
+
+def model_folder(path: Path) -> Path | None:
+    """``path`` when it is a model folder (``TextClassifier.save``'s, or a run's ``model/``), else None."""
+    return path if (path / MODEL_CONFIG).is_file() and not (path / MODEL_DIR / MODEL_CONFIG).is_file() else None
+
+
+def predictor(
+    path: str | Path, *, trust_remote_code: bool = False, precision: str | None = None
+) -> TextClassifier | NumpyBag:
+    """What predicts fastest from a cold start (see :meth:`RunFolder.predictor`), from a run or model folder."""
+    model = model_folder(Path(path).expanduser())
+    if model is None:
+        return RunFolder.open(path).predictor(trust_remote_code=trust_remote_code, precision=precision)
+    light = light_model(model, precision)
+    return light if light is not None else load(model, trust_remote_code=trust_remote_code)
 
 
 def read_paths(config: Any) -> list[str | None]:
