@@ -738,6 +738,11 @@ def test_the_api_refuses_odd_arguments_in_its_own_words(
         (lambda: ajuste.build(ajuste.BagSettings()), "Pass the settings object to TextClassifier(settings)"),
         (lambda: trained_bag.save(None), "save takes the path of a folder: found None"),
         (lambda: ajuste.load(None), "load takes the path of a run or model folder: found None"),
+        (lambda: ajuste.tune(["d.csv"]), "tune's data is a built-in dataset name, a file path, a mapping"),
+        (lambda: ajuste.tune("d.csv", space=[1, 2]), "tune's space is a mapping of each searched setting"),
+        (lambda: ajuste.tune("d.csv", model=["bag", 3]), "found list of 2 items"),
+        (lambda: ajuste.distill(tmp_path, None), "distill's student is a family, such as 'bag', or a mapping"),
+        (lambda: ajuste.distill(None), "distill's teacher is the path of a run folder: found None"),
     ]
     for call, said in refused:
         with pytest.raises(AjusteError) as caught:

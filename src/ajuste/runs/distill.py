@@ -10,6 +10,7 @@ texts. The student is an ordinary run folder whose run.yaml holds a ``distill:``
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -203,6 +204,14 @@ def distill_config(
 ) -> RunConfig:
     """The run configuration of a distillation: the teacher's data and seed, the student's model and training
     settings, and the distillation settings (``temperature``, ``alpha``, ``augment``, ``unlabeled``...)."""
+    if not isinstance(teacher, (str, os.PathLike)) or not str(teacher):
+        raise ConfigError("distill's teacher is the path of a run folder", found=repr(teacher)[:80])
+    if not isinstance(student, (str, Mapping)):
+        raise ConfigError(
+            "distill's student is a family, such as 'bag', or a mapping of model settings",
+            found=repr(student)[:80],
+            fix="Pass student='bag', or student={'family': 'bag', 'embed_dim': 32}.",
+        )
     distilled = validate(DistillSettings, {"teacher": str(teacher), **settings}, "distill")
     data, seed = teacher_data(teacher)
     model = {"family": student} if isinstance(student, str) else dict(student)

@@ -10,6 +10,7 @@ model with its one test access in :mod:`~ajuste.search.final`.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 import warnings
@@ -639,7 +640,7 @@ def tune(
         "model": fixed,
         "families": families,
         "train": dict(train or {}),
-        "space": dict(space) if space is not None else None,
+        "space": _space_values(space),
         "tune": {
             "sampler": sampler,
             "pruner": pruner,
@@ -672,7 +673,30 @@ def _data_values(data: str | Mapping[str, Any] | Any) -> dict[str, Any]:
         return data.model_dump(exclude_unset=True)
     if isinstance(data, Mapping):
         return dict(data)
+    if not isinstance(data, (str, os.PathLike)):
+        raise ConfigError(
+            "tune's data is a built-in dataset name, a file path, a mapping of data settings or a DataSettings",
+            found=_kind(data),
+            fix="Pass one of those: ajuste.tune('texts.csv', ...) reads one file.",
+        )
     return {"dataset": str(data)} if str(data) in BUILTIN_DATASETS else {"path": str(data)}
+
+
+def _space_values(space: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``space`` argument of ``tune``: a mapping of each searched setting to its range (as a config's)."""
+    if space is not None and not isinstance(space, Mapping):
+        raise ConfigError(
+            "tune's space is a mapping of each searched setting to its choices or range",
+            found=_kind(space),
+            fix="Pass space={'train.lr': {'low': 1e-4, 'high': 1e-2, 'log': True}, 'model.embed_dim': [32, 64]}.",
+        )
+    return dict(space) if space is not None else None
+
+
+def _kind(value: Any) -> str:
+    """What a wrong argument is, in words: its type, and its length for a list."""
+    n = len(value) if isinstance(value, (list, tuple)) else None
+    return type(value).__name__ + (f" of {n} item{'' if n == 1 else 's'}" if n is not None else "")
 
 
 def _model_values(model: str | Sequence[str] | Mapping[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
@@ -683,4 +707,10 @@ def _model_values(model: str | Sequence[str] | Mapping[str, Any] | None) -> tupl
         return dict(model), []
     if isinstance(model, str):
         return ({"family": model} if is_named_family(model) else {"family": "pretrained", "checkpoint": model}), []
+    if model is not None and not (isinstance(model, (list, tuple)) and all(isinstance(m, str) for m in model)):
+        raise ConfigError(
+            "tune's model is a family or checkpoint, a list of them, or a mapping of model settings",
+            found=_kind(model),
+            fix="Pass model='bag', model=['bag', 'minilm'] or model={'family': 'bag', 'embed_dim': 64}.",
+        )
     return {}, list(model or [])
