@@ -656,6 +656,18 @@ def incomplete_run(trained_run: Path, tmp_path: Path) -> Path:
     return run
 
 
+def test_a_model_config_naming_a_class_twice_is_damaged(cli: Cli, trained_run: Path, tmp_path: Path) -> None:
+    """A hand-edited config.json with a label twice loaded, and the second column could never be an answer."""
+    run = tmp_path / "edited"
+    shutil.copytree(trained_run, run)
+    config_file = run / "model" / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["labels"] = [config["labels"][0]] * len(config["labels"])
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    message = user_error(cli("predict", run, "hello"))
+    assert "config.json is damaged" in message and "at least two labels, each once" in message
+
+
 def test_predict_with_an_incomplete_run_folder(cli: Cli, incomplete_run: Path, tmp_path: Path) -> None:
     texts = tmp_path / "texts.txt"
     texts.write_text("hello\nwin a prize\n", encoding="utf-8")

@@ -137,6 +137,16 @@ def test_validation_labels_unseen_in_training_are_refused() -> None:
         small_bag().fit(*TRAIN, validation_data=(VAL[0], ["other"] * len(VAL[0])), epochs=1, verbose=False)
 
 
+def test_predictions_and_history_read_as_lists() -> None:
+    model = small_bag()
+    history = model.fit(*TRAIN, epochs=2, verbose=False)
+    assert [row["epoch"] for row in history] == [1, 2] and history[-1] is history.epochs[-1]
+    predictions = model.predict(VAL[0][:4])
+    assert list(predictions) == predictions.labels and predictions[1] == predictions.labels[1]
+    tail = predictions[2:]
+    assert tail.labels == predictions.labels[2:] and (tail.probabilities == predictions.probabilities[2:]).all()
+
+
 def test_a_second_fit_goes_on_with_the_first_fit_s_classes() -> None:
     model = small_bag()
     model.fit(*TRAIN, epochs=1, verbose=False)
@@ -738,6 +748,8 @@ def test_the_api_refuses_odd_arguments_in_its_own_words(
         (lambda: ajuste.build(ajuste.BagSettings()), "Pass the settings object to TextClassifier(settings)"),
         (lambda: trained_bag.save(None), "save takes the path of a folder: found None"),
         (lambda: ajuste.load(None), "load takes the path of a run or model folder: found None"),
+        (lambda: ajuste.TextClassifier(ajuste.BagSettings(), labels=["a", "b", "a"]), "found 'a' twice"),
+        (lambda: ajuste.TextClassifier(ajuste.BagSettings(), labels="ab"), "labels must be a list of the class"),
         (lambda: ajuste.tune(["d.csv"]), "tune's data is a built-in dataset name, a file path, a mapping"),
         (lambda: ajuste.tune("d.csv", space=[1, 2]), "tune's space is a mapping of each searched setting"),
         (lambda: ajuste.tune("d.csv", model=["bag", 3]), "found list of 2 items"),

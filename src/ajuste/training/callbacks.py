@@ -82,6 +82,14 @@ class History:
     def __len__(self) -> int:
         return len(self.epochs)
 
+    def __iter__(self) -> Iterator[Logs]:
+        """One row per epoch: ``epoch``, ``loss``, ``val_accuracy``, ``lr``, ``seconds``..."""
+        return iter(self.epochs)
+
+    def __getitem__(self, index: int) -> Logs:
+        """The row of one epoch, in order (``history[-1]`` is the last)."""
+        return self.epochs[index]
+
     def __repr__(self) -> str:
         return f"History(epochs={len(self.epochs)}, best_epoch={self.best_epoch})"
 

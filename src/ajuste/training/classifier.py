@@ -107,6 +107,23 @@ def _as_dataset(x: DataLike, y: Sequence[Any] | None, what: str) -> TextDataset:
     return TextDataset(texts, [str(label) for label in labels], list(range(len(texts))))
 
 
+def _class_names(labels: Sequence[Any]) -> list[str]:
+    """``TextClassifier(labels=...)``: the classes, read as a file's labels are, each once, two at least."""
+    if isinstance(labels, (str, bytes)) or not hasattr(labels, "__iter__"):
+        raise ConfigError("labels must be a list of the class names", found=repr(labels)[:80])
+    names = [normalise_label(valid_text(label)) for label in labels]
+    twice = sorted({name for name in names if name is not None and names.count(name) > 1})
+    if None in names or twice or len(names) < 2:
+        raise ConfigError(
+            "labels must name two classes or more, each once",
+            found=f"{', '.join(repr(t) for t in twice)} twice"
+            if twice
+            else ("a missing name" if None in names else f"{len(names)} class"),
+            fix="Give each class name once, or leave labels out to take the training data's.",
+        )
+    return [name for name in names if name is not None]
+
+
 def _class_weights(weights: Any) -> dict[str, float] | None:
     """``compile``'s class weights: class name (as a label is written, ``1`` for 1 or 1.0) → a finite number > 0."""
     if not weights:
@@ -138,7 +155,7 @@ class TextClassifier:
 
     def __init__(self, model: FamilySettings | None = None, *, labels: Sequence[str] | None = None) -> None:
         self.settings: FamilySettings = model if model is not None else BagSettings()
-        self.labels = list(labels) if labels is not None else None
+        self.labels = _class_names(labels) if labels is not None else None
         self.compile_settings: CompileSettings | None = None
         self.class_weights: dict[str, float] | None = None
         self.stop_training = False

@@ -11,10 +11,10 @@ PyTorch, which alone takes about a second.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -57,6 +57,20 @@ class Predictions:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def __iter__(self) -> Iterator[str]:
+        """The predicted labels, as ``for label in model.predict(texts)`` reads them."""
+        return iter(self.labels)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Predictions: ...
+    def __getitem__(self, index: int | slice) -> str | Predictions:
+        """The label of one text, or the predictions of a slice of them."""
+        if isinstance(index, slice):
+            return Predictions(self.labels[index], self.probabilities[index], self.classes)
+        return self.labels[index]
 
     def to_records(self) -> list[dict[str, Any]]:
         """One dict per text: ``label`` and ``probabilities`` by class."""
@@ -119,9 +133,15 @@ def read_model_config(folder: Path) -> dict[str, Any]:
             fix=f"{'Export' if runtime else 'Train'} again: the run was not written completely.",
         )
     labels, settings = config.get("labels"), config.get("settings")
-    if not isinstance(labels, list) or len(labels) < 2 or not isinstance(settings, dict):
-        raise RunFolderError(f"{config_file} is damaged", expected="settings and at least two labels")
+    if not _distinct_labels(labels) or not isinstance(settings, dict):
+        raise RunFolderError(f"{config_file} is damaged", expected="settings and at least two labels, each once")
     return config
+
+
+def _distinct_labels(labels: Any) -> bool:
+    """Whether a config's labels are a list of two classes or more, none twice (a class twice splits its
+    probability between two columns of which only the first can ever be its answer)."""
+    return isinstance(labels, list) and len(labels) >= 2 and len({str(label) for label in labels}) == len(labels)
 
 
 def _ensemble_config(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -129,8 +149,10 @@ def _ensemble_config(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
     never by a path the file gives), the weights summing to one. The members themselves are checked as they load."""
     config_file = folder / MODEL_CONFIG
     labels, members = config.get("labels"), config.get("members")
-    if not isinstance(labels, list) or len(labels) < 2 or not isinstance(members, list) or not members:
-        raise RunFolderError(f"{config_file} is damaged", expected="at least two labels and a list of members")
+    if not _distinct_labels(labels) or not isinstance(members, list) or not members:
+        raise RunFolderError(
+            f"{config_file} is damaged", expected="at least two labels, each once, and a list of members"
+        )
     weights: list[Any] = [m.get("weight") if isinstance(m, dict) else None for m in members]
     valid = all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w <= 1 for w in weights)
     if not valid or abs(sum(weights) - 1) > 1e-6:
