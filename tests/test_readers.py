@@ -58,6 +58,23 @@ def test_tsv_has_no_quoting_so_quotes_stay_in_the_text(tmp_path: Path) -> None:
     assert table.labels == ["ham"] * 4
 
 
+def test_a_tsv_that_a_quoting_writer_wrote_is_read_with_its_quoting(tmp_path: Path) -> None:
+    """pandas' to_csv(sep="\t") and csv.writer (and predict's own --output .tsv) quote a field that holds a quote, a
+    TAB or a line break: read without quoting, the quotes stayed doubled and a line break cut the record in two."""
+    texts = ['He said "hi" to me', "line one\nline two", "a\ttab inside", "plain text", '"Quoted whole"']
+    path = tmp_path / "written.tsv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(["text", "label"])
+        writer.writerows([text, label] for text, label in zip(texts, "ababa"))
+    table = read_table(path)
+    assert table.texts == texts and table.labels == list("ababa")
+    # without a writer's doubled quotes or cut records, a quote is text, as before
+    plain = tmp_path / "plain.tsv"
+    plain.write_text('text\tlabel\n"Great"\tb\n"Hi" said he\ta\n"a ""b"" c\ta\n', encoding="utf-8")
+    assert read_table(plain).texts == ['"Great"', '"Hi" said he', '"a ""b"" c']
+
+
 def test_tab_extension_is_tsv(tmp_path: Path) -> None:
     assert detect_format(tmp_path / "x.tab") == "tsv"
     assert detect_format(tmp_path / "X.CSV") == "csv"

@@ -237,6 +237,42 @@ def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[
     return columns, records
 
 
+def _read_tsv(path: Path, encoding: str) -> Rows:
+    """IANA TSV has no quoting: a quote is part of the text (the SMS messages have many). But pandas' and Python's
+    csv writers quote a field that holds a quote, a TAB or a line break (``"say ""hi"" now"``): read as plain TSV,
+    such a file keeps the quotes doubled, and its line breaks split records. It is read with quoting when that
+    reading is whole (no quote left open, every row as wide as the header) and the plain one shows a writer's
+    quoting: a field in quotes with doubled quotes inside, or rows cut short or made too wide."""
+    try:
+        plain: Rows | None = _read_delimited(path, encoding, "\t", csv.QUOTE_NONE)
+        error: DataError | None = None
+    except DataError as exc:
+        plain, error = None, exc
+    if plain is None or _shows_quoting(plain):
+        try:
+            columns, records = _read_delimited(path, encoding, "\t", csv.QUOTE_MINIMAL)
+        except DataError:
+            columns, records = [], []
+        if columns and all(len(record) == len(columns) for record in records):
+            return columns, records
+    if plain is None and error is not None:
+        raise error
+    return plain if plain is not None else ([], [])
+
+
+def _shows_quoting(rows: Rows) -> bool:
+    """Whether a TSV file read without quoting holds fields as a quoting writer writes them (see _read_tsv)."""
+    columns, records = rows
+    for record in records:
+        if len(record) != len(columns):  # a line break inside a quoted field cut the record in two
+            return True
+        for value in record.values():
+            text = str(value)
+            if len(text) > 1 and text[0] == text[-1] == '"' and '""' in text[1:-1]:
+                return True
+    return False
+
+
 _JSON_TYPES = {"dict": "an object", "list": "an array", "str": "a string", "int": "a number", "float": "a number"}
 
 
@@ -360,8 +396,7 @@ def read_rows(path: Path, file_format: str = "auto", encoding: str = "utf-8") ->
     if kind == "csv":
         return _read_delimited(path, encoding, ",", csv.QUOTE_MINIMAL)
     if kind == "tsv":
-        # IANA TSV has no quoting: a quote is part of the text (the SMS messages have many).
-        return _read_delimited(path, encoding, "\t", csv.QUOTE_NONE)
+        return _read_tsv(path, encoding)
     if kind == "jsonl":
         return _read_jsonl(path, encoding)
     if kind == "parquet":
