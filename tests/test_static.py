@@ -65,13 +65,31 @@ def test_a_piece_vector_is_its_output_averaged_over_the_texts_or_alone_when_unse
     assert len({tuple(np.round(v, 4)) for v in vectors}) > pieces * 0.9  # every piece a vector of its own
 
 
+def test_with_the_embedding_layer_a_piece_vector_holds_its_output_there_too(tiny_bert: Path) -> None:
+    """layers=last+embeddings: the last layer's average beside the embedding layer's, each in context."""
+    texts = ["free prize now", "call now for a prize"]
+    encoder = open_encoder(str(tiny_bert))
+    pieces = len(encoder.tokenizer)
+    both = piece_vectors(encoder, texts, pieces, "last+embeddings")
+    assert both.shape == (pieces, 64)
+    np.testing.assert_allclose(both[:, :32], piece_vectors(encoder, texts, pieces), atol=1e-5)
+    now = encoder.tokenizer.convert_tokens_to_ids("now")
+    seen = []
+    for text in texts:
+        inputs = encoder.tokenizer([text], return_tensors="pt")
+        with torch.inference_mode():
+            states = encoder.backbone(**inputs, output_hidden_states=True).hidden_states[0][0]
+        seen.append(states[inputs["input_ids"][0].tolist().index(now)])
+    np.testing.assert_allclose(both[now, 32:], torch.stack(seen).mean(0).numpy(), atol=1e-5)
+
+
 def test_only_the_linear_layer_learns(tiny_bert: Path) -> None:
     model = ajuste.TextClassifier(ajuste.validation.model_settings({"family": "static", "encoder": str(tiny_bert)}))
     model.fit(TEXTS[:80], LABELS[:80], epochs=3, validation_data=(TEXTS[80:], LABELS[80:]), verbose=False)
     module = model.module_
     assert module is not None
     pieces = module.embedding.weight.shape[0]
-    expected = standardized(piece_vectors(open_encoder(str(tiny_bert)), TEXTS[:80], pieces))
+    expected = standardized(piece_vectors(open_encoder(str(tiny_bert)), TEXTS[:80], pieces, "last+embeddings"))
     np.testing.assert_allclose(module.embedding.weight.detach().numpy(), expected, atol=1e-5)
     assert not module.embedding.weight.requires_grad and module.fc.weight.requires_grad
 
@@ -87,8 +105,9 @@ def test_a_static_student_reads_through_its_teacher_and_predicts_without_it(
     student = ajuste.load(tmp_path / "student")
     weights = student.module_.embedding.weight.detach().numpy()  # type: ignore[union-attr]
     pieces = weights.shape[0]
-    from_teacher = standardized(piece_vectors(open_encoder(str(teacher)), data.train.texts, pieces))
-    from_checkpoint = standardized(piece_vectors(open_encoder(str(tiny_bert)), data.train.texts, pieces))
+    layers = "last+embeddings"  # the default
+    from_teacher = standardized(piece_vectors(open_encoder(str(teacher)), data.train.texts, pieces, layers))
+    from_checkpoint = standardized(piece_vectors(open_encoder(str(tiny_bert)), data.train.texts, pieces, layers))
     np.testing.assert_allclose(weights, from_teacher, atol=1e-5)
     assert not np.allclose(weights, from_checkpoint, atol=1e-3)
     assert result.run.metrics["test"]["accuracy"] > 0.5

@@ -152,6 +152,13 @@ MODEL_FLAGS = (
         str,
         "static: run or checkpoint folder whose pieces and vectors it takes (a distillation's teacher, else minilm).",
     ),
+    Flag(
+        "--layers",
+        "model",
+        "layers",
+        str,
+        "static: the encoder's layers that make a piece's vector: last | last+embeddings (last+embeddings).",
+    ),
     Flag("--num-layers", "model", "num_layers", int, "gpt: transformer blocks (2)."),
     Flag("--num-heads", "model", "num_heads", int, "gpt: attention heads, dividing --emb-dim (4)."),
     Flag("--emb-dim", "model", "emb_dim", int, "gpt: embedding size (128)."),

@@ -64,6 +64,11 @@ class StaticSettings(FamilySettings):
         description="Where the tokenizer and piece vectors come from: a run folder of a pretrained model (a "
         "distillation's teacher by default) or a checkpoint folder; unset: the bundled all-MiniLM-L6-v2.",
     )
+    layers: Literal["last", "last+embeddings"] = Field(
+        "last+embeddings",
+        description="The encoder's layers whose outputs, averaged in context, make a piece's vector: its last, "
+        "or beside it its embedding layer's (twice as wide: what the piece is as well as what it means in context).",
+    )
 
 
 class GPTSettings(FamilySettings):

@@ -140,11 +140,21 @@ def _special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
     return [], []
 
 
-def piece_vectors(encoder: Encoder, texts: Sequence[str], pieces: int) -> np.ndarray:
-    """``(pieces, hidden)``: each piece's encoder output averaged over its occurrences in ``texts``; the output for
-    the piece alone (between the encoder's special tokens) where ``texts`` never show it."""
+def _states(backbone: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: str) -> torch.Tensor:
+    """The encoder's output at each position: its last layer's, beside its embedding layer's for
+    ``last+embeddings``."""
+    output = backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layers != "last")
+    if layers == "last":
+        return output.last_hidden_state
+    return torch.cat([output.last_hidden_state, output.hidden_states[0]], dim=-1)
+
+
+def piece_vectors(encoder: Encoder, texts: Sequence[str], pieces: int, layers: str = "last") -> np.ndarray:
+    """``(pieces, width)``: each piece's encoder output averaged over its occurrences in ``texts``; the output for
+    the piece alone (between the encoder's special tokens) where ``texts`` never show it. ``layers``: the last
+    layer's output (``last``), or beside it the embedding layer's (``last+embeddings``), twice as wide."""
     tokenizer, backbone = encoder.tokenizer, encoder.backbone
-    hidden = int(backbone.config.hidden_size)
+    hidden = int(backbone.config.hidden_size) * (1 if layers == "last" else 2)
     sums = torch.zeros((pieces, hidden), dtype=torch.float64)
     counts = torch.zeros(pieces, dtype=torch.float64)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of like lengths pad little
@@ -152,7 +162,7 @@ def piece_vectors(encoder: Encoder, texts: Sequence[str], pieces: int) -> np.nda
         for start in range(0, len(order), TEXT_BATCH):
             batch = [texts[i] for i in order[start : start + TEXT_BATCH]]
             inputs = tokenizer(batch, padding=True, truncation=True, max_length=encoder.context, return_tensors="pt")
-            states = backbone(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+            states = _states(backbone, inputs["input_ids"], inputs["attention_mask"], layers)
             real = inputs["attention_mask"].bool()
             ids = inputs["input_ids"][real]
             sums.index_add_(0, ids, states[real].double())
@@ -167,14 +177,14 @@ def piece_vectors(encoder: Encoder, texts: Sequence[str], pieces: int) -> np.nda
             chunk = unseen[start : start + PIECE_BATCH]
             ids = torch.tensor([wrapped] * len(chunk))
             ids[:, position] = chunk
-            states = backbone(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+            states = _states(backbone, ids, torch.ones_like(ids), layers)
             sums[chunk] = states[:, position].double()
             counts[chunk] = 1.0
     vectors: np.ndarray = (sums / counts.clamp(min=1.0)[:, None]).float().numpy()
     return vectors
 
 
-def _cached_vectors(encoder: Encoder, texts: Sequence[str], pieces: int) -> np.ndarray:
+def _cached_vectors(encoder: Encoder, texts: Sequence[str], pieces: int, layers: str) -> np.ndarray:
     """:func:`piece_vectors` through the freeze-boundary cache: a search over the head's settings, a second
     student of the same teacher or a resumed run computes them once."""
     from ajuste import cache
@@ -188,6 +198,7 @@ def _cached_vectors(encoder: Encoder, texts: Sequence[str], pieces: int) -> np.n
             "tokenizer": tokenizer,
             "texts": cache.fingerprint_texts(texts),
             "pieces": pieces,
+            **({"layers": layers} if layers != "last" else {}),  # the keys of vectors cached before the setting
         }
     )
     found = cache.get(key)
@@ -195,7 +206,7 @@ def _cached_vectors(encoder: Encoder, texts: Sequence[str], pieces: int) -> np.n
         log.info("piece vectors of %s read from the cache", encoder.source)
         return found.values.numpy()
     started = time.perf_counter()
-    vectors = piece_vectors(encoder, texts, pieces)
+    vectors = piece_vectors(encoder, texts, pieces, layers)
     seconds = time.perf_counter() - started
     log.info("piece vectors of %s over %d texts in %.1f s", encoder.source, len(texts), seconds)
     meta = {"kind": "piece vectors", "encoder": encoder.source}
@@ -224,7 +235,7 @@ class StaticFamily(EmbeddingBagFamily):
     def fit_preprocessing(self, texts: Sequence[str]) -> None:
         encoder = open_encoder(self.settings.encoder)
         self.vocabulary = PieceVocabulary.of(_fast(encoder))
-        self.vectors = standardized(_cached_vectors(encoder, texts, self.vocabulary.size))
+        self.vectors = standardized(_cached_vectors(encoder, texts, self.vocabulary.size, self.settings.layers))
         self.source = encoder.source
         self._width = int(self.vectors.shape[1])
 
