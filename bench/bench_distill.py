@@ -89,7 +89,9 @@ def teacher(name: str, data_args: list[str], work: Path) -> tuple[Path, dict[str
     return folder, {"val": metrics["val"], "test": metrics["test"], "recorded_seconds": recorded}, None
 
 
-def measure(dataset: str, data_args: list[str], seed: int, work: Path, repeat: int) -> list[dict[str, Any]]:
+def measure(
+    dataset: str, data_args: list[str], seed: int, work: Path, repeat: int, students: list[str] | None = None
+) -> list[dict[str, Any]]:
     texts = all_texts(data_args)
     name = dataset if seed == DEFAULT_SEED else f"{dataset}-s{seed}"
     data_args = [*data_args, "--seed", str(seed)]
@@ -111,11 +113,14 @@ def measure(dataset: str, data_args: list[str], seed: int, work: Path, repeat: i
             "ajuste distill TEACHER --student static",
         ),
     ]
+    commands = [command for command in commands if students is None or command[0] in students]
     for label, args, shown in commands:
         out = work / f"{name}-{label.replace(', ', '-').replace(' + ', '-').replace(' ', '-')}"
         summary, seconds = run_cli([*args, "--out", str(out), "--overwrite"])
         runs.append((label, shown, out, summary, seconds))
     rows = []
+    facts = machine()
+    measured = facts["date"] + ("" if facts.get("bf16_native") else ", no native bf16")
     rates = texts_per_second([folder for _, _, folder, _, _ in runs], texts, repeat)
     teacher_rate = rates[0]
     for (label, shown, _, summary, seconds), rate in zip(runs, rates):
@@ -135,6 +140,7 @@ def measure(dataset: str, data_args: list[str], seed: int, work: Path, repeat: i
                 "texts": summary.get("texts"),
                 "predicted_texts": len(texts),
                 "recorded_seconds": summary.get("recorded_seconds"),
+                "measured": measured,
             }
         )
         print(
@@ -149,11 +155,15 @@ def _key(row: dict[str, Any]) -> tuple[str, int]:
     return row["dataset"], row.get("seed", DEFAULT_SEED)
 
 
+#: The table's models, in its order (the teacher first: the others' Δ is against it).
+MODELS = ["teacher", "bag, labels only", "bag, distilled", "bag, distilled + augment", "static, distilled"]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| dataset | seed | model | command | seconds | val acc | test acc (95% interval) | Δ test vs teacher "
-        "| predict texts/s | × teacher |",
-        "| --- | ---: | --- | --- | ---: | ---: | --- | ---: | ---: | ---: |",
+        "| predict texts/s | × teacher | measured |",
+        "| --- | ---: | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     teacher_test: dict[tuple[str, int], float] = {}
     for row in rows:
@@ -166,7 +176,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {row['dataset']} | {_key(row)[1]} | {row['model']} | `{row['command']}` | {seconds} | "
             f"{pct(row['val_accuracy'])} | {pct(row['test_accuracy'])}{interval} | {delta:+.2f} | "
-            f"{row['texts_per_second']:,.0f} | {row['speedup']:,.1f} |"
+            f"{row['texts_per_second']:,.0f} | {row['speedup']:,.1f} | {row.get('measured', '')} |"
         )
     return "\n".join(lines)
 
@@ -205,7 +215,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=("sms", "ag"), help="One dataset only.")
     parser.add_argument("--seeds", default=str(DEFAULT_SEED), help="Comma-separated seeds (123).")
+    parser.add_argument(
+        "--students",
+        help="Comma-separated models to measure again, e.g. 'static, distilled' (all); the teacher always is "
+        "(the others' speed is against it), and the other rows stay as they were measured.",
+    )
     args = parser.parse_args()
+    students = None if args.students is None else [name.strip() for name in args.students.split(";")]
+    if students is not None and not set(students) <= set(MODELS[1:]):
+        parser.error(f"--students: expected names among {'; '.join(MODELS[1:])}, separated by ';'")
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ["AJUSTE_CACHE_DIR"] = tempfile.mkdtemp(prefix="ajuste-distill-cache-")  # teacher runs afresh
     seeds = [int(seed) for seed in args.seeds.split(",")]
@@ -213,21 +231,31 @@ def main() -> None:
     for name, data_args in datasets(args.data_dir).items():
         if args.only is None or args.only == name:
             for seed in seeds:
-                measured.extend(measure(name, data_args, seed, args.work, args.repeat))
-    done = {_key(row) for row in measured}
-    rows = [row for row in previous_rows() if _key(row) not in done] + measured
-    rows.sort(key=lambda row: (row["dataset"] != "sms", row.get("seed", DEFAULT_SEED) != DEFAULT_SEED))
+                measured.extend(measure(name, data_args, seed, args.work, args.repeat, students))
+    done = {(*_key(row), row["model"]) for row in measured}
+    rows = [row for row in previous_rows() if (*_key(row), row["model"]) not in done] + measured
+    rows.sort(
+        key=lambda row: (
+            row["dataset"] != "sms",
+            row.get("seed", DEFAULT_SEED) != DEFAULT_SEED,
+            row.get("seed", DEFAULT_SEED),
+            MODELS.index(row["model"]),
+        )
+    )
     facts = machine()
     write_json("distill", {"machine": facts, "rows": rows})
     header = (
-        f"Measured {facts['date']} on {facts['cpu']}, {facts['cores']} cores, torch {facts['torch']}. "
+        f"Last measured {facts['date']} on {facts['cpu']}, {facts['cores']} cores, torch {facts['torch']}. "
         "sms: the built-in dataset's default protocol (deduplicated, ham undersampled, 70/10/20); "
         "ag: ../shared/datasets/ag_news_test (7,600 texts, 4 topics), default 70/10/20 split; the seed is the "
-        "split's and the training's. Every command in a new process, with default settings but those shown; the "
+        "split's and the training's; `measured`: the date of each row (rows are measured again by dataset, seed "
+        "and model) and whether the CPU had native bf16. Every command in a new process, with default settings but "
+        "those shown; the "
         "teacher's probabilities and the static student's piece vectors computed afresh (an empty cache). Seconds: "
         "the whole command. Predict: texts per second of `predict` over every text of the dataset (5,574; 7,600), "
         "each model loaded from its folder as `ajuste predict` loads it "
-        f"(the bag and static students in NumPy, the teacher in PyTorch bf16) and warmed up, median of {args.repeat} "
+        "(the bag and static students in NumPy, the teacher in PyTorch: bf16 where the CPU has it natively, "
+        f"else fp32) and warmed up, median of {args.repeat} "
         "rounds, each round one pass of every model in turn, in one process. Δ: test accuracy minus the teacher's, "
         "in points."
     )
