@@ -297,7 +297,11 @@ def evaluate(args: argparse.Namespace) -> int:
             if near
             else "Check the path; `ajuste datasets` lists the built-in datasets.",
         )
-    classifier = load(args.run, trust_remote_code=args.trust_remote_code)
+    classifier = (  # a run's model (its own model/ folder's too), or a model folder alone
+        folder.load(trust_remote_code=args.trust_remote_code)
+        if folder is not None
+        else load(args.run, trust_remote_code=args.trust_remote_code)
+    )
     source: dict[str, Any] = {"dataset": args.data} if args.data in BUILTIN_DATASETS else {"path": args.data}
     for name in ("format", "text_col", "label_col", "encoding", "data_dir"):
         if getattr(args, name, None) is not None:

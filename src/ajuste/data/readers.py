@@ -244,20 +244,22 @@ def _read_tsv(path: Path, encoding: str) -> Rows:
     reading is whole (no quote left open, every row as wide as the header) and the plain one shows a writer's
     quoting: a field in quotes with doubled quotes inside, or rows cut short or made too wide."""
     try:
-        plain: Rows | None = _read_delimited(path, encoding, "\t", csv.QUOTE_NONE)
-        error: DataError | None = None
-    except DataError as exc:
-        plain, error = None, exc
-    if plain is None or _shows_quoting(plain):
-        try:
-            columns, records = _read_delimited(path, encoding, "\t", csv.QUOTE_MINIMAL)
-        except DataError:
-            columns, records = [], []
-        if columns and all(len(record) == len(columns) for record in records):
-            return columns, records
-    if plain is None and error is not None:
-        raise error
-    return plain if plain is not None else ([], [])
+        plain = _read_delimited(path, encoding, "\t", csv.QUOTE_NONE)
+    except DataError as exc:  # too wide a row, perhaps a TAB inside a quoted field: the quoted reading may do
+        quoted = _quoted_tsv(path, encoding)
+        if quoted is None:
+            raise exc from None
+        return quoted
+    return (_quoted_tsv(path, encoding) if _shows_quoting(plain) else None) or plain
+
+
+def _quoted_tsv(path: Path, encoding: str) -> Rows | None:
+    """The file read with quoting, when that reading is whole: no quote left open, every row as wide as the header."""
+    try:
+        columns, records = _read_delimited(path, encoding, "\t", csv.QUOTE_MINIMAL)
+    except DataError:
+        return None
+    return (columns, records) if columns and all(len(record) == len(columns) for record in records) else None
 
 
 def _shows_quoting(rows: Rows) -> bool:

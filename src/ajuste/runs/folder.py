@@ -290,11 +290,11 @@ class RunFolder:
         if folder.is_finished():
             return folder
         if model_folder(path) is not None:  # a run's model folder, or one that TextClassifier.save wrote
-            run = path.parent if path.name == MODEL_DIR and cls(path.parent).is_finished() else None
+            run = cls._holding(path)
             raise RunFolderError(
                 f"{path} is a model folder, not a run folder",
                 expected="a folder written by `ajuste train` or `ajuste tune` (its model, data and split)",
-                fix=f"Pass the run folder that holds it: {run}."
+                fix=f"Pass the run folder that holds it: {run.path}."
                 if run is not None
                 else "ajuste.load(), `ajuste predict` and `ajuste evaluate` read a model folder; "
                 "this needs the run folder.",
@@ -329,10 +329,13 @@ class RunFolder:
         """The run that ``path`` names: a run folder, or a run's own model folder; None for a model folder that
         ``TextClassifier.save`` wrote (no data, split or scores beside it). Refused as :meth:`open` refuses."""
         path = Path(path).expanduser()
-        if model_folder(path) is None:
-            return cls.open(path)
-        run = cls(path.parent)
-        return run if path.name == MODEL_DIR and run.is_finished() else None
+        return cls.open(path) if model_folder(path) is None else cls._holding(path)
+
+    @classmethod
+    def _holding(cls, model: Path) -> RunFolder | None:
+        """The finished run whose ``model/`` folder ``model`` is; None for a model folder standing alone."""
+        run = cls(model.parent)
+        return run if model.name == MODEL_DIR and run.is_finished() else None
 
     def _read_json(self, path: Path) -> Any:
         try:
