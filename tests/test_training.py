@@ -476,6 +476,22 @@ def test_predict_and_evaluate_before_fit_raise_not_fitted() -> None:
     assert isinstance(NotFittedError("x"), ajuste.AjusteError)
 
 
+def test_a_bad_value_from_the_caller_is_a_value_error(tmp_path: Path) -> None:
+    # Python and scikit-learn raise ValueError for a bad argument: `except ValueError` catches ajuste's too
+    with pytest.raises(ValueError, match="unknown model"):
+        ajuste.build("nope")
+    with pytest.raises(ValueError, match="lr"):
+        ajuste.build("bag").compile(lr=-1.0)
+    with pytest.raises(ValueError, match="fit"):
+        ajuste.build("bag").predict(["text"])
+    with pytest.raises(ValueError, match="2 texts but 1 labels"):
+        ajuste.build("bag").fit(["a", "b"], ["x"])
+    # what is not a bad value stays an AjusteError alone: a missing run folder is not the caller's value
+    with pytest.raises(RunFolderError) as missing:
+        ajuste.load(tmp_path / "missing")
+    assert not isinstance(missing.value, ValueError)
+
+
 # -- determinism ----------------------------------------------------------------------------------
 
 

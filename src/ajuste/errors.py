@@ -3,6 +3,10 @@
 The command line turns an :class:`AjusteError` into one line on stderr and exit code 2; anything else
 is an internal error (exit code 1). Messages follow one shape: what went wrong, what was expected,
 what was found, and how to fix it.
+
+A bad value given by the caller (settings, data, a model name, a model used before it was fitted) is also a
+``ValueError``, as Python and scikit-learn raise for one: ``except ValueError`` catches it. A run folder or a
+study that cannot be read, or training that cannot go on, is an :class:`AjusteError` alone.
 """
 
 from __future__ import annotations
@@ -96,11 +100,11 @@ class AjusteError(Exception):
         )
 
 
-class ConfigError(AjusteError):
+class ConfigError(AjusteError, ValueError):
     """Settings that are missing, of the wrong type, or inconsistent with each other."""
 
 
-class DataError(AjusteError):
+class DataError(AjusteError, ValueError):
     """A data file that cannot be read, or whose content cannot make a classification task."""
 
 
@@ -108,7 +112,7 @@ class DatasetUnavailableError(DataError):
     """A built-in dataset that is neither in a data directory, nor cached, nor downloadable."""
 
 
-class ModelError(AjusteError):
+class ModelError(AjusteError, ValueError):
     """An unknown model name, or a checkpoint that is missing, incomplete or incompatible."""
 
 
@@ -116,7 +120,7 @@ class RunFolderError(AjusteError):
     """A run folder that is missing, incomplete, or written by an incompatible version."""
 
 
-class NotFittedError(AjusteError):
+class NotFittedError(AjusteError, ValueError):
     """A classifier used before ``fit`` (or ``ajuste.load``) gave it weights."""
 
 

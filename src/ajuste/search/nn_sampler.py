@@ -551,7 +551,7 @@ def _one_intra_op_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-class MultiObjectiveError(ConfigError, ValueError):
+class MultiObjectiveError(ConfigError):
     """A multi-objective study given to a single-objective sampler: a ValueError, as Optuna's samplers raise."""
 
 
