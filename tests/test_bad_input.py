@@ -646,6 +646,14 @@ def test_evaluate_data_that_is_neither_a_file_nor_a_dataset(cli: Cli, trained_ru
     assert "--dataset" not in message, "evaluate takes the dataset as DATA, not with --dataset"
 
 
+def test_evaluate_with_no_data_or_data_twice(cli: Cli, trained_run: Path, csv_file: Path) -> None:
+    message = user_error(cli("evaluate", str(trained_run)))
+    assert "evaluate needs one source of labelled texts" in message
+    assert "found none" in message and f"ajuste evaluate {trained_run} FILE" in message
+    message = user_error(cli("evaluate", str(trained_run), str(csv_file), "--dataset", "sms-spam"))
+    assert f"found DATA {csv_file} and --dataset sms-spam" in message and "Keep one of them" in message
+
+
 @pytest.fixture
 def incomplete_run(trained_run: Path, tmp_path: Path) -> Path:
     """A run folder whose model/ has its config.json but lost its weights."""

@@ -191,6 +191,14 @@ def test_evaluate_json(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], tmp
     assert scored["data"] == {"rows_read": 11, "scored": 10, "skipped": 1, "seen": {"train": 0, "val": 0}}
 
 
+def test_evaluate_takes_the_data_as_train_does(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]]) -> None:
+    run, data, _ = bag_run
+    positional = ok(cli("evaluate", run, data, "--json")).json()
+    flagged = ok(cli("evaluate", run, "--data", data, "--json")).json()
+    assert flagged["metrics"] == positional["metrics"]
+    assert flagged["data"] == positional["data"]
+
+
 def test_evaluate_says_when_the_texts_trained_or_chose_the_model(
     cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path
 ) -> None:

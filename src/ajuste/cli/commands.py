@@ -276,17 +276,30 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate(args: argparse.Namespace) -> int:
-    from ajuste.data import DataSettings, load_table
+def _evaluation_source(args: argparse.Namespace) -> dict[str, Any]:
+    """Where evaluate's labelled texts come from: DATA (a file, or a built-in dataset's name), --data FILE or
+    --dataset NAME (as train takes them); exactly one."""
     from ajuste.data.builtin import BUILTIN_DATASETS
-    from ajuste.data.prepare import clean
-    from ajuste.runs.folder import RunFolder, load
-    from ajuste.validation import validate
 
-    out = _output(args)
-    started = time.perf_counter()
-    folder = RunFolder.of_model(args.run)  # None for a model folder alone: nothing to say of seen texts
-    if args.data not in BUILTIN_DATASETS and not Path(args.data).exists():
+    given = [
+        f"{flag} {value}"
+        for flag, value in (("DATA", args.data), ("--data", args.path), ("--dataset", args.dataset))
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise ConfigError(
+            "evaluate needs one source of labelled texts",
+            expected="DATA (a data file or a built-in dataset name), --data FILE or --dataset NAME",
+            found=" and ".join(given) if given else "none",
+            fix="Keep one of them." if given else f"Run `ajuste evaluate {args.run} FILE`.",
+        )
+    if args.path is not None:
+        return {"path": args.path}
+    if args.dataset is not None:
+        return {"dataset": args.dataset}
+    if args.data in BUILTIN_DATASETS:
+        return {"dataset": args.data}
+    if not Path(args.data).exists():
         import difflib
 
         near = difflib.get_close_matches(args.data, list(BUILTIN_DATASETS), n=1)
@@ -297,12 +310,24 @@ def evaluate(args: argparse.Namespace) -> int:
             if near
             else "Check the path; `ajuste datasets` lists the built-in datasets.",
         )
+    return {"path": args.data}
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from ajuste.data import DataSettings, load_table
+    from ajuste.data.prepare import clean
+    from ajuste.runs.folder import RunFolder, load
+    from ajuste.validation import validate
+
+    out = _output(args)
+    started = time.perf_counter()
+    folder = RunFolder.of_model(args.run)  # None for a model folder alone: nothing to say of seen texts
+    source = _evaluation_source(args)
     classifier = (  # a run's model (its own model/ folder's too), or a model folder alone
         folder.load(trust_remote_code=args.trust_remote_code)
         if folder is not None
         else load(args.run, trust_remote_code=args.trust_remote_code)
     )
-    source: dict[str, Any] = {"dataset": args.data} if args.data in BUILTIN_DATASETS else {"path": args.data}
     for name in ("format", "text_col", "label_col", "encoding", "data_dir"):
         if getattr(args, name, None) is not None:
             source[name] = getattr(args, name)

@@ -75,12 +75,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--verbose", "-v", action="store_true", help="Log what every step does, on stderr.")
 
 
-def _source(parser: argparse.ArgumentParser) -> None:
-    """``--dataset`` or ``--data``, and the options that read and prepare the data."""
+def _source(parser: argparse.ArgumentParser, *, prepare: bool = True) -> None:
+    """``--dataset`` or ``--data``, and the options that read (and with ``prepare``, prepare) the data."""
     source = parser.add_argument_group("data source")
     source.add_argument("--dataset", help="A built-in dataset (see `ajuste datasets`).")
     source.add_argument("--data", dest="path", metavar="FILE", help="A data file: CSV, TSV, JSONL, Parquet, lines.")
-    add_data_flags(parser)
+    add_data_flags(parser, prepare=prepare)
 
 
 def _opening(parser: argparse.ArgumentParser) -> None:
@@ -145,11 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="Evaluate a trained run on a labelled data file or dataset.",
         description="Score a run folder's model on every labelled row of DATA (a file or "
-        "a built-in dataset name): accuracy with a 95% interval, macro-F1, per class.",
+        "a built-in dataset name; or, as train takes them, --data FILE or --dataset NAME): accuracy with a 95% "
+        "interval, macro-F1, per class.",
     )
     evaluate.add_argument("run", metavar="RUN", help="Run folder of `ajuste train`, or a model folder of save().")
-    evaluate.add_argument("data", metavar="DATA", help="Labelled data file, or a built-in dataset name.")
-    add_data_flags(evaluate, prepare=False)
+    evaluate.add_argument("data", metavar="DATA", nargs="?", help="Labelled data file, or a built-in dataset name.")
+    _source(evaluate, prepare=False)
     evaluate.add_argument("--batch-size", type=int, default=None, help="Texts per batch.")
     _opening(evaluate)
     _common(evaluate)
