@@ -217,8 +217,8 @@ def main() -> None:
     parser.add_argument("--seeds", default=str(DEFAULT_SEED), help="Comma-separated seeds (123).")
     parser.add_argument(
         "--students",
-        help="Comma-separated models to measure again, e.g. 'static, distilled' (all); the teacher always is "
-        "(the others' speed is against it), and the other rows stay as they were measured.",
+        help="Models to measure again, separated by ';', e.g. 'static, distilled;bag, distilled' (all); the "
+        "teacher always is (the others' speed is against it), and the other rows stay as they were measured.",
     )
     args = parser.parse_args()
     students = None if args.students is None else [name.strip() for name in args.students.split(";")]
