@@ -396,6 +396,21 @@ def test_tune_refuses_an_unknown_model_before_the_search(
     assert_nothing_written(out)
 
 
+@pytest.mark.parametrize(
+    ("storage", "said"),
+    [
+        ("foo://x", "unsupported --storage: expected journal:FILE, or postgresql+psycopg://"),
+        ("journal:", "--storage journal: needs a file. Give --storage journal:PATH/study.log."),
+    ],
+)
+def test_tune_with_a_storage_it_cannot_use(cli: Cli, csv_file: Path, out: Path, storage: str, said: str) -> None:
+    # the storage is checked inside the settings' validation: its own message, not pydantic's wrapping of it
+    message = user_error(cli("tune", "--data", csv_file, "--storage", storage, "--trials", "1", "--out", out))
+    assert message.startswith(f"error: {said}"), message
+    assert "invalid settings" not in message and ", got " not in message
+    assert_nothing_written(out)
+
+
 def test_tune_model_flag_and_a_space_with_families(cli: Cli, csv_file: Path, tmp_path: Path, out: Path) -> None:
     config = tmp_path / "search.yaml"
     config.write_text("space:\n  model.family: [bag, gpt]\n", encoding="utf-8")

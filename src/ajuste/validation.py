@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ajuste.data.settings import DataSettings
-from ajuste.errors import ConfigError
+from ajuste.errors import AjusteError, ConfigError
 from ajuste.models.registry import FAMILIES, ModelSettings
 from ajuste.models.settings import FamilySettings
 from ajuste.training.settings import DistillSettings, TrainSettings
@@ -108,12 +108,23 @@ def validation_messages(exc: ValidationError, prefix: str = "") -> list[str]:
     return lines
 
 
+def _invalid(exc: ValidationError, prefix: str) -> AjusteError:
+    """The error to raise for ``exc``: a validator's own AjusteError as it was raised (it is a ValueError, so
+    pydantic wrapped it, and its message already says what was expected and how to fix it), else every problem
+    gathered into one :class:`ConfigError`."""
+    for error in exc.errors():
+        raised = error.get("ctx", {}).get("error")
+        if isinstance(raised, AjusteError):
+            return raised
+    return ConfigError("invalid settings: " + "; ".join(validation_messages(exc, prefix)))
+
+
 def validate(model: type[T], values: dict[str, Any], prefix: str = "") -> T:
     """``model(**values)``, with every problem gathered into one :class:`ConfigError`."""
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError("invalid settings: " + "; ".join(validation_messages(exc, prefix))) from None
+        raise _invalid(exc, prefix) from None
 
 
 def model_settings(values: dict[str, Any]) -> FamilySettings:
@@ -122,4 +133,4 @@ def model_settings(values: dict[str, Any]) -> FamilySettings:
     try:
         return adapter.validate_python(values)
     except ValidationError as exc:
-        raise ConfigError("invalid settings: " + "; ".join(validation_messages(exc, "model"))) from None
+        raise _invalid(exc, "model") from None
