@@ -253,7 +253,7 @@ def test_unreachable_url_says_where_to_put_the_file(isolated: Path, dead_url: st
         locate("sms-spam", url=dead_url)
     message = str(caught.value)
     assert f"could not be downloaded from {dead_url}" in message
-    assert "put the file at DIR/sms_spam/SMSSpamCollection and pass --data-dir DIR" in message
+    assert "put the file at DIR/sms_spam/SMSSpamCollection and pass data_dir=DIR" in message
     assert "AJUSTE_DATA_DIR" in message
     assert cached_files(isolated) == []
 

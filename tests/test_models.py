@@ -73,7 +73,7 @@ def test_a_bag_vocabulary_with_nothing_in_it_is_refused() -> None:
     """min_freq above every count, and no n-gram: every text was the unknown word, one answer for all."""
     texts = [f"w{i} z{i}" for i in range(20)]
     with pytest.raises(
-        ConfigError, match=r"bag vocabulary .* is empty: no word seen at least min_freq=3 times.*--min-freq"
+        ConfigError, match=r"bag vocabulary .* is empty: no word seen at least min_freq=3 times.*Lower min_freq\.$"
     ):
         BagFamily(BagSettings(min_freq=3, ngrams=1)).fit_preprocessing(texts)
     BagFamily(BagSettings(min_freq=3, ngrams=2)).fit_preprocessing(texts)  # the word pairs still tell texts apart

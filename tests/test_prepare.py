@@ -413,7 +413,7 @@ def test_one_class_left_by_deduplication_says_so() -> None:
         prepare(table)
     said = str(caught.value)
     assert "deduplication left one" in said and "after dropping 19 duplicate rows" in said
-    assert "1 text with conflicting labels" in said and "--keep-duplicates" in said
+    assert "1 text with conflicting labels" in said and "dedupe=False" in said
 
 
 def test_too_few_texts_after_undersampling_says_so() -> None:
@@ -422,8 +422,8 @@ def test_too_few_texts_after_undersampling_says_so() -> None:
     with pytest.raises(DataError) as caught:
         prepare(table, balance="undersample")
     said = str(caught.value)
-    assert "too few texts to split" in said and "after --balance undersample cut 43 texts to 6" in said
-    assert "choose another --balance" in said
+    assert "too few texts to split" in said and 'after balance="undersample" cut 43 texts to 6' in said
+    assert "choose another balance" in said
 
 
 def test_labels_that_differ_only_in_case_are_said_and_kept_apart() -> None:
@@ -448,7 +448,7 @@ def test_columns_guessed_by_their_lengths_are_said_and_a_wrong_guess_gets_the_wa
         load_data(DataSettings(path=str(path)))
     message = str(caught.value)
     assert "labels from column 'query' (guessed: neither column has a usual name)" in message
-    assert "pass --text-col query --label-col intent_name" in message
+    assert "pass text_col='query', label_col='intent_name'" in message
     right = tmp_path / "right.csv"
     right.write_text(
         "utterance,intent\n" + "".join(f"ask about my account please {i},i{i % 2}\n" for i in range(30)),

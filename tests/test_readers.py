@@ -84,7 +84,7 @@ def test_tab_extension_is_tsv(tmp_path: Path) -> None:
 
 
 def test_unknown_extension_asks_for_format(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"--format") as caught:
+    with pytest.raises(DataError, match=r"Pass format= one of csv, tsv, jsonl, parquet, lines\.$") as caught:
         detect_format(tmp_path / "data.xml")
     assert "'.xml'" in str(caught.value)
 
@@ -144,11 +144,11 @@ def test_utf16_read_as_utf8_says_which_encoding(tmp_path: Path) -> None:
     body = "text,label\n" + "".join(f"message number {i},a\n" for i in range(20))
     without = tmp_path / "nobom.csv"
     without.write_bytes(body.encode("utf-16-le"))  # iconv, bcp -w: no byte order mark
-    with pytest.raises(DataError, match=r"looks like UTF-16 text without its byte order mark.*--encoding utf-16-le"):
+    with pytest.raises(DataError, match=r"looks like UTF-16 text without its byte order mark.*encoding='utf-16-le'"):
         read_table(without)
     marked = tmp_path / "bom.csv"
     marked.write_bytes(body.encode("utf-16"))
-    with pytest.raises(DataError, match=r"UTF-16's byte order mark at its start.*--encoding utf-16"):
+    with pytest.raises(DataError, match=r"UTF-16's byte order mark at its start.*encoding=\"utf-16\""):
         read_table(marked)
 
 
@@ -161,7 +161,7 @@ def test_a_column_spelt_exactly_wins_over_one_in_another_case(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("first_line", "said"),
     [
-        ("text\tlabel", "looks TSV: pass --format tsv"),
+        ("text\tlabel", "looks TSV: pass format='tsv'"),
         ("text;label", "separated by semicolons"),
         ("sep=;", "separated by semicolons"),  # the hint line a spreadsheet writes
     ],
@@ -355,7 +355,8 @@ def test_wrong_encoding_names_the_byte_and_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not valid utf-8") as caught:
         read_table(path)
     assert "0xe9 at line 3" in str(caught.value)
-    assert "--encoding latin-1" in str(caught.value)
+    assert 'encoding="latin-1"' in str(caught.value)
+    assert "--encoding latin-1" in caught.value.for_command_line()
     assert read_table(path, encoding="latin-1").texts == ["fine", "café crème", "win"]
 
 
@@ -459,7 +460,7 @@ def test_explicit_column_that_is_not_there_suggests_the_closest(tmp_path: Path) 
     assert "Did you mean 'sentense'?" in message
     with pytest.raises(DataError, match="Did you mean 'labl'") as caught:
         read_table(path, text_col="sentense", label_col="Label")
-    assert "--label-col" in str(caught.value)
+    assert "Pass label_col with one of them" in str(caught.value)
 
 
 def test_unguessable_columns_list_what_is_there_and_suggest(tmp_path: Path) -> None:
@@ -467,15 +468,15 @@ def test_unguessable_columns_list_what_is_there_and_suggest(tmp_path: Path) -> N
     with pytest.raises(DataError, match="holds the texts") as caught:
         read_table(path)
     assert "columns id, sentense, labl" in str(caught.value)
-    assert "--text-col 'sentense'" in str(caught.value)
+    assert "Did you mean text_col='sentense'?" in str(caught.value)
     with pytest.raises(DataError, match="holds the labels") as caught:
         read_table(path, text_col="sentense")
-    assert "--label-col 'labl'" in str(caught.value)
+    assert "Did you mean label_col='labl'?" in str(caught.value)
 
 
 def test_unguessable_columns_without_near_name_give_no_false_hint(tmp_path: Path) -> None:
     path = write_rows(tmp_path / "data.csv", ["a", "b", "c"], [[1, 2, 3]])
-    with pytest.raises(DataError, match=r"Pass --text-col NAME\.$"):
+    with pytest.raises(DataError, match=r"Pass text_col=NAME\.$"):
         read_table(path)
 
 
@@ -634,10 +635,10 @@ def test_a_utf8_file_with_a_stray_byte_is_not_sent_to_another_encoding(tmp_path:
         read_table(path)
     message = str(caught.value)
     assert "is UTF-8 but for a few bytes" in message and "byte 0x96 at line 6" in message
-    assert "--encoding" not in message
+    assert "--encoding" not in message and "encoding=" not in message
     latin = tmp_path / "latin.csv"
     latin.write_bytes("\n".join(lines).encode("latin-1"))  # a whole file in another encoding: that advice stays
-    with pytest.raises(DataError, match="--encoding latin-1"):
+    with pytest.raises(DataError, match='encoding="latin-1"'):
         read_table(latin)
 
 

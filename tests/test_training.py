@@ -19,7 +19,7 @@ import torch
 import ajuste
 from ajuste.errors import AjusteError, ConfigError, DataError, NotFittedError, RunFolderError
 from ajuste.training import TextClassifier
-from tests.conftest import make_texts
+from tests.conftest import make_texts, write_csv
 
 TEXTS, LABELS = make_texts(120)
 TRAIN = (TEXTS[:80], LABELS[:80])
@@ -490,6 +490,25 @@ def test_a_bad_value_from_the_caller_is_a_value_error(tmp_path: Path) -> None:
     with pytest.raises(RunFolderError) as missing:
         ajuste.load(tmp_path / "missing")
     assert not isinstance(missing.value, ValueError)
+
+
+def test_a_python_caller_is_told_the_argument_and_the_command_line_the_flag(tmp_path: Path) -> None:
+    texts, labels = make_texts(60)
+    with pytest.raises(ConfigError) as caught:
+        ajuste.build("bag", min_freq=1000, ngrams=1).fit(texts, labels, epochs=1, verbose=False)
+    assert str(caught.value).endswith("Lower min_freq.") and "--" not in str(caught.value)
+    assert caught.value.for_command_line().endswith("Lower --min-freq.")
+    data = write_csv(tmp_path / "data.csv", texts, labels)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine", encoding="utf-8")
+    config = {"data": {"path": str(data)}, "model": {"family": "bag"}, "out": str(taken)}
+    with pytest.raises(RunFolderError) as refused:
+        ajuste.train(config, verbose=False)
+    message = str(refused.value)
+    assert "Choose another out, or pass overwrite=True to replace it." in message and "--" not in message
+    assert "Choose another --out, or pass --overwrite to replace it." in refused.value.for_command_line()
+    assert (taken / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
 # -- determinism ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ study that cannot be read, or training that cannot go on, is an :class:`AjusteEr
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 __all__ = [
@@ -25,11 +26,21 @@ __all__ = [
     "TrainingError",
     "first_line",
     "listing",
+    "spoken",
     "yaml_problem",
 ]
 
 
 E = TypeVar("E", bound="AjusteError")
+
+#: ``[[--flag VALUE||name=value]]`` in a message: what to change, as the command line names it and as Python does.
+_BOTH = re.compile(r"\[\[(.*?)\|\|(.*?)\]\]")
+
+
+def spoken(text: str, *, command_line: bool = False) -> str:
+    """``text`` with each ``[[--flag||argument]]`` in the words of its reader: the flag on the command line, the
+    argument in Python."""
+    return _BOTH.sub(lambda found: found.group(1 if command_line else 2), text)
 
 
 def first_line(exc: BaseException) -> str:
@@ -72,7 +83,11 @@ class AjusteError(Exception):
         self.fix = fix
         super().__init__(self._compose())
 
-    def _compose(self) -> str:
+    def for_command_line(self) -> str:
+        """The message with the command line's flags where Python's arguments stand in ``str()``."""
+        return self._compose(command_line=True)
+
+    def _compose(self, command_line: bool = False) -> str:
         message = self.problem
         details = []
         if self.expected is not None:
@@ -84,7 +99,7 @@ class AjusteError(Exception):
         if self.fix:  # one full stop between the details and the fix, also after a quoted message's own
             message = message.rstrip(".") + f". {self.fix}"
         # One line, always: the CLI prints this as is.
-        return " ".join(message.split())
+        return " ".join(spoken(message, command_line=command_line).split())
 
     @classmethod
     def unreadable(cls: type[E], what: str, exc: OSError, otherwise: str) -> E:

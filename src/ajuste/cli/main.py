@@ -442,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # torch's threads are set where torch is first used (loading or training a model)
         return int(args.handler(args) or 0)
     except AjusteError as exc:
-        sys.stderr.write(f"error: {_named_by_flags(str(exc), sys.argv[1:] if argv is None else argv)}\n")
+        sys.stderr.write(f"error: {_named_by_flags(exc.for_command_line(), sys.argv[1:] if argv is None else argv)}\n")
         return 2
     except KeyboardInterrupt as exc:
         said = "terminated (SIGTERM)" if terminated else "interrupted"

@@ -34,7 +34,9 @@ def load_table(settings: DataSettings) -> Table:
         path: Path = locate(dataset.name, settings.data_dir)
         return read_table(path, file_format=dataset.file_format, encoding="utf-8")
     if settings.path is None:
-        raise ConfigError("no data source given", fix="Pass --dataset NAME or --data FILE.")
+        raise ConfigError(
+            "no data source given", fix="Pass [[--dataset NAME||dataset=NAME]] or [[--data FILE||path=FILE]]."
+        )
     return read_table(
         settings.path,
         file_format=settings.format,

@@ -75,7 +75,7 @@ def get_builtin(name: str) -> BuiltinDataset:
             f"unknown dataset '{name}'",
             expected=f"one of {known}",
             found=f"'{name}'",
-            fix="Run `ajuste datasets` to list them, or pass a data file with --data.",
+            fix="Run `ajuste datasets` to list them, or pass a data file with [[--data||path=]].",
         )
     return BUILTIN_DATASETS[name]
 
@@ -151,7 +151,7 @@ def locate(name: str, data_dir: str | Path | None = None, *, download: bool = Tr
     where = (
         "put the file at DIR/"
         + dataset.relative_path().as_posix()
-        + " and pass --data-dir DIR (or set AJUSTE_DATA_DIR)"
+        + " and pass [[--data-dir DIR||data_dir=DIR]] (or set AJUSTE_DATA_DIR)"
     )
     if explicit:
         raise DatasetUnavailableError(

@@ -209,7 +209,7 @@ def split(
             expected="at least one text in every split",
             found=f"{n} texts, which the fractions {','.join(f'{f:g}' for f in fractions)} "
             f"divide into {n_train}/{n_val}/{n_test}",
-            fix="Add more labelled texts, or change --split.",
+            fix="Add more labelled texts, or change [[--split||split]].",
         )
     val_shares = apportion(n_val, sizes)
     test_shares = apportion(n_test, sizes)
@@ -226,7 +226,7 @@ def split(
 
 
 def cv_folds(
-    data: TextDataset, k: int, seed: int, fix: str = "Lower --cv, or add examples of that class."
+    data: TextDataset, k: int, seed: int, fix: str = "Lower [[--cv||cv]], or add examples of that class."
 ) -> list[tuple[TextDataset, TextDataset]]:
     """Stratified K-fold cross-validation of ``data``, shuffled with ``seed``: (trained on, validated on) per fold.
 
@@ -288,7 +288,8 @@ def _checked_against_test(held: dict[str, TextDataset], report: Report) -> int |
         raise DataError(
             "every validation text is also in the test file, so the model would be chosen on its test",
             found=f"{len(val)} texts in {report['val_file']['source']}, all of them in {report['test_file']['source']}",
-            fix="Give --val-data and --test-data different texts, or leave out --val-data to split it from --data.",
+            fix="Give [[--val-data||val_path]] and [[--test-data||test_path]] different texts, or leave out "
+            "[[--val-data||val_path]] to split it from [[--data||path]].",
         )
     held["val"] = val.subset(kept)
     return len(val) - len(kept)
@@ -324,7 +325,8 @@ def _given_splits(
         raise DataError(
             f"every training text is also in {files}, so none is left to train on",
             found=f"{len(data)} texts in {report.get('source', 'the data')}, all of them in {files}",
-            fix="Give --data the training texts alone, or leave out --val-data/--test-data to split it.",
+            fix="Give [[--data||path]] the training texts alone, or leave out "
+            "[[--val-data/--test-data||val_path/test_path]] to split it.",
         )
     data = data.subset([i for i, text in enumerate(data.texts) if text not in seen])
     report["leak_check"] = {f"removed_from_training_also_in_{name}": leaked.get(name, 0) for name in held}
@@ -379,7 +381,7 @@ def prepare(
             expected="rows with a non-empty text and a label",
             found=f"{len(table)} rows, of which {report['clean']['dropped_empty_text']} without text "
             f"and {report['clean']['dropped_missing_label']} without label",
-            fix="Check the --text-col and --label-col choice.",
+            fix="Check the [[--text-col||text_col]] and [[--label-col||label_col]] choice.",
         )
     counts = data.class_counts()
     if len(counts) < 2:
@@ -390,12 +392,12 @@ def prepare(
                 "a classifier needs at least two classes, and deduplication left one",
                 found=f"{found}, after dropping {report['dedupe']['dropped_duplicates']} duplicate rows ({conflicts} "
                 f"text{'s' if conflicts != 1 else ''} with conflicting labels: the first row's label is kept)",
-                fix="Fix the labels of those texts, or pass --keep-duplicates.",
+                fix="Fix the labels of those texts, or pass [[--keep-duplicates||dedupe=False]].",
             )
         raise DataError(
             "a classifier needs at least two classes",
             found=found,
-            fix="Check the --label-col choice, or add examples of the other classes.",
+            fix="Check the [[--label-col||label_col]] choice, or add examples of the other classes.",
         )
     by_case: dict[str, list[str]] = defaultdict(list)
     for label in sorted(counts):
@@ -424,8 +426,9 @@ def prepare(
                     expected=exc.expected,
                     found=f"{exc.found}, labels from column '{guessed['label']}' (guessed: neither column has a "
                     "usual name)",
-                    fix=f"If the texts are in '{guessed['label']}', pass --text-col {guessed['label']} --label-col "
-                    f"{guessed['text']}; else {(exc.fix or '').lower()[:1]}{(exc.fix or '')[1:]}",
+                    fix=f"If the texts are in '{guessed['label']}', pass [[--text-col {guessed['label']} --label-col "
+                    f"{guessed['text']}||text_col={guessed['label']!r}, label_col={guessed['text']!r}]]; "
+                    f"else {(exc.fix or '').lower()[:1]}{(exc.fix or '')[1:]}",
                 ) from None
             if balance != "undersample":
                 raise
@@ -433,9 +436,10 @@ def prepare(
             raise DataError(  # the texts are few because of balancing: say so, and that it can be changed
                 exc.problem,
                 expected=exc.expected,
-                found=f"{exc.found} after --balance undersample cut {sum(before.values())} texts to {len(data)} "
-                f"(the smallest class's {min(before.values())} of each class)",
-                fix=f"{exc.fix} Or choose another --balance (class_weight keeps every text).",
+                found=f'{exc.found} after [[--balance undersample||balance="undersample"]] cut '
+                f"{sum(before.values())} texts to {len(data)} (the smallest class's {min(before.values())} of each "
+                "class)",
+                fix=f"{exc.fix} Or choose another [[--balance||balance]] (class_weight keeps every text).",
             ) from None
     weights = None
     if balance == "oversample":

@@ -61,7 +61,7 @@ def detect_format(path: Path) -> str:
                 f"cannot tell the format of {path}",
                 expected="one of .csv, .tsv, .jsonl, .json, .parquet, .txt or no extension",
                 found=f"'{suffix}'",
-                fix="Pass --format csv|tsv|jsonl|parquet|lines.",
+                fix="Pass [[--format csv|tsv|jsonl|parquet|lines||format= one of csv, tsv, jsonl, parquet, lines]].",
             ),
         )
     return _EXTENSIONS[suffix]
@@ -85,7 +85,8 @@ def _read_text(path: Path, encoding: str) -> str:
                 "--dataset",
                 DataError(
                     f"data file {path} does not exist",
-                    fix="Check the path (a built-in dataset, listed by `ajuste datasets`, is named with --dataset).",
+                    fix="Check the path (a built-in dataset, listed by `ajuste datasets`, is named with "
+                    "[[--dataset||dataset=]]).",
                 ),
             )
         if path.is_dir():
@@ -120,7 +121,8 @@ def _read_text(path: Path, encoding: str) -> str:
             DataError(
                 f"{path} is not valid {encoding}",
                 found=found,
-                fix="Pass the file's encoding, for example --encoding latin-1 or --encoding cp1252.",
+                fix='Pass the file\'s encoding, for example [[--encoding latin-1||encoding="latin-1"]] or '
+                '[[--encoding cp1252||encoding="cp1252"]].',
             ),
         ) from None
 
@@ -138,7 +140,7 @@ _MAGIC = (
     (b"BZh", "a bzip2-compressed file", "Decompress it first (bunzip2 FILE)."),
     (b"\xfd7zXZ\x00", "an xz-compressed file", "Decompress it first (unxz FILE)."),
     (b"PK\x03\x04", "a zip archive (an Excel workbook is one)", "Unzip it, or save the sheet as CSV."),
-    (b"PAR1", "a Parquet file", "Pass --format parquet, or name it .parquet."),
+    (b"PAR1", "a Parquet file", 'Pass [[--format parquet||format="parquet"]], or name it .parquet.'),
 )
 
 
@@ -168,7 +170,7 @@ def _refuse_utf16_without_bom(path: Path, raw: bytes) -> None:
             DataError(
                 f"{path} is not valid UTF-8",
                 found="UTF-16's byte order mark at its start",
-                fix="Pass the file's encoding: --encoding utf-16.",
+                fix='Pass the file\'s encoding: [[--encoding utf-16||encoding="utf-16"]].',
             ),
         )
     head = raw[:4096]
@@ -183,7 +185,7 @@ def _refuse_utf16_without_bom(path: Path, raw: bytes) -> None:
         DataError(
             f"{path} looks like UTF-16 text without its byte order mark",
             found=f"a NUL byte beside most characters of its first {len(head):,} bytes",
-            fix=f"Pass --encoding {order}.",
+            fix=f"Pass [[--encoding {order}||encoding={order!r}]].",
         ),
     )
 
@@ -230,7 +232,7 @@ def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[
         raise DataError(
             f"{path} is not a valid {'TSV' if delimiter == chr(9) else 'CSV'} file",
             found=f"{exc} in the record that starts at line {start}",
-            fix="Check the quoting on that line, or pass --format.",
+            fix="Check the quoting on that line, or pass [[--format||format]].",
         ) from None
     finally:
         csv.field_size_limit(previous_limit)
@@ -381,7 +383,7 @@ def _read_lines(path: Path, encoding: str) -> Rows:
                 f"line {number} of {path} has no TAB",
                 expected="label<TAB>text on every line",
                 found=repr(line[:40]),
-                fix="Use --format csv/tsv/jsonl for files with a header.",
+                fix="Use [[--format csv/tsv/jsonl||format= csv, tsv or jsonl]] for files with a header.",
             )
         records.append({"label": label, "text": text})
     return ["label", "text"], records
@@ -460,7 +462,10 @@ def resolve_columns(
     """The text and label columns: the ones asked for, or a guess when there is an obvious pair; and whether
     neither had a usual name, so that the longer values decided which is the text."""
     shown = ", ".join(columns) if columns else "none"
-    for asked, role, flag in ((text_col, "text", "--text-col"), (label_col, "label", "--label-col")):
+    for asked, role, flag in (
+        (text_col, "text", "[[--text-col||text_col]]"),
+        (label_col, "label", "[[--label-col||label_col]]"),
+    ):
         if asked is not None and asked not in columns:
             raise DataError(
                 f"{role} column '{asked}' not in {path}",
@@ -495,7 +500,8 @@ def resolve_columns(
         raise DataError(
             f"cannot tell which column of {path} holds the {missing}s",
             found=f"columns {shown}",
-            fix=f"Pass --{missing}-col NAME.{f' Did you mean --{missing}-col {hint!r}?' if hint else ''}",
+            fix=f"Pass [[--{missing}-col NAME||{missing}_col=NAME]]."
+            + (f" Did you mean [[--{missing}-col {hint!r}||{missing}_col={hint!r}]]?" if hint else ""),
         )
     return text, label, by_length
 
@@ -556,7 +562,7 @@ def _refuse_another_format(path: Path, kind: str, columns: list[str]) -> None:
                 DataError(
                     f"{path} reads as {kind.upper()} into one column named {columns[0]!r}",
                     expected="columns separated by " + ("commas" if kind == "csv" else "TABs"),
-                    fix=f"The file looks {name.upper()}: pass --format {name}.",
+                    fix=f"The file looks {name.upper()}: pass [[--format {name}||format={name!r}]].",
                 ),
             )
     if kind == "csv" and ";" in columns[0]:
@@ -610,7 +616,7 @@ def read_texts(
     file_format: str = "auto",
     text_col: str | None = None,
     encoding: str = "utf-8",
-    flag: str = "--text-col",
+    flag: str = "[[--text-col||text_col]]",
     given_by: str | None = None,
 ) -> tuple[list[str | None], list[object] | None]:
     """Every row's text (``None`` where missing) and ids (from an ``id`` column, if any), for prediction.
@@ -658,7 +664,7 @@ def read_texts(
         raise DataError(
             f"cannot tell which column of {path} holds the texts",
             found=f"columns {', '.join(columns)}",
-            fix=f"Pass {flag} NAME.",
+            fix=f"Name it with {flag}.",
         )
     id_column = _find_column(("id",), [c for c in columns if c != text])
     return _column(path, records, text), _ids(records, id_column)

@@ -138,7 +138,7 @@ class BagFamily(EmbeddingBagFamily):
             raise ConfigError(
                 "the bag vocabulary of the training texts is empty: "
                 + (f"no word seen at least min_freq={s.min_freq} times" if s.min_freq > 1 else "no words in the texts"),
-                fix="Lower --min-freq." if s.min_freq > 1 else "Give texts with words.",
+                fix="Lower [[--min-freq||min_freq]]." if s.min_freq > 1 else "Give texts with words.",
             )
         self.vocabulary = vocabulary
 
@@ -148,7 +148,10 @@ class BagFamily(EmbeddingBagFamily):
 
     def _check_memory(self, num_labels: int, training: bool) -> None:
         # refused before allocating: a table too large for memory would otherwise swap, then be killed
-        smaller = "Use a smaller --buckets or --embed-dim (or --ngrams 1, which needs no buckets)"
+        smaller = (
+            "Use a smaller [[--buckets||buckets]] or [[--embed-dim||embed_dim]] (or [[--ngrams 1||ngrams=1]], which "
+            "needs no buckets)"
+        )
         check_memory(self.name, self.parameter_count(num_labels), smaller, training=training)
 
     def build(self, num_labels: int) -> nn.Module:

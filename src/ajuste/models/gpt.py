@@ -110,7 +110,7 @@ class GPTFamily(Family):
 
     def _check_memory(self, num_labels: int, training: bool) -> None:
         # refused before allocating: a model too large for memory would otherwise swap, then be killed
-        smaller = "Use a smaller --emb-dim, --num-layers or --vocab-size"
+        smaller = "Use a smaller [[--emb-dim||emb_dim]], [[--num-layers||num_layers]] or [[--vocab-size||vocab_size]]"
         check_memory(self.name, self.parameter_count(num_labels), smaller, training=training)
 
     def build(self, num_labels: int) -> nn.Module:

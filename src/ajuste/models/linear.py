@@ -142,7 +142,9 @@ class LinearFamily(Family):
                         if unit == "words"
                         else ""
                     ),
-                    fix="Lower --min-df." if rare else "Use --analyzer char (character n-grams), or --model bag.",
+                    fix="Lower [[--min-df||min_df]]."
+                    if rare
+                    else 'Use [[--analyzer char||analyzer="char"]] (character n-grams), or the bag family.',
                 ) from None
             self.vectorizers.append(vectorizer)
         vocabularies = [{str(k): int(v) for k, v in vec.vocabulary_.items()} for vec in self.vectorizers]
@@ -208,7 +210,7 @@ class LinearFamily(Family):
 
     def build(self, num_labels: int) -> nn.Module:
         scores = self._num_scores(num_labels)
-        smaller = "Use a smaller --max-features or --min-df above 1, or fewer n-grams"
+        smaller = "Use a smaller [[--max-features||max_features]] or [[--min-df||min_df]] above 1, or fewer n-grams"
         check_memory(self.name, self.num_features * scores + 3 * scores, smaller)
         return SparseLinear(self.num_features, scores, num_labels, self.settings.classifier == "svm")
 

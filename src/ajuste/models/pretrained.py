@@ -59,14 +59,15 @@ def minilm_path() -> Path:
 
 def _check_folder(folder: Path) -> None:
     if not folder.is_dir():
-        raise ModelError(f"checkpoint {folder} is not a folder", fix="Point --model at a checkpoint folder.")
+        raise ModelError(f"checkpoint {folder} is not a folder", fix="Point [[--model||model]] at a checkpoint folder.")
     own = ajuste_model_dir(folder)
     if own is not None:
         raise ModelError(
             f"{folder} is an ajuste {'run' if own != folder else 'model'} folder, not a transformers checkpoint",
             expected="a model family or a checkpoint folder (config.json, weights, tokenizer)",
-            fix="predict, evaluate, serve and export use a run folder as it is; `ajuste distill RUN` teaches "
-            "what it learnt to a new model, and `--model static --encoder RUN` reads a pretrained run's encoder.",
+            fix="predict, evaluate, serve and export use a run folder as it is; [[`ajuste distill RUN`||"
+            "ajuste.distill(RUN)]] teaches what it learnt to a new model, and [[`--model static --encoder RUN`||"
+            "the static family with encoder=RUN]] reads a pretrained run's encoder.",
         )
     missing = []
     if not (folder / "config.json").is_file():
@@ -137,8 +138,8 @@ def refuse_own_code(folder: Path, trust: bool) -> None:
         raise ModelError(
             f"the model in {folder} needs its own Python code to load, and a folder never runs code by itself",
             found=reason,
-            fix="If you trust whoever made this folder, pass --trust-remote-code on this command "
-            "(trust_remote_code=True in Python).",
+            fix="If you trust whoever made this folder, pass [[--trust-remote-code on this command||"
+            "trust_remote_code=True on this call]].",
         )
 
 
@@ -321,7 +322,7 @@ class PretrainedFamily(Family):
                 found=f"no such folder, not in the local hub cache, and the hub ({unreachable}) cannot be reached"
                 if unreachable
                 else first_line(exc),
-                fix=f"Did you mean --model {near}?"
+                fix=f"Did you mean [[--model {near}||{near!r}]]?"
                 if (near := _near_family(location))
                 else "Check the name; without a network, download the checkpoint elsewhere and pass its folder.",
             ) from None

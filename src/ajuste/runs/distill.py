@@ -64,7 +64,10 @@ def _unlabeled(settings: DistillSettings) -> list[str]:
     if settings.unlabeled is None:
         return []
     texts, _ = read_texts(
-        settings.unlabeled, text_col=settings.unlabeled_col, flag="--unlabeled-col", given_by="--unlabeled"
+        settings.unlabeled,
+        text_col=settings.unlabeled_col,
+        flag="[[--unlabeled-col||unlabeled_col]]",
+        given_by="[[--unlabeled||unlabeled]]",
     )
     return [" ".join(text.split()) for text in texts if text and text.strip()]
 

@@ -97,7 +97,7 @@ def write_yaml(path: Path, content: dict[str, Any]) -> None:
 
 
 #: How to get out of a refused output folder.
-_ELSEWHERE = "Choose another --out."
+_ELSEWHERE = "Choose another [[--out||out]]."
 
 
 class RunFolder:
@@ -157,12 +157,13 @@ class RunFolder:
         if target.exists() and not overwrite and any(target.iterdir()):
             raise RunFolderError(
                 f"the output folder {target} already exists",
-                fix="Choose another --out, or pass --overwrite to replace it.",
+                fix="Choose another [[--out||out]], or pass [[--overwrite||overwrite=True]] to replace it.",
             )
         if overwrite and self.tune_file.is_file():
             raise RunFolderError(
                 f"{target} holds a search",
-                fix="Choose another --out; `ajuste tune --overwrite` is the way to discard a search.",
+                fix="Choose another [[--out||out]]; [[`ajuste tune --overwrite`||ajuste.tune(..., overwrite=True)]] "
+                "is the way to discard a search.",
             )
         if overwrite:
             self._refuse_foreign_content()
@@ -182,7 +183,7 @@ class RunFolder:
                 f"cannot write the output folder {target}",
                 expected="a place this user may create folders in",
                 found=problem.strerror or type(problem).__name__,
-                fix="Choose another --out, or give this user write permission there.",
+                fix="Choose another [[--out||out]], or give this user write permission there.",
             )
         resolved = target.resolve()
         for given in inputs:
@@ -208,10 +209,10 @@ class RunFolder:
         names = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
         if names:
             raise RunFolderError(
-                f"--overwrite replaces a run folder, and {self.path} is not one",
+                f"[[--overwrite||overwrite=True]] replaces a run folder, and {self.path} is not one",
                 expected=f"a folder written by ajuste ({RUN_FILE} or {MODEL_DIR}/{MODEL_CONFIG}), or an empty one",
                 found=listing(names),
-                fix="Choose another --out, or move those files away yourself.",
+                fix="Choose another [[--out||out]], or move those files away yourself.",
             )
 
     def clean(self) -> None:
@@ -414,7 +415,7 @@ class RunFolder:
                 raise RunFolderError(
                     f"another `ajuste tune` is running in {self.path}",
                     fix="Wait for it to end (or stop it with Ctrl-C) before resuming or overwriting this search; "
-                    "another --out (with --storage to share the study) runs beside it.",
+                    "another [[--out||out]] (with [[--storage||storage]] to share the study) runs beside it.",
                 ) from None
             yield
         except BaseException:
@@ -433,7 +434,7 @@ class RunFolder:
         if not overwrite:
             raise RunFolderError(
                 f"the output folder {self.path} already exists and holds no search",
-                fix="Choose another --out, or pass --overwrite to replace it.",
+                fix="Choose another [[--out||out]], or pass [[--overwrite||overwrite=True]] to replace it.",
             )
         self._refuse_foreign_content()
 

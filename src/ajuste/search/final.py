@@ -228,7 +228,7 @@ def _rescored(objective: Objective, study: optuna.Study) -> tuple[FrozenTrial, R
     if not scored:
         raise TrainingError(
             "no trial could be re-scored",
-            fix="Look at the warnings above; run without --rescore to keep the best trial.",
+            fix="Look at the warnings above; run without [[--rescore||rescore]] to keep the best trial.",
         )
     maximize = config.tune.direction == "maximize"
 

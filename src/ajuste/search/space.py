@@ -539,7 +539,9 @@ def parse_space(
     if not raw:
         chosen = list(families) or ([base["family"]] if "family" in base else []) or list(default_families)
         if not chosen:
-            raise ConfigError("no search space", fix="Give --model, or a `space:` section in --config.")
+            raise ConfigError(
+                "no search space", fix="Give [[--model||model]], or [[a `space:` section in --config||space]]."
+            )
         raw = default_space(chosen)
     if not isinstance(raw, Mapping):
         raise ConfigError("invalid search space", expected="a mapping of settings", found=type(raw).__name__)
@@ -662,7 +664,7 @@ def _families(
     if unknown:
         problems.add("model.family", f"unknown family {', '.join(unknown)}; expected {', '.join(FAMILIES)}")
     if not chosen and spec is None:
-        problems.add("model.family", "the space names no model family; add model.family or give --model")
+        problems.add("model.family", "the space names no model family; add model.family or give [[--model||model]]")
     asked = list(families) or ([base["family"]] if "family" in base else [])
     if spec is not None and asked and not set(asked) <= set(chosen):
         problems.add(
@@ -677,7 +679,11 @@ def _families(
             and not base.get("checkpoint")
             and "model.checkpoint" not in dict(blocks.get(name) or {})
         ):
-            problems.add(name, f"needs a checkpoint: give --model PATH_OR_HUB_ID, or {name}.model.checkpoint")
+            problems.add(
+                name,
+                f"needs a checkpoint: give [[--model PATH_OR_HUB_ID||model=PATH_OR_HUB_ID]], or "
+                f"{name}.model.checkpoint",
+            )
     for name in blocks:
         if name not in chosen:
             problems.add(name, f"a sub-space for a family that model.family does not include ({', '.join(chosen)})")

@@ -172,9 +172,11 @@ def _open_search(folder: RunFolder, config: TuneConfig, overwrite: bool, finaliz
                 f"{folder.path} holds another search (different data, space or search settings)",
                 expected=f"fingerprint {config.fingerprint()}",
                 found=info.fingerprint,
-                fix="Give --finalize the data, space and search settings the search was started with."
+                fix="Give [[--finalize||finalize=True]] the data, space and search settings the search was started "
+                "with."
                 if finalize
-                else "Choose another --out, or pass --overwrite to start this search afresh.",
+                else "Choose another [[--out||out]], or pass [[--overwrite||overwrite=True]] to start this search "
+                "afresh.",
             )
         ran = folder.report_file.is_file() or folder.is_finished()  # trials ran here: the study was in the folder
         if info.storage is None and ran and not folder.study_file.is_file():
@@ -182,7 +184,8 @@ def _open_search(folder: RunFolder, config: TuneConfig, overwrite: bool, finaliz
                 f"the search in {folder.path} has lost its study: {folder.study_file.name} is missing",
                 fix="Restore it from a copy to resume."
                 if finalize
-                else "Restore it from a copy to resume, or pass --overwrite to start the search afresh.",
+                else "Restore it from a copy to resume, or pass [[--overwrite||overwrite=True]] to start the search "
+                "afresh.",
             )
         return info
     settings = config.tune
@@ -267,7 +270,7 @@ def _same_study(study: optuna.Study, identity: dict[str, str], url: str) -> None
             expected=", ".join(f"{part} {recorded.get(part)}" for part in different),
             found=", ".join(f"{part} {identity[part]}" for part in different),
             fix="Start every worker of a study with the same data, split, space and search settings "
-            "(or give this one another --study).",
+            "(or give this one another [[--study||study]]).",
         )
 
 
@@ -367,7 +370,8 @@ def _finalize(
             if finalize:
                 raise SearchError(
                     f"study '{info.study}' still has {elsewhere} trials running",
-                    fix="Wait for its workers to end them (the last one finalizes by itself), then run --finalize.",
+                    fix="Wait for its workers to end them (the last one finalizes by itself), then run "
+                    "[[--finalize||again with finalize=True]].",
                 )
             return None, None, elsewhere
         final = finish(folder, objective, study, info, started)
@@ -419,13 +423,16 @@ def run_tune(
         space, coarsening = space.coarsened(config.tune.trials)
     grid_size = len(space.grid()) if config.tune.sampler == "grid" else None
     if not finalize and config.tune.trials is None and config.tune.timeout is None and grid_size is None:
-        raise ConfigError("no budget for the search", fix="Give --trials N and/or --timeout 10m.")
+        raise ConfigError(
+            "no budget for the search", fix='Give [[--trials N||trials=N]] and/or [[--timeout 10m||timeout="10m"]].'
+        )
     folder.check_search_target(overwrite, read_paths(config))
     if finalize and not config.tune.storage and (overwrite or folder.read_search_info() is None):
         raise RunFolderError(
             f"there is no search in {folder.path} to finalize",
-            fix="Point --out at the folder of a search (or pass --storage and --study of a shared one); "
-            "--finalize never starts one, and --overwrite would discard it.",
+            fix="Point [[--out||out]] at the folder of a search (or pass [[--storage||storage]] and [[--study||study]] "
+            "of a shared one); [[--finalize||finalize=True]] never starts one, and [[--overwrite||overwrite=True]] "
+            "would discard it.",
         )
     # a shared storage is opened before anything is written: one that cannot be used leaves no search behind
     shared = open_storage(config.tune.storage, heartbeat=config.tune.heartbeat) if config.tune.storage else None
@@ -439,7 +446,7 @@ def run_tune(
                 data.train_and_val(),
                 RESCORE_FOLDS,
                 config.seed,
-                f"Drop --rescore (it re-scores on {RESCORE_FOLDS} folds), or add examples of that class.",
+                f"Drop [[--rescore||rescore]] (it re-scores on {RESCORE_FOLDS} folds), or add examples of that class.",
             )
             if config.tune.rescore
             else None
@@ -532,7 +539,11 @@ def _students(config: TuneConfig, space: SearchSpace, data: PreparedData) -> Stu
     if solvers:
         raise ConfigError(
             f"{', '.join(solvers)} cannot learn from a teacher: fitted by a solver on the labels alone",
-            fix="Search students trained by gradient descent: --model " + ",".join(student_families()) + ".",
+            fix="Search students trained by gradient descent: [[--model "
+            + ",".join(student_families())
+            + "||model="
+            + repr(student_families())
+            + "]].",
         )
     return student_data(config.distill, data, config.seed)
 
@@ -545,10 +556,11 @@ def _screen(config: TuneConfig, data: PreparedData) -> TextDataset | None:
     classes = len(set(data.train.labels))
     if not classes <= size < len(data.train):
         raise ConfigError(
-            f"--screen {size} does not fit the training split",
+            f"[[--screen {size}||screen={size}]] does not fit the training split",
             expected=f"a number of texts from {classes} (one per class) to {len(data.train) - 1}",
             found=f"{len(data.train):,} training texts in {classes} classes",
-            fix="Give a smaller --screen, or --screen auto (a quarter, on larger data) or --screen off.",
+            fix='Give a smaller [[--screen||screen]], or [[--screen auto||screen="auto"]] (a quarter, on larger '
+            'data) or [[--screen off||screen="off"]].',
         )
     return stratified_sample(data.train, size, config.seed)
 

@@ -75,7 +75,7 @@ class EnsembleClassifier(TextClassifier):
             raise ConfigError(
                 f"cannot {action} an ensemble",
                 fix="Use one of its members (ajuste.load(RUN/model/members/0) is the best trial's model), or a run "
-                "tuned with --ensemble 1.",
+                "tuned with [[--ensemble 1||ensemble=1]].",
             )
         if self.family_ is None or self.classes_ is None:
             raise NotFittedError(f"cannot {action}: the ensemble was not opened", fix="Use ajuste.load(RUN).")

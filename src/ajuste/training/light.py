@@ -251,7 +251,7 @@ def check_batch_size(batch_size: int | None) -> int | None:
         raise ConfigError(
             "the batch size must be at least 1",
             found=str(batch_size),
-            fix="Give a positive batch size (--batch-size N, batch_size=N), or none.",
+            fix="Give a positive batch size ([[--batch-size N||batch_size=N]]), or none.",
         )
     return batch_size
 

@@ -213,7 +213,8 @@ class GradientEpochs:
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the training loss became {loss.item()} at epoch {epoch}, batch {step}",
-                    fix="Lower the learning rate (--lr) or enable gradient clipping (--max-grad-norm).",
+                    fix="Lower the learning rate ([[--lr||lr]]) or enable gradient clipping "
+                    "([[--max-grad-norm||max_grad_norm]]).",
                 )
             (loss / plan.grad_accum).backward()
             if step % plan.grad_accum == 0 or step == len(batches):
