@@ -27,8 +27,10 @@ ROWS: list[tuple[str, list[str]]] = [
     ("gpt", ["--model", "gpt"]),
     ("minilm-last_block", ["--model", "minilm", "--trainable", "last_block"]),
     ("minilm-all", ["--model", "minilm", "--trainable", "all"]),
-    # the bundled MiniLM's vectors of its word pieces in the training texts' context, frozen, under a linear layer
+    # the bundled MiniLM's vectors of its word pieces in the training texts' context, frozen, under a linear layer:
+    # by default its last layer's beside its embedding layer's; the last layer's alone (the default until 2026-12-01)
     ("static", ["--model", "static"]),
+    ("static-last", ["--model", "static", "--layers", "last"]),
 ]
 
 
@@ -76,13 +78,20 @@ def measure(name: str, flags: list[str], data_flags: list[str], texts: list[str]
         "predict_texts_per_second": round(prediction_speed(out, texts), 1),
         "predicted_texts": len(texts),
         "measured": machine()["date"],
+        "bf16_native": machine()["bf16_native"],
     }
+
+
+def when(row: dict[str, Any]) -> str:
+    """The row's date, and whether its CPU had native bf16 (pretrained models predict in bf16 only where it has)."""
+    native = row.get("bf16_native")
+    return row["measured"] + ("" if native is None else ", native bf16" if native else ", no native bf16")
 
 
 def table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     lines = [
-        "| dataset | command | seconds | val acc | test acc (95% interval) | test texts | predict texts/s |",
-        "| --- | --- | ---: | ---: | --- | ---: | ---: |",
+        "| dataset | command | seconds | val acc | test acc (95% interval) | test texts | predict texts/s | measured |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | --- |",
     ]
     for dataset, rows in results.items():
         for r in rows:
@@ -90,7 +99,7 @@ def table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
             lines.append(
                 f"| {dataset} | `{r['command']}` | {r['seconds']:.1f} | {pct(r['val'])} | "
                 f"{pct(r['test'])} ({pct(low)}–{pct(high)}) | {r['test_texts']} | "
-                f"{r['predict_texts_per_second']:,.0f} |"
+                f"{r['predict_texts_per_second']:,.0f} | {when(r)} |"
             )
     return lines
 
@@ -134,11 +143,12 @@ def main() -> None:
         "## Every family at its defaults, on both datasets (bench/bench_families.py)",
         "",
         f"Measured {', '.join(sorted({r['measured'] for rs in results.values() for r in rs}))} (each row's date in "
-        f"bench/out/families.json) on {info['cpu']}, {info['cores']} cores, torch {info['torch']}. sms: the built-in "
+        f"its last column) on {info['cpu']}, {info['cores']} cores, torch {info['torch']}. sms: the built-in "
         "dataset's default protocol (deduplicated, ham undersampled, 70/10/20, seed 123); ag: "
         "../shared/datasets/ag_news_test (7,600 texts, 4 topics) with the default 70/10/20 split, seed 123. "
         "Seconds: the whole `ajuste train` command in a new process. Predict: texts per second of `predict` "
-        "over every text of the dataset (5,574 SMS; 7,600 news), the run loaded and warmed up first.",
+        "over every text of the dataset (5,574 SMS; 7,600 news), the run loaded and warmed up first. The CPU "
+        "changed on 2026-12-01 (no native bf16 since): seconds and speeds of rows of different dates do not compare.",
         "",
         *table(results),
     ]
