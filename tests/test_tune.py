@@ -577,3 +577,14 @@ def test_a_model_setting_given_with_its_family_is_fixed_not_searched() -> None:
     space = search_space(config)
     assert not any("embed_dim" in name for name in space.distributions())
     assert space.fixed_by_user == {"model.embed_dim": 8}
+
+
+def test_a_trial_line_shows_a_solver_family_no_training_settings(data_file: Path, tmp_path: Path, cli: Cli) -> None:
+    # `linear` is solved in one pass: its space fixes epochs=1, which the line used to show as a setting
+    result = ok(cli("tune", "--data", data_file, "--model", "linear,bag", "--trials", "2", "--out", tmp_path / "run"))
+    lines = [line for line in (result.out + result.err).splitlines() if line.startswith("trial ")]
+    linear = [line for line in lines if "  linear " in line]
+    bag = [line for line in lines if "  bag " in line]
+    assert linear and bag, lines
+    assert all("classifier=" in line and "epochs=" not in line for line in linear), linear
+    assert all("epochs=" in line for line in bag), bag

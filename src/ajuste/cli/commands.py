@@ -103,10 +103,15 @@ def _data_source(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _short(settings: dict[str, Any]) -> str:
-    """``gpt num_layers=2 lr=0.0012``: a trial's settings in one short line."""
-    parts = [str(settings.get("model.family", ""))]
+    """``gpt num_layers=2 lr=0.0012``: a trial's settings in one short line; for a family fitted by a solver
+    (``linear``), its model settings alone: the training settings (its space fixes ``epochs=1``) mean nothing to it."""
+    from ajuste.models.registry import FAMILIES, registration
+
+    family = str(settings.get("model.family", ""))
+    solver = family in FAMILIES and registration(family).solver
+    parts = [family]
     for key, value in settings.items():
-        if key == "model.family":
+        if key == "model.family" or (solver and key.startswith("train.")):
             continue
         shown = f"{value:.3g}" if isinstance(value, float) else str(value)
         parts.append(f"{key.split('.', 1)[1]}={shown}")
