@@ -669,6 +669,13 @@ def test_evaluate_with_no_data_or_data_twice(cli: Cli, trained_run: Path, csv_fi
     assert f"found DATA {csv_file} and --dataset sms-spam" in message and "Keep one of them" in message
 
 
+def test_evaluate_with_a_data_flag_naming_nothing(cli: Cli, trained_run: Path, tmp_path: Path) -> None:
+    message = user_error(cli("evaluate", str(trained_run), "--dataset", "sms-spm"))
+    assert "--dataset sms-spm is not a built-in dataset" in message and "Did you mean sms-spam?" in message
+    missing = tmp_path / "missing.csv"
+    assert f"--data {missing} does not exist" in user_error(cli("evaluate", str(trained_run), "--data", missing))
+
+
 @pytest.fixture
 def incomplete_run(trained_run: Path, tmp_path: Path) -> Path:
     """A run folder whose model/ has its config.json but lost its weights."""

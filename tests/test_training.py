@@ -511,6 +511,12 @@ def test_a_python_caller_is_told_the_argument_and_the_command_line_the_flag(tmp_
     assert (taken / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
+def test_a_python_list_may_end_the_argument_s_wording() -> None:
+    error = ConfigError("linear cannot learn from a teacher", fix="Search [[--model bag,gpt||model=['bag', 'gpt']]].")
+    assert str(error).endswith("Search model=['bag', 'gpt'].")
+    assert error.for_command_line().endswith("Search --model bag,gpt.")
+
+
 # -- determinism ----------------------------------------------------------------------------------
 
 

@@ -421,6 +421,26 @@ def test_a_search_where_every_trial_fails_says_why_and_still_reports(
     assert "Failed trials" in report.read_text(encoding="utf-8")
 
 
+def test_a_failed_trial_says_what_to_change_in_its_reader_s_words(
+    cli: Cli, data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fit_from(self: TextClassifier, *args: Any, **kwargs: Any) -> Any:
+        raise TrainingError("the training loss became nan", fix="Lower the learning rate ([[--lr||lr]]).")
+
+    monkeypatch.setattr(TextClassifier, "fit_from", fit_from)
+    out = tmp_path / "run"
+    result = cli(*tune_command(data_file, out, "--trials", "2"))
+    trial_lines = [line for line in result.out.splitlines() + result.err.splitlines() if line.startswith("trial ")]
+    assert trial_lines and all("Lower the learning rate (--lr)" in line for line in trial_lines), trial_lines
+    last = result.err.strip().splitlines()[-1]
+    assert "first error: TrainingError: the training loss became nan. Lower the learning rate (--lr)" in last
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "Lower the learning rate (lr)" in report and "[[" not in report
+    with pytest.raises(TrainingError) as caught:
+        tune(str(data_file), model="bag", trials=1, out=tmp_path / "python")
+    assert "Lower the learning rate (lr)" in str(caught.value) and "--lr" not in str(caught.value)
+
+
 # -- refit and the Python API ------------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ __all__ = [
 E = TypeVar("E", bound="AjusteError")
 
 #: ``[[--flag VALUE||name=value]]`` in a message: what to change, as the command line names it and as Python does.
-_BOTH = re.compile(r"\[\[(.*?)\|\|(.*?)\]\]")
+_BOTH = re.compile(r"\[\[(.*?)\|\|(.*?)\]\](?!\])")  # a Python list may end the argument: ...]]]
 
 
 def spoken(text: str, *, command_line: bool = False) -> str:
@@ -87,7 +87,12 @@ class AjusteError(Exception):
         """The message with the command line's flags where Python's arguments stand in ``str()``."""
         return self._compose(command_line=True)
 
-    def _compose(self, command_line: bool = False) -> str:
+    def marked(self) -> str:
+        """The message with both wordings kept (``[[--flag||argument]]``), for a record that either may show:
+        :func:`spoken` renders it for its reader."""
+        return self._compose(command_line=None)
+
+    def _compose(self, command_line: bool | None = False) -> str:
         message = self.problem
         details = []
         if self.expected is not None:
@@ -99,7 +104,7 @@ class AjusteError(Exception):
         if self.fix:  # one full stop between the details and the fix, also after a quoted message's own
             message = message.rstrip(".") + f". {self.fix}"
         # One line, always: the CLI prints this as is.
-        return " ".join(spoken(message, command_line=command_line).split())
+        return " ".join((message if command_line is None else spoken(message, command_line=command_line)).split())
 
     @classmethod
     def unreadable(cls: type[E], what: str, exc: OSError, otherwise: str) -> E:

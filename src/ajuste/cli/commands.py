@@ -11,7 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from ajuste.cli.output import Output
-from ajuste.errors import AjusteError, ConfigError, DataError
+from ajuste.errors import AjusteError, ConfigError, DataError, spoken
 
 __all__ = ["cache", "datasets", "distill", "evaluate", "export", "predict", "report", "train", "tune"]
 
@@ -172,7 +172,7 @@ def tune(args: argparse.Namespace) -> int:
             best = ""
         if trial.state == TrialState.PRUNED:
             state = how_pruned(trial)
-        reason = f"  ({trial.user_attrs['error']})" if trial.state == TrialState.FAIL else ""
+        reason = f"  ({spoken(trial.user_attrs['error'], command_line=True)})" if trial.state == TrialState.FAIL else ""
         out.say(
             f"trial {trial.number:3d} {state:9s} {value:24s} {best:12s} {trial.user_attrs.get('seconds', 0):6.1f}s  "
             f"{_short(trial.user_attrs.get('settings', {}))}{reason}"
@@ -283,7 +283,7 @@ def report(args: argparse.Namespace) -> int:
 
 def _evaluation_source(args: argparse.Namespace) -> dict[str, Any]:
     """Where evaluate's labelled texts come from: DATA (a file, or a built-in dataset's name), --data FILE or
-    --dataset NAME (as train takes them); exactly one."""
+    --dataset NAME (as train takes them); exactly one, checked before the model loads."""
     from ajuste.data.builtin import BUILTIN_DATASETS
 
     given = [
@@ -299,23 +299,25 @@ def _evaluation_source(args: argparse.Namespace) -> dict[str, Any]:
             fix="Keep one of them." if given else f"Run `ajuste evaluate {args.run} FILE`.",
         )
     if args.path is not None:
+        if not Path(args.path).exists():
+            raise DataError(f"--data {args.path} does not exist", fix="Check the path.")
         return {"path": args.path}
-    if args.dataset is not None:
-        return {"dataset": args.dataset}
-    if args.data in BUILTIN_DATASETS:
-        return {"dataset": args.data}
-    if not Path(args.data).exists():
-        import difflib
+    name = args.data if args.dataset is None else args.dataset
+    if name in BUILTIN_DATASETS:
+        return {"dataset": name}
+    if args.dataset is None and Path(name).exists():
+        return {"path": name}
+    import difflib
 
-        near = difflib.get_close_matches(args.data, list(BUILTIN_DATASETS), n=1)
-        raise DataError(
-            f"DATA {args.data} is neither a data file nor a built-in dataset",
-            expected="a labelled data file, or a built-in dataset: " + ", ".join(BUILTIN_DATASETS),
-            fix=f"Did you mean {near[0]}?"
-            if near
-            else "Check the path; `ajuste datasets` lists the built-in datasets.",
-        )
-    return {"path": args.data}
+    near = difflib.get_close_matches(name, list(BUILTIN_DATASETS), n=1)
+    raise DataError(
+        f"DATA {name} is neither a data file nor a built-in dataset"
+        if args.dataset is None
+        else f"--dataset {name} is not a built-in dataset",
+        expected=("a labelled data file, or a built-in dataset: " if args.dataset is None else "one of ")
+        + ", ".join(BUILTIN_DATASETS),
+        fix=f"Did you mean {near[0]}?" if near else "Check the path; `ajuste datasets` lists the built-in datasets.",
+    )
 
 
 def evaluate(args: argparse.Namespace) -> int:

@@ -75,7 +75,7 @@ def get_builtin(name: str) -> BuiltinDataset:
             f"unknown dataset '{name}'",
             expected=f"one of {known}",
             found=f"'{name}'",
-            fix="Run `ajuste datasets` to list them, or pass a data file with [[--data||path=]].",
+            fix="Run `ajuste datasets` to list them, or pass a data file with [[--data||path=FILE]].",
         )
     return BUILTIN_DATASETS[name]
 

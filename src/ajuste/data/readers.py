@@ -86,7 +86,7 @@ def _read_text(path: Path, encoding: str) -> str:
                 DataError(
                     f"data file {path} does not exist",
                     fix="Check the path (a built-in dataset, listed by `ajuste datasets`, is named with "
-                    "[[--dataset||dataset=]]).",
+                    "[[--dataset||dataset=NAME]]).",
                 ),
             )
         if path.is_dir():

@@ -233,7 +233,7 @@ class Objective:
                 trial.set_user_attr("interrupted", True)
                 trial.set_user_attr("error", f"internal error: {type(exc).__name__}: {_first_line(exc)}"[:500])
                 raise
-            trial.set_user_attr("error", f"{type(failure).__name__}: {_first_line(failure)}"[:500])
+            trial.set_user_attr("error", _reason(failure))
             if failure is exc:
                 raise
             raise failure from exc
@@ -554,6 +554,16 @@ def _scaled(rows: list[dict[str, Any]], seconds: float, factor: float, planned: 
     before = max(seconds - epochs, 0.0)
     per_epoch = (max(epochs - validating, 0.0) * factor + validating) / len(screen)
     return before * factor + per_epoch * max(planned, len(screen))
+
+
+def _reason(failure: AjusteError | MemoryError) -> str:
+    """A failed trial's reason as its record keeps it: the error's first line with both wordings of what to change
+    (``[[--flag||argument]]``; the command line shows the flag, the report and Python the argument), at most 500
+    characters and never a wording cut in half."""
+    said = failure.marked() if isinstance(failure, AjusteError) else str(failure)
+    text = f"{type(failure).__name__}: {said.splitlines()[0] if said else ''}"[:500]
+    opened = text.rfind("[[")
+    return text[:opened] if opened != -1 and "]]" not in text[opened:] else text
 
 
 def _first_line(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from ajuste.atomic import write_text
-from ajuste.errors import RunFolderError
+from ajuste.errors import RunFolderError, spoken
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import EnsembleRecord, RescoreRecord, SearchRecord
 from ajuste.search.storage import open_storage
@@ -818,7 +818,7 @@ def _failed_section(trials: Sequence[FrozenTrial]) -> str:
         [
             str(t.number),
             _e(_fmt_seconds(_seconds(t))),
-            _e(t.user_attrs.get("error") or "no reason recorded"),
+            _e(spoken(t.user_attrs.get("error") or "no reason recorded")),
             _settings_html(_settings(t)),
         ]
         for t in failed

@@ -669,8 +669,8 @@ def _families(
     if spec is not None and asked and not set(asked) <= set(chosen):
         problems.add(
             "model.family",
-            f"the space searches {', '.join(chosen)}, but the model asked for is {', '.join(asked)} (--model or the "
-            "model section); drop one of the two",
+            f"the space searches {', '.join(chosen)}, but the model asked for is {', '.join(asked)} "
+            "([[--model||model]] or the model section); drop one of the two",
         )
     for name in chosen:
         if (

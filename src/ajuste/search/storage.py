@@ -79,18 +79,23 @@ def check_storage(url: str) -> str:
     """``url`` if ajuste can share a study through it; else a ConfigError that says what to use instead."""
     if url.startswith("sqlite:"):
         raise ConfigError(
-            "--storage sqlite: cannot be shared: several processes writing one SQLite file fail on its locks",
+            '[[--storage sqlite:||storage="sqlite:..."]] cannot be shared: several processes writing one SQLite file '
+            "fail on its locks",
             found=public_url(url),
-            fix="Leave --storage out for one process (the run folder's own study.db); use --storage journal:FILE "
-            "for several processes on one machine, or postgresql+psycopg://USER@HOST:PORT/DB for several machines.",
+            fix="Leave [[--storage||storage]] out for one process (the run folder's own study.db); use "
+            '[[--storage journal:FILE||storage="journal:FILE"]] for several processes on one machine, or '
+            "postgresql+psycopg://USER@HOST:PORT/DB for several machines.",
         )
     if url.startswith(JOURNAL):
         if not url[len(JOURNAL) :].strip():
-            raise ConfigError("--storage journal: needs a file", fix="Give --storage journal:PATH/study.log.")
+            raise ConfigError(
+                '[[--storage journal:||storage="journal:"]] needs a file',
+                fix='Give [[--storage journal:PATH/study.log||storage="journal:PATH/study.log"]].',
+            )
         return url
     if not url.startswith(("postgresql:", "postgresql+")):
         raise ConfigError(
-            "unsupported --storage",
+            "unsupported [[--storage||storage]]",
             expected="journal:FILE, or postgresql+psycopg://USER@HOST:PORT/DB",
             found=public_url(url),
         )
@@ -146,8 +151,8 @@ def open_storage(url: str, *, heartbeat: int = 60) -> optuna.storages.BaseStorag
             raise RunFolderError(
                 f"the study database {url.split(':///', 1)[-1]} is damaged",
                 found=first_line(exc.orig if exc.orig is not None else exc),
-                fix="Restore it from a copy, or start the search afresh with `ajuste tune ... --overwrite` (its trials "
-                "are lost).",
+                fix="Restore it from a copy, or start the search afresh with [[`ajuste tune ... --overwrite`||"
+                "overwrite=True]] (its trials are lost).",
             ) from None
     if kind == "journal":
         from optuna.storages.journal import JournalFileBackend
@@ -161,7 +166,7 @@ def open_storage(url: str, *, heartbeat: int = 60) -> optuna.storages.BaseStorag
                 f"cannot use the journal file {path}",
                 expected="a file in an existing folder, written by an earlier search or not yet there",
                 found=first_line(exc),
-                fix="Give --storage journal:FILE with such a file.",
+                fix='Give [[--storage journal:FILE||storage="journal:FILE"]] with such a file.',
             ) from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
