@@ -204,13 +204,31 @@ def test_a_server_opens_the_ensemble_like_any_run(ensemble_run: tuple[Path, dict
     assert served.summary["metrics"]["test"]["accuracy"] == summary["test"]["accuracy"]
 
 
-def test_export_refuses_an_ensemble_on_one_line(
+def test_export_writes_each_member_to_onnx_and_keeps_the_weights(
     cli: Cli, ensemble_run: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
+    # it was refused: "cannot export an ensemble"
+    from ajuste.training.onnx import OnnxClassifier
+
     run_dir, _ = ensemble_run
-    line = one_line_error(cli("export", run_dir, "--out", tmp_path / "exported"))
-    assert "cannot export an ensemble" in line
-    assert not (tmp_path / "exported").exists()
+    exported = tmp_path / "exported"
+    assert cli("export", run_dir, "--out", exported, "--quiet").code == 0
+    source, model = load(run_dir), load(exported)
+    assert isinstance(model, EnsembleClassifier) and model.weights == source.weights
+    assert len(model.members) == len(source.members)
+    assert all(isinstance(member, OnnxClassifier) for member in model.members)
+    texts = ["win a free prize now", "see you at lunch mum", ""]
+    assert np.allclose(model.predict_proba(texts), source.predict_proba(texts, precision="fp32"), atol=1e-4)
+    result = cli("predict", exported, *texts[:2], "--json")
+    assert result.code == 0, result.err
+    assert [member["family"] for member in model.describe()["members"]] == [
+        member.settings.family for member in source.members
+    ]
+    assert "already an exported model" in one_line_error(cli("export", exported, "--out", tmp_path / "twice"))
+    assert not (tmp_path / "twice").exists()
+    int8 = tmp_path / "int8"
+    assert cli("export", run_dir, "--out", int8, "--quantize", "int8", "--quiet").code == 0
+    assert np.allclose(load(int8).predict_proba(texts), source.predict_proba(texts), atol=0.1)  # int8 weights
 
 
 @pytest.mark.parametrize("damage", ["weights", "config"])

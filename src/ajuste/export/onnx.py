@@ -3,7 +3,8 @@
 The exported folder is a run folder like any other (``predict``, ``evaluate``, ``serve`` and ``ajuste.load``
 open it, choosing ONNX Runtime by themselves): the source run's metrics, history and split are copied, its
 ``run.yaml`` gains an ``export`` record, and ``model/`` holds the family's preprocessing files beside
-``model.onnx``. The graph takes a padded batch (batch and sequence length both dynamic): for the ``bag`` and
+``model.onnx`` (for a tuned ensemble, each member's folder in ``members/<i>/`` so, beside the ensemble's weights).
+The graph takes a padded batch (batch and sequence length both dynamic): for the ``bag`` and
 ``linear`` families, whose PyTorch modules use ``EmbeddingBag``, the same sum is written over padded ids
 (an exported ``EmbeddingBag`` is a loop over the texts). int8 is ONNX Runtime's dynamic quantization: weights
 stored as int8, activations quantized per batch.
@@ -32,7 +33,8 @@ from ajuste.models.files import ONNX_FILE, WEIGHTS_FILE
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import ExportRecord, RunFile
 from ajuste.training.classifier import TextClassifier
-from ajuste.training.light import MODEL_CONFIG, ONNX_RUNTIME
+from ajuste.training.ensemble import EnsembleClassifier
+from ajuste.training.light import MEMBERS_DIR, MODEL_CONFIG, ONNX_RUNTIME
 from ajuste.training.onnx import OnnxClassifier
 
 __all__ = ["CHECK_TEXTS", "FORMATS", "QUANTIZATIONS", "ExportResult", "export_run"]
@@ -147,6 +149,31 @@ def _compare(reference: TextClassifier, exported: TextClassifier) -> tuple[float
     return difference, same
 
 
+def _export_model(classifier: TextClassifier, source: Path, folder: Path, quantize: str | None) -> None:
+    """The model of model folder ``source`` (loaded as ``classifier``) into ``folder``: the family's
+    preprocessing files, the graph, and the config with its runtime and export settings."""
+    for item in source.iterdir():  # the family's preprocessing files: all but the weights
+        if item.name in (WEIGHTS_FILE, MODEL_CONFIG):
+            continue
+        copy = shutil.copytree if item.is_dir() else shutil.copyfile
+        copy(item, folder / item.name)
+    if quantize:
+        fp32 = folder / f".fp32.{ONNX_FILE}"
+        _write_graph(classifier, fp32)
+        _quantize(fp32, folder / ONNX_FILE)
+        fp32.unlink()
+    else:
+        _write_graph(classifier, folder / ONNX_FILE)
+    config = json.loads((source / MODEL_CONFIG).read_text(encoding="utf-8"))
+    config["runtime"] = ONNX_RUNTIME
+    config["export"] = {
+        "quantize": quantize,
+        "opset": OPSET,
+        "parameters": count_parameters(classifier._require_fitted("export")[1])[1],
+    }
+    (folder / MODEL_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
 def export_run(
     run: str | Path,
     out: str | Path | None = None,
@@ -167,7 +194,8 @@ def export_run(
     target = RunFolder(out if out is not None else default_out(source.path, quantize))
     target.check_target(overwrite, [source.path])
     classifier = source.load(trust_remote_code=trust_remote_code)
-    if isinstance(classifier, OnnxClassifier):
+    members = classifier.members if isinstance(classifier, EnsembleClassifier) else [classifier]
+    if any(isinstance(member, OnnxClassifier) for member in members):
         raise ConfigError(
             f"{source.path} is already an exported model",
             fix="Export the run it came from (its run.yaml names it under record.export.source).",
@@ -180,26 +208,14 @@ def export_run(
     checked: dict[str, Any] = {}
 
     def write_model(folder: Path) -> None:
-        for item in source.model_dir.iterdir():  # the family's preprocessing files: all but the weights
-            if item.name in (WEIGHTS_FILE, MODEL_CONFIG):
-                continue
-            copy = shutil.copytree if item.is_dir() else shutil.copyfile
-            copy(item, folder / item.name)
-        if quantize:
-            fp32 = folder / f".fp32.{ONNX_FILE}"
-            _write_graph(classifier, fp32)
-            _quantize(fp32, folder / ONNX_FILE)
-            fp32.unlink()
+        if isinstance(classifier, EnsembleClassifier):
+            for index, member in enumerate(members):  # each member as a model is exported; the weights as they are
+                target = folder / MEMBERS_DIR / str(index)
+                target.mkdir(parents=True)
+                _export_model(member, source.model_dir / MEMBERS_DIR / str(index), target, quantize)
+            shutil.copyfile(source.model_dir / MODEL_CONFIG, folder / MODEL_CONFIG)
         else:
-            _write_graph(classifier, folder / ONNX_FILE)
-        config = json.loads((source.model_dir / MODEL_CONFIG).read_text(encoding="utf-8"))
-        config["runtime"] = ONNX_RUNTIME
-        config["export"] = {
-            "quantize": quantize,
-            "opset": OPSET,
-            "parameters": count_parameters(classifier._require_fitted("export")[1])[1],
-        }
-        (folder / MODEL_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
+            _export_model(classifier, source.model_dir, folder, quantize)
         from ajuste.training.classifier import load_model
 
         difference, same = _compare(classifier, load_model(folder, trust_remote_code=trust_remote_code))

@@ -54,7 +54,7 @@ class EnsembleClassifier(TextClassifier):
             raise ConfigError(
                 "ensemble weights must be positive and sum to 1", found=", ".join(f"{w:g}" for w in weights)
             )
-        classes = [member._require_fitted("join an ensemble")[2] for member in members]
+        classes = [member._require_fitted("predict")[2] for member in members]  # any model that predicts, exported too
         if any(c != classes[0] for c in classes):
             raise ConfigError(
                 "the members of an ensemble must predict the same classes, in the same order",
@@ -75,7 +75,7 @@ class EnsembleClassifier(TextClassifier):
             raise ConfigError(
                 f"cannot {action} an ensemble",
                 fix="Use one of its members (ajuste.load(RUN/model/members/0) is the best trial's model), or a run "
-                "tuned with [[--ensemble 1||ensemble=1]].",
+                "tuned with [[--ensemble 1||ensemble=1]]; `ajuste export` exports each member.",
             )
         if self.family_ is None or self.classes_ is None:
             raise NotFittedError(f"cannot {action}: the ensemble was not opened", fix="Use ajuste.load(RUN).")
