@@ -4,6 +4,7 @@ predict, determinism, and save → load in a new process without unpickling anyt
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import pickle
@@ -515,6 +516,27 @@ def test_a_python_list_may_end_the_argument_s_wording() -> None:
     error = ConfigError("linear cannot learn from a teacher", fix="Search [[--model bag,gpt||model=['bag', 'gpt']]].")
     assert str(error).endswith("Search model=['bag', 'gpt'].")
     assert error.for_command_line().endswith("Search --model bag,gpt.")
+
+
+def test_a_logged_error_names_the_flags_on_the_command_line_and_the_arguments_in_python(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a warning that quotes an error (a final model that cannot be reused, a trial not re-scored) is worded for
+    # its reader, as the error line is: the command line's logging renders the flags
+    script = (
+        "import logging\n"
+        "from ajuste.cli.main import _configure_logging\n"
+        "from ajuste.errors import RunFolderError\n"
+        "_configure_logging(False)\n"
+        "error = RunFolderError('history.json is damaged', fix='Train again with [[--overwrite||overwrite=True]].')\n"
+        "logging.getLogger('ajuste.runs').warning('cannot be reused (%s)', error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert "Train again with --overwrite." in done.stderr and "overwrite=True" not in done.stderr
+    with caplog.at_level(logging.WARNING, logger="ajuste.runs"):
+        error = RunFolderError("history.json is damaged", fix="Train again with [[--overwrite||overwrite=True]].")
+        logging.getLogger("ajuste.runs").warning("cannot be reused (%s)", error)
+    assert "Train again with overwrite=True." in caplog.text and "--overwrite" not in caplog.text
 
 
 # -- determinism ----------------------------------------------------------------------------------

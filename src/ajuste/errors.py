@@ -11,11 +11,13 @@ study that cannot be read, or training that cannot go on, is an :class:`AjusteEr
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TypeVar
 
 __all__ = [
     "AjusteError",
+    "CommandLineWording",
     "ConfigError",
     "DataError",
     "DatasetUnavailableError",
@@ -48,6 +50,17 @@ def first_line(exc: BaseException) -> str:
     type's name when it says nothing."""
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+class CommandLineWording(logging.Filter):
+    """A log handler's filter for the command line: an :class:`AjusteError` among a record's arguments is
+    rendered with the flags (:meth:`AjusteError.for_command_line`), as the one error line is; the library logs
+    the error itself, so that a Python caller's own handlers read Python's names (``str(error)``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(arg, AjusteError) for arg in record.args):
+            record.args = tuple(arg.for_command_line() if isinstance(arg, AjusteError) else arg for arg in record.args)
+        return True
 
 
 def listing(names: list[str], shown: int = 5) -> str:

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from ajuste.cli import commands
 from ajuste.cli.options import add_data_flags, add_model_flags, add_train_flags, flag_of_setting, setting_choices
 from ajuste.cli.serving import add_serve_parser
-from ajuste.errors import AjusteError
+from ajuste.errors import AjusteError, CommandLineWording
 from ajuste.models.registry import named_families
 from ajuste.models.settings import PRECISIONS
 from ajuste.search.settings import TuneSettings
@@ -375,6 +375,9 @@ def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:  # a quoted error names the flags, as the error line does
+        if not any(isinstance(each, CommandLineWording) for each in handler.filters):
+            handler.addFilter(CommandLineWording())
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if "transformers" in sys.modules:  # imported already (ajuste used from Python): tell it directly
         transformers = sys.modules["transformers"]
