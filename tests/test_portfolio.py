@@ -121,6 +121,10 @@ def test_the_first_trials_are_what_train_runs_for_each_family(cli: Cli, data: Pa
         for key, value in trial.user_attrs["settings"].items():
             section, name = key.split(".", 1)
             assert resolved[section][name] == value, key
+        # and the same model: the trial keeps the epoch train keeps (the lowest validation loss), scored there
+        history = RunFolder(run).read_history()
+        assert trial.user_attrs.get("best_epoch", history.best_epoch) == history.best_epoch
+        assert trial.value == RunFolder(run).read_metrics()["val"]["accuracy"]
 
     again = cli("tune", "--data", data, "--model", "linear,bag", "--trials", "5", "--sampler", "tpe", "--out", out)
     assert again.code == 0, again.err

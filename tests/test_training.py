@@ -20,6 +20,7 @@ import torch
 import ajuste
 from ajuste.errors import AjusteError, ConfigError, DataError, NotFittedError, RunFolderError
 from ajuste.training import TextClassifier
+from ajuste.training.callbacks import is_improvement
 from tests.conftest import make_texts, write_csv
 
 TEXTS, LABELS = make_texts(120)
@@ -216,6 +217,30 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement() -> Non
     assert len(history) == history.best_epoch + 2
     best = history.epochs[history.best_epoch - 1]["val_accuracy"]
     assert all(row["val_accuracy"] <= best for row in history.epochs[history.best_epoch :])
+
+
+def test_an_accuracy_tied_with_the_best_is_better_when_its_loss_is_lower() -> None:
+    best = {"val_accuracy": 0.9, "val_loss": 0.30}
+    assert is_improvement("val_accuracy", {"val_accuracy": 0.9, "val_loss": 0.20}, best)
+    assert not is_improvement("val_accuracy", {"val_accuracy": 0.9, "val_loss": 0.40}, best)
+    assert not is_improvement("val_accuracy", {"val_accuracy": 0.8, "val_loss": 0.01}, best)
+    assert is_improvement("val_accuracy", {"val_accuracy": 0.95, "val_loss": 0.90}, best)
+    assert not is_improvement("val_loss", {"val_accuracy": 1.0, "val_loss": 0.30}, best), "a loss has no tie-break"
+    assert is_improvement("accuracy", {"accuracy": 0.9, "loss": 0.1}, {"accuracy": 0.9, "loss": 0.2})
+
+
+def test_restore_best_on_accuracy_keeps_the_tied_epoch_of_lowest_loss() -> None:
+    # on a small validation split accuracy reaches its top early and stays there while the loss still falls:
+    # the first epoch at the top is the least trained of them
+    model = small_bag()
+    history = fit_quiet(model, epochs=8, monitor="val_accuracy")
+    rows = history.epochs
+    top = max(row["val_accuracy"] for row in rows)
+    tied = [row for row in rows if row["val_accuracy"] == top]
+    assert len(tied) > 1 and len({row["val_loss"] for row in tied}) > 1, "the data must give ties to break"
+    chosen = min(tied, key=lambda row: row["val_loss"])
+    assert history.best_epoch == chosen["epoch"]
+    assert model.evaluate(*VAL)["loss"] == pytest.approx(chosen["val_loss"], rel=1e-4)
 
 
 class Scramble(ajuste.Callback):

@@ -372,12 +372,13 @@ def _version() -> str:
 
 
 def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    stderr = logging.StreamHandler()
+    stderr.addFilter(CommandLineWording())  # a quoted error names the flags, as the error line does
+    logging.basicConfig(  # nothing changes where the root logger has handlers already (ajuste run from Python)
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        handlers=[stderr],
     )
-    for handler in logging.getLogger().handlers:  # a quoted error names the flags, as the error line does
-        if not any(isinstance(each, CommandLineWording) for each in handler.filters):
-            handler.addFilter(CommandLineWording())
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if "transformers" in sys.modules:  # imported already (ajuste used from Python): tell it directly
         transformers = sys.modules["transformers"]

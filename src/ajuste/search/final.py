@@ -90,7 +90,7 @@ def _final_model(
     classifier = TextClassifier(model, labels=data.labels)
     classifier.compile_from(train.compile_settings(), class_weights=data.class_weights)
     if refit == "train":
-        fit = train.fit_settings().model_copy(update={"monitor": f"val_{objective.metric}"})
+        fit = train.fit_settings()
         classifier.fit_from(
             student.train if student else data.train,
             None,

@@ -433,12 +433,15 @@ class Objective:
         reporter: TrialReporter | None,
         teacher: TeacherTargets | None = None,
     ) -> tuple[TextClassifier, int, dict[str, Any]]:
-        """One model of the trial, validated after every epoch: it, its best epoch and that epoch's row."""
+        """One model of the trial, validated after every epoch: it, the epoch whose weights it ends with and that
+        epoch's row. The epoch is chosen as ``train`` chooses it (the training's ``monitor``, the validation loss
+        by default, unless ``restore_best`` is off), so that a trial of a family's defaults is the model that
+        ``ajuste train`` gives; the trial's score is that model's validation metric."""
         if reporter is not None:
             reporter.texts = len(trained_on)
         classifier = TextClassifier(model, labels=self.data.labels)
         classifier.compile_from(train.compile_settings(), class_weights=self.data.class_weights)
-        fit = train.fit_settings().model_copy(update={"monitor": f"val_{self.metric}"})
+        fit = train.fit_settings()
         classifier.fit_from(
             trained_on,
             None,
@@ -452,7 +455,7 @@ class Objective:
         history = classifier.history_
         if history is None or not history.epochs:
             raise TrainingError("the trial trained no epoch")
-        epoch = history.best_epoch or len(history)
+        epoch = (history.best_epoch if fit.restore_best else None) or len(history)
         row = history.epochs[epoch - 1]
         value = float(row[f"val_{self.metric}"])
         if not math.isfinite(value):

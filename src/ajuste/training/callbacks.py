@@ -18,13 +18,23 @@ __all__ = ["Callback", "EarlyStopping", "History", "ProgressBar", "frozen_pass_p
 Logs = dict[str, Any]
 
 
-def is_improvement(monitor: str, value: float, best: float | None) -> bool:
-    """Lower is better for losses, higher for everything else."""
+def is_improvement(monitor: str, row: Logs, best: Logs | None) -> bool:
+    """Whether epoch ``row`` beats the ``best`` so far on ``monitor``: lower is better for losses, higher for
+    everything else. An accuracy or F1 equal to the best's is an improvement when the loss beside it (``val_loss``
+    for ``val_*``) is lower: on a small validation split accuracy often stays the same for several epochs while
+    the model still improves, and the first of the tied epochs is the least trained."""
+    value = float(row[monitor])
     if math.isnan(value):
         return False
     if best is None:
         return True
-    return value < best if monitor.endswith("loss") else value > best
+    previous = float(best[monitor])
+    if monitor.endswith("loss") or value != previous:
+        return value < previous if monitor.endswith("loss") else value > previous
+    loss = ("val_" if monitor.startswith("val_") else "") + "loss"
+    if row.get(loss) is None or best.get(loss) is None:
+        return False
+    return float(row[loss]) < float(best[loss])
 
 
 class Callback:
@@ -100,18 +110,17 @@ class EarlyStopping(Callback):
     def __init__(self, monitor: str = "val_loss", patience: int = 2) -> None:
         self.monitor = monitor
         self.patience = patience
-        self.best: float | None = None
+        self.best: Logs | None = None
         self.wait = 0
 
     def on_train_begin(self, logs: Logs) -> None:
         self.best, self.wait = None, 0
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
-        value = logs.get(self.monitor)
-        if value is None:
+        if logs.get(self.monitor) is None:
             return
-        if is_improvement(self.monitor, float(value), self.best):
-            self.best, self.wait = float(value), 0
+        if is_improvement(self.monitor, logs, self.best):
+            self.best, self.wait = dict(logs), 0
             return
         self.wait += 1
         if self.wait >= self.patience:

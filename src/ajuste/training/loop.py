@@ -122,7 +122,7 @@ def run_training(
 ) -> History:
     """Train ``module`` for ``plan.epochs`` epochs (or until a callback stops it) and return the history."""
     history = History()
-    best_value: float | None = None
+    best_row: dict[str, Any] | None = None
     best_state: dict[str, torch.Tensor] | None = None
     for callback in callbacks:
         callback.on_train_begin({"epochs": plan.epochs, "steps_per_epoch": step.steps})
@@ -139,9 +139,8 @@ def run_training(
             row["lr"] = step.lr
         row["seconds"] = time.perf_counter() - started
         history.append(row)
-        value = row.get(plan.monitor)
-        if value is not None and is_improvement(plan.monitor, float(value), best_value):
-            best_value = float(value)
+        if row.get(plan.monitor) is not None and is_improvement(plan.monitor, row, best_row):
+            best_row = row
             history.best_epoch = epoch
             if plan.restore_best:
                 best_state = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
