@@ -46,6 +46,24 @@ def machine() -> dict[str, Any]:
     }
 
 
+def commit() -> str:
+    """The short commit of the checkout (``+`` when files differ from it), or ``unknown`` outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
+
+
 def run_cli(args: list[str], *, timeout: int = 3600) -> tuple[dict[str, Any], float]:
     """Run ``ajuste ARGS --json`` as a user would (a new process), timed end to end."""
     started = time.perf_counter()

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import DEFAULT_DATA_DIR, OUT, machine, pct, run_cli, update_results, write_json
+from _common import DEFAULT_DATA_DIR, OUT, commit, machine, pct, run_cli, update_results, write_json
 
 #: The cheap fixed task of the sampler comparison: the bag family with a small hashing table.
 SAMPLER_SPACE: dict[str, Any] = {
@@ -530,6 +530,7 @@ def protocols_part(data_dir: str, timeout: str, datasets: list[str], seeds: list
                         "val": summary["val"]["accuracy"],
                         "test": summary["test"]["accuracy"],
                         "test_texts": summary["data"]["test"],
+                        "measured": f"{machine()['date']}, {commit()}",
                     }
                     print(f"{name} seed {seed} {protocol:28s} {seconds:6.0f}s  test {pct(row['test'])}", flush=True)
                     slot = (name, seed, protocol)
@@ -544,10 +545,11 @@ def protocols_part(data_dir: str, timeout: str, datasets: list[str], seeds: list
         "train+val and tested once. Re-scoring ends the validation-accuracy study a second time with `--finalize "
         "--rescore 3` (no new trial), so those two columns differ only in the choice; its seconds are the "
         "re-scoring's alone. sms: the default protocol; ag: ../shared/datasets/ag_news_test, default split. Test "
-        "accuracy of the chosen model; the last rows: median over the seeds.",
+        "accuracy of the chosen model; the last rows: median over the seeds. Measured: the date and commit of the "
+        "row's studies (rows are measured again by dataset and seed).",
         "",
-        "| dataset | seed | " + " | ".join(names) + " |",
-        "| --- | ---: | " + " | ".join("---:" for _ in names) + " |",
+        "| dataset | seed | " + " | ".join(names) + " | measured |",
+        "| --- | ---: | " + " | ".join("---:" for _ in names) + " | --- |",
     ]
     by_key = {(r["dataset"], r["seed"], r["protocol"]): r for r in rows}
     for dataset, seed in sorted({(r["dataset"], r["seed"]) for r in rows}):
@@ -555,13 +557,14 @@ def protocols_part(data_dir: str, timeout: str, datasets: list[str], seeds: list
         for protocol in names:
             r = by_key.get((dataset, seed, protocol))
             cells.append(f"{pct(r['test'])} ({r['seconds']:.0f} s)" if r else "–")
-        lines.append(f"| {dataset} | {seed} | " + " | ".join(cells) + " |")
+        dates = sorted({r.get("measured", "unknown") for r in rows if (r["dataset"], r["seed"]) == (dataset, seed)})
+        lines.append(f"| {dataset} | {seed} | " + " | ".join(cells) + f" | {'; '.join(dates)} |")
     for dataset in sorted({r["dataset"] for r in rows}):
         cells = []
         for protocol in names:
             found = [r["test"] for r in rows if r["dataset"] == dataset and r["protocol"] == protocol]
             cells.append(f"{pct(statistics.median(found))} ({len(found)} seeds)" if found else "–")
-        lines.append(f"| {dataset} | median | " + " | ".join(cells) + " |")
+        lines.append(f"| {dataset} | median | " + " | ".join(cells) + " | |")
     update_results("tune-protocols", "\n".join(lines))
 
 
