@@ -26,6 +26,7 @@ from ajuste.runs import RunFolder
 from ajuste.search.objective import TrialReporter
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import parse_space
+from ajuste.search.study import CHOSEN_BY
 from ajuste.search.tune import TuneResult, run_tune, tune
 from ajuste.training.classifier import TextClassifier
 from ajuste.validation import validate
@@ -158,6 +159,12 @@ def test_the_json_line_summarises_the_search(finished: tuple[Path, dict[str, Any
         assert 0.0 <= summary[split]["accuracy"] <= 1.0
         assert 0.0 <= summary[split]["macro_f1"] <= 1.0
     assert summary["test"]["accuracy"] == json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"]
+    choice = summary["choice"]  # how the final trial was chosen, and over how many texts
+    assert choice["protocol"] == "validation" and choice["scored_on"] == "the validation split"
+    assert choice["texts"] == summary["data"]["val"] and choice["one_text"] == pytest.approx(1 / choice["texts"])
+    assert choice["by"] == record_of(run_dir)["search"]["chosen_by"]
+    trials = load_study(run_dir).get_trials()
+    assert choice["tied_at_best"] == sum(1 for t in trials if t.value == summary["best_value"]) >= 1
 
 
 def test_a_finished_search_is_a_loadable_model(finished: tuple[Path, dict[str, Any]]) -> None:
@@ -574,6 +581,21 @@ def test_ties_on_validation_accuracy_go_to_the_lowest_validation_loss(data_file:
     assert result.best_trial == lowest.number
     search = record_of(tmp_path / "run")["search"]
     assert search["best_trial"] == lowest.number and "lowest validation loss" in search["chosen_by"]
+    assert result.choice is not None and result.choice["tied_at_best"] == len(tied)
+
+
+def test_the_command_says_how_the_final_trial_was_chosen_and_how_close_it_was() -> None:
+    from ajuste.cli.commands import _choice_line
+
+    tie = {"protocol": "validation", "by": CHOSEN_BY, "metric": "accuracy", "scored_on": "the validation split"}
+    line = _choice_line(5, 1.0, {**tie, "texts": 128, "tied_at_best": 7, "one_text": 1 / 128})
+    assert "trial 5" in line and "128 texts, one text 0.78 points" in line and "7 trials tied" in line
+    assert "lowest validation loss" in line and "--rescore 3" in line and "--cv 5" in line
+    alone = _choice_line(5, 1.0, {**tie, "texts": 128, "tied_at_best": 1, "one_text": 1 / 128})
+    assert "tied" not in alone and "--rescore" not in alone  # no tie: nothing to suggest
+    folds = {**tie, "protocol": "cv", "scored_on": "5 folds of train+val", "texts": 1152, "tied_at_best": 3}
+    line = _choice_line(2, 0.98, {**folds, "metric": "loss", "one_text": None})
+    assert "5 folds of train+val (1,152 texts)" in line and "one text" not in line and "--cv" not in line
 
 
 @pytest.mark.parametrize("family", ["zorb", ["bag", "linear"], {"a": 1}, 3])

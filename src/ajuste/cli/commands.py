@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,21 @@ def _data_source(args: argparse.Namespace) -> dict[str, Any]:
     if args.path:
         data["path"] = args.path
     return data
+
+
+def _choice_line(trial: int, value: float, choice: Mapping[str, Any]) -> str:
+    """How the final trial was chosen, and how close it was: on a small validation split the tie-break often
+    decides, and the user should know it, and what else there is."""
+    texts, tied = choice["texts"], choice["tied_at_best"]
+    step = f", one text {100 * choice['one_text']:.2f} points" if choice.get("one_text") else ""
+    line = f"trial {trial}, val {choice['metric']} {value:.4f} on {choice['scored_on']} ({texts:,} texts{step})"
+    line += f"; {tied} trials tied at it" if tied > 1 else ""
+    if choice["protocol"] == "ensemble":
+        return line + "; the ensemble above starts from it"
+    line += f"; chosen by {choice['by']}"
+    if tied > 1 and choice["protocol"] == "validation":
+        line += ". To choose on more texts: --rescore 3 (the 3 best on 5 folds of train+val) or --cv 5 (every trial)"
+    return line
 
 
 def _short(settings: dict[str, Any]) -> str:
@@ -240,6 +256,8 @@ def tune(args: argparse.Namespace) -> int:
             f"[bold]ensemble[/] {members}; validation: single best accuracy {single['accuracy']:.4f} loss "
             f"{single['loss']:.4f}, ensemble accuracy {both['accuracy']:.4f} loss {both['loss']:.4f}"
         )
+    if result.choice is not None:
+        out.say(f"[bold]chosen[/] {_choice_line(result.best_trial, result.best_value, result.choice)}")
     if result.classifier is not None:
         final = (
             f"an ensemble of {len(chosen.members)} trials"

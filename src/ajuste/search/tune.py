@@ -10,6 +10,7 @@ model with its one test access in :mod:`~ajuste.search.final`.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -51,6 +52,7 @@ from ajuste.search.storage import (
     worker_seed,
 )
 from ajuste.search.study import (
+    CHOSEN_BY,
     FamilyShare,
     best_trials,
     by_family,
@@ -64,7 +66,7 @@ from ajuste.search.study import (
 from ajuste.training.classifier import TextClassifier
 from ajuste.validation import model_settings, validate
 
-__all__ = ["SearchInterrupted", "TuneResult", "default_tune_dir", "run_tune", "trial_settings", "tune"]
+__all__ = ["SearchInterrupted", "TuneResult", "default_tune_dir", "how_chosen", "run_tune", "trial_settings", "tune"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,9 @@ class TuneResult:
     ensemble: EnsembleRecord | None = None
     #: With ``rescore`` N: the best trials' fold scores, and the one chosen.
     rescore: RescoreRecord | None = None
+    #: How the final trial was chosen and how close the choice was (see :func:`how_chosen`); None where no final
+    #: model was made here.
+    choice: dict[str, Any] | None = None
 
     def trial_counts(self) -> dict[str, int]:
         return count_states(self.study.get_trials(deepcopy=False))
@@ -132,6 +137,7 @@ class TuneResult:
             "running_elsewhere": self.running_elsewhere,
             **({"ensemble": ensemble} if ensemble is not None else {}),
             **({"rescore": self.rescore.model_dump(mode="json")} if self.rescore is not None else {}),
+            **({"choice": self.choice} if self.choice is not None else {}),
         }
 
 
@@ -528,7 +534,35 @@ def run_tune(
         final.importances,
         ensemble=final.ensemble,
         rescore=final.rescore,
+        choice=how_chosen(config, study, final, data),
     )
+
+
+def how_chosen(config: TuneConfig, study: optuna.Study, final: Final, data: PreparedData) -> dict[str, Any]:
+    """How the final trial was chosen, in the words run.yaml records, and how close the choice was: how many
+    complete trials shared the best score, over how many texts that score was counted (the validation split, or
+    train+val under ``--cv``), and, for accuracy, what one text is worth. On a small validation split a tie at the
+    top is common, and the user should see that the tie-break, not the score, made the choice."""
+    best = final.best
+    top = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
+    tied = sum(1 for t in top if best.value is not None and math.isclose(float(t.value or 0.0), float(best.value)))
+    counts = data.counts()
+    texts = counts["train"] + counts["val"] if config.tune.cv else counts["val"]
+    if final.rescore is not None:
+        protocol, by = "rescore", final.rescore.chosen_by
+    elif final.ensemble is not None:
+        protocol, by = "ensemble", final.ensemble.chosen_by
+    else:
+        protocol, by = ("cv" if config.tune.cv else "validation"), CHOSEN_BY
+    return {
+        "protocol": protocol,
+        "by": by,
+        "metric": config.tune.metric,
+        "scored_on": f"{config.tune.cv} folds of train+val" if config.tune.cv else "the validation split",
+        "texts": texts,
+        "tied_at_best": tied,
+        "one_text": 1 / texts if config.tune.metric == "accuracy" and texts else None,
+    }
 
 
 def _students(config: TuneConfig, space: SearchSpace, data: PreparedData) -> StudentData | None:
