@@ -530,6 +530,8 @@ def protocols_part(data_dir: str, timeout: str, datasets: list[str], seeds: list
                         "val": summary["val"]["accuracy"],
                         "test": summary["test"]["accuracy"],
                         "test_texts": summary["data"]["test"],
+                        # how many complete trials shared the chosen one's search score (absent before 1f8d840)
+                        "tied_at_best": (summary.get("choice") or {}).get("tied_at_best"),
                         "measured": f"{machine()['date']}, {commit()}",
                     }
                     print(f"{name} seed {seed} {protocol:28s} {seconds:6.0f}s  test {pct(row['test'])}", flush=True)
