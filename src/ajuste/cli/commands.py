@@ -112,7 +112,7 @@ def _choice_line(trial: int, value: float, choice: Mapping[str, Any]) -> str:
     line += f"; {tied} trials tied at it" if tied > 1 else ""
     if choice["protocol"] == "ensemble":
         return line + "; the ensemble above starts from it"
-    line += f"; chosen by {choice['by']}"
+    line += f"; rule: {choice['by']}"
     if tied > 1 and choice["protocol"] == "validation":
         line += ". To choose on more texts: --rescore 3 (the 3 best on 5 folds of train+val) or --cv 5 (every trial)"
     return line
