@@ -532,7 +532,7 @@ def protocols_part(data_dir: str, timeout: str, datasets: list[str], seeds: list
                         "test_texts": summary["data"]["test"],
                         # how many complete trials shared the chosen one's search score (absent before 1f8d840)
                         "tied_at_best": (summary.get("choice") or {}).get("tied_at_best"),
-                        "measured": f"{machine()['date']}, {commit()}",
+                        "measured": f"{time.strftime('%Y-%m-%d')}, {commit()}",
                     }
                     print(f"{name} seed {seed} {protocol:28s} {seconds:6.0f}s  test {pct(row['test'])}", flush=True)
                     slot = (name, seed, protocol)
