@@ -644,6 +644,7 @@ def larger_part(data_dir: str, timeout: str, seeds: list[int]) -> None:
                 "test": summary["test"]["accuracy"],
                 "test_ci95": summary["test"]["accuracy_ci95"],
                 "test_texts": summary["data"]["test"],
+                "measured": f"{time.strftime('%Y-%m-%d')}, {commit()}",
             }
             done = ", ".join(f"{name} {c['complete']}/{c['trials']}" for name, c in cohorts.items())
             print(
@@ -664,11 +665,11 @@ def larger_part(data_dir: str, timeout: str, seeds: list[int]) -> None:
         "first on a stratified quarter of the training texts, 1,330), the two run in turns. Per cohort: trials "
         "that count — finished on every text / screened out / stopped by the time budget / pruned. Seconds: the "
         "whole command, each with an empty cache of frozen layers. Test accuracy of the final model (95% "
-        "interval), tested once.",
+        "interval), tested once. Measured: the date and commit of the row's search.",
         "",
         "| T | seed | --screen | seconds | linear | bag | gpt | minilm last_block | minilm all | other trials "
-        "| chosen | val acc | test acc (95% interval) |",
-        "| --- | ---: | --- | ---: | --- | --- | --- | --- | --- | --- | --- | ---: | --- |",
+        "| chosen | val acc | test acc (95% interval) | measured |",
+        "| --- | ---: | --- | ---: | --- | --- | --- | --- | --- | --- | --- | ---: | --- | --- |",
     ]
     main_cohorts = ("linear", "bag", "gpt", "minilm last_block", "minilm all")
     from ajuste.search.settings import parse_duration
@@ -687,7 +688,8 @@ def larger_part(data_dir: str, timeout: str, seeds: list[int]) -> None:
             f"| {r['timeout']} | {r['seed']} | {r['screen']} | {r['seconds']:.0f} | "
             + " | ".join(cells)
             + f" | {other} | "
-            f"{r['chosen']} | {pct(r['val'])} | {pct(r['test'])} ({pct(low)}–{pct(high)}) |"
+            f"{r['chosen']} | {pct(r['val'])} | {pct(r['test'])} ({pct(low)}–{pct(high)}) | "
+            f"{r.get('measured', '2026-11-30, f6111c9')} |"
         )
     update_results("tune-larger", "\n".join(lines))
 
