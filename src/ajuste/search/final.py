@@ -71,6 +71,13 @@ class Final:
     #: Under ``--rescore N``: the candidates' fold scores and the one chosen.
     rescore: RescoreRecord | None = None
 
+    @property
+    def chosen_by(self) -> str:
+        """The rule that chose the final model, as run.yaml's ``chosen_by`` states it: re-scoring's or the
+        ensemble's where one chose it, else the best trial's."""
+        record = self.rescore or self.ensemble
+        return record.chosen_by if record is not None else CHOSEN_BY
+
 
 def _final_model(
     objective: Objective, best: FrozenTrial, refit: str, rescored: CrossValidationRecord | None = None

@@ -35,6 +35,7 @@ __all__ = [
     "by_family",
     "cohort",
     "cohort_of",
+    "complete_trials",
     "count_states",
     "counted",
     "counts_towards_budget",
@@ -220,9 +221,14 @@ def ranking(value: float, loss: float, number: int, maximize: bool) -> tuple[flo
     return (-value if maximize else value, loss, number)
 
 
+def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's completed trials that have a score, in the order they were numbered."""
+    return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
+
+
 def best_trials(study: optuna.Study, count: int = 5) -> list[FrozenTrial]:
     """The best completed trials, best first (see :func:`ranking`)."""
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
+    complete = complete_trials(study)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     return sorted(complete, key=lambda t: ranking(float(t.value or 0.0), validation_loss(t), t.number, maximize))[
         :count

@@ -52,10 +52,10 @@ from ajuste.search.storage import (
     worker_seed,
 )
 from ajuste.search.study import (
-    CHOSEN_BY,
     FamilyShare,
     best_trials,
     by_family,
+    complete_trials,
     count_states,
     counted,
     max_epochs,
@@ -544,19 +544,19 @@ def how_chosen(config: TuneConfig, study: optuna.Study, final: Final, data: Prep
     train+val under ``--cv``), and, for accuracy, what one text is worth. On a small validation split a tie at the
     top is common, and the user should see that the tie-break, not the score, made the choice."""
     best = final.best
-    top = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
+    top = complete_trials(study)
     tied = sum(1 for t in top if best.value is not None and math.isclose(float(t.value or 0.0), float(best.value)))
     counts = data.counts()
     texts = counts["train"] + counts["val"] if config.tune.cv else counts["val"]
     if final.rescore is not None:
-        protocol, by = "rescore", final.rescore.chosen_by
+        protocol = "rescore"
     elif final.ensemble is not None:
-        protocol, by = "ensemble", final.ensemble.chosen_by
+        protocol = "ensemble"
     else:
-        protocol, by = ("cv" if config.tune.cv else "validation"), CHOSEN_BY
+        protocol = "cv" if config.tune.cv else "validation"
     return {
         "protocol": protocol,
-        "by": by,
+        "by": final.chosen_by,
         "metric": config.tune.metric,
         "scored_on": f"{config.tune.cv} folds of train+val" if config.tune.cv else "the validation split",
         "texts": texts,
