@@ -190,8 +190,8 @@ def _refuse_utf16_without_bom(path: Path, raw: bytes) -> None:
     )
 
 
-def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[0, 1, 2, 3]) -> Rows:
-    text = _read_text(path, encoding)
+def _read_delimited(path: Path, text: str, delimiter: str, quoting: Literal[0, 1, 2, 3]) -> Rows:
+    """The header and records of ``text``, the content of ``path`` (named in messages)."""
     # strict: an unbalanced quote is an error, not a field that silently swallows the rest of the file
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
     start = 1  # the line where the record being read begins
@@ -239,26 +239,26 @@ def _read_delimited(path: Path, encoding: str, delimiter: str, quoting: Literal[
     return columns, records
 
 
-def _read_tsv(path: Path, encoding: str) -> Rows:
+def _read_tsv(path: Path, text: str) -> Rows:
     """IANA TSV has no quoting: a quote is part of the text (the SMS messages have many). But pandas' and Python's
     csv writers quote a field that holds a quote, a TAB or a line break (``"say ""hi"" now"``): read as plain TSV,
     such a file keeps the quotes doubled, and its line breaks split records. It is read with quoting when that
     reading is whole (no quote left open, every row as wide as the header) and the plain one shows a writer's
     quoting: a field in quotes with doubled quotes inside, or rows cut short or made too wide."""
     try:
-        plain = _read_delimited(path, encoding, "\t", csv.QUOTE_NONE)
+        plain = _read_delimited(path, text, "\t", csv.QUOTE_NONE)
     except DataError as exc:  # too wide a row, perhaps a TAB inside a quoted field: the quoted reading may do
-        quoted = _quoted_tsv(path, encoding)
+        quoted = _quoted_tsv(path, text)
         if quoted is None:
             raise exc from None
         return quoted
-    return (_quoted_tsv(path, encoding) if _shows_quoting(plain) else None) or plain
+    return (_quoted_tsv(path, text) if _shows_quoting(plain) else None) or plain
 
 
-def _quoted_tsv(path: Path, encoding: str) -> Rows | None:
+def _quoted_tsv(path: Path, text: str) -> Rows | None:
     """The file read with quoting, when that reading is whole: no quote left open, every row as wide as the header."""
     try:
-        columns, records = _read_delimited(path, encoding, "\t", csv.QUOTE_MINIMAL)
+        columns, records = _read_delimited(path, text, "\t", csv.QUOTE_MINIMAL)
     except DataError:
         return None
     return (columns, records) if columns and all(len(record) == len(columns) for record in records) else None
@@ -398,9 +398,9 @@ def read_rows(path: Path, file_format: str = "auto", encoding: str = "utf-8") ->
     """The column names and the records of a data file, every row kept."""
     kind = _resolved_format(path, file_format)
     if kind == "csv":
-        return _read_delimited(path, encoding, ",", csv.QUOTE_MINIMAL)
+        return _read_delimited(path, _read_text(path, encoding), ",", csv.QUOTE_MINIMAL)
     if kind == "tsv":
-        return _read_tsv(path, encoding)
+        return _read_tsv(path, _read_text(path, encoding))
     if kind == "jsonl":
         return _read_jsonl(path, encoding)
     if kind == "parquet":
