@@ -60,9 +60,10 @@ def pruned_after(study: optuna.Study, settings: dict[str, Any], curve: list[floa
     return None
 
 
-@pytest.mark.parametrize("name", ["median", "asha"])
+@pytest.mark.parametrize("name", ["median", "asha", "hyperband"])
 def test_a_slow_starting_policy_is_judged_against_its_own_cohort(name: str) -> None:
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(name, max_epochs=4))
+    # named: Hyperband puts a trial in a bracket by a hash of the study's name and the trial's number
+    study = optuna.create_study(study_name="cohorts", direction="maximize", pruner=make_pruner(name, max_epochs=4))
     for _ in range(6):  # bag trials, fast starters, run through the pruner (asha keeps its rungs in them)
         assert pruned_after(study, BAG, [0.95, 0.96, 0.97, 0.97]) is None
     slow = [0.55, 0.70, 0.90, 0.99]  # fine-tuning every layer at a low learning rate

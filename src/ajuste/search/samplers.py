@@ -73,10 +73,10 @@ def make_sampler(
 def make_pruner(name: str, *, max_epochs: int) -> optuna.pruners.BasePruner:
     """The pruner called ``name``; each is fed the validation score after every epoch.
 
-    ``median`` and ``asha`` compare a trial only with trials of its own :func:`cohort` (family and trainable
-    layers), and ``median`` never stops a trial after its first epoch: the learning curves of a bag of words
-    and of a transformer fine-tuned at a low learning rate start far apart, and the one that starts slow is
-    often the one that ends best. ``hyperband`` splits the trials into its own brackets instead.
+    Each compares a trial only with trials of its own :func:`cohort` (family and trainable layers; ``hyperband``
+    within its bracket as well), and ``median`` never stops a trial after its first epoch: the learning curves
+    of a bag of words and of a transformer fine-tuned at a low learning rate start far apart, and the one that
+    starts slow is often the one that ends best.
     """
     if name == "none":
         return optuna.pruners.NopPruner()
@@ -85,7 +85,7 @@ def make_pruner(name: str, *, max_epochs: int) -> optuna.pruners.BasePruner:
     if name == "asha":
         return CohortPruner(optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_epochs, 3), reduction_factor=3)
+        return CohortPruner(_CohortHyperband(min_resource=1, max_resource=max(max_epochs, 3), reduction_factor=3))
     raise ValueError(f"unknown pruner {name!r}; expected one of {', '.join(PRUNERS)}")
 
 
@@ -94,14 +94,25 @@ class _CohortView:
 
     def __init__(self, study: Study, keep: tuple[str, str]) -> None:
         self._study = study
-        self._keep = keep
+        self.keep = keep
 
     def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
         trials = self._study.get_trials(deepcopy=deepcopy, states=states)
-        return [t for t in trials if cohort(t) == self._keep]
+        return [t for t in trials if cohort(t) == self.keep]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
+
+
+class _CohortHyperband(optuna.pruners.HyperbandPruner):
+    """Hyperband whose brackets hold the trials of one cohort. Optuna builds each bracket's study from the
+    storage, past the cohort view that :class:`CohortPruner` hands it, so the view is put back around it."""
+
+    def _create_bracket_study(self, study: Study, bracket_id: int) -> Study:
+        bracket = super()._create_bracket_study(study, bracket_id)
+        if isinstance(study, _CohortView):
+            return _CohortView(bracket, study.keep)  # type: ignore[return-value]
+        return bracket
 
 
 class CohortPruner(optuna.pruners.BasePruner):
