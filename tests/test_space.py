@@ -73,7 +73,7 @@ def refused(raw: dict[str, Any], **kwargs: Any) -> str:
 # -- default spaces ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("families", [["bag"], ["gpt"], ["minilm"], ["bag", "gpt", "minilm"]])
+@pytest.mark.parametrize("families", [["bag"], ["gpt"], ["minilm"], ["static"], ["bag", "gpt", "minilm"]])
 def test_default_spaces_parse_and_give_valid_settings(families: list[str]) -> None:
     space = parse_space(None, families=families)
     assert space.families == families

@@ -40,8 +40,10 @@ __all__ = ["DEFAULT_SPACE", "Encoder", "StaticFamily", "open_encoder", "piece_ve
 
 log = logging.getLogger(__name__)
 
-#: The default search space: training settings only (the vectors are the encoder's; the width is its width).
+#: The default search space: which of the encoder's layers make the vectors, and the training settings (the
+#: vectors are the encoder's, the width is its width).
 DEFAULT_SPACE: dict[str, Any] = {
+    "model.layers": ["last+embeddings", "last"],
     "train.lr": {"low": 1e-3, "high": 0.1, "log": True},
     "train.batch_size": [16, 32, 64, 128],
     "train.epochs": {"low": 5, "high": 40},
