@@ -282,12 +282,14 @@ def test_every_file_of_a_run_has_the_users_permissions(cli: Cli, data: Path, tmp
 # -- interruptions and messages ---------------------------------------------------------------------
 
 
+def interrupted(*args: Any, **kwargs: Any) -> None:
+    """Stands in for a step that Ctrl-C stops."""
+    raise KeyboardInterrupt
+
+
 def test_ctrl_c_during_training_says_nothing_was_written(
     cli: Cli, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def interrupted(*args: Any, **kwargs: Any) -> None:
-        raise KeyboardInterrupt
-
     monkeypatch.setattr(TextClassifier, "fit_from", interrupted)
     result = cli(*train_args(data, tmp_path / "run"))
     assert result.code == 130
@@ -303,16 +305,36 @@ def test_ctrl_c_during_a_search_says_what_was_kept(
     out = tmp_path / "run"
     ok(cli(*tune_args(data, out, "--trials", "1", "--quiet")))
 
-    def interrupted(*args: Any, **kwargs: Any) -> None:
-        raise KeyboardInterrupt
-
     monkeypatch.setattr(TextClassifier, "fit_from", interrupted)
     result = cli(*tune_args(data, out, "--trials", "3", "--quiet"))
     assert result.code == 130
     line = result.err.strip()
-    assert line.startswith("interrupted: the search was stopped after 1 counted trials")
+    assert line.startswith("interrupted: the search was stopped after 1 counted trial (")
     assert f"the study is kept in {out}: run the same command to resume it" in line
     assert "\n" not in line and "Traceback" not in result.err
+
+
+def test_ctrl_c_while_the_final_model_is_made_says_how_to_make_it_without_a_new_trial(
+    cli: Cli, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ajuste.search import tune as tune_module
+
+    out = tmp_path / "run"
+    finalize = tune_module._finalize
+
+    monkeypatch.setattr(tune_module, "_finalize", interrupted)
+    result = cli(*tune_args(data, out, "--trials", "2", "--quiet"))
+    assert result.code == 130
+    line = result.err.strip()
+    assert line.startswith("interrupted: the search had run its 2 counted trials and was making its final model")
+    assert "run the same command with --finalize to make it without a new trial" in line and "\n" not in line
+    monkeypatch.setattr(tune_module, "_finalize", finalize)
+    again = ok(cli(*tune_args(data, out, "--trials", "2", "--finalize", "--json", "--quiet"))).json()
+    assert again["trials"]["complete"] + again["trials"]["pruned"] == 2, "no trial ran again"
+    with pytest.raises(tune_module.SearchInterrupted) as caught:
+        monkeypatch.setattr(tune_module, "_finalize", interrupted)
+        tune_module.tune(str(data), model="bag", trials=1, out=tmp_path / "python")
+    assert "with finalize=True to make it" in str(caught.value)
 
 
 def test_sigterm_during_a_search_stops_it_as_ctrl_c_does(
@@ -332,7 +354,7 @@ def test_sigterm_during_a_search_stops_it_as_ctrl_c_does(
     result = cli(*tune_args(data, out, "--trials", "3", "--quiet"))
     assert result.code == 143
     line = result.err.strip()
-    assert line.startswith("terminated (SIGTERM): the search was stopped after 1 counted trials"), line
+    assert line.startswith("terminated (SIGTERM): the search was stopped after 1 counted trial ("), line
     assert f"the study is kept in {out}: run the same command to resume it" in line
     assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{out / 'study.db'}")

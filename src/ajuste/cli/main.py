@@ -450,7 +450,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         said = "terminated (SIGTERM)" if terminated else "interrupted"
-        sys.stderr.write(f"{said}: {str(exc) or _INTERRUPTED.get(args.command, 'nothing was changed')}.\n")
+        wording = getattr(exc, "for_command_line", None)  # a search says what to run next in flags
+        what = wording() if wording is not None else str(exc)
+        sys.stderr.write(f"{said}: {what or _INTERRUPTED.get(args.command, 'nothing was changed')}.\n")
         return 128 + signal.SIGTERM if terminated else 130
     except BrokenPipeError:  # the reader of stdout stopped early (`| head`): done, as a Unix tool is, quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or the exit's flush fails again

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ajuste.data import describe, load_data
 from ajuste.data.dataset import TextDataset
 from ajuste.data.prepare import PreparedData, cv_folds, stratified_sample
-from ajuste.errors import ConfigError, RunFolderError, SearchError, TrainingError
+from ajuste.errors import ConfigError, RunFolderError, SearchError, TrainingError, spoken
 from ajuste.models.pretrained import check_checkpoint
 from ajuste.models.registry import default_families, is_named_family, registration, student_families
 from ajuste.models.settings import FamilySettings
@@ -74,7 +74,15 @@ TrialHook = Callable[[FrozenTrial, optuna.Study], None]
 
 
 class SearchInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a search: the study is kept and the same command resumes it."""
+    """Ctrl-C during a search: the study is kept and the same command resumes it. ``str()`` says what to do in
+    Python's words, :meth:`for_command_line` with the flags."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(spoken(message))
+        self.message = message
+
+    def for_command_line(self) -> str:
+        return spoken(self.message, command_line=True)
 
 
 @dataclass
@@ -483,6 +491,7 @@ def run_tune(
                     "screen": None if screen is None else len(screen),
                 }
             )
+        finishing = False  # whether the search was over and its final model being made
         try:
             elsewhere = 0
             if not finalize and worker is None:
@@ -490,6 +499,7 @@ def run_tune(
             elif not finalize:
                 elsewhere = _shared_search(study, objective, config, url, on_trial)
             _require_a_finished_trial(study)
+            finishing = True
             final, final_by, elsewhere = (
                 (None, None, elsewhere)
                 if elsewhere
@@ -498,7 +508,7 @@ def run_tune(
                 )
             )
         except KeyboardInterrupt:
-            raise SearchInterrupted(_interrupted(folder, study)) from None
+            raise SearchInterrupted(_interrupted(folder, study, finishing)) from None
         finally:
             _report(folder, info, url)
             if worker is not None:
@@ -599,10 +609,17 @@ def _screen(config: TuneConfig, data: PreparedData) -> TextDataset | None:
     return stratified_sample(data.train, size, config.seed)
 
 
-def _interrupted(folder: RunFolder, study: optuna.Study) -> str:
+def _interrupted(folder: RunFolder, study: optuna.Study, finishing: bool) -> str:
+    done = counted(study)
+    trials = f"{done} counted trial{'' if done == 1 else 's'}"
+    if finishing:
+        return (
+            f"the search had run its {trials} and was making its final model; the study is kept in {folder.path}: "
+            "run the same command with [[--finalize||finalize=True]] to make it without a new trial"
+        )
     return (
-        f"the search was stopped after {counted(study)} counted trials (an unfinished trial does not count and "
-        f"runs again); the study is kept in {folder.path}: run the same command to resume it"
+        f"the search was stopped after {trials} (an unfinished trial does not count and runs again); the study "
+        f"is kept in {folder.path}: run the same command to resume it"
     )
 
 
