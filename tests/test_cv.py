@@ -127,7 +127,7 @@ def test_rescore_with_a_class_smaller_than_its_folds_names_rescore(cli: Cli, tmp
     ("flags", "expected"),
     [
         (("--cv", "1"), "--cv: must be >= 2"),
-        (("--cv", "3", "--refit", "train"), "cv needs refit train+val"),
+        (("--cv", "3", "--refit", "train"), "--cv needs --refit train+val"),
         (("--cv", "3", "--ensemble", "2"), "Drop --ensemble, or drop --cv"),
         (("--cv", "3", "--balance", "oversample"), "cv cannot fold oversampled training texts"),
     ],
@@ -137,6 +137,23 @@ def test_cv_settings_it_cannot_honour_are_refused_in_one_line(
 ) -> None:
     command = ("tune", "--data", data_file, "--model", "bag", "--trials", "1", "--out", tmp_path / "run", *flags)
     assert expected in one_line_error(cli(*command))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"cv": 3, "refit": "train"}, 'cv needs refit="train+val"'),
+        ({"cv": 3, "ensemble": 2}, "Drop ensemble, or drop cv"),
+        ({"rescore": 3, "cv": 3}, "Drop rescore, or drop cv"),
+    ],
+)
+def test_from_python_those_settings_are_named_as_python_names_them(
+    data_file: Path, tmp_path: Path, arguments: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        tune(str(data_file), model="bag", trials=1, out=tmp_path / "run", **arguments)
+    assert expected in str(caught.value) and "--" not in str(caught.value)
+    assert not (tmp_path / "run").exists()
 
 
 def test_cv_is_refused_for_students_of_a_teacher() -> None:

@@ -76,7 +76,7 @@ def test_two_fractions_divide_the_main_data_between_train_and_the_split_not_give
 
 @pytest.mark.parametrize(
     ("given", "said"),
-    [((), "no file gives a split: give three, as in 0.7,0.1,0.2"), (("val", "test"), "leave out --split")],
+    [((), "no file gives a split. Give three, as in 0.7,0.1,0.2"), (("val", "test"), "Leave out --split")],
 )
 def test_two_fractions_need_exactly_one_split_file(
     cli: Cli, files: dict[str, Path], tmp_path: Path, given: tuple[str, ...], said: str

@@ -128,8 +128,8 @@ def test_rescore_is_not_part_of_the_study(data_file: Path, tmp_path: Path) -> No
     [
         (("--rescore", "1"), "--rescore: must be >= 2"),
         (("--rescore", "3", "--cv", "3"), "Drop --rescore, or drop --cv"),
-        (("--rescore", "3", "--refit", "train"), "rescore needs refit train+val"),
-        (("--rescore", "3", "--ensemble", "2"), "drop --ensemble, or drop --rescore"),
+        (("--rescore", "3", "--refit", "train"), "--rescore needs --refit train+val"),
+        (("--rescore", "3", "--ensemble", "2"), "Drop --ensemble, or drop --rescore"),
         (("--rescore", "3", "--balance", "oversample"), "rescore cannot fold oversampled training texts"),
     ],
 )

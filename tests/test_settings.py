@@ -127,7 +127,11 @@ def test_model_family_is_checked() -> None:
 
     said = config_error(with_data(model={"family": "gtp"}))
     assert f"model.family: unknown model family, got 'gtp'; expected one of {', '.join(FAMILIES)}" in said
-    assert "to search several: --model bag,gpt" in config_error(with_data(model={"family": ["bag", "gpt"]}))
+    several = with_data(model={"family": ["bag", "gpt"]})
+    assert "to search several: ajuste.tune(model=['bag', 'gpt'])" in config_error(several)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(several)
+    assert "to search several: --model bag,gpt," in caught.value.for_command_line()
     assert "model.family: is required" in config_error(with_data(model={"embed_dim": 8}))
 
 
@@ -174,7 +178,9 @@ def test_checkpoint_rules() -> None:
     ],
 )
 def test_split_fractions(split: list[float], expected: str) -> None:
-    assert expected in config_error({"data": {"path": "x.csv", "split": split}})
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"data": {"path": "x.csv", "split": split}})
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_split_fractions_that_sum_to_one_in_floating_point() -> None:

@@ -89,7 +89,8 @@ def validation_messages(exc: ValidationError, prefix: str = "") -> list[str]:
             found = error.get("ctx", {}).get("tag")
             got = "" if found is None else f", got {found!r}"
             several = (
-                " (to search several: --model bag,gpt, or the space's model.family)"
+                " (to search several: [[--model bag,gpt||ajuste.tune(model=['bag', 'gpt'])]], or the space's "
+                "model.family)"
                 if str(found).startswith("[")
                 else ""
             )

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from ajuste.errors import ConfigError
 from ajuste.fields import Settings
 
 Balance = Literal["none", "undersample", "oversample", "class_weight"]
@@ -76,11 +77,15 @@ class DataSettings(Settings):
         if (self.dataset is None) == (self.path is None):
             raise ValueError("give exactly one data source: a built-in `dataset` or a file `path`")
         if len(self.split) == 2 and (self.val_path is None) == (self.test_path is None):
-            given = "both --val-data and --test-data give their splits" if self.val_path else "no file gives a split"
-            raise ValueError(
+            given = (
+                "both [[--val-data||val_path]] and [[--test-data||test_path]] give their splits"
+                if self.val_path
+                else "no file gives a split"
+            )
+            raise ConfigError(
                 f"two split fractions ({','.join(map(str, self.split))}) are for train and the one split that "
-                f"--val-data or --test-data does not give, and {given}: "
-                + ("leave out --split" if self.val_path else "give three, as in 0.7,0.1,0.2")
+                f"[[--val-data||val_path]] or [[--test-data||test_path]] does not give, and {given}",
+                fix="Leave out [[--split||split]]." if self.val_path else "Give three, as in 0.7,0.1,0.2.",
             )
         if self.text_col is not None and self.text_col == self.label_col:
             raise ValueError(f"text_col and label_col are the same column ({self.text_col!r}): name two columns")

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ajuste.data.settings import DataSettings
+from ajuste.errors import ConfigError
 from ajuste.fields import Settings
 from ajuste.models.registry import FAMILIES
 from ajuste.training.settings import MAX_SEED, DistillSettings, TrainSettings
@@ -114,29 +115,37 @@ class TuneSettings(Settings):
             return values
         if values.get("rescore") is not None:
             if values.get("cv") is not None:
-                raise ValueError(
-                    "rescore cross-validates the best trials again, and under cv every trial is cross-validated "
-                    "already. Drop --rescore, or drop --cv"
+                raise ConfigError(
+                    "[[--rescore||rescore]] cross-validates the best trials again, and under [[--cv||cv]] every "
+                    "trial is cross-validated already",
+                    fix="Drop [[--rescore||rescore]], or drop [[--cv||cv]].",
                 )
             if values.get("refit", "train+val") != "train+val":
-                raise ValueError(
-                    f"rescore needs refit train+val (the final choice is made on folds of train+val); got refit "
-                    f"{values['refit']}. Drop --refit, or drop --rescore"
+                raise ConfigError(
+                    '[[--rescore||rescore]] needs [[--refit train+val||refit="train+val"]] (the final choice is '
+                    "made on folds of train+val)",
+                    found=f"refit {values['refit']}",
+                    fix="Drop [[--refit||refit]], or drop [[--rescore||rescore]].",
                 )
             if (values.get("ensemble") or 1) > 1:
-                raise ValueError("rescore chooses one final trial; drop --ensemble, or drop --rescore")
+                raise ConfigError(
+                    "[[--rescore||rescore]] chooses one final trial",
+                    fix="Drop [[--ensemble||ensemble]], or drop [[--rescore||rescore]].",
+                )
             return {**values, "refit": "train+val"}
         if values.get("cv") is None:
             return values
         if values.get("refit", "train+val") != "train+val":
-            raise ValueError(
-                f"cv needs refit train+val (its trials have no single training split); got refit {values['refit']}. "
-                "Drop --refit, or drop --cv"
+            raise ConfigError(
+                '[[--cv||cv]] needs [[--refit train+val||refit="train+val"]] (its trials have no single training '
+                "split)",
+                found=f"refit {values['refit']}",
+                fix="Drop [[--refit||refit]], or drop [[--cv||cv]].",
             )
         if (values.get("ensemble") or 1) > 1:
-            raise ValueError(
-                "cv makes one final model; an ensemble is chosen on the validation split, which cv trains on. "
-                "Drop --ensemble, or drop --cv"
+            raise ConfigError(
+                "[[--cv||cv]] makes one final model; an ensemble is chosen on the validation split, which cv trains on",
+                fix="Drop [[--ensemble||ensemble]], or drop [[--cv||cv]].",
             )
         return {**values, "refit": "train+val"}
 
@@ -154,9 +163,10 @@ class TuneSettings(Settings):
     @model_validator(mode="after")
     def _screen_fits(self) -> TuneSettings:
         if isinstance(self.screen, int) and self.cv is not None:
-            raise ValueError(
-                "screen trains a trial on part of the training split, and under cv trials train on folds. "
-                "Drop --screen, or drop --cv"
+            raise ConfigError(
+                "[[--screen||screen]] trains a trial on part of the training split, and under [[--cv||cv]] "
+                "trials train on folds",
+                fix="Drop [[--screen||screen]], or drop [[--cv||cv]].",
             )
         return self
 
@@ -218,21 +228,26 @@ class TuneConfig(Settings):
     @model_validator(mode="after")
     def _cross_validation_fits(self) -> TuneConfig:
         if isinstance(self.tune.screen, int) and self.distill is not None:
-            raise ValueError(
-                "screen is not supported when searching students of a teacher (--distill-from): they train on the "
-                "teacher's targets for every training text. Drop --screen"
+            raise ConfigError(
+                "[[--screen||screen]] is not supported when searching students of a teacher "
+                "([[--distill-from||distill_from]]): they train on the teacher's targets for every training text",
+                fix="Drop [[--screen||screen]].",
             )
         name = "cv" if self.tune.cv is not None else "rescore" if self.tune.rescore is not None else None
         if name is None:
             return self
         if self.distill is not None:
-            raise ValueError(
-                f"{name} is not supported when searching students of a teacher (--distill-from); drop --{name}"
+            raise ConfigError(
+                f"[[--{name}||{name}]] is not supported when searching students of a teacher "
+                "([[--distill-from||distill_from]])",
+                fix=f"Drop [[--{name}||{name}]].",
             )
         if self.data.balance == "oversample":
-            raise ValueError(
-                f"{name} cannot fold oversampled training texts (a copy would be both trained on and validated); "
-                f"use --balance class_weight or undersample, or drop --{name}"
+            raise ConfigError(
+                f"[[--{name}||{name}]] cannot fold oversampled training texts (a copy would be both trained on and "
+                "validated)",
+                fix='Use [[--balance class_weight||balance="class_weight"]] or undersample, or drop '
+                f"[[--{name}||{name}]].",
             )
         return self
 
