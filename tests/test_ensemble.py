@@ -333,6 +333,32 @@ def test_the_members_are_chosen_without_training_a_candidate_again(
     assert members[0] == chosen["members"][0]["trial"]
 
 
+def test_only_the_best_trials_models_are_kept() -> None:
+    from ajuste.search.objective import KeptModels
+
+    models: list[Any] = [object() for _ in range(4)]
+    kept = KeptModels(2, maximize=True)
+    for number, (value, loss) in enumerate([(0.8, 0.5), (0.9, 0.4), (0.9, 0.3), (0.7, 0.1)]):
+        kept.offer(number, value, loss, models[number])
+    assert [kept.model(n) for n in range(4)] == [None, models[1], models[2], None]  # ties go to the lower loss
+    kept.release(keep=[2])
+    assert kept.model(1) is None and kept.model(2) is models[2] and kept
+
+
+def test_the_members_of_a_search_are_its_trials_own_models(
+    noisy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fits: list[str] = []
+    original_fit = TextClassifier.fit_from
+    monkeypatch.setattr(TextClassifier, "fit_from", lambda *a, **k: fits.append("fit") or original_fit(*a, **k))
+    out = tmp_path / "run"
+    run_json(tune_command(noisy_data, out, "--ensemble", "4", "--json"))  # up to 4 models kept: every trial's
+    search = record_of(out)["search"]
+    assert len(search["ensemble"]["members"]) >= 2
+    assert len(fits) == 4, "each of the four trials trains once; the members are their models, kept, not refit"
+    assert "its trial's model" in search["how"]
+
+
 def test_the_ensemble_size_does_not_change_the_study() -> None:
     def fingerprint(**search: Any) -> str:
         values = {"data": {"dataset": "sms-spam"}, "model": {"family": "bag"}, "tune": search}

@@ -14,6 +14,7 @@ import logging
 import math
 import statistics
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,7 @@ from ajuste.runs.record import (
     TestAccess,
 )
 from ajuste.search import ensemble
-from ajuste.search.objective import TRIAL_ERRORS, BestSoFar, Objective, trial_settings
+from ajuste.search.objective import TRIAL_ERRORS, Objective, trial_settings
 from ajuste.search.study import CHOSEN_BY, RESCORED, best_trials, count_states, importances, ranking
 from ajuste.training.classifier import TextClassifier
 from ajuste.training.ensemble import EnsembleClassifier, log_probabilities
@@ -80,19 +81,23 @@ class Final:
 
 
 def _final_model(
-    objective: Objective, best: FrozenTrial, refit: str, rescored: CrossValidationRecord | None = None
+    objective: Objective,
+    best: FrozenTrial,
+    refit: str,
+    rescored: CrossValidationRecord | None = None,
+    keep: Collection[int] = (),
 ) -> tuple[TextClassifier, dict[str, Any], DistillRecord | None]:
-    """The trial ``best``'s own model when refitting on train repeats it exactly, else a refit (on train, or
-    on train+val for its best epoch count: the median of its ``rescored`` folds' best epochs when it was scored
-    again); and for a student, the record of the texts it learnt on."""
+    """The trial ``best``'s own model when it is kept and refitting on train repeats it exactly, else a refit (on
+    train, or on train+val for its best epoch count: the median of its ``rescored`` folds' best epochs when it was
+    scored again), the kept models of other trials than ``keep`` let go first; and for a student, the record of
+    the texts it learnt on."""
     data, seed = objective.data, objective.config.seed
     student = objective.student
-    kept = objective.best
-    if refit == "train" and kept.number == best.number and kept.classifier is not None:
-        note = "the best trial's model: a refit with the same settings, data and seed repeats it exactly"
-        return kept.classifier, {"refit": "train", "how": note}, student.record if student else None
-    objective.best = BestSoFar()
-    gc.collect()
+    kept = objective.kept.model(best.number)
+    if refit == "train" and kept is not None:
+        note = "the trial's own model: a refit with the same settings, data and seed repeats it exactly"
+        return kept, {"refit": "train", "how": note}, student.record if student else None
+    objective.kept.release(keep)
     model, train = trial_settings(objective.config, _settings_of(objective, best))
     classifier = TextClassifier(model, labels=data.labels)
     classifier.compile_from(train.compile_settings(), class_weights=data.class_weights)
@@ -138,10 +143,11 @@ def _ensemble_model(
     objective: Objective, pool: list[FrozenTrial]
 ) -> tuple[TextClassifier, dict[str, Any], DistillRecord | None, EnsembleRecord]:
     """The final ensemble of the candidate trials ``pool`` (best first): members and weights chosen on the
-    candidates' validation probabilities, then each member trained as a final model is (on train, the best
-    trial's own model reused; with ``--refit train+val``, on train+val for its trial's best epoch count, keeping
-    the weights chosen). The probabilities are those each trial kept when it ran; a candidate that kept none (a
-    study from an older ajuste) is trained on train again to give them. One member alone is the final model."""
+    candidates' validation probabilities, then each member trained as a final model is (on train, its trial's
+    own model where this process kept it, else trained again; with ``--refit train+val``, on train+val for its
+    trial's best epoch count, keeping the weights chosen). The probabilities are those each trial kept when it
+    ran; a candidate that kept none (a study from an older ajuste) is trained on train again to give them. One
+    member alone is the final model."""
     config, data = objective.config, objective.data
     index = {label: i for i, label in enumerate(data.labels)}
     targets = np.array([index[label] for label in data.val.labels])
@@ -151,7 +157,7 @@ def _ensemble_model(
         kept = ensemble.stored(trial, len(targets), len(data.labels))
         if kept is None:
             log.info("trial %d kept no validation probabilities: it is trained again to give them", trial.number)
-            trained[i] = _final_model(objective, trial, "train")
+            trained[i] = _final_model(objective, trial, "train", keep=[t.number for t in pool])
             kept = log_probabilities(trained[i][0], data.val.texts).exp().numpy()
         probabilities.append(kept)
     counts = ensemble.greedy_counts(probabilities, targets, config.tune.ensemble, config.tune.metric)
@@ -173,7 +179,7 @@ def _ensemble_model(
     else:
         for i in chosen:
             if i not in trained:
-                trained[i] = _final_model(objective, pool[i], "train")
+                trained[i] = _final_model(objective, pool[i], "train", keep=[pool[j].number for j in chosen])
         for i in set(trained) - set(chosen):
             del trained[i]
         how = "each member its trial's model: a refit on train with the same settings, data and seed repeats it exactly"

@@ -8,12 +8,12 @@ command exits with an internal error.
 
 from __future__ import annotations
 
+import gc
 import math
 import statistics
 import time
 import traceback
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import optuna
@@ -152,14 +152,35 @@ class TrialReporter(Callback):
             raise optuna.TrialPruned(f"stopped after {unit} {step}: the time budget ran out")
 
 
-@dataclass
-class BestSoFar:
-    """The best trial's model so far, kept so that refitting on train does not train it twice."""
+class KeptModels:
+    """The models of this process's best trials so far, up to ``size`` of them (ranked as the final choice ranks
+    trials), kept so that the final model, and each member of a final ensemble, is not trained a second time: a
+    refit on train with a trial's settings, data and seed repeats its model exactly."""
 
-    number: int | None = None
-    value: float | None = None
-    classifier: TextClassifier | None = None
-    loss: float = math.inf
+    def __init__(self, size: int, maximize: bool) -> None:
+        self.size = max(size, 1)
+        self.maximize = maximize
+        self._kept: dict[int, tuple[tuple[float, float, int], TextClassifier | None]] = {}
+
+    def offer(self, number: int, value: float, loss: float, classifier: TextClassifier | None) -> None:
+        """Keep trial ``number``'s model if it ranks among the ``size`` best kept, dropping the one it displaces."""
+        self._kept[number] = (ranking(value, loss, number, self.maximize), classifier)
+        if len(self._kept) > self.size:
+            del self._kept[max(self._kept, key=lambda n: self._kept[n][0])]
+
+    def model(self, number: int) -> TextClassifier | None:
+        """Trial ``number``'s model, if it is kept."""
+        kept = self._kept.get(number)
+        return kept[1] if kept is not None else None
+
+    def release(self, keep: Collection[int] = ()) -> None:
+        """Let go of every kept model but those of the trials ``keep`` (before training another, to free memory)."""
+        for number in [n for n in self._kept if n not in keep]:
+            del self._kept[number]
+        gc.collect()
+
+    def __bool__(self) -> bool:
+        return bool(self._kept)
 
 
 class Objective:
@@ -189,7 +210,8 @@ class Objective:
         #: Under screening (``--screen``): the stratified subset of the training texts every trial trains on first.
         self.screen = screen if folds is None and student is None else None
         self.metric = config.tune.metric
-        self.best = BestSoFar()
+        #: The best trials' models so far (as many as the final ensemble may take).
+        self.kept = KeptModels(config.tune.ensemble, config.tune.direction == "maximize")
         self.deadline: float | None = None
         self.completed_before = False
         #: On a shared study, this worker's name (recorded in each trial it runs).
@@ -206,7 +228,7 @@ class Objective:
 
     def _completed(self) -> bool:
         """Whether some trial of the study has completed (in this run, or before it)."""
-        return self.best.number is not None or self.completed_before
+        return bool(self.kept) or self.completed_before
 
     def __call__(self, trial: optuna.Trial) -> float:
         started = time.perf_counter()
@@ -525,17 +547,8 @@ class Objective:
         trial.set_user_attr("val_metrics", metrics)
         loss = float(metrics.get("val_loss", math.inf))
         loss = loss if math.isfinite(loss) else math.inf
-        if self._improves(value, loss, trial.number):
-            self.best = BestSoFar(trial.number, value, classifier, loss)
+        self.kept.offer(trial.number, value, loss, classifier)
         return value
-
-    def _improves(self, value: float, loss: float, number: int) -> bool:
-        """Whether this trial now ranks first, as the final choice will rank it (ties: lower loss)."""
-        best = self.best
-        if best.value is None or best.number is None:
-            return True
-        maximize = self.config.tune.direction == "maximize"
-        return ranking(value, loss, number, maximize) < ranking(best.value, best.loss, best.number, maximize)
 
 
 def _unscreened_seconds(trial: FrozenTrial) -> float:
