@@ -368,6 +368,17 @@ def test_the_ensemble_size_does_not_change_the_study() -> None:
     assert fingerprint() != fingerprint(metric="loss")
 
 
+def test_the_final_model_may_average_up_to_5_trials_unless_one_trial_is_chosen() -> None:
+    def size(**values: Any) -> int:
+        return validate(TuneConfig, {"data": {"dataset": "sms-spam"}, **values}).tune.ensemble
+
+    assert size() == size(tune={"ensemble": None}) == 5
+    assert size(tune={"ensemble": 2}) == 2
+    assert size(tune={"cv": 5}) == size(tune={"rescore": 3}) == 1  # one final trial, refit on train+val
+    assert size(distill={"teacher": "a-run"}) == 1  # students are searched for their cost
+    assert size(distill={"teacher": "a-run"}, tune={"ensemble": 3}) == 3
+
+
 def test_refit_on_train_and_validation_keeps_the_members_chosen(noisy_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     summary = run_json(tune_command(noisy_data, out, "--ensemble", "3", "--refit", "train+val", "--json"))

@@ -479,18 +479,20 @@ def test_the_python_api_returns_the_search_and_a_working_model(data_file: Path, 
     assert len(predictions.labels) == 2 and set(predictions.labels) <= {"ham", "spam"}
 
 
-def test_trials_leave_nothing_behind(data_file: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("ensemble", [1, 3])
+def test_trials_leave_nothing_behind(data_file: Path, tmp_path: Path, ensemble: int) -> None:
     before = count_classifiers()
     alive: list[int] = []
     space = {**TINY_SPACE, "model.embed_dim": [8, 12, 16]}
     result = run_tune(
-        config(data_file, tmp_path / "run", space, trials=6),
+        config(data_file, tmp_path / "run", space, trials=6, ensemble=ensemble),
         on_trial=lambda trial, study: alive.append(count_classifiers() - before),
     )
     assert result.trial_counts()["complete"] == 6
     assert count_classifiers() - before >= 1, "the count sees the final model that the result holds"
     assert len(alive) == 6
-    assert max(alive) <= 1, f"classifiers alive after each trial: {alive} (only the best one may be kept)"
+    # Only the models of the best trials, as many as the final ensemble may take, are kept.
+    assert alive == [min(n, ensemble) for n in range(1, 7)], f"classifiers alive after each trial: {alive}"
 
 
 # -- the command line's refusals ---------------------------------------------------------------------

@@ -249,7 +249,13 @@ def tune(args: argparse.Namespace) -> int:
             table.add_row(str(item.trial), search, f"{item.cv.mean:.4f}", f"{item.cv.std:.4f}", mark)
         out.table(table)
     chosen = result.ensemble
-    if chosen is not None:
+    if chosen is not None and len(chosen.members) == 1:
+        others = len(chosen.candidates) - 1
+        out.say(
+            f"[bold]ensemble[/] of one: no other of the {others} candidate trial{'s' if others != 1 else ''} "
+            "lowered the validation loss"
+        )
+    elif chosen is not None:
         members = ", ".join(f"trial {m.trial} x{m.weight:.2f}" for m in chosen.members)
         single, both = chosen.single_best, chosen.ensemble
         out.say(
@@ -260,7 +266,7 @@ def tune(args: argparse.Namespace) -> int:
         out.say(f"[bold]chosen[/] {_choice_line(result.best_trial, result.best_value, result.choice)}")
     if result.classifier is not None:
         final = (
-            f"an ensemble of {len(chosen.members)} trials"
+            f"an ensemble of {len(chosen.members)} trials (--ensemble 1: trial {result.best_trial}'s model alone)"
             if chosen is not None and len(chosen.members) > 1
             else f"trial {result.best_trial}'s settings"
         )

@@ -74,10 +74,16 @@ class Final:
 
     @property
     def chosen_by(self) -> str:
-        """The rule that chose the final model, as run.yaml's ``chosen_by`` states it: re-scoring's or the
-        ensemble's where one chose it, else the best trial's."""
-        record = self.rescore or self.ensemble
+        """The rule that chose the final model, as run.yaml's ``chosen_by`` states it: re-scoring's where it
+        chose it, the ensemble's where it averages several trials, else the best trial's."""
+        record = self.rescore or (self.ensemble if self.averaged else None)
         return record.chosen_by if record is not None else CHOSEN_BY
+
+    @property
+    def averaged(self) -> bool:
+        """Whether the final model averages several trials' models (an ensemble selection may keep the best
+        trial's alone)."""
+        return self.ensemble is not None and len(self.ensemble.members) > 1
 
 
 def _final_model(

@@ -39,6 +39,12 @@ RESCORE_FOLDS = 5
 #: subset (a quarter) then holds 1,000 texts or more, enough to learn every class from; below it a whole
 #: trial is cheap and a quarter of it too noisy to rank by.
 SCREEN_FROM = 4000
+#: ``--ensemble``'s default: up to five members, as AutoML tools' ensemble selection (Caruana et al., 2004;
+#: auto-sklearn, AutoGluon) makes its final model by default: starting from the best trial and adding a member
+#: only where the validation loss falls, it is the best trial alone unless averaging helps on validation, and in
+#: bench/RESULTS.md (sms-spam and AG News) it never tested below the best trial alone. Five candidates' models
+#: are kept in memory during the search, so that the members need no second training.
+ENSEMBLE = 5
 #: ``--screen auto``: the share of the training texts that a trial is screened on. A trial screened out costs a
 #: quarter of its full training; successive halving's usual reduction factors are 2 to 4.
 SCREEN_SHARE = 0.25
@@ -62,11 +68,13 @@ class TuneSettings(Settings):
         "train", description="Final model: the best settings on train, or on train+val for the best epoch count."
     )
     ensemble: int = Field(
-        1,
+        ENSEMBLE,
         ge=1,
         le=32,
         description="Final model: the average of up to this many of the best distinct trials' models, chosen "
-        "greedily on validation (1: the best trial's model alone).",
+        "greedily on validation, a member added only where it lowers the validation loss without lowering the "
+        f"score (1: the best trial's model alone). Unset: {ENSEMBLE}; 1 under cv or rescore (one final model) and "
+        "for a teacher's students (chosen for their cost).",
     )
     cv: int | None = Field(
         None,
@@ -113,6 +121,10 @@ class TuneSettings(Settings):
         on train+val."""
         if not isinstance(values, dict):
             return values
+        if values.get("ensemble") is None:  # unset: the default, but one model where one final trial is chosen
+            values = {k: v for k, v in values.items() if k != "ensemble"}
+            if values.get("rescore") is not None or values.get("cv") is not None:
+                values["ensemble"] = 1
         if values.get("rescore") is not None:
             if values.get("cv") is not None:
                 raise ConfigError(
@@ -216,6 +228,16 @@ class TuneConfig(Settings):
     distill: DistillSettings | None = Field(
         None, description="Search students of this teacher: every trial learns from its probabilities too."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_student(cls, values: Any) -> Any:
+        """A teacher's students are searched for a cheap model: unless asked, the final model is one of them."""
+        if isinstance(values, dict) and values.get("distill") is not None:
+            tune = values.get("tune")
+            if tune is None or (isinstance(tune, dict) and tune.get("ensemble") is None):
+                values = {**values, "tune": {**(tune or {}), "ensemble": 1}}
+        return values
 
     @field_validator("families")
     @classmethod

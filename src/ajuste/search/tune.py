@@ -560,7 +560,7 @@ def how_chosen(config: TuneConfig, study: optuna.Study, final: Final, data: Prep
     texts = counts["train"] + counts["val"] if config.tune.cv else counts["val"]
     if final.rescore is not None:
         protocol = "rescore"
-    elif final.ensemble is not None:
+    elif final.averaged:
         protocol = "ensemble"
     else:
         protocol = "cv" if config.tune.cv else "validation"
@@ -661,7 +661,7 @@ def tune(
     startup_trials: int = 8,
     screen: str | int = "auto",
     heartbeat: int = 60,
-    ensemble: int = 1,
+    ensemble: int | None = None,
     finalize: bool = False,
     distill_from: str | Path | None = None,
     distill: Mapping[str, Any] | None = None,
@@ -673,10 +673,11 @@ def tune(
     searches students of that teacher, on its data and seed, with the settings ``distill`` (``temperature``,
     ``alpha``, ``augment``, ``unlabeled``: see :func:`ajuste.distill`);
     ``model`` a family, a list of families, a checkpoint, or a mapping of fixed model settings (unset:
-    bag, gpt and minilm); ``space`` a search space (unset: the families' default spaces); ``ensemble`` K > 1
+    bag, gpt and minilm); ``space`` a search space (unset: the families' default spaces); ``ensemble`` K
     makes the final model the average of up to K of the best distinct trials' models, chosen greedily on
-    validation. Running the same call again resumes the same study. Returns the best settings, the study, the
-    final model and its validation and test metrics. ``refit`` is ``train`` (the default) or ``train+val``;
+    validation (unset: 5; 1 under ``cv`` or ``rescore`` and for students; 1: the best trial's model alone).
+    Running the same call again resumes the same study. Returns the best settings, the study, the final model and
+    its validation and test metrics. ``refit`` is ``train`` (the default) or ``train+val``;
     ``cv`` K scores every trial by stratified K-fold cross-validation over train+val instead of the validation
     split alone, and then refits on train+val; ``rescore`` N scores the N best distinct trials again that way
     (5 folds) when the search ends, and refits the best of them on train+val. ``screen`` (``auto``, ``off`` or a
