@@ -381,6 +381,8 @@ def pruning_part(data_dir: str, timeout: str, models: str) -> None:
                 pruner,
                 "--sampler",
                 "random",
+                "--ensemble",
+                "1",
             ]
             summary, seconds = run_cli([*args, "--out", str(Path(scratch) / pruner)], timeout=7200)
             t = summary["trials"]
@@ -489,11 +491,12 @@ def ensemble_part(data_dir: str, timeout: str, datasets: list[str], size: int = 
 
 
 #: How the final trial is chosen, for the protocol comparison: (name, flags of the search, flags of a second end
-#: of the same study with --finalize, or None). Every protocol refits on train+val, so that only the choice differs.
+#: of the same study with --finalize, or None). Every protocol refits on train+val, so that only the choice differs,
+#: and makes one trial's model (--ensemble 1; --cv and --rescore imply it).
 CHOICE_PROTOCOLS = {
-    "accuracy": ("validation accuracy", ["--refit", "train+val"], None),
+    "accuracy": ("validation accuracy", ["--refit", "train+val", "--ensemble", "1"], None),
     "rescore": ("top 3 re-scored on 5 folds", None, ["--rescore", "3"]),
-    "loss": ("validation loss", ["--metric", "loss", "--refit", "train+val"], None),
+    "loss": ("validation loss", ["--metric", "loss", "--refit", "train+val", "--ensemble", "1"], None),
     "cv": ("--cv 5", ["--cv", "5"], None),
 }
 
@@ -627,7 +630,7 @@ def larger_part(data_dir: str, timeout: str, seeds: list[int]) -> None:
                 # every search starts with an empty cache: frozen layers computed by an earlier run would make a
                 # later one cheaper
                 os.environ["AJUSTE_CACHE_DIR"] = str(Path(folder) / "cache")
-                args = ["tune", *data, "--seed", str(seed), "--timeout", timeout, "--screen", screen]
+                args = ["tune", *data, "--seed", str(seed), "--timeout", timeout, "--screen", screen, "--ensemble", "1"]
                 summary, seconds = run_cli([*args, "--out", str(out)], timeout=7200)
                 cohorts = _cohorts(out)
             best = summary["best_params"]

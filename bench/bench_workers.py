@@ -48,7 +48,7 @@ def run_workers(server: Postgres, workers: int, trials: int, data_dir: str, scra
         timings.append(timing)
         args = [sys.executable, str(BENCH / "_timed_worker.py"), "tune", "--dataset", "sms-spam"]
         args += ["--data-dir", data_dir, "--model", "bag", "--trials", str(trials), "--storage", server.url]
-        args += ["--study", study, "--out", str(scratch / f"{study}-{i}"), "--quiet", "--json"]
+        args += ["--study", study, "--out", str(scratch / f"{study}-{i}"), "--quiet", "--json", "--ensemble", "1"]
         processes.append(subprocess.Popen(args, env={**env, "AJUSTE_BENCH_TIMING": str(timing)}))
     codes = [p.wait(timeout=7200) for p in processes]
     wall = time.perf_counter() - started
