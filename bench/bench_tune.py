@@ -269,21 +269,23 @@ def _compare_samplers(
     return results, queued
 
 
-def _sampler_table(results: dict[str, Any], checkpoints: list[int]) -> list[str]:
+def _sampler_table(results: dict[str, Any], checkpoints: list[int], measured: bool = False) -> list[str]:
     """The comparison's table: each sampler's median best score at each checkpoint, and whether it beats random's."""
     random_best = results.get("random", {}).get("median_best", {})
     last = str(checkpoints[-1])
     lines = [
         "| sampler | "
         + " | ".join(f"best val loss after {k}" for k in checkpoints)
-        + f" | beats random at {last} | seconds (all seeds) |",
-        "| --- | " + " | ".join("---:" for _ in checkpoints) + " | --- | ---: |",
+        + f" | beats random at {last} | seconds (all seeds) |"
+        + (" measured |" if measured else ""),
+        "| --- | " + " | ".join("---:" for _ in checkpoints) + " | --- | ---: |" + (" --- |" if measured else ""),
     ]
     for name, result in results.items():
         m = result["median_best"]
         beats = "—" if name == "random" or not random_best else ("yes" if m[last] < random_best[last] else "no")
         cells = " | ".join(f"{m[str(k)]:.4f}" for k in checkpoints)
-        lines.append(f"| `{name}` | {cells} | {beats} | {result['seconds']:.0f} |")
+        when = f" {result.get('measured', '–')} |" if measured else ""
+        lines.append(f"| `{name}` | {cells} | {beats} | {result['seconds']:.0f} |{when}")
     return lines
 
 
@@ -331,13 +333,25 @@ def samplers_default_part(data_dir: str, seeds: int, trials: int, names: list[st
     )
     space = search_space(config)
     checkpoints = sorted({10, 20, trials})
-    results, queued = _compare_samplers(config, space, names, seeds, trials, checkpoints, portfolio)
-    info = machine()
     section = "tune-samplers-default" if portfolio else "tune-samplers-default-sampled"
-    write_json(
-        section,
-        {"machine": info, "families": space.families, "portfolio_trials": queued, "results": results},
-    )
+    # Samplers are merged into the JSON one by one (each as soon as its studies end), so that a long comparison
+    # can run sampler by sampler; a sampler's earlier result is kept only if it had the same trials and seeds.
+    path = OUT / f"{section}.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    results = {
+        name: {"measured": str((old.get("machine") or {}).get("date", "–")), **result}
+        for name, result in (old.get("results") or {}).items()
+        if len(result.get("runs", [])) == seeds and all(len(r["values"]) == trials for r in result["runs"])
+    }
+    queued = int(old.get("portfolio_trials") or 0)
+    info = machine()
+    for name in names:
+        found, queued = _compare_samplers(config, space, [name], seeds, trials, checkpoints, portfolio)
+        results[name] = {**found[name], "measured": f"{time.strftime('%Y-%m-%d')}, {commit()}"}
+        ordered = {n: results[n] for n in SAMPLER_NAMES if n in results}
+        content = {"machine": info, "families": space.families, "portfolio_trials": queued, "results": ordered}
+        write_json(section, content)
+    results = {n: results[n] for n in SAMPLER_NAMES if n in results}
     lines = [
         f"## Sampler comparison on tune's default space{'' if portfolio else ', no portfolio'}: sms-spam, "
         f"{trials} trials x {seeds} seeds "
@@ -356,9 +370,9 @@ def samplers_default_part(data_dir: str, seeds: int, trials: int, names: list[st
         "(lower is better; see the bag comparison above for why not accuracy). Figures are the median over the "
         f"sampler seeds (0 to {seeds - 1}) of the best score after "
         f"{', '.join(str(k) for k in checkpoints)} trials. Training is seeded, so every sampler faces the same "
-        "function.",
+        "function. Measured: the date and commit of each sampler's studies.",
         "",
-        *_sampler_table(results, checkpoints),
+        *_sampler_table(results, checkpoints, measured=True),
     ]
     update_results(section, "\n".join(lines))
 
