@@ -251,10 +251,11 @@ def tune(args: argparse.Namespace) -> int:
     chosen = result.ensemble
     if chosen is not None and len(chosen.members) == 1:
         others = len(chosen.candidates) - 1
-        out.say(
-            f"[bold]ensemble[/] of one: no other of the {others} candidate trial{'s' if others != 1 else ''} "
-            "lowered the validation loss"
-        )
+        if others:
+            out.say(
+                f"[bold]ensemble[/] of one: no other of the {others} candidate trial{'s' if others != 1 else ''} "
+                "lowered the validation loss"
+            )
     elif chosen is not None:
         members = ", ".join(f"trial {m.trial} x{m.weight:.2f}" for m in chosen.members)
         single, both = chosen.single_best, chosen.ensemble
