@@ -375,6 +375,8 @@ def test_the_final_model_may_average_up_to_5_trials_unless_one_trial_is_chosen()
     assert size() == size(tune={"ensemble": None}) == 5
     assert size(tune={"ensemble": 2}) == 2
     assert size(tune={"cv": 5}) == size(tune={"rescore": 3}) == 1  # one final trial, refit on train+val
+    assert size(tune={"refit": "train+val"}) == 1  # each member would be trained again
+    assert size(tune={"refit": "train+val", "ensemble": 3}) == 3
     assert size(distill={"teacher": "a-run"}) == 1  # students are searched for their cost
     assert size(distill={"teacher": "a-run"}, tune={"ensemble": 3}) == 3
 

@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="Final model: the average of up to K of the best distinct trials' models, chosen greedily on "
         "validation: a member joins only where it lowers the validation loss (1: the best trial's alone). "
-        "Default: 5; 1 under --cv or --rescore and with --distill-from.",
+        "Default: 5; 1 under --cv, --rescore, --refit train+val and --distill-from.",
     )
     search.add_argument(
         "--storage",

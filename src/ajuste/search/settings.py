@@ -73,8 +73,8 @@ class TuneSettings(Settings):
         le=32,
         description="Final model: the average of up to this many of the best distinct trials' models, chosen "
         "greedily on validation, a member added only where it lowers the validation loss without lowering the "
-        f"score (1: the best trial's model alone). Unset: {ENSEMBLE}; 1 under cv or rescore (one final model) and "
-        "for a teacher's students (chosen for their cost).",
+        f"score (1: the best trial's model alone). Unset: {ENSEMBLE}; 1 under cv or rescore (one final trial), "
+        "with refit train+val (each member would train again) and for a teacher's students (chosen for their cost).",
     )
     cv: int | None = Field(
         None,
@@ -121,9 +121,9 @@ class TuneSettings(Settings):
         on train+val."""
         if not isinstance(values, dict):
             return values
-        if values.get("ensemble") is None:  # unset: the default, but one model where one final trial is chosen
-            values = {k: v for k, v in values.items() if k != "ensemble"}
-            if values.get("rescore") is not None or values.get("cv") is not None:
+        if values.get("ensemble") is None:  # unset: the default, but one model where one final trial is chosen,
+            values = {k: v for k, v in values.items() if k != "ensemble"}  # or where each member trains again
+            if values.get("rescore") is not None or values.get("cv") is not None or values.get("refit") == "train+val":
                 values["ensemble"] = 1
         if values.get("rescore") is not None:
             if values.get("cv") is not None:

@@ -675,7 +675,8 @@ def tune(
     ``model`` a family, a list of families, a checkpoint, or a mapping of fixed model settings (unset:
     bag, gpt and minilm); ``space`` a search space (unset: the families' default spaces); ``ensemble`` K
     makes the final model the average of up to K of the best distinct trials' models, chosen greedily on
-    validation (unset: 5; 1 under ``cv`` or ``rescore`` and for students; 1: the best trial's model alone).
+    validation (unset: 5; 1 under ``cv``, ``rescore`` or ``refit="train+val"`` and for students; 1: the best trial's
+    model alone).
     Running the same call again resumes the same study. Returns the best settings, the study, the final model and
     its validation and test metrics. ``refit`` is ``train`` (the default) or ``train+val``;
     ``cv`` K scores every trial by stratified K-fold cross-validation over train+val instead of the validation
