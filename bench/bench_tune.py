@@ -348,10 +348,9 @@ def samplers_default_part(data_dir: str, seeds: int, trials: int, names: list[st
     for name in names:
         found, queued = _compare_samplers(config, space, [name], seeds, trials, checkpoints, portfolio)
         results[name] = {**found[name], "measured": f"{time.strftime('%Y-%m-%d')}, {commit()}"}
-        ordered = {n: results[n] for n in SAMPLER_NAMES if n in results}
-        content = {"machine": info, "families": space.families, "portfolio_trials": queued, "results": ordered}
+        results = {n: results[n] for n in SAMPLER_NAMES if n in results}
+        content = {"machine": info, "families": space.families, "portfolio_trials": queued, "results": results}
         write_json(section, content)
-    results = {n: results[n] for n in SAMPLER_NAMES if n in results}
     lines = [
         f"## Sampler comparison on tune's default space{'' if portfolio else ', no portfolio'}: sms-spam, "
         f"{trials} trials x {seeds} seeds "

@@ -249,7 +249,7 @@ def tune(args: argparse.Namespace) -> int:
             table.add_row(str(item.trial), search, f"{item.cv.mean:.4f}", f"{item.cv.std:.4f}", mark)
         out.table(table)
     chosen = result.ensemble
-    if chosen is not None and len(chosen.members) == 1:
+    if chosen is not None and not chosen.averages:
         others = len(chosen.candidates) - 1
         if others:
             out.say(
@@ -268,7 +268,7 @@ def tune(args: argparse.Namespace) -> int:
     if result.classifier is not None:
         final = (
             f"an ensemble of {len(chosen.members)} trials (--ensemble 1: trial {result.best_trial}'s model alone)"
-            if chosen is not None and len(chosen.members) > 1
+            if chosen is not None and chosen.averages
             else f"trial {result.best_trial}'s settings"
         )
         out.say(f"[bold]final model[/] {final}; test split evaluated once:")

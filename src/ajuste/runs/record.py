@@ -97,6 +97,11 @@ class EnsembleRecord(_Record):
     single_best: dict[str, float]
     ensemble: dict[str, float]
 
+    @property
+    def averages(self) -> bool:
+        """Whether the final model averages several trials' models (the selection may keep the best trial's alone)."""
+        return len(self.members) > 1
+
 
 class CrossValidationRecord(_Record):
     """How a trial scored under ``--cv K``: each fold's validation score, their mean and spread (population

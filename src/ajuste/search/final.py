@@ -81,9 +81,8 @@ class Final:
 
     @property
     def averaged(self) -> bool:
-        """Whether the final model averages several trials' models (an ensemble selection may keep the best
-        trial's alone)."""
-        return self.ensemble is not None and len(self.ensemble.members) > 1
+        """Whether the final model averages several trials' models."""
+        return self.ensemble is not None and self.ensemble.averages
 
 
 def _final_model(
