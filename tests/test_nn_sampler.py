@@ -12,10 +12,17 @@ import optuna
 import pytest
 import torch
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from ajuste.errors import ConfigError
-from ajuste.search.nn_sampler import NeuralSampler, _expected_improvement, _features, _SpaceEncoder
+from ajuste.search.nn_sampler import (
+    NeuralSampler,
+    _expected_improvement,
+    _features,
+    _SpaceEncoder,
+    _standardised_scores,
+)
 
 # A light configuration keeps the file fast; the defaults are for real studies, where a trial costs minutes.
 FAST: dict[str, Any] = {"n_startup_trials": 5, "n_models": 3, "n_candidates": 300, "hidden": 16, "epochs": 60}
@@ -171,6 +178,23 @@ def test_expected_improvement_prefers_higher_mean_and_then_more_spread() -> None
     assert improvement[0] == pytest.approx(1.0 / math.sqrt(2.0 * math.pi))
     assert improvement[0] < improvement[1] < improvement[2]
     assert improvement[3] == pytest.approx(0.0)
+
+
+def test_a_few_failed_trials_do_not_flatten_the_differences_among_the_good_ones() -> None:
+    # Validation losses as a search meets them: a cluster of good settings and a few that failed badly.
+    losses = np.array([0.002, 0.004, 0.015, 0.017, 0.02, 0.05, 0.3, 0.35, 0.6])
+    scores = _standardised_scores(losses, StudyDirection.MINIMIZE)
+    assert scores.mean() == pytest.approx(0.0, abs=1e-9) and scores.std() == pytest.approx(1.0)
+    assert list(np.argsort(-scores)) == list(np.argsort(losses))  # the order is kept
+    # The better half keeps its shape (an affine image of the losses) ...
+    good = losses <= np.median(losses)
+    slope = np.diff(scores[good]) / np.diff(losses[good])
+    assert slope == pytest.approx(np.full_like(slope, slope[0]))
+    # ... and the 0.6 no longer sets the scale: merely standardised, 0.002 and 0.015 would be 0.06 apart.
+    assert scores[0] - scores[2] > 1.0
+    # Maximising the negated losses is the same problem.
+    assert _standardised_scores(-losses, StudyDirection.MAXIMIZE) == pytest.approx(scores)
+    assert not np.any(_standardised_scores(np.full(4, 0.3), StudyDirection.MINIMIZE))
 
 
 # -- real studies ---------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ After ``n_startup_trials`` random trials, every new trial is chosen like this:
    search space, with a model family and each family's settings), every parameter of the space is
    encoded, with an "absent" column for a parameter a trial did not set; without it, the parameters every
    completed trial shares (Optuna's intersection search space).
-2. ``n_models`` small MLPs are trained on the completed trials, each from its own initialisation and
+2. ``n_models`` small MLPs are trained on the completed trials' scores (standardised, the worse half
+   rank-warped so that a few failures do not set the scale), each from its own initialisation and
    with its own Bayesian-bootstrap weights on the trials. Their disagreement is the surrogate's uncertainty.
 3. ``n_candidates`` random settings (half uniform, half near the best trials so far) are scored by
    expected improvement over the best value seen; the best candidate is decoded and tried next. A
@@ -302,12 +303,31 @@ def _erf(values: np.ndarray) -> np.ndarray:
 
 
 def _standardised_scores(values: np.ndarray, direction: StudyDirection) -> np.ndarray:
-    """Scores to maximise, with mean 0 and standard deviation 1; infinite values clipped to the finite range."""
+    """Scores to maximise, the worse half rank-warped, then standardised to mean 0 and standard deviation 1.
+
+    Infinite values are clipped to the finite range. Objectives such as a loss are skewed: a few failed
+    settings score far worse than the rest (a validation loss of 0.6 beside a cluster under 0.02). Merely
+    standardised, those few set the scale, the differences among the good trials shrink to nothing, and the
+    ensemble's disagreement about the poor region outweighs them in expected improvement. So, as in
+    Google Vizier's output warping ("half-rank" warping, Song et al., 2022), the scores at or above the median
+    are kept as they are, and each score below it is replaced by the value that its rank would have in a
+    normal distribution centred on the median with the spread of the better half. The order of the trials
+    is kept, and so is the shape of the objective where the search looks for the best.
+    """
     scores = values if direction == StudyDirection.MAXIMIZE else -values
     finite = scores[np.isfinite(scores)]
     if len(finite) == 0:
         return np.zeros_like(scores)
     scores = np.clip(scores, finite.min(), finite.max())
+    median = float(np.median(scores))
+    spread = math.sqrt(float(np.mean((scores[scores >= median] - median) ** 2)))
+    if spread > 0:
+        ordered = np.sort(scores)
+        # Average rank from 1 (ties share one), as a quantile strictly inside (0, 1).
+        rank = (np.searchsorted(ordered, scores, "left") + np.searchsorted(ordered, scores, "right") + 1) / 2
+        quantile = torch.as_tensor((rank - 0.5) / len(scores), dtype=torch.float64, device=_CPU)
+        warped = median + spread * torch.special.ndtri(quantile).numpy()
+        scores = np.where(scores < median, np.minimum(warped, median), scores)
     std = scores.std()
     return (scores - scores.mean()) / (std if std > 0 else 1.0)
 
