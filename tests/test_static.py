@@ -94,6 +94,25 @@ def test_only_the_linear_layer_learns(tiny_bert: Path) -> None:
     assert not module.embedding.weight.requires_grad and module.fc.weight.requires_grad
 
 
+def test_trained_vectors_start_from_the_encoder_s_and_learn(tiny_bert: Path, tmp_path: Path) -> None:
+    settings = {"family": "static", "encoder": str(tiny_bert), "vectors": "trained"}
+    model = ajuste.TextClassifier(ajuste.validation.model_settings(settings))
+    model.fit(TEXTS[:80], LABELS[:80], epochs=3, validation_data=(TEXTS[80:], LABELS[80:]), verbose=False)
+    module = model.module_
+    assert module is not None and module.embedding.weight.requires_grad
+    pieces = module.embedding.weight.shape[0]
+    start = standardized(piece_vectors(open_encoder(str(tiny_bert)), TEXTS[:80], pieces, "last+embeddings"))
+    learnt = module.embedding.weight.detach().numpy()
+    moved = np.abs(learnt - start).max(axis=1) > 1e-4
+    # The pieces of the training texts moved; a piece no training text holds kept the encoder's vector.
+    assert moved.any() and not moved.all()
+    # The folder holds the learnt vectors: it predicts what the model in memory predicts.
+    model.save(tmp_path / "model")
+    loaded, kept = ajuste.load(tmp_path / "model").predict(TEXTS[80:]), model.predict(TEXTS[80:])
+    assert loaded.labels == kept.labels
+    np.testing.assert_allclose(loaded.probabilities, kept.probabilities, atol=1e-5)
+
+
 def test_a_static_student_reads_through_its_teacher_and_predicts_without_it(
     teacher: Path, tiny_bert: Path, tmp_path: Path
 ) -> None:

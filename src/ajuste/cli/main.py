@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="bag",
         metavar="NAME",
         help="Family of the student, trained by gradient descent: bag (default), static (the teacher's piece "
-        "vectors, frozen, under a linear layer), gpt, or another one.",
+        "vectors under a linear layer; --vectors trained trains them too), gpt, or another one.",
     )
     add_model_flags(student, choose=False)
     add_train_flags(distill)

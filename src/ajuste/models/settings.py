@@ -56,7 +56,7 @@ class BagSettings(FamilySettings):
 
 
 class StaticSettings(FamilySettings):
-    """A pretrained encoder's piece vectors (frozen), averaged over the text, then a linear layer."""
+    """A pretrained encoder's piece vectors (frozen, or trained from there), averaged, then a linear layer."""
 
     family: Literal["static"] = "static"
     encoder: str | None = Field(
@@ -68,6 +68,11 @@ class StaticSettings(FamilySettings):
         "last+embeddings",
         description="The encoder's layers whose outputs, averaged in context, make a piece's vector: its last, "
         "or beside it its embedding layer's (twice as wide: what the piece is as well as what it means in context).",
+    )
+    vectors: Literal["frozen", "trained"] = Field(
+        "frozen",
+        description="frozen: only the linear layer learns; trained: the piece vectors are trained too, starting "
+        "from the encoder's (as a bag's embeddings are; what a piece means for these labels, at the same cost).",
     )
 
 

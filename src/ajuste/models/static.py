@@ -262,7 +262,8 @@ class StaticFamily(EmbeddingBagFamily):
             # class equally likely. A random start would, on features that already separate the classes (a
             # fine-tuned teacher's), begin as sure and as wrong as it happens to be, and take epochs to undo it.
             module.fc.weight.zero_()
-        module.embedding.weight.requires_grad_(False)  # the encoder's vectors stay; only the head learns
+        # frozen: the encoder's vectors stay and only the head learns; trained: they are where training starts
+        module.embedding.weight.requires_grad_(self.settings.vectors == "trained")
         return module
 
     def defaults(self) -> TrainingDefaults:
