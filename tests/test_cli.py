@@ -389,6 +389,19 @@ def test_version(cli: Cli) -> None:
     assert ajuste.__version__ in result.out
 
 
+def test_python_dash_m_ajuste_is_the_command() -> None:
+    """For an environment whose scripts folder is not on the PATH."""
+    import subprocess
+    import sys
+
+    import ajuste
+
+    done = subprocess.run([sys.executable, "-m", "ajuste", "--version"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == f"ajuste {ajuste.__version__}"
+    done = subprocess.run([sys.executable, "-m", "ajuste", "trian"], capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "invalid choice: 'trian'" in done.stderr
+
+
 @pytest.mark.parametrize("command", [(), ("train",), ("evaluate",), ("predict",), ("datasets",)])
 def test_help(cli: Cli, command: tuple[str, ...]) -> None:
     result = ok(cli(*command, "--help"))
