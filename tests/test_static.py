@@ -142,6 +142,21 @@ def test_a_static_student_reads_through_its_teacher_and_predicts_without_it(
     assert ajuste.load(tmp_path / "student").predict(queries).labels == student.predict(queries).labels
 
 
+def test_distill_trains_the_vectors_of_a_static_student_when_asked(cli: Cli, teacher: Path, tmp_path: Path) -> None:
+    frozen, trained = tmp_path / "frozen", tmp_path / "trained"
+    for out, flags in ((frozen, []), (trained, ["--vectors", "trained"])):
+        result = cli("distill", teacher, "--student", "static", *flags, "--epochs", "2", "--out", out)
+        assert result.code == 0, result.err
+    assert yaml.safe_load((trained / "run.yaml").read_text())["model"]["vectors"] == "trained"
+    weights = [ajuste.load(out).module_.embedding.weight.detach().numpy() for out in (frozen, trained)]  # type: ignore[union-attr]
+    assert np.abs(weights[1] - weights[0]).max() > 1e-4  # the same start; only the trained ones moved
+    # still a folder that predicts in NumPy what PyTorch predicts
+    queries = ["win a free prize now", "see you at lunch"]
+    np.testing.assert_allclose(
+        RunFolder(trained).predictor().predict_proba(queries), ajuste.load(trained).predict_proba(queries), atol=1e-5
+    )
+
+
 def test_a_static_student_of_a_teacher_without_an_encoder_gets_one_line(
     cli: Cli, data_file: Path, tmp_path: Path
 ) -> None:

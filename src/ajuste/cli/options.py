@@ -159,6 +159,14 @@ MODEL_FLAGS = (
         str,
         "static: the encoder's layers that make a piece's vector: last | last+embeddings (last+embeddings).",
     ),
+    Flag(
+        "--vectors",
+        "model",
+        "vectors",
+        str,
+        "static: frozen (only the linear layer learns) | trained (the piece vectors learn too, from the encoder's) "
+        "(frozen).",
+    ),
     Flag("--num-layers", "model", "num_layers", int, "gpt: transformer blocks (2)."),
     Flag("--num-heads", "model", "num_heads", int, "gpt: attention heads, dividing --emb-dim (4)."),
     Flag("--emb-dim", "model", "emb_dim", int, "gpt: embedding size (128)."),
