@@ -171,8 +171,10 @@ def test_the_ensemble_loads_and_averages_its_members(ensemble_run: tuple[Path, d
     model = load(run_dir)
     assert isinstance(model, EnsembleClassifier)
     texts = ["win a free prize now", "see you at lunch mum", ""]
-    members = [load(run_dir / "model" / "members" / str(i)) for i in range(len(model.members))]
-    expected = sum(w * m.predict_proba(texts) for m, w in zip(members, model.weights))
+    recorded = record_of(run_dir)["search"]["ensemble"]["members"]
+    assert model.weights == pytest.approx([member["weight"] for member in recorded])  # every member, as chosen
+    members = [load(run_dir / "model" / "members" / str(i)) for i in range(len(recorded))]
+    expected = sum(m["weight"] * member.predict_proba(texts) for member, m in zip(members, recorded))
     assert np.allclose(model.predict_proba(texts), expected, atol=1e-5)
     assert model.predict(texts).labels == [model.classes_[i] for i in expected.argmax(axis=1)]
     assert model.describe()["family"] == "ensemble"

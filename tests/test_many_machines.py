@@ -169,14 +169,18 @@ def test_a_killed_worker_trial_runs_again(postgres: Postgres, data: Path, tmp_pa
 def test_the_database_goes_away_and_comes_back(postgres: Postgres, data: Path, tmp_path: Path) -> None:
     folders = [tmp_path / f"worker-{i}" for i in range(2)]
     workers = [start_worker(data, folder, postgres.url, "outage", 30) for folder in folders]
-    deadline = time.monotonic() + 180
+    deadline, done = time.monotonic() + 180, 0
     while time.monotonic() < deadline:
         try:
-            if len(counted(load(postgres, "outage"))) >= 4:
+            done = len(counted(load(postgres, "outage")))
+            if done >= 4:
                 break
         except KeyError:
             pass
         time.sleep(0.2)
+    # the outage must fall in the middle of the search: trials done, and workers still running on the database
+    assert done >= 4, f"{done} trials counted in 180 s"
+    assert any(worker.poll() is None for worker in workers)
     postgres.stop()
     time.sleep(4)
     postgres.start()

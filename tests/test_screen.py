@@ -200,11 +200,21 @@ def test_what_a_screen_computes_once_for_the_cache_is_not_scaled_up_to_every_tex
 
 
 def test_no_screening_for_students_or_under_cross_validation(data_file: Path, tmp_path: Path) -> None:
+    from ajuste.runs.distill import student_data
+    from ajuste.runs.train import train
+    from ajuste.training.settings import DistillSettings
+
     tuned = config(data_file, tmp_path / "run", trials=1, screen=60)
     data = load_data(tuned.data, seed=tuned.seed)
     subset = stratified_sample(data.train, 60, tuned.seed)
+    assert Objective(tuned, search_space(tuned), data, screen=subset).screen is subset  # the comparison's base
     folds = [(data.train, data.val)]
     assert Objective(tuned, search_space(tuned), data, folds=folds, screen=subset).screen is None
+    teacher = tmp_path / "teacher"  # a student learns from the teacher's probabilities of every training text
+    values = {"data": tuned.data.model_dump(), "model": {"family": "bag", "embed_dim": 8}, "train": {"epochs": 1}}
+    train({**values, "seed": tuned.seed, "out": str(teacher)}, verbose=False)
+    student = student_data(DistillSettings(teacher=str(teacher)), data, tuned.seed)
+    assert Objective(tuned, search_space(tuned), data, student=student, screen=subset).screen is None
 
 
 def run_cli(cli: Cli, data: Path, out: Path, *flags: str) -> CliResult:

@@ -373,8 +373,44 @@ def test_other_optimizers_and_schedules_train(optimizer: str, scheduler: str) ->
     )
     history = fit_quiet(model, epochs=2)
     assert all(math.isfinite(row["loss"]) for row in history.epochs)
-    if scheduler == "constant":
-        assert history.epochs[-1]["lr"] == pytest.approx(0.05)
+    # constant stays at the peak; cosine, like linear, ends the schedule at zero
+    assert history.epochs[-1]["lr"] == pytest.approx(0.05 if scheduler == "constant" else 0.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam), ("sgd", torch.optim.SGD)]
+)
+def test_the_optimizer_named_is_the_one_built(name: str, kind: type) -> None:
+    from ajuste.training.optim import make_optimizer
+    from ajuste.training.settings import CompileSettings
+
+    built = make_optimizer(torch.nn.Linear(4, 2), CompileSettings(optimizer=name, weight_decay=0.01), lr=0.1)
+    assert type(built) is kind
+    assert [group["weight_decay"] for group in built.param_groups] == [0.01, 0.0]  # none on the bias
+    if name == "sgd":
+        assert built.param_groups[0]["momentum"] == 0.9
+
+
+def test_each_schedule_has_its_shape() -> None:
+    from ajuste.training.optim import make_scheduler
+    from ajuste.training.settings import CompileSettings
+
+    def rates(scheduler: str) -> list[float]:
+        optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
+        schedule = make_scheduler(optimizer, CompileSettings(scheduler=scheduler, warmup=0.2), total_steps=10)
+        seen = []
+        for _ in range(10):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.step()
+        return seen
+
+    warmup = [1 / 3, 2 / 3]  # two warmup steps of ten, rising to the peak
+    assert rates("constant") == pytest.approx(warmup + [1.0] * 8)
+    # a quarter of the way through the decay (step 4 of 2..10): linear 0.75, cosine (1 + cos(pi/4)) / 2
+    assert rates("linear")[2:5] == pytest.approx([1.0, 0.875, 0.75])
+    cosine = [0.5 * (1 + math.cos(math.pi * progress)) for progress in (0.0, 0.125, 0.25)]
+    assert rates("cosine")[2:5] == pytest.approx(cosine)
 
 
 # -- evaluate and predict -------------------------------------------------------------------------
