@@ -20,7 +20,7 @@ from ajuste.cli import commands
 from ajuste.cli.options import add_data_flags, add_model_flags, add_train_flags, flag_of_setting, setting_choices
 from ajuste.cli.serving import add_serve_parser
 from ajuste.errors import AjusteError, CommandLineWording
-from ajuste.models.registry import named_families
+from ajuste.models.registry import default_families, named_families
 from ajuste.models.settings import PRECISIONS
 from ajuste.search.settings import TuneSettings
 
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         metavar="NAME",
         help=f"Family to search ({', '.join(named_families())}), several as bag,minilm, or a checkpoint "
-        "(default: every family that needs no checkpoint).",
+        f"(default: {','.join(default_families())}).",
     )
     add_train_flags(tune)
     search = tune.add_argument_group("search")
