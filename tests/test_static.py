@@ -4,7 +4,7 @@ student it reads through its teacher's own backbone, and it predicts in NumPy wi
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -177,3 +177,35 @@ def test_tune_searches_a_static_student_that_reads_through_the_teacher(teacher: 
     assert run_file["model"] == {**run_file["model"], "family": "static", "encoder": str(teacher)}
     assert run_file["distill"]["teacher"] == str(teacher)
     assert result.metrics["test"]["accuracy"] > 0.5
+
+
+def test_the_piece_vector_passes_show_their_progress(tiny_bert: Path) -> None:
+    """The encoder's passes can take minutes on real data (the training texts, then every piece they never show,
+    read alone): each gets a bar that `fit` shows, advanced to its total; none when the vectors are cached."""
+    from contextlib import contextmanager
+
+    from ajuste.models.settings import StaticSettings
+    from ajuste.models.static import StaticFamily
+
+    shown: dict[str, list[int]] = {}
+
+    @contextmanager
+    def bars(description: str, total: int) -> Iterator[Callable[[int], None]]:
+        shown[description] = [total]
+        yield shown[description].append
+
+    texts = [f"{text} number {i}" for i, text in enumerate(TEXTS[:70])]  # not read before: not in the cache
+    encoder = open_encoder(str(tiny_bert))
+    vectors = piece_vectors(encoder, texts, len(encoder.tokenizer), bars=bars)
+    (total, *read), (unseen_total, *unseen) = shown.values()
+    assert list(shown) == ["piece vectors, training texts", "piece vectors, pieces unseen in training"]
+    assert total == sum(read) == len(texts) and len(read) > 1  # batch by batch
+    never_shown = len(encoder.tokenizer) - len({i for t in texts for i in encoder.tokenizer(t)["input_ids"]})
+    assert unseen_total == sum(unseen) == never_shown > 0
+    assert vectors.shape[0] == len(encoder.tokenizer)
+    shown.clear()
+    StaticFamily(StaticSettings(encoder=str(tiny_bert))).fit_preprocessing(texts, bars)
+    assert [bar[0] for bar in shown.values()] == [len(texts), never_shown]
+    shown.clear()
+    StaticFamily(StaticSettings(encoder=str(tiny_bert))).fit_preprocessing(texts, bars)
+    assert shown == {}  # the same vectors, from the cache

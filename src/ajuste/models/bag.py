@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ajuste.errors import ConfigError
-from ajuste.models.base import Family, PaddedSum, TrainingDefaults, load_weights, padded_bags, save_weights
+from ajuste.models.base import Bars, Family, PaddedSum, TrainingDefaults, load_weights, padded_bags, save_weights
 from ajuste.models.memory import check_memory
 from ajuste.models.settings import BagSettings, FamilySettings
 from ajuste.tokenize.words import WordVocabulary
@@ -130,7 +130,7 @@ class BagFamily(EmbeddingBagFamily):
         self.settings: BagSettings = settings
         self.vocabulary: WordVocabulary | None = None
 
-    def fit_preprocessing(self, texts: Sequence[str]) -> None:
+    def fit_preprocessing(self, texts: Sequence[str], bars: Bars | None = None) -> None:
         s = self.settings
         vocabulary = WordVocabulary.fit(texts, min_freq=s.min_freq, ngrams=s.ngrams, buckets=s.buckets)
         if not vocabulary.words and not any(any(vocabulary.encode(text)) for text in texts):

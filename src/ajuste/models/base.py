@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from ajuste.models.files import WEIGHTS_FILE
 
 __all__ = [
     "WEIGHTS_FILE",
+    "Bars",
     "Family",
     "PaddedSum",
     "TrainingDefaults",
@@ -33,6 +35,10 @@ __all__ = [
     "padded_bags",
     "save_weights",
 ]
+
+#: Progress bars as the caller shows them (or not): ``bars(description, total)`` is a context manager that yields
+#: the ``advance(done)`` of a bar over ``total`` steps, or None when no bar is shown.
+Bars = Callable[[str, int], AbstractContextManager[Callable[[int], None] | None]]
 
 
 def save_weights(module: nn.Module, folder: Path) -> None:
@@ -84,8 +90,9 @@ class Family(ABC):
     solver: bool = False
 
     @abstractmethod
-    def fit_preprocessing(self, texts: Sequence[str]) -> None:
-        """Learn what preprocessing needs from the *training* texts only, and fix the maximum length."""
+    def fit_preprocessing(self, texts: Sequence[str], bars: Bars | None = None) -> None:
+        """Learn what preprocessing needs from the *training* texts only, and fix the maximum length. A family
+        whose preprocessing is a long pass (an encoder's over the texts) shows it with ``bars``."""
 
     @abstractmethod
     def encode(self, texts: Sequence[str]) -> list[list[int]]:

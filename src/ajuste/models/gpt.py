@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
+from ajuste.models.base import Bars, Family, TrainingDefaults, load_weights, save_weights
 from ajuste.models.memory import check_memory
 from ajuste.models.settings import GPTSettings
 from ajuste.models.transformer import BackboneClassifier, eager_copy
@@ -61,7 +61,7 @@ class GPTFamily(Family):
     def end_id(self) -> int:
         return int(self.tokenizer.token_to_id(END_OF_TEXT))
 
-    def fit_preprocessing(self, texts: Sequence[str]) -> None:
+    def fit_preprocessing(self, texts: Sequence[str], bars: Bars | None = None) -> None:
         self.tokenizer = train_bpe(texts, self.settings.vocab_size)
         if self._max_length is None:
             longest = max((len(e.ids) + 1 for e in self.tokenizer.encode_batch(list(texts))), default=1)

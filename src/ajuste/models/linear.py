@@ -28,7 +28,7 @@ from torch import nn
 
 from ajuste.atomic import plain_permissions
 from ajuste.errors import ConfigError, first_line
-from ajuste.models.base import Family, PaddedSum, TrainingDefaults, load_weights, padded_bags, save_weights
+from ajuste.models.base import Bars, Family, PaddedSum, TrainingDefaults, load_weights, padded_bags, save_weights
 from ajuste.models.memory import check_memory
 from ajuste.models.settings import LinearSettings
 
@@ -123,7 +123,7 @@ class LinearFamily(Family):
             blocks.append({"analyzer": "char_wb", "ngram_range": (2, s.char_ngrams), **common})
         return blocks
 
-    def fit_preprocessing(self, texts: Sequence[str]) -> None:
+    def fit_preprocessing(self, texts: Sequence[str], bars: Bars | None = None) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         self.vectorizers = []

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ajuste.errors import ConfigError, ModelError, first_line
-from ajuste.models.base import Family, TrainingDefaults, load_weights, save_weights
+from ajuste.models.base import Bars, Family, TrainingDefaults, load_weights, save_weights
 from ajuste.models.boundary import BoundaryStates, compute_states, effective_precision
 from ajuste.models.files import ajuste_model_dir
 from ajuste.models.settings import FamilySettings, PretrainedSettings, parse_trainable
@@ -385,7 +385,7 @@ class PretrainedFamily(Family):
 
     # -- the Family interface -----------------------------------------------------------------
 
-    def fit_preprocessing(self, texts: Sequence[str]) -> None:
+    def fit_preprocessing(self, texts: Sequence[str], bars: Bars | None = None) -> None:
         self._ensure_config()
         if self._max_length is None:
             context = _context_length(self.config) or self.tokenizer.model_max_length

@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from torch import nn
 
 from ajuste.errors import ConfigError
 from ajuste.models.bag import VOCAB_FILE, EmbeddingBagFamily
-from ajuste.models.base import TrainingDefaults, save_weights
+from ajuste.models.base import Bars, TrainingDefaults, save_weights
 from ajuste.models.files import ajuste_model_dir
 from ajuste.models.memory import check_memory
 from ajuste.models.settings import StaticSettings
@@ -151,16 +152,24 @@ def _states(backbone: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor
     return torch.cat([output.last_hidden_state, output.hidden_states[0]], dim=-1)
 
 
-def piece_vectors(encoder: Encoder, texts: Sequence[str], pieces: int, layers: str = "last") -> np.ndarray:
+def piece_vectors(
+    encoder: Encoder,
+    texts: Sequence[str],
+    pieces: int,
+    layers: str = "last",
+    bars: Bars | None = None,
+) -> np.ndarray:
     """``(pieces, width)``: each piece's encoder output averaged over its occurrences in ``texts``; the output for
     the piece alone (between the encoder's special tokens) where ``texts`` never show it. ``layers``: the last
-    layer's output (``last``), or beside it the embedding layer's (``last+embeddings``), twice as wide."""
+    layer's output (``last``), or beside it the embedding layer's (``last+embeddings``), twice as wide. ``bars``
+    shows both passes: the texts, then the pieces they never show (tens of thousands, read alone)."""
+    bar = bars or (lambda description, total: nullcontext(None))
     tokenizer, backbone = encoder.tokenizer, encoder.backbone
     hidden = int(backbone.config.hidden_size) * (1 if layers == "last" else 2)
     sums = torch.zeros((pieces, hidden), dtype=torch.float64)
     counts = torch.zeros(pieces, dtype=torch.float64)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of like lengths pad little
-    with torch.inference_mode():
+    with torch.inference_mode(), bar("piece vectors, training texts", len(texts)) as advance:
         for start in range(0, len(order), TEXT_BATCH):
             batch = [texts[i] for i in order[start : start + TEXT_BATCH]]
             inputs = tokenizer(batch, padding=True, truncation=True, max_length=encoder.context, return_tensors="pt")
@@ -169,12 +178,15 @@ def piece_vectors(encoder: Encoder, texts: Sequence[str], pieces: int, layers: s
             ids = inputs["input_ids"][real]
             sums.index_add_(0, ids, states[real].double())
             counts.index_add_(0, ids, torch.ones(len(ids), dtype=torch.float64))
-        # pieces the texts never show, read alone; a piece the encoder has no embedding for (a tokenizer larger
-        # than the model) stays at zero
-        rows = int(backbone.get_input_embeddings().num_embeddings)
-        unseen = torch.nonzero(counts[:rows] == 0).flatten()
-        prefix, suffix = _special_tokens(tokenizer)
-        wrapped, position = [*prefix, 0, *suffix], len(prefix)
+            if advance is not None:
+                advance(len(batch))
+    # pieces the texts never show, read alone; a piece the encoder has no embedding for (a tokenizer larger than
+    # the model) stays at zero
+    rows = int(backbone.get_input_embeddings().num_embeddings)
+    unseen = torch.nonzero(counts[:rows] == 0).flatten()
+    prefix, suffix = _special_tokens(tokenizer)
+    wrapped, position = [*prefix, 0, *suffix], len(prefix)
+    with torch.inference_mode(), bar("piece vectors, pieces unseen in training", len(unseen)) as advance:
         for start in range(0, len(unseen), PIECE_BATCH):
             chunk = unseen[start : start + PIECE_BATCH]
             ids = torch.tensor([wrapped] * len(chunk))
@@ -182,11 +194,15 @@ def piece_vectors(encoder: Encoder, texts: Sequence[str], pieces: int, layers: s
             states = _states(backbone, ids, torch.ones_like(ids), layers)
             sums[chunk] = states[:, position].double()
             counts[chunk] = 1.0
+            if advance is not None:
+                advance(len(chunk))
     vectors: np.ndarray = (sums / counts.clamp(min=1.0)[:, None]).float().numpy()
     return vectors
 
 
-def _cached_vectors(encoder: Encoder, texts: Sequence[str], pieces: int, layers: str) -> np.ndarray:
+def _cached_vectors(
+    encoder: Encoder, texts: Sequence[str], pieces: int, layers: str, bars: Bars | None = None
+) -> np.ndarray:
     """:func:`piece_vectors` through the freeze-boundary cache: a search over the head's settings, a second
     student of the same teacher or a resumed run computes them once."""
     from ajuste import cache
@@ -208,7 +224,7 @@ def _cached_vectors(encoder: Encoder, texts: Sequence[str], pieces: int, layers:
         log.info("piece vectors of %s read from the cache", encoder.source)
         return found.values.numpy()
     started = time.perf_counter()
-    vectors = piece_vectors(encoder, texts, pieces, layers)
+    vectors = piece_vectors(encoder, texts, pieces, layers, bars)
     seconds = time.perf_counter() - started
     log.info("piece vectors of %s over %d texts in %.1f s", encoder.source, len(texts), seconds)
     meta = {"kind": "piece vectors", "encoder": encoder.source}
@@ -234,10 +250,11 @@ class StaticFamily(EmbeddingBagFamily):
         self.source: str | None = None
         self._width: int | None = None
 
-    def fit_preprocessing(self, texts: Sequence[str]) -> None:
+    def fit_preprocessing(self, texts: Sequence[str], bars: Bars | None = None) -> None:
         encoder = open_encoder(self.settings.encoder)
         self.vocabulary = PieceVocabulary.of(_fast(encoder))
-        self.vectors = standardized(_cached_vectors(encoder, texts, self.vocabulary.size, self.settings.layers))
+        vectors = _cached_vectors(encoder, texts, self.vocabulary.size, self.settings.layers, bars)
+        self.vectors = standardized(vectors)
         self.source = encoder.source
         self._width = int(self.vectors.shape[1])
 

@@ -332,8 +332,9 @@ class TextClassifier:
         compiled = self.compile_settings
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
+            show = shows_progress(verbose)
             if not self.is_fitted or (self.family_ is not None and self.family_.solver):
-                self._build(train)  # a solver fits from nothing each time: its features too
+                self._build(train, show)  # a solver fits from nothing each time: its features too
             family, module, classes = self._require_fitted("fit")
             if teacher is not None and family.solver:
                 raise ConfigError(
@@ -351,7 +352,6 @@ class TextClassifier:
                 seed=seed,
                 precision=self.settings.precision,
             )
-            show = shows_progress(verbose)
             train_batches = self._batches(family, module, train, "training data", show)
             if teacher is not None:
                 train_batches.soft = teacher.soft_targets(len(train), len(classes))
@@ -422,12 +422,12 @@ class TextClassifier:
             features = family.frozen_features(module, sequences, progress)
         return Batches(sequences, self._targets(data, what), family.collate, features)
 
-    def _build(self, train: TextDataset) -> None:
+    def _build(self, train: TextDataset, show: bool = False) -> None:
         labels = self.labels if self.labels is not None else sorted(set(train.labels))
         if len(labels) < 2:
             raise DataError("a classifier needs at least two classes", found=f"only {labels!r} in the training data")
         family = make_family(self.settings)
-        family.fit_preprocessing(train.texts)
+        family.fit_preprocessing(train.texts, lambda description, total: frozen_pass_progress(description, total, show))
         self.classes_ = list(labels)
         self.module_ = family.build(len(labels))
         self.family_ = family
