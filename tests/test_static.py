@@ -209,3 +209,12 @@ def test_the_piece_vector_passes_show_their_progress(tiny_bert: Path) -> None:
     shown.clear()
     StaticFamily(StaticSettings(encoder=str(tiny_bert))).fit_preprocessing(texts, bars)
     assert shown == {}  # the same vectors, from the cache
+
+
+def test_an_encoder_that_is_not_there_is_one_line_naming_the_flag(cli: Cli, data_file: Path, tmp_path: Path) -> None:
+    for given in (tmp_path / "missing", data_file):
+        result = cli("train", "--data", data_file, "--model", "static", "--encoder", given, "--out", tmp_path / "run")
+        assert result.code == 2 and "Traceback" not in result.err
+        (line,) = result.err.strip().splitlines()
+        assert f"the encoder {given}" in line and "--encoder" in line and "--model" not in line
+    assert not (tmp_path / "run").exists()

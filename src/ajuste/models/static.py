@@ -110,6 +110,13 @@ def open_encoder(encoder: str | None) -> Encoder:
     from ajuste.models.transformer import BackboneClassifier
 
     path = Path(encoder) if encoder else minilm_path()
+    if not path.is_dir():
+        raise ConfigError(
+            f"the encoder {path} is not a folder" if path.exists() else f"the encoder {path} does not exist",
+            expected="a run folder of a pretrained model (minilm, pretrained) or a checkpoint folder",
+            fix="Check the path given as [[--encoder||encoder]], or leave it out for the bundled all-MiniLM-L6-v2 "
+            "(a distillation's teacher when distilling).",
+        )
     trained = ajuste_model_dir(path)
     if trained is not None:
         return _trained_encoder(path, trained)
