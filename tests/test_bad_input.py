@@ -1181,7 +1181,7 @@ def test_an_unreadable_unlabeled_file_is_not_told_of_flags_distill_lacks(
     cases = {
         "texts.dat": "Give --unlabeled a file with one of those extensions",
         "texts.txt": "Save the --unlabeled file as UTF-8",
-        "missing.txt": "does not exist. Check the path.",
+        "missing.txt": "given as --unlabeled does not exist. Check the path of --unlabeled.",
     }
     for name, fix in cases.items():
         said = user_error(cli("distill", trained_run, "--epochs", "1", "--unlabeled", tmp_path / name, "--out", out))

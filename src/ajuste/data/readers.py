@@ -627,6 +627,8 @@ def read_texts(
     advise them.
     """
     path = Path(path)
+    if given_by is not None and not path.exists():  # the file's own option named, not a data file
+        raise DataError(f"the file {path} given as {given_by} does not exist", fix=f"Check the path of {given_by}.")
     try:
         kind = file_format
         if kind == "auto":
