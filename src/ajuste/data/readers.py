@@ -344,7 +344,7 @@ def _read_jsonl(path: Path, encoding: str) -> Rows:
 def _read_parquet(path: Path) -> Rows:
     try:
         if not path.exists():
-            raise DataError(f"data file {path} does not exist", fix="Check the path.")
+            raise _fixed_by("--dataset", DataError(f"data file {path} does not exist", fix="Check the path."))
         # A file is read here, so that a refused read gets its own message rather than pyarrow's; a
         # folder is a partitioned dataset (as Spark writes them), which pyarrow reads itself.
         raw = None if path.is_dir() else path.read_bytes()
@@ -627,8 +627,6 @@ def read_texts(
     advise them.
     """
     path = Path(path)
-    if given_by is not None and not path.exists():  # the file's own option named, not a data file
-        raise DataError(f"the file {path} given as {given_by} does not exist", fix=f"Check the path of {given_by}.")
     try:
         kind = file_format
         if kind == "auto":
@@ -641,12 +639,15 @@ def read_texts(
         option = getattr(exc, "option", None)
         if given_by is None or option is None:
             raise
-        fix = {
-            "--format": f"Give {given_by} a file with one of those extensions (.txt: one text per line).",
-            "--encoding": f"Save the {given_by} file as UTF-8.",
-            "--dataset": "Check the path.",
+        problem, fix = {
+            "--format": (
+                exc.problem,
+                f"Give {given_by} a file with one of those extensions (.txt: one text per line).",
+            ),
+            "--encoding": (exc.problem, f"Save the {given_by} file as UTF-8."),
+            "--dataset": (f"the file {path} given as {given_by} does not exist", f"Check the path of {given_by}."),
         }[option]
-        raise DataError(exc.problem, expected=exc.expected, found=exc.found, fix=fix) from None
+        raise DataError(problem, expected=exc.expected, found=exc.found, fix=fix) from None
     if not records:
         found = f"column names only ({', '.join(columns)})" if columns and kind != "text" else "an empty file"
         raise DataError(f"{path} holds no rows", expected="at least one text", found=found)
