@@ -20,7 +20,7 @@ from optuna.trial import TrialState, create_trial
 
 from ajuste.data import load_data
 from ajuste.data.prepare import stratified_sample
-from ajuste.search.objective import Objective
+from ajuste.search.objective import Objective, trial_settings
 from ajuste.search.settings import SCREEN_FROM, TuneConfig, TuneSettings
 from ajuste.search.study import SCREEN, by_family, screen_rank, screened_out
 from ajuste.search.tune import run_tune, search_space
@@ -161,6 +161,49 @@ def test_a_screened_trial_that_cannot_finish_on_every_text_in_the_time_left_stop
     ), "a trial's estimate counts its screen and its training on every text, and the validation passes of both"
 
 
+def test_a_screened_trial_whose_epochs_do_not_all_fit_trains_on_every_text_for_those_that_fit(
+    data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ajuste.search import objective as objective_module
+    from ajuste.search.final import _settings_of
+    from ajuste.search.report import _summary_section
+    from ajuste.search.study import CUT
+
+    # on every text: 10 s before the epochs and 20 s an epoch, with 55 s left: 2 of the trial's 3 epochs fit
+    monkeypatch.setattr(objective_module, "_scaled", lambda rows, seconds, factor: (10.0, 20.0))
+    tuned = config(data_file, tmp_path / "run", timeout=60, screen=60)
+    data = load_data(tuned.data, seed=tuned.seed)
+    objective = Objective(tuned, search_space(tuned), data, screen=stratified_sample(data.train, 60, tuned.seed))
+    objective.completed_before = True
+    objective.out_of_time = lambda: False  # type: ignore[method-assign]
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"model.embed_dim": 16, "train.lr": 0.05})
+    objective.deadline = time.perf_counter() + 10_000
+    fit = Objective._fit
+    texts: list[tuple[int, int]] = []  # (texts, epochs) of each model the trial trains
+
+    def fitting(self: Objective, model: Any, train: Any, trained_on: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(trained_on) == 60:  # the screen: then 55 s are left
+            self.deadline = time.perf_counter() + 10_000
+        found = fit(self, model, train, trained_on, *args, **kwargs)
+        if len(trained_on) == 60:
+            self.deadline = time.perf_counter() + 55.4
+        texts.append((len(trained_on), len(found[0].history_.epochs)))
+        return found
+
+    monkeypatch.setattr(Objective, "_fit", fitting)
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("stopped")
+    assert texts == [(60, 3), (280, 2)], "the screen for all 3 epochs, then every text for the 2 that fit"
+    assert trial.user_attrs[CUT]["planned"] == 3 and trial.user_attrs[CUT]["epochs"] == 2
+    assert "estimated at 70 s for its 3 epochs" in trial.user_attrs[CUT]["reason"]
+    assert trial.user_attrs["settings"]["train.epochs"] == 2
+    assert trial_settings(tuned, _settings_of(objective, trial))[1].epochs == 2, "a refit repeats the cut"
+    html = _summary_section(study, study.get_trials(), [trial], "accuracy", True, {}, None)
+    assert "trial 0 trained on every text for 2 of its 3 epochs" in html
+
+
 def test_what_a_screen_computes_once_for_the_cache_is_not_scaled_up_to_every_text(
     data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -271,11 +314,12 @@ def test_a_screen_s_estimate_scales_its_training_and_not_its_validation() -> Non
     from ajuste.search.objective import _scaled
 
     rows = [{"epoch": e, "screen": 60, "seconds": 2.0, "seconds_validating": 0.5} for e in (1, 2, 3)]
-    # 7 s in all: 1 s before the epochs, 4.5 s training, 1.5 s validating; 4 times the texts
-    assert _scaled(rows, 7.0, 4.0, 3) == pytest.approx((7.0 - 1.5) * 4 + 1.5)
-    # early stopping ended the screen after 3 of 10 planned epochs: the full run is costed for all 10
-    assert _scaled(rows, 7.0, 4.0, 10) == pytest.approx(1.0 * 4 + 10 * (1.5 * 4 + 0.5))
-    assert _scaled([{**row, "screen": None} for row in rows], 7.0, 4.0, 3) == 28.0, "no screen rows: all scales"
+    # 7 s in all: 1 s before the epochs, 4.5 s training, 1.5 s validating; 4 times the texts: 4 s before the
+    # epochs, and each epoch 1.5 s of training scaled and 0.5 s of validation not
+    before, per_epoch = _scaled(rows, 7.0, 4.0)
+    assert before == pytest.approx(1.0 * 4) and per_epoch == pytest.approx(1.5 * 4 + 0.5)
+    assert before + 3 * per_epoch == pytest.approx((7.0 - 1.5) * 4 + 1.5)
+    assert _scaled([{**row, "screen": None} for row in rows], 7.0, 4.0) == (28.0, 0.0), "no screen rows: all scales"
 
 
 def test_yaml_s_unquoted_off_and_on_mean_off_and_auto() -> None:

@@ -139,7 +139,7 @@ def tune(args: argparse.Namespace) -> int:
 
     from ajuste.cli.options import tune_config_from_args
     from ajuste.data import describe
-    from ajuste.search.study import best_trials, counted, how_pruned
+    from ajuste.search.study import CUT, best_trials, counted, how_pruned
     from ajuste.search.tune import run_tune
 
     out = _output(args)
@@ -173,6 +173,7 @@ def tune(args: argparse.Namespace) -> int:
             out.say(
                 f"[bold]screen[/] every trial trains first on {info['screen']:,} of the {train:,} training texts "
                 "(stratified), and on all of them if it ranks in the better half of the screens so far"
+                + (" (for the epochs that fit when its own do not fit in the time left)" if config.tune.timeout else "")
             )
         for key, value in info["fixed"].items():
             out.say(f"[bold]fixed[/]  {key} = {value}, as given: removed from the search space")
@@ -189,6 +190,8 @@ def tune(args: argparse.Namespace) -> int:
         if trial.state == TrialState.PRUNED:
             state = how_pruned(trial)
         reason = f"  ({spoken(trial.user_attrs['error'], command_line=True)})" if trial.state == TrialState.FAIL else ""
+        if cut := trial.user_attrs.get(CUT):
+            reason = f"  ({cut['epochs']} of its {cut['planned']} epochs: those that fit in the time budget left)"
         out.say(
             f"trial {trial.number:3d} {state:9s} {value:24s} {best:12s} {trial.user_attrs.get('seconds', 0):6.1f}s  "
             f"{_short(trial.user_attrs.get('settings', {}))}{reason}"

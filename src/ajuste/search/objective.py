@@ -31,6 +31,7 @@ from ajuste.search import ensemble
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace, split_settings
 from ajuste.search.study import (
+    CUT,
     OUT_OF_TIME,
     RESCORED,
     SCREEN,
@@ -373,7 +374,10 @@ class Objective:
             return self._cross_validate(trial, model, train, reporter, self.folds)
         student = self.student
         if self.screen is not None:
-            self._screened(trial, model, train, reporter, self.screen)
+            epochs = self._screened(trial, model, train, reporter, self.screen)
+            if epochs is not None:  # what fits of its schedule: it is trained, recorded and refitted so
+                train = train.model_copy(update={"epochs": epochs})
+                trial.set_user_attr("settings", {**values, "train.epochs": epochs})
         classifier, epoch, row = self._fit(
             model,
             train,
@@ -395,11 +399,15 @@ class Objective:
         train: TrainSettings,
         reporter: TrialReporter,
         screen: TextDataset,
-    ) -> None:
+    ) -> int | None:
         """Train the trial on the screening subset first (its whole schedule) and go on to every training text only
         if its validation score there ranks in the better half of the study's screens so far (the first always
-        does); otherwise the trial is pruned, its screen's score reported at step 0. A trial screened in whose
-        training on every text would not fit in the time budget left is pruned too, saying so."""
+        does); otherwise the trial is pruned, its screen's score reported at step 0.
+
+        A trial screened in whose training on every text would not fit in the time budget left trains on every
+        text for the epochs that fit, its schedule fitted to them (a cheaper fidelity: the same settings with
+        fewer epochs, which ``train --epochs`` and the final refit repeat): the number returned, recorded under
+        ``cut``. None: its own epochs fit. Where not one epoch fits, it is pruned, saying so."""
         started = time.perf_counter()
         filled = cache.filling_seconds()
         reporter.screening = len(screen)
@@ -432,19 +440,34 @@ class Objective:
             trial.set_user_attr("stopped", reason)
             raise optuna.TrialPruned(reason)
         if self.deadline is None or not self._completed():
-            return
+            return None
         # what it computed once for the cache (the validation texts' frozen states among them) is not computed again
         work = max(took - (cache.filling_seconds() - filled), 0.0)
-        whole = _scaled(reporter.rows, work, len(self.data.train) / len(screen), reporter.epochs or 1)
+        planned = reporter.epochs or 1
+        before, per_epoch = _scaled(reporter.rows, work, len(self.data.train) / len(screen))
+        whole = before + per_epoch * planned
         left = self.deadline - self.reserve - time.perf_counter()
-        if whole > left:
+        if whole <= left:
+            return None
+        fitting = min(math.floor((left - before) / per_epoch), planned - 1) if per_epoch > 0 else 0
+        estimate = f"training on all {len(self.data.train):,} texts is estimated at {whole:.0f} s"
+        if fitting < 1:
             reason = (
-                f"screened in (val {self.metric} {value:.4f} {where}), but training on all "
-                f"{len(self.data.train):,} texts is estimated at {whole:.0f} s, "
+                f"screened in (val {self.metric} {value:.4f} {where}), but {estimate}, "
                 f"{max(left, 0):.0f} s of the time budget left"
             )
             trial.set_user_attr("stopped", reason)
             raise optuna.TrialPruned(reason)
+        trial.set_user_attr(
+            CUT,
+            {
+                "planned": planned,
+                "epochs": fitting,
+                "reason": f"{estimate} for its {planned} epochs, {max(left, 0):.0f} s of the time budget left: "
+                f"trained for the {fitting} that fit",
+            },
+        )
+        return fitting
 
     def _fit(
         self,
@@ -557,19 +580,20 @@ def _unscreened_seconds(trial: FrozenTrial) -> float:
     return max(float(trial.user_attrs.get("seconds") or 0.0) - float(screen.get("seconds") or 0.0), 0.0)
 
 
-def _scaled(rows: list[dict[str, Any]], seconds: float, factor: float, planned: int) -> float:
-    """The seconds that a screen which took ``seconds`` (its epoch ``rows`` among ``rows``) would take on ``factor``
-    times as many training texts for all ``planned`` epochs (early stopping may have ended the screen sooner): what
-    came before the epochs (the model, the texts' tokens) and each epoch's training scale with the texts; each
-    epoch's validation pass, over the same validation texts, does not."""
+def _scaled(rows: list[dict[str, Any]], seconds: float, factor: float) -> tuple[float, float]:
+    """What a screen which took ``seconds`` (its epoch ``rows`` among ``rows``) would take on ``factor`` times as
+    many training texts: the seconds before its first epoch, and the seconds of each epoch (early stopping may
+    have ended the screen before its last). What came before the epochs (the model, the texts' tokens) and each
+    epoch's training scale with the texts; each epoch's validation pass, over the same validation texts, does
+    not. A screen with no epoch row: all its seconds scaled, as if before the epochs."""
     screen = [row for row in rows if row.get("screen")]
     if not screen:
-        return seconds * factor
+        return seconds * factor, 0.0
     epochs = sum(float(row.get("seconds") or 0.0) for row in screen)
     validating = sum(float(row.get("seconds_validating") or 0.0) for row in screen)
     before = max(seconds - epochs, 0.0)
     per_epoch = (max(epochs - validating, 0.0) * factor + validating) / len(screen)
-    return before * factor + per_epoch * max(planned, len(screen))
+    return before * factor, per_epoch
 
 
 def _reason(failure: AjusteError | MemoryError) -> str:

@@ -35,7 +35,7 @@ from ajuste.errors import RunFolderError, spoken
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import EnsembleRecord, RescoreRecord, SearchRecord
 from ajuste.search.storage import open_storage
-from ajuste.search.study import SCREEN, FamilyShare, by_family, counts_towards_budget, retried, screened_out
+from ajuste.search.study import CUT, SCREEN, FamilyShare, by_family, counts_towards_budget, retried, screened_out
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -579,6 +579,12 @@ def _summary_section(
                 _e(
                     f"{len(screens)} trials trained first on {size} training texts; {out} of them were screened "
                     "out there (they ranked outside the better half of the screens so far)"
+                    + "".join(
+                        f"; trial {t.number} trained on every text for {cut['epochs']} of its {cut['planned']} "
+                        "epochs, those that fitted in the time budget left"
+                        for t in screens
+                        if isinstance(cut := t.user_attrs.get(CUT), Mapping)
+                    )
                 ),
             )
         )

@@ -26,6 +26,7 @@ from ajuste.search.space import SearchSpace
 
 __all__ = [
     "CHOSEN_BY",
+    "CUT",
     "OUT_OF_TIME",
     "RESCORED",
     "SCREEN",
@@ -59,6 +60,9 @@ COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 RESCORED = "ajuste:rescored"
 #: Where a screened trial keeps its screen: the texts it was screened on, its score and loss there, its best epoch.
 SCREEN = "screen"
+#: Where a trial screened in that trained on every text for fewer epochs than planned (those that fitted in the
+#: time budget left) says so: its planned epochs, the epochs it trained, why.
+CUT = "cut"
 #: How the reason of a trial that its screen stopped begins (its ``stopped`` attribute).
 SCREENED_OUT = "screened out"
 #: The reason of a trial that the time budget stopped between two epochs (or folds).
