@@ -1231,6 +1231,16 @@ def test_distill_names_student_where_a_flag_is_for_another_family(cli: Cli, trai
     assert_nothing_written(out)
 
 
+def test_distill_offers_no_flag_of_a_family_that_cannot_be_a_student(cli: Cli, trained_run: Path, out: Path) -> None:
+    helped = cli("distill", "--help")
+    assert helped.code == 0 and "--embed-dim" in helped.out and "--num-layers" in helped.out
+    assert "--analyzer" not in helped.out and "--classifier" not in helped.out, "linear learns from labels only"
+    found = cli("distill", trained_run, "--student", "bag", "--analyzer", "word", "--out", out)
+    assert found.code == 2 and "unrecognized arguments: --analyzer word" in found.err
+    assert len(found.err.strip().splitlines()) == 1 and "Traceback" not in found.err
+    assert_nothing_written(out)
+
+
 def test_finalize_and_report_are_not_told_to_overwrite(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
     # --finalize refuses --overwrite, and report has none: neither may be advised it
     out = tmp_path / "search"

@@ -83,6 +83,15 @@ def test_every_registered_family_is_held_to_the_contract() -> None:
     assert set(CASES) == set(FAMILIES)
 
 
+def test_a_registration_says_whether_its_family_is_a_solver_as_the_family_class_does() -> None:
+    import importlib
+
+    for entry in FAMILIES.values():
+        family_class = getattr(importlib.import_module(entry.module), entry.family_class)
+        assert entry.solver is bool(family_class.solver), entry.name
+    assert FAMILIES["linear"].solver, "at least one family is declared a solver: the check above can fail"
+
+
 @pytest.fixture(scope="module", params=sorted(CASES))
 def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Any, Path]:
     """(family, a model fitted on three classes, the folder it was saved to)."""

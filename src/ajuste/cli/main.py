@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Family of the student, trained by gradient descent: bag (default), static (the teacher's piece "
         "vectors under a linear layer; --vectors trained trains them too), gpt, or another one.",
     )
-    add_model_flags(student, choose=False)
+    add_model_flags(student, choose=False, students=True)
     add_train_flags(distill)
     _teaching(distill.add_argument_group("distillation"))
     run = distill.add_argument_group("run")

@@ -257,9 +257,12 @@ def add_data_flags(parser: argparse.ArgumentParser, *, prepare: bool = True) -> 
         group.add_argument("--keep-duplicates", action="store_true", help="Keep exact duplicate texts.")
 
 
-def add_model_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, choose: bool = True) -> None:
+def add_model_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, choose: bool = True, students: bool = False
+) -> None:
     """The model's flags, in a group of their own (or in ``parser`` when it is a group); ``choose`` adds
-    ``--model`` (a command that names the model another way leaves it out)."""
+    ``--model`` (a command that names the model another way leaves it out); ``students``: only the flags of
+    families that can learn from a teacher (a solver's, ``linear``'s, are left out)."""
     group = parser if isinstance(parser, argparse._ArgumentGroup) else parser.add_argument_group("model")
     if choose:
         group.add_argument(
@@ -268,7 +271,10 @@ def add_model_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *
             metavar="NAME",
             help=f"{' | '.join(named_families())} | a checkpoint folder or hub id (default bag).",
         )
-    _add(group, MODEL_FLAGS)  # type: ignore[arg-type]
+    flags: tuple[Flag, ...] = MODEL_FLAGS
+    if students:
+        flags = tuple(f for f in flags if not f.families or not all(FAMILIES[n].solver for n in f.families))
+    _add(group, flags)  # type: ignore[arg-type]
     group.add_argument(
         "--trust-remote-code", action="store_true", default=None, help="Allow a checkpoint's own code to run (off)."
     )
@@ -310,7 +316,7 @@ def _model_section(
     section.setdefault("family", "bag")
     family = section["family"]
     for flag in MODEL_FLAGS:
-        value = getattr(args, flag.field)
+        value = getattr(args, flag.field, None)  # None too where the command has no such flag (distill: linear's)
         if value is None:
             continue
         if flag.families and family not in flag.families:
