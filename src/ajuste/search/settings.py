@@ -96,7 +96,8 @@ class TuneSettings(Settings):
         "auto",
         description="Train each trial first on a stratified subset of this many training texts (its whole "
         "schedule, validated on the whole validation split), and on all of them only if its score ranks in the "
-        "better half of the study's screened trials so far. auto: a quarter of the training texts when there are "
+        "better half of the study's screened trials so far (under a timeout, for the epochs that fit in the time "
+        "left). auto: a quarter of the training texts when there are "
         f"{SCREEN_FROM:,} or more, else no screening; off: never. Not under cv, nor for students of a teacher.",
     )
     storage: str | None = Field(
