@@ -164,6 +164,7 @@ def test_a_screened_trial_that_cannot_finish_on_every_text_in_the_time_left_stop
 def test_a_screened_trial_whose_epochs_do_not_all_fit_trains_on_every_text_for_those_that_fit(
     data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from ajuste.cli.commands import _trial_note
     from ajuste.search import objective as objective_module
     from ajuste.search.final import _settings_of
     from ajuste.search.report import _summary_section
@@ -202,6 +203,7 @@ def test_a_screened_trial_whose_epochs_do_not_all_fit_trains_on_every_text_for_t
     assert trial_settings(tuned, _settings_of(objective, trial))[1].epochs == 2, "a refit repeats the cut"
     html = _summary_section(study, study.get_trials(), [trial], "accuracy", True, {}, None)
     assert "trial 0 trained on every text for 2 of its 3 epochs" in html
+    assert _trial_note(trial) == "  (2 of its 3 epochs: those that fit in the time budget left)", "its line says so"
 
 
 def test_what_a_screen_computes_once_for_the_cache_is_not_scaled_up_to_every_text(

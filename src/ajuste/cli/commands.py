@@ -118,6 +118,21 @@ def _choice_line(trial: int, value: float, choice: Mapping[str, Any]) -> str:
     return line
 
 
+def _trial_note(trial: Any) -> str:
+    """What a trial's line adds after its settings: a failed trial's reason, or the epochs a trial trained when
+    they were cut to those that fit in the time left (see ``--screen``)."""
+    from optuna.trial import TrialState
+
+    from ajuste.search.study import CUT
+
+    if trial.state == TrialState.FAIL:
+        return f"  ({spoken(trial.user_attrs['error'], command_line=True)})"
+    cut = trial.user_attrs.get(CUT)
+    if isinstance(cut, Mapping):
+        return f"  ({cut['epochs']} of its {cut['planned']} epochs: those that fit in the time budget left)"
+    return ""
+
+
 def _short(settings: dict[str, Any]) -> str:
     """``gpt num_layers=2 lr=0.0012``: a trial's settings in one short line; for a family fitted by a solver
     (``linear``), its model settings alone: the training settings (its space fixes ``epochs=1``) mean nothing to it."""
@@ -139,7 +154,7 @@ def tune(args: argparse.Namespace) -> int:
 
     from ajuste.cli.options import tune_config_from_args
     from ajuste.data import describe
-    from ajuste.search.study import CUT, best_trials, counted, how_pruned
+    from ajuste.search.study import best_trials, counted, how_pruned
     from ajuste.search.tune import run_tune
 
     out = _output(args)
@@ -189,9 +204,7 @@ def tune(args: argparse.Namespace) -> int:
             best = ""
         if trial.state == TrialState.PRUNED:
             state = how_pruned(trial)
-        reason = f"  ({spoken(trial.user_attrs['error'], command_line=True)})" if trial.state == TrialState.FAIL else ""
-        if cut := trial.user_attrs.get(CUT):
-            reason = f"  ({cut['epochs']} of its {cut['planned']} epochs: those that fit in the time budget left)"
+        reason = _trial_note(trial)
         out.say(
             f"trial {trial.number:3d} {state:9s} {value:24s} {best:12s} {trial.user_attrs.get('seconds', 0):6.1f}s  "
             f"{_short(trial.user_attrs.get('settings', {}))}{reason}"
