@@ -12,6 +12,7 @@
                                                        # the top 3 on folds, val loss, --cv 5 (sms and ag)
     python bench/bench_tune.py larger --default-seeds 123,1  # AG News (7,600 texts), 10m (or --timeout): --screen
                                                              # off against auto, in turns; which families finished
+                                                             # (--screens auto: that one alone, other rows kept)
 
 Each part prints a table, writes bench/out/tune-<part>.json and its section of bench/RESULTS.md.
 """
