@@ -7,6 +7,7 @@ ending in ``_``. ``predict`` and ``evaluate`` before ``fit`` raise :class:`NotFi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -427,7 +428,7 @@ class TextClassifier:
         if len(labels) < 2:
             raise DataError("a classifier needs at least two classes", found=f"only {labels!r} in the training data")
         family = make_family(self.settings)
-        family.fit_preprocessing(train.texts, lambda description, total: frozen_pass_progress(description, total, show))
+        family.fit_preprocessing(train.texts, functools.partial(frozen_pass_progress, show=show))
         self.classes_ = list(labels)
         self.module_ = family.build(len(labels))
         self.family_ = family
