@@ -9,11 +9,13 @@ from typing import Any
 import optuna
 import pytest
 import yaml
+from optuna.trial import TrialState
 
 from ajuste.models.registry import FAMILIES, default_families
 from ajuste.runs import RunFolder
 from ajuste.search.portfolio import default_settings, portfolio
 from ajuste.search.settings import TuneConfig
+from ajuste.search.study import OUT_OF_TIME, SCREENED_OUT, STARTING_POINT, recover, unreached, unreached_text
 from ajuste.search.tune import search_space
 from ajuste.validation import validate
 from tests.conftest import CliResult, make_texts, write_csv
@@ -130,3 +132,72 @@ def test_the_first_trials_are_what_train_runs_for_each_family(cli: Cli, data: Pa
     assert again.code == 0, again.err
     trials = optuna.load_study(study_name=info.study, storage=folder.storage_url(info)).get_trials()
     assert sum(1 for t in trials if "portfolio" in t.user_attrs) == 3, "queued once per study"
+
+
+def _starting_point(what: str, state: TrialState, **attrs: Any) -> optuna.trial.FrozenTrial:
+    return optuna.trial.create_trial(
+        state=state,
+        value=0.9 if state == TrialState.COMPLETE else None,
+        params={"x": 1.0},
+        distributions={"x": optuna.distributions.FloatDistribution(0.0, 2.0)},
+        user_attrs={STARTING_POINT: what, "seconds": 42.0, **attrs},
+    )
+
+
+def test_the_starting_points_the_budget_kept_from_training_in_full_are_named_with_how_they_ended() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(_starting_point("linear defaults", TrialState.COMPLETE))
+    study.add_trial(_starting_point("bag defaults", TrialState.PRUNED, stopped=f"{SCREENED_OUT}: ranks 2 of 2"))
+    study.add_trial(_starting_point("gpt defaults", TrialState.PRUNED, stopped=OUT_OF_TIME))
+    study.add_trial(_starting_point("minilm defaults", TrialState.PRUNED))  # the pruner's: judged on its scores
+    cut = {"planned": 4, "epochs": 2, "reason": "..."}
+    study.add_trial(_starting_point("minilm model.trainable=all", TrialState.COMPLETE, cut=cut))
+    skipped = "not started: estimated 620 s, 20 s of the time budget left"
+    study.add_trial(_starting_point("linear model.classifier=svm", TrialState.PRUNED, stopped=skipped))
+    # interrupted, then run again to the end: reached
+    study.add_trial(_starting_point("gpt2 defaults", TrialState.FAIL, interrupted=True))
+    study.add_trial(_starting_point("gpt2 defaults", TrialState.COMPLETE))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, user_attrs={"stopped": OUT_OF_TIME}))
+    study.enqueue_trial({"x": 1.5}, user_attrs={STARTING_POINT: "gpt2 model.trainable=all"})
+
+    missed = unreached(study.get_trials())
+    assert [(m.what, m.trial, m.how) for m in missed] == [
+        ("gpt defaults", 2, f"stopped after 42 s: {OUT_OF_TIME}"),
+        (
+            "minilm model.trainable=all",
+            4,
+            "trained on every text for 2 of its 4 epochs: those that fit in the time budget left",
+        ),
+        ("linear model.classifier=svm", 5, skipped),
+        ("gpt2 model.trainable=all", 9, "not started"),
+    ]
+    text = unreached_text(missed, "--timeout 600 s", "A larger --timeout")
+    assert text.startswith(
+        "4 of the starting points (each family's defaults, then its portfolio) did not train in "
+        "full on every text within --timeout 600 s: gpt defaults (trial 2): stopped after 42 s"
+    )
+    assert text.endswith("A larger --timeout, gives them their turn")
+
+
+def test_an_interrupted_starting_point_is_queued_again_as_one() -> None:
+    study = optuna.create_study()
+    study.add_trial(_starting_point("bag defaults", TrialState.FAIL, interrupted=True))
+    recover(study, local=True, enqueue=True)
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))
+    assert queued.user_attrs == {STARTING_POINT: "bag defaults"}
+    assert [m.how for m in unreached(study.get_trials())] == ["not started"]
+
+
+def test_tune_says_which_starting_points_its_budget_did_not_reach(cli: Cli, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tune"
+    args = ("tune", "--data", data, "--model", "linear,bag", "--trials", "1", "--out", out)
+    result = cli(*args)
+    assert result.code == 0, result.err
+    line = next(line for line in result.out.splitlines() if line.startswith("not reached"))
+    assert "within --trials 1: bag defaults (trial 1): not started; linear model.classifier=svm" in line
+    assert line.endswith("More --trials, or fewer families (--model), gives them their turn")
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "<th>Not reached</th>" in report and "bag defaults (trial 1): not started" in report
+
+    summary = cli(*args[:-2], "--trials", "3", "--out", out, "--json").json()
+    assert summary["unreached"] == [], "three trials: every starting point trained"

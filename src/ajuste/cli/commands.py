@@ -123,14 +123,12 @@ def _trial_note(trial: Any) -> str:
     they were cut to those that fit in the time left (see ``--screen``)."""
     from optuna.trial import TrialState
 
-    from ajuste.search.study import CUT
+    from ajuste.search.study import CUT, cut_phrase
 
     if trial.state == TrialState.FAIL:
         return f"  ({spoken(trial.user_attrs['error'], command_line=True)})"
     cut = trial.user_attrs.get(CUT)
-    if isinstance(cut, Mapping):
-        return f"  ({cut['epochs']} of its {cut['planned']} epochs: those that fit in the time budget left)"
-    return ""
+    return f"  ({cut_phrase(cut)})" if isinstance(cut, Mapping) else ""
 
 
 def _short(settings: dict[str, Any]) -> str:
@@ -246,6 +244,19 @@ def tune(args: argparse.Namespace) -> int:
             )
             table.add_row(share.family, *map(str, numbers), f"{share.seconds:.1f}", best)
         out.table(table)
+    missed = result.unreached()
+    if missed and not result.running_elsewhere:  # other workers may yet reach them
+        from ajuste.search.study import unreached_text
+
+        tune = config.tune
+        budget, more = (
+            (f"--timeout {tune.timeout:.0f} s", "A larger --timeout")
+            if tune.timeout
+            else (f"--trials {tune.trials}", "More --trials")
+            if tune.trials
+            else ("this run", "Running the same command again")
+        )
+        out.say(f"[bold]not reached[/] {unreached_text(missed, budget, f'{more}, or fewer families (--model)')}")
     if result.importances:
         shown = ", ".join(f"{name} {value:.2f}" for name, value in list(result.importances.items())[:8])
         out.say(f"[bold]importance[/] {shown}")

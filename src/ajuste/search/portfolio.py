@@ -17,6 +17,7 @@ import optuna
 from ajuste.models.registry import FAMILIES, make_family
 from ajuste.search.settings import TuneConfig
 from ajuste.search.space import SearchSpace
+from ajuste.search.study import STARTING_POINT
 from ajuste.training.settings import TrainSettings
 from ajuste.validation import model_settings, validate
 
@@ -66,5 +67,5 @@ def enqueue_portfolio(study: optuna.Study, config: TuneConfig, space: SearchSpac
         return 0  # once per study: a resumed study has them already
     queued = portfolio(config, space)
     for what, params in queued:
-        study.enqueue_trial(params, user_attrs={"portfolio": what})
+        study.enqueue_trial(params, user_attrs={STARTING_POINT: what})
     return len(queued)

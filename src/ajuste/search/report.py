@@ -35,7 +35,18 @@ from ajuste.errors import RunFolderError, spoken
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import EnsembleRecord, RescoreRecord, SearchRecord
 from ajuste.search.storage import open_storage
-from ajuste.search.study import CUT, SCREEN, FamilyShare, by_family, counts_towards_budget, retried, screened_out
+from ajuste.search.study import (
+    CUT,
+    SCREEN,
+    FamilyShare,
+    by_family,
+    counts_towards_budget,
+    cut_phrase,
+    retried,
+    screened_out,
+    unreached,
+    unreached_text,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -580,14 +591,15 @@ def _summary_section(
                     f"{len(screens)} trials trained first on {size} training texts; {out} of them were screened "
                     "out there (they ranked outside the better half of the screens so far)"
                     + "".join(
-                        f"; trial {t.number} trained on every text for {cut['epochs']} of its {cut['planned']} "
-                        "epochs, those that fitted in the time budget left"
+                        f"; trial {t.number} trained on every text for {cut_phrase(cut)}"
                         for t in screens
                         if isinstance(cut := t.user_attrs.get(CUT), Mapping)
                     )
                 ),
             )
         )
+    if missed := unreached(trials):
+        rows.append(("Not reached", _e(unreached_text(missed))))
     if complete:
         best = complete[0]
         rows.append(("Best value", f"{_e(_fmt(best.value))} (trial {best.number})"))

@@ -31,7 +31,9 @@ __all__ = [
     "RESCORED",
     "SCREEN",
     "SCREENED_OUT",
+    "STARTING_POINT",
     "FamilyShare",
+    "Unreached",
     "best_trials",
     "by_family",
     "cohort",
@@ -40,6 +42,7 @@ __all__ = [
     "count_states",
     "counted",
     "counts_towards_budget",
+    "cut_phrase",
     "how_pruned",
     "importances",
     "max_epochs",
@@ -50,6 +53,8 @@ __all__ = [
     "screen_rank",
     "screened_out",
     "study_identity",
+    "unreached",
+    "unreached_text",
     "validation_loss",
 ]
 
@@ -67,6 +72,8 @@ CUT = "cut"
 SCREENED_OUT = "screened out"
 #: The reason of a trial that the time budget stopped between two epochs (or folds).
 OUT_OF_TIME = "the search's time budget ran out"
+#: Where a queued starting point (a family's defaults, or an entry of its portfolio) says which it is.
+STARTING_POINT = "portfolio"
 
 
 def retried(trials: Sequence[FrozenTrial]) -> set[int]:
@@ -105,14 +112,16 @@ def _interrupt(study: optuna.Study, trials: Sequence[FrozenTrial], reason: Calla
 
 
 def _requeue_interrupted(study: optuna.Study) -> None:
-    """Queue the settings of every interrupted trial once again, unless they are queued or already ran."""
+    """Queue the settings of every interrupted trial once again, unless they are queued or already ran; a starting
+    point stays one."""
     trials = study.get_trials(deepcopy=False)
     waiting = {_key(t.params) for t in trials if t.state == TrialState.WAITING}
     done = {_key(t.params) for t in trials if counts_towards_budget(t)}
     for trial in trials:
         key = _key(trial.params)
         if trial.user_attrs.get("interrupted") and trial.params and key not in waiting and key not in done:
-            study.enqueue_trial(trial.params, skip_if_exists=False)
+            what = trial.user_attrs.get(STARTING_POINT)
+            study.enqueue_trial(trial.params, user_attrs={STARTING_POINT: what} if what else None, skip_if_exists=False)
             waiting.add(key)
 
 
@@ -291,6 +300,72 @@ def how_pruned(trial: FrozenTrial) -> str:
     if screened_out(trial):
         return "screened"
     return "timed out" if stopped == OUT_OF_TIME else "skipped"
+
+
+def cut_phrase(cut: Mapping[str, object]) -> str:
+    """How a trial's ``cut`` reads: ``2 of its 4 epochs: those that fit in the time budget left``."""
+    return f"{cut['epochs']} of its {cut['planned']} epochs: those that fit in the time budget left"
+
+
+@dataclass(frozen=True)
+class Unreached:
+    """A starting point that the search's budget kept from training in full on every text."""
+
+    #: What it is, as queued: ``minilm defaults``, ``minilm model.trainable=all``.
+    what: str
+    #: Its trial (the last, where it was queued again).
+    trial: int
+    #: How it ended, in words.
+    how: str
+
+
+def unreached(trials: Sequence[FrozenTrial]) -> list[Unreached]:
+    """The starting points (each family's defaults, then its portfolio, queued first) that the budget kept from
+    training in full on every text, in the order they were queued: not started, stopped by the time budget, not
+    trained for their estimate, or trained for the epochs that fitted (the cut). Those that were judged on their
+    scores (completed, screened out, pruned, failed) are not among them: the budget gave them their turn."""
+    again = retried(trials)
+    last: dict[str, FrozenTrial] = {}
+    judged: set[str] = set()
+    for trial in sorted(trials, key=lambda t: t.number):
+        what = trial.user_attrs.get(STARTING_POINT)
+        if not what or trial.user_attrs.get("interrupted") or trial.number in again:
+            continue
+        if trial.state == TrialState.RUNNING:  # another worker's, still at it
+            judged.add(str(what))
+        elif trial.state in (TrialState.COMPLETE, TrialState.FAIL) and not trial.user_attrs.get(CUT):
+            judged.add(str(what))
+        elif trial.state == TrialState.PRUNED and how_pruned(trial) in ("screened", "pruned"):
+            judged.add(str(what))
+        last[str(what)] = trial
+    found = []
+    for what, trial in last.items():
+        if what in judged:
+            continue
+        cut = trial.user_attrs.get(CUT)
+        seconds = float(trial.user_attrs.get("seconds") or 0.0)
+        if trial.state == TrialState.WAITING:
+            how = "not started"
+        elif isinstance(cut, Mapping):
+            how = f"trained on every text for {cut_phrase(cut)}"
+        elif trial.user_attrs.get("stopped") == OUT_OF_TIME:
+            how = f"stopped after {seconds:.0f} s: {OUT_OF_TIME}"
+        else:
+            how = str(trial.user_attrs.get("stopped"))
+        found.append(Unreached(what, trial.number, how))
+    return found
+
+
+def unreached_text(
+    missed: Sequence[Unreached], budget: str = "the budget", remedy: str = "A larger budget, or fewer families"
+) -> str:
+    """:func:`unreached` in one sentence, for the command's output (``budget``: ``--timeout 600 s``; ``remedy``:
+    what gives them their turn, in its words) and the report."""
+    points = "; ".join(f"{m.what} (trial {m.trial}): {m.how}" for m in missed)
+    return (
+        f"{len(missed)} of the starting points (each family's defaults, then its portfolio) did not train in full on "
+        f"every text within {budget}: {points}. {remedy}, gives them their turn"
+    )
 
 
 @dataclass

@@ -53,6 +53,7 @@ from ajuste.search.storage import (
 )
 from ajuste.search.study import (
     FamilyShare,
+    Unreached,
     best_trials,
     by_family,
     complete_trials,
@@ -62,6 +63,7 @@ from ajuste.search.study import (
     recover,
     recover_dead_workers,
     study_identity,
+    unreached,
 )
 from ajuste.training.classifier import TextClassifier
 from ajuste.validation import model_settings, validate
@@ -119,6 +121,11 @@ class TuneResult:
         maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
         return by_family(self.study.get_trials(deepcopy=False), maximize)
 
+    def unreached(self) -> list[Unreached]:
+        """The starting points that the budget kept from training in full on every text (see
+        :func:`~ajuste.search.study.unreached`)."""
+        return unreached(self.study.get_trials(deepcopy=False))
+
     def summary(self) -> dict[str, Any]:
         """The ``--json`` object of ``ajuste tune`` (with ``ensemble`` when one was asked for)."""
         headline = ("accuracy", "macro_f1", "loss", "accuracy_ci95")
@@ -139,6 +146,7 @@ class TuneResult:
             "best_trial": self.best_trial,
             "trials": self.trial_counts(),
             "families": [asdict(share) for share in self.families()],
+            "unreached": [asdict(missed) for missed in self.unreached()],
             "data": {**self.data.counts(), "classes": self.data.labels},
             **{split: {k: v for k, v in m.items() if k in headline} for split, m in self.metrics.items()},
             "final_by": self.final_by,
