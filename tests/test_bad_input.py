@@ -698,6 +698,29 @@ def test_a_model_config_naming_a_class_twice_is_damaged(cli: Cli, trained_run: P
     assert "config.json is damaged" in message and "at least two labels, each once" in message
 
 
+@pytest.mark.parametrize("runtime", ["pytorch", "onnx"])
+def test_a_model_config_naming_more_labels_than_the_weights_score_is_damaged(
+    cli: Cli, csv_file: Path, tmp_path: Path, runtime: str
+) -> None:
+    """A linear run (or its export) whose config.json gained a label answered with a column of blanks, its
+    probabilities put under the wrong names."""
+    run = tmp_path / "linear"
+    assert cli("train", "--data", csv_file, "--model", "linear", "--out", run, "-q").code == 0
+    if runtime == "onnx":
+        assert cli("export", run, "--out", tmp_path / "exported", "-q").code == 0
+        run = tmp_path / "exported"
+    config_file = run / "model" / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["labels"] = [*config["labels"], "another"]
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    message = user_error(cli("predict", run, "hello"))
+    if runtime == "onnx":
+        assert "gives 2 scores a text, and its config.json names 3 labels" in message
+        assert message.endswith("Export the run again with `ajuste export`.")
+    else:
+        assert "2 score columns do not match the 3 labels" in message and "train again" in message
+
+
 def test_predict_with_an_incomplete_run_folder(cli: Cli, incomplete_run: Path, tmp_path: Path) -> None:
     texts = tmp_path / "texts.txt"
     texts.write_text("hello\nwin a prize\n", encoding="utf-8")

@@ -433,6 +433,26 @@ def test_overwrite_replaces_a_run_folder_and_never_a_folder_of_other_files(
     ok(cli(*tune_args(data, run, "--trials", "1", "--overwrite")))  # also by a search
 
 
+def test_overwrite_never_loses_the_user_s_own_files_kept_in_a_run_folder(cli: Cli, data: Path, tmp_path: Path) -> None:
+    # a run or search folder with a file ajuste did not write was replaced, the file gone without a word
+    run, search = tmp_path / "run", tmp_path / "search"
+    ok(cli(*train_args(data, run)))
+    ok(cli(*tune_args(data, search, "--trials", "1")))
+    replacing = (
+        (run, train_args(data, run, "--overwrite")),
+        (run, tune_args(data, run, "--trials", "1", "--overwrite")),
+        (search, tune_args(data, search, "--trials", "1", "--overwrite")),
+    )
+    for folder, args in replacing:
+        (folder / "notes.txt").write_text("keep", encoding="utf-8")
+        said = one_line_error(cli(*args))
+        assert f"would replace {folder}, which also holds files ajuste did not write" in said, said
+        assert "notes.txt" in said and "Move them out of the folder first" in said
+        assert (folder / "notes.txt").read_text(encoding="utf-8") == "keep"
+        (folder / "notes.txt").unlink()
+        ok(cli(*args))
+
+
 def test_an_output_inside_a_file_or_above_the_current_folder_is_one_line(
     cli: Cli, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

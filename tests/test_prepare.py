@@ -461,3 +461,18 @@ def test_columns_guessed_by_their_lengths_are_said_and_a_wrong_guess_gets_the_wa
     guessed = load_data(DataSettings(path=str(odd)))
     assert guessed.report["columns_guessed"] == {"text": "q", "label": "tag"}
     assert "texts from column 'q', labels from 'tag' (guessed)" in describe(guessed)
+
+
+def test_which_columns_were_read_is_said_when_others_were_left_unread(tmp_path: Path) -> None:
+    # title,body,category,sentiment: body and category were read by their names, and nothing said so
+    path = tmp_path / "news.csv"
+    rows = "".join(f"title {i},long body of the story {i},{'ab'[i % 2]},{'+-'[i % 3 % 2]}\n" for i in range(30))
+    path.write_text("title,body,category,sentiment\n" + rows, encoding="utf-8")
+    data = load_data(DataSettings(path=str(path)))
+    assert data.report["columns_read"] == {"text": "body", "label": "category", "not_read": ["title", "sentiment"]}
+    assert "texts from column 'body', labels from 'category' (not read: title, sentiment)" in describe(data)
+    named = load_data(DataSettings(path=str(path), text_col="title", label_col="sentiment"))
+    assert "columns_read" not in named.report, "both given: nothing to say"
+    plain = tmp_path / "plain.csv"
+    plain.write_text("id,text,label\n" + "".join(f"{i},text number {i},{'ab'[i % 2]}\n" for i in range(30)))
+    assert "columns_read" not in load_data(DataSettings(path=str(plain))).report, "an id column is expected"

@@ -93,7 +93,7 @@ def test_unknown_extension_asks_for_format(tmp_path: Path) -> None:
     ("name", "content", "said"),
     [
         # named: the extension says it (--format then led to an encoding error, then to a quoting one)
-        ("data.xlsx", b"PK\x03\x04", "is a spreadsheet workbook: expected a CSV, TSV, JSONL, Parquet or text file"),
+        ("data.xlsx", b"PK\x03\x04", "is a spreadsheet workbook, by its name: expected a CSV, TSV, JSONL, Parquet or"),
         ("data.csv.gz", b"\x1f\x8b\x08", "is compressed (gzip)"),
         # or the first bytes, whatever the name
         ("data.csv", b"\x1f\x8b\x08\x00rest", "is a gzip-compressed file"),
@@ -658,3 +658,12 @@ def test_a_parquet_file_naming_a_column_twice_says_so(tmp_path: Path) -> None:
     pq.write_table(pa.Table.from_arrays(columns, names=["text", "label", "label"]), path)
     with pytest.raises(DataError, match=r"names a column more than once: found 'label'"):
         read_table(path)  # it was pyarrow's "Multiple matches for FieldRef.Name(label)"
+
+
+def test_a_text_file_named_as_a_workbook_is_told_how_to_be_read(tmp_path: Path) -> None:
+    path = tmp_path / "export.xlsx"
+    path.write_text("text,label\nhello,a\n", encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        read_table(path)
+    assert "If it holds text whatever its name, give its format: file_format='csv'." in str(caught.value)
+    assert read_table(path, file_format="csv").texts == ["hello"]

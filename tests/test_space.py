@@ -513,3 +513,11 @@ def test_a_float_setting_under_a_false_condition_is_not_checked_against_the_othe
     assert "minilm/model.lora_alpha" in space.distributions() or "model.lora_alpha" in space.distributions()
     message = refused({"model.family": "minilm", "model.trainable": ["head", "lora"], "model.lora_alpha": 4.0})
     assert "lora_alpha applies to trainable 'lora' only, not 'head'" in message
+
+
+@pytest.mark.parametrize("families", [[], {"choices": []}])
+def test_an_empty_list_of_families_is_refused_before_any_trial(families: object) -> None:
+    # it reached the first trial, which failed with an IndexError and left a half-made run folder
+    message = refused({"model.family": families})
+    assert "model.family: expected at least one family (linear, bag," in message
+    assert message.endswith("found an empty list")

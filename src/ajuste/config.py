@@ -114,7 +114,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         loaded = yaml.load(raw.decode("utf-8"), Loader=_UniqueKeys)  # a SafeLoader: no Python objects
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid YAML: {yaml_problem(exc)}") from None
+        raise ConfigError(
+            f"{path} is not valid YAML: {yaml_problem(exc)}",
+            fix="Correct the file there (a run folder's run.yaml shows the layout), or leave out --config.",
+        ) from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

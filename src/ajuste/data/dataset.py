@@ -24,6 +24,11 @@ class Table:
     extra_ids: list[object] | None = None
     #: The text and label columns, when neither has a usual name and the longer texts decided which is which.
     guessed: tuple[str, str] | None = None
+    #: Columns left unread (besides an ``id``) when the text or label column was found by its name, not given:
+    #: which columns were read is then worth saying.
+    unused: list[str] = field(default_factory=list)
+    #: The text and label columns read.
+    read: tuple[str, str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)

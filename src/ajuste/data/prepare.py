@@ -371,6 +371,8 @@ def prepare(
     report: Report = {"source": table.source}
     if table.guessed is not None:
         report["columns_guessed"] = {"text": table.guessed[0], "label": table.guessed[1]}
+    if table.unused and table.read is not None:
+        report["columns_read"] = {"text": table.read[0], "label": table.read[1], "not_read": list(table.unused)}
     data, report["clean"] = clean(table)
     cleaned = data
     if dedupe_texts:
@@ -467,6 +469,10 @@ def describe(data: PreparedData) -> str:
     if "columns_guessed" in r:
         guessed = r["columns_guessed"]
         parts.append(f"texts from column '{guessed['text']}', labels from '{guessed['label']}' (guessed)")
+    if "columns_read" in r:
+        read = r["columns_read"]
+        unread = ", ".join(read["not_read"])
+        parts.append(f"texts from column '{read['text']}', labels from '{read['label']}' (not read: {unread})")
     dropped = r["clean"]["dropped_empty_text"] + r["clean"]["dropped_missing_label"]
     if dropped:
         parts.append(f"{dropped} dropped by cleaning")

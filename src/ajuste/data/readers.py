@@ -53,7 +53,11 @@ def detect_format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in _NOT_TEXT:
         what, fix = _NOT_TEXT[suffix]
-        raise DataError(f"{path} is {what}", expected="a CSV, TSV, JSONL, Parquet or text file", fix=fix)
+        raise DataError(
+            f"{path} is {what}, by its name",
+            expected="a CSV, TSV, JSONL, Parquet or text file",
+            fix=f"{fix} If it holds text whatever its name, give its format: [[--format csv||file_format='csv']].",
+        )
     if suffix not in _EXTENSIONS:
         raise _fixed_by(
             "--format",
@@ -588,7 +592,13 @@ def read_table(
     kind = _resolved_format(path, file_format)
     if not records:  # label<TAB>text lines have no header: their column names are ajuste's, not the file's
         found = f"column names only ({', '.join(columns)})" if columns and kind != "lines" else "an empty file"
-        raise DataError(f"{path} holds no data rows", expected="at least one labelled text", found=found)
+        raise DataError(
+            f"{path} holds no data rows",
+            expected="at least one labelled text",
+            found=found,
+            fix="Add labelled texts to it (a header naming the text and label columns, then a row per text), or "
+            "point at another file.",
+        )
     text, label, by_length = resolve_columns(path, columns, records, text_col, label_col)
     id_column = _find_column(("id",), [c for c in columns if c not in (text, label)])
     return Table(
@@ -599,6 +609,8 @@ def read_table(
         columns=columns,
         extra_ids=_ids(records, id_column),
         guessed=(text, label) if by_length else None,
+        unused=[] if text_col and label_col else [c for c in columns if c not in (text, label, id_column)],
+        read=(text, label),
     )
 
 

@@ -69,7 +69,7 @@ def _unwritable(path: Path, exc: OSError) -> DataError:
         found="permission denied" if denied else (exc.strerror or type(exc).__name__),
         fix="Choose an --output in a folder you own, or give this user write permission there."
         if denied
-        else "Check the free space and that the folder is still there.",
+        else "Choose an --output in a folder of files you own, and check its free space.",
     )
 
 

@@ -317,7 +317,10 @@ class LinearFamily(Family):
 
     def restore(self, folder: Path, entries: dict[str, Any], num_labels: int) -> nn.Module:
         self.restore_preprocessing(folder, entries)
-        module = SparseLinear(self.num_features, int(entries["scores"]), num_labels, self.settings.classifier == "svm")
+        scores = int(entries["scores"])
+        if scores != self._num_scores(num_labels):  # the weights have a column per class: another model's labels
+            raise ValueError(f"{scores} score columns do not match the {num_labels} labels recorded beside them")
+        module = SparseLinear(self.num_features, scores, num_labels, self.settings.classifier == "svm")
         load_weights(module, folder)
         return module
 

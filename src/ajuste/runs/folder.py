@@ -66,6 +66,13 @@ FINAL_STAGING = "final"
 RESULT_FILES = (METRICS_FILE, HISTORY_FILE, SPLIT_FILE, RUN_FILE)
 
 
+#: What ajuste writes in a run or search folder (besides SQLite's files beside study.db while it writes).
+OWN_NAMES = frozenset(
+    {RUN_FILE, MODEL_DIR, METRICS_FILE, HISTORY_FILE, SPLIT_FILE, TUNE_FILE, SPACE_FILE, STUDY_FILE, REPORT_FILE}
+    | {LOCK_FILE, FINAL_STAGING}
+)
+
+
 def default_run_dir(source: str, family: str, root: str | Path = "runs") -> Path:
     """``runs/<data>-<family>-<time>``."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -98,6 +105,11 @@ def write_yaml(path: Path, content: dict[str, Any]) -> None:
 
 #: How to get out of a refused output folder.
 _ELSEWHERE = "Choose another [[--out||out]]."
+
+
+def _own_name(name: str) -> bool:
+    """Whether ajuste writes an entry of this name in a run or search folder."""
+    return name in OWN_NAMES or name.startswith(f"{STUDY_FILE}-")  # study.db-journal, -wal, -shm
 
 
 class RunFolder:
@@ -203,16 +215,27 @@ class RunFolder:
                 )
 
     def _refuse_foreign_content(self) -> None:
-        """--overwrite replaces a run folder (or an empty one), never a folder of other files."""
-        if not self.path.is_dir() or self.is_finished() or self.run_file.is_file():
+        """--overwrite replaces a run folder (or an empty one), never a folder of other files, nor a run folder
+        that also holds files ajuste did not write (the user's notes): replacing it would lose them."""
+        if not self.path.is_dir():
             return
-        names = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
-        if names:
+        if not (self.is_finished() or self.run_file.is_file() or self.tune_file.is_file()):
+            names = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
+            if names:
+                raise RunFolderError(
+                    f"[[--overwrite||overwrite=True]] replaces a run folder, and {self.path} is not one",
+                    expected=f"a folder written by ajuste ({RUN_FILE} or {MODEL_DIR}/{MODEL_CONFIG}), or an empty one",
+                    found=listing(names),
+                    fix="Choose another [[--out||out]], or move those files away yourself.",
+                )
+            return
+        foreign = sorted(p.name for p in self.path.iterdir() if not _own_name(p.name))
+        if foreign:
             raise RunFolderError(
-                f"[[--overwrite||overwrite=True]] replaces a run folder, and {self.path} is not one",
-                expected=f"a folder written by ajuste ({RUN_FILE} or {MODEL_DIR}/{MODEL_CONFIG}), or an empty one",
-                found=listing(names),
-                fix="Choose another [[--out||out]], or move those files away yourself.",
+                f"[[--overwrite||overwrite=True]] would replace {self.path}, which also holds files ajuste did not "
+                "write",
+                found=listing(foreign),
+                fix="Move them out of the folder first, or choose another [[--out||out]].",
             )
 
     def clean(self) -> None:
@@ -346,7 +369,9 @@ class RunFolder:
                 f"{path} is damaged",
                 expected="a JSON file written by ajuste",
                 found=str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__,
-                fix="Train again, or restore the folder from a copy.",
+                fix="Run the search again (`ajuste tune --overwrite`), or restore the folder from a copy."
+                if path == self.tune_file
+                else "Train again, or restore the folder from a copy.",
             ) from None
 
     def _read_object(self, path: Path) -> dict[str, Any] | None:
@@ -390,7 +415,10 @@ class RunFolder:
         try:
             content = yaml.safe_load(self.run_file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise RunFolderError(f"{self.run_file} is not valid YAML: {yaml_problem(exc)[:160]}") from None
+            raise RunFolderError(
+                f"{self.run_file} is not valid YAML: {yaml_problem(exc)[:160]}",
+                fix="Restore the folder from a copy, or train again.",
+            ) from None
         if not isinstance(content, dict) or "record" not in content:
             raise RunFolderError(f"{self.run_file} is damaged", expected="settings and a record")
         try:
@@ -430,6 +458,8 @@ class RunFolder:
         folder holding a search is resumed (or, with ``overwrite``, started afresh)."""
         self.check_place(inputs)
         if not self.holds_other_content():
+            if overwrite:
+                self._refuse_foreign_content()
             return
         if not overwrite:
             raise RunFolderError(

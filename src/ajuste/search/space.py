@@ -665,6 +665,8 @@ def _families(
         problems.add("model.family", f"unknown family {', '.join(unknown)}; expected {', '.join(FAMILIES)}")
     if not chosen and spec is None:
         problems.add("model.family", "the space names no model family; add model.family or give [[--model||model]]")
+    elif not chosen and (isinstance(spec, (list, tuple)) or (isinstance(spec, Mapping) and spec.get("choices") == [])):
+        problems.add("model.family", f"expected at least one family ({', '.join(FAMILIES)}), found an empty list")
     asked = list(families) or ([base["family"]] if "family" in base else [])
     if spec is not None and asked and not set(asked) <= set(chosen):
         problems.add(

@@ -107,7 +107,11 @@ def read_model_config(folder: Path) -> dict[str, Any]:
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunFolderError(f"{config_file} is not valid JSON", found=str(exc)) from None
+        raise RunFolderError(
+            f"{config_file} is not valid JSON",
+            found=first_line(exc),
+            fix="The model folder is damaged: train again, or restore it from a copy.",
+        ) from None
     if not isinstance(config, dict) or config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
         found = (
             config if not isinstance(config, dict) else f"{config.get('format')} version {config.get('format_version')}"

@@ -89,6 +89,13 @@ class OnnxClassifier(TextClassifier):
         self.path = path
         self.cores = physical_cores()
         self._inputs = [i.name for i in session.get_inputs()]
+        width = session.get_outputs()[0].shape[-1]
+        if isinstance(width, int) and width != len(self.classes_):  # fixed at export: a class per logit
+            raise RunFolderError(
+                f"the ONNX model in {path.parent} gives {width} scores a text, and its config.json names "
+                f"{len(self.classes_)} labels",
+                fix="Export the run again with `ajuste export`.",
+            )
         self._single: Any = None
         self._single_lock = threading.Lock()
         self._precision_told = False  # a precision asked of an exported model is said to be ignored once
