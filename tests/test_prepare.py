@@ -476,3 +476,19 @@ def test_which_columns_were_read_is_said_when_others_were_left_unread(tmp_path: 
     plain = tmp_path / "plain.csv"
     plain.write_text("id,text,label\n" + "".join(f"{i},text number {i},{'ab'[i % 2]}\n" for i in range(30)))
     assert "columns_read" not in load_data(DataSettings(path=str(plain))).report, "an id column is expected"
+
+
+def test_swapped_text_and_label_columns_are_named_as_the_likely_cause(tmp_path: Path) -> None:
+    # --text-col label --label-col text: "a class is too small ... found 'brilliant story 0' (1), ..." and no more
+    path = tmp_path / "reviews.csv"
+    path.write_text("text,label\n" + "".join(f"story number {i},{'ab'[i % 2]}\n" for i in range(60)), encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        load_data(DataSettings(path=str(path), text_col="label", label_col="text"))
+    message = str(caught.value)
+    assert "found 60 different labels among 60 rows, from column 'text'" in message
+    assert "If 'text' holds the texts, pass text_col='text', label_col='label'; else add examples" in message
+    few = tmp_path / "few.csv"  # a genuinely small class keeps the plain message
+    few.write_text("text,label\n" + "".join(f"story {i},{'a' if i else 'b'}\n" for i in range(60)), encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        load_data(DataSettings(path=str(few)))
+    assert "different labels" not in str(caught.value) and "'b' (1)" in str(caught.value)

@@ -77,6 +77,15 @@ def test_wrong_types() -> None:
     assert "seed: must be an integer, got 'abc'" in message
 
 
+def test_a_value_that_fits_no_member_of_a_union_is_one_problem_in_words() -> None:
+    # --screen maybe: "tune.screen.literal['auto','off']: must be auto or off, got 'maybe'; tune.screen.int: ..."
+    from ajuste.search.settings import TuneConfig
+
+    with pytest.raises(ConfigError) as caught:
+        validate(TuneConfig, {"data": {"dataset": "sms-spam"}, "tune": {"screen": "maybe"}})
+    assert str(caught.value) == "invalid settings: tune.screen: must be auto or off, or an integer, got 'maybe'"
+
+
 def test_validate_names_the_section_it_checks() -> None:
     with pytest.raises(ConfigError, match=r"train\.lr: must be > 0"):
         validate(TrainSettings, {"lr": 0}, "train")

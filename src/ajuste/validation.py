@@ -67,11 +67,44 @@ def _known_at(location: tuple[str | int, ...], family: str | None = None) -> lis
     return names
 
 
+_SCALARS = frozenset({"int", "float", "str", "bool", "none", "bytes"})
+
+
+def _branch(part: object) -> bool:
+    """Whether a part of a pydantic error's location names the member of a union that failed (``int``,
+    ``literal['auto','off']``) rather than a setting: a setting's name holds no brackets nor hyphens."""
+    return isinstance(part, str) and (part in _SCALARS or "[" in part or "-" in part)
+
+
+def _merge_branches(errors: list[Any]) -> list[Any]:
+    """A value that matched no member of a union fails once per member, each with the member's name last in its
+    location (``screen.literal['auto','off']``, ``screen.int``): the user sees one setting, so the members'
+    errors become one, with their messages side by side."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for error in errors:
+        loc = tuple(error["loc"])
+        key = loc[:-1] if loc and _branch(loc[-1]) else loc
+        groups.setdefault(key, []).append(error)
+    merged = []
+    for key, members in groups.items():
+        if len(members) == 1 or not all(tuple(m["loc"])[:-1] == key for m in members):
+            merged += members
+            continue
+        merged.append({**members[0], "loc": key, "members": members})
+    return merged
+
+
 def validation_messages(exc: ValidationError, prefix: str = "") -> list[str]:
     """One readable line per problem in a pydantic error: ``where: what (got value)``."""
     tags = set(_FAMILIES)
     lines = []
-    for error in exc.errors():
+    for error in _merge_branches(list(exc.errors())):
+        if "members" in error:
+            where = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(error["loc"])) or "settings"
+            first, *others = dict.fromkeys(_message(member) for member in error["members"])
+            wanted = ", or ".join([first, *(other.removeprefix("must be ") for other in others)])
+            lines.append(f"{where}: {wanted}, got {error['input']!r}")
+            continue
         location = tuple(part for part in error["loc"] if part not in tags or not isinstance(part, str))
         family = next((part for part in error["loc"] if isinstance(part, str) and part in tags), None)
         where = ".".join(str(p) for p in ((prefix,) if prefix else ()) + location) or "settings"
@@ -96,17 +129,22 @@ def validation_messages(exc: ValidationError, prefix: str = "") -> list[str]:
             )
             lines.append(f"{where}.family: unknown model family{got}; expected one of {_EXPECTED_FAMILIES}{several}")
             continue
-        if kind == "literal_error":
-            message = "must be " + str(error.get("ctx", {}).get("expected", "")).replace("'", "")
-        elif kind in _MESSAGES:
-            message = _MESSAGES[kind].format(**error.get("ctx", {}))
-        else:
-            message = str(error["msg"]).removeprefix("Value error, ")
+        message = _message(error)
         already_shown = kind == "value_error" and ", got " in message  # our validators name the value
         if kind != "missing" and "input" in error and not isinstance(error["input"], dict) and not already_shown:
             message += f", got {error['input']!r}"
         lines.append(f"{where}: {message}")
     return lines
+
+
+def _message(error: Any) -> str:
+    """What one pydantic error asks for, in words (without the value it got)."""
+    kind = error["type"]
+    if kind == "literal_error":
+        return "must be " + str(error.get("ctx", {}).get("expected", "")).replace("'", "")
+    if kind in _MESSAGES:
+        return str(_MESSAGES[kind].format(**error.get("ctx", {})))
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def _invalid(exc: ValidationError, prefix: str) -> AjusteError:

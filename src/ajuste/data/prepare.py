@@ -430,7 +430,18 @@ def prepare(
                     "usual name)",
                     fix=f"If the texts are in '{guessed['label']}', pass [[--text-col {guessed['label']} --label-col "
                     f"{guessed['text']}||text_col={guessed['label']!r}, label_col={guessed['text']!r}]]; "
-                    f"else {(exc.fix or '').lower()[:1]}{(exc.fix or '')[1:]}",
+                    f"else {_lowered(exc.fix)}",
+                ) from None
+            distinct = len(set(cleaned.labels))  # before deduplication, which keeps one text per swapped "label"
+            if exc.problem.startswith("a class is too small") and table.read and distinct > max(20, len(cleaned) // 2):
+                # nearly as many classes as texts: the label column holds texts (the two columns were swapped)
+                text, label = table.read
+                raise DataError(
+                    exc.problem,
+                    expected=exc.expected,
+                    found=f"{distinct} different labels among {len(cleaned)} rows, from column '{label}'",
+                    fix=f"If '{label}' holds the texts, pass [[--text-col {label} --label-col {text}||"
+                    f"text_col={label!r}, label_col={text!r}]]; else {_lowered(exc.fix)}",
                 ) from None
             if balance != "undersample":
                 raise
@@ -453,6 +464,11 @@ def prepare(
     elif balance == "none":
         report["balance"] = {"method": "none"}
     return PreparedData(train, val, test, sorted(counts), report, weights)
+
+
+def _lowered(fix: str | None) -> str:
+    """A fix sentence to follow "else": its first letter in lower case."""
+    return (fix or "")[:1].lower() + (fix or "")[1:]
 
 
 def _positions_by_class(data: TextDataset) -> dict[str, list[int]]:
