@@ -18,6 +18,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from ajuste.data import load_data
+from ajuste.errors import ConfigError
 from ajuste.search.objective import SKIPS_BEFORE_STOP, Objective
 from ajuste.search.samplers import make_pruner
 from ajuste.search.settings import TuneConfig
@@ -70,6 +71,17 @@ def test_a_slow_starting_policy_is_judged_against_its_own_cohort(name: str) -> N
     assert pruned_after(study, MINILM_ALL, slow) is None
     # The same curve from a bag trial is pruned among the bag trials: the pruner does prune.
     assert pruned_after(study, BAG, slow) is not None
+
+
+def test_hyperband_is_refused_by_an_optuna_without_the_part_it_keeps_to_one_cohort(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # its brackets would otherwise mix the cohorts without a word (the override would never be called)
+    monkeypatch.delattr(optuna.pruners.HyperbandPruner, "_create_bracket_study")
+    with pytest.raises(ConfigError) as caught:
+        make_pruner("hyperband", max_epochs=4)
+    assert f"a part of Optuna that Optuna {optuna.__version__} no longer has" in str(caught.value)
+    assert "pruner='asha'" in str(caught.value)
 
 
 def test_the_median_pruner_never_stops_a_trial_after_its_first_epoch_and_does_after_its_second() -> None:

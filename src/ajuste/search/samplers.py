@@ -15,6 +15,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from ajuste.errors import ConfigError
 from ajuste.search.space import SearchSpace
 from ajuste.search.study import cohort
 
@@ -85,6 +86,13 @@ def make_pruner(name: str, *, max_epochs: int) -> optuna.pruners.BasePruner:
     if name == "asha":
         return CohortPruner(optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
     if name == "hyperband":
+        if not callable(getattr(optuna.pruners.HyperbandPruner, "_create_bracket_study", None)):
+            # what _CohortHyperband overrides is Optuna's own; without it, brackets would mix the cohorts unseen
+            raise ConfigError(
+                "[[--pruner hyperband||pruner='hyperband']] keeps each bracket to one cohort through a part of "
+                f"Optuna that Optuna {optuna.__version__} no longer has",
+                fix="Use [[--pruner asha||pruner='asha']] or median, or an Optuna release from 4.2 to 5.x.",
+            )
         return CohortPruner(_CohortHyperband(min_resource=1, max_resource=max(max_epochs, 3), reduction_factor=3))
     raise ValueError(f"unknown pruner {name!r}; expected one of {', '.join(PRUNERS)}")
 
