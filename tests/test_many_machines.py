@@ -281,3 +281,13 @@ def test_a_journal_file_serves_processes_of_one_machine(data: Path, tmp_path: Pa
     )
     assert len(counted(study)) == 12
     assert len(final_folders(folders)) == 1
+    # the report of a journal study: it was not written ("Could not parse SQLAlchemy URL"), and `ajuste report`
+    # stopped with an internal error
+    for folder in folders:
+        assert "<th>Study</th>" in (folder / "report.html").read_text(encoding="utf-8")
+        (folder / "report.html").unlink()
+        done = subprocess.run(
+            [sys.executable, "-m", "ajuste", "report", str(folder)], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert "journal" in (folder / "report.html").read_text(encoding="utf-8")

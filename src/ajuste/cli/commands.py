@@ -491,7 +491,10 @@ def predict(args: argparse.Namespace) -> int:
     if args.output and not args.input:
         raise ConfigError("--output needs --input", fix="Pass --input FILE, or drop --output to print predictions.")
     if args.input and not args.output and not args.json:
-        raise ConfigError("--input needs --output", fix="Pass --output FILE.csv|.tsv|.jsonl to keep the predictions.")
+        raise ConfigError(
+            "--input needs --output (or --json)",
+            fix="Pass --output FILE.csv|.tsv|.jsonl to keep the predictions, or --json to print them.",
+        )
     if args.input and args.output and Path(args.input).resolve() == Path(args.output).resolve():
         raise ConfigError("--output would overwrite --input", fix="Choose another --output.")
     if args.output:  # refused before the model is read and every row predicted, not after

@@ -53,8 +53,8 @@ def add_serve_parser(sub: Any, *flag_groups: Callable[[argparse.ArgumentParser],
     group.add_argument(
         "--api-key",
         metavar="KEY",
-        help=f"Require this key on every endpoint but /healthz (default ${API_KEY_VARIABLE}, else none; "
-        "the variable keeps the key out of the process list).",
+        help="Require this key on every endpoint but /healthz and the try-it page, GET / (default "
+        f"${API_KEY_VARIABLE}, else none; the variable keeps the key out of the process list).",
     )
     for add in flag_groups:
         add(parser)

@@ -34,7 +34,7 @@ from ajuste.atomic import write_text
 from ajuste.errors import RunFolderError, spoken
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import EnsembleRecord, RescoreRecord, SearchRecord
-from ajuste.search.storage import open_storage
+from ajuste.search.storage import open_storage, storage_kind
 from ajuste.search.study import (
     CUT,
     SCREEN,
@@ -142,7 +142,8 @@ def _load_study(storage: str, study_name: str | None) -> optuna.Study:
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # storage-version and experimental notices are not the user's problem here
-        opened = open_storage(storage) if storage.startswith(prefix) else storage  # a damaged file: one line
+        # a damaged file: one line; a journal file is no URL that Optuna parses
+        opened = open_storage(storage) if storage.startswith(prefix) or storage_kind(storage) == "journal" else storage
         names = optuna.study.get_all_study_names(storage=opened)
         if study_name is None and len(names) == 1:
             study_name = names[0]

@@ -30,7 +30,9 @@ class ServeSettings(BaseModel):
     max_chars: int = Field(20_000, ge=1, description="Characters per text.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1, description="Bytes per request body.")
     api_key: SecretStr | None = Field(
-        None, description="Key that every endpoint but /healthz requires; default $AJUSTE_API_KEY, else none."
+        None,
+        description="Key that every endpoint but /healthz and the try-it page (GET /) requires; default "
+        "$AJUSTE_API_KEY, else none.",
     )
 
     @field_validator("api_key")
