@@ -578,7 +578,7 @@ def datasets(args: argparse.Namespace) -> int:
         )
     out = _output(args)
     table = Table(box=None, pad_edge=False)
-    for column in ("name", "rows", "found", "description"):
+    for column in ("name", "published rows", "found", "description"):
         table.add_column(column)
     listed = []
     explicit = named_data_dir(args.data_dir)
