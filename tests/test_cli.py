@@ -441,3 +441,23 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(bag_run: tuple[Path,
         os.close(write)
     assert done.returncode == 141  # 128 + SIGPIPE, as a Unix tool that the signal ended
     assert done.stderr == ""
+
+
+def test_labels_texts_and_paths_that_look_like_markup_are_shown_as_they_are(cli: Cli, tmp_path: Path) -> None:
+    # a label "[spam]" vanished from every table, and a label or text holding "[/]" stopped the command
+    folder = tmp_path / "odd [spam] folder [bold]"
+    folder.mkdir()
+    texts = [f"win a [/] prize {i} [bold]" if i % 2 else f"see you at lunch {i}" for i in range(60)]
+    labels = ["[spam]" if i % 2 else "[/]" for i in range(60)]
+    data = write_csv(folder / "data.csv", texts, labels)
+    run = folder / "run"
+    trained = cli("train", "--data", data, "--model", "linear", "--out", run)
+    assert trained.code == 0, trained.err
+    assert "train classes [/]=" in trained.out and "[spam]=" in trained.out
+    assert f"run folder {run}" in trained.out
+    predicted = cli("predict", run, "[/] hello", "[bold]x[/bold] y")
+    assert predicted.code == 0, predicted.err
+    assert "p([spam])" in predicted.out and "[/] hello" in predicted.out and "[bold]x[/bold] y" in predicted.out
+    evaluated = cli("evaluate", run, data)
+    assert evaluated.code == 0, evaluated.err
+    assert "\n[spam] " in evaluated.out and "\n[/] " in evaluated.out  # per class and confusion rows

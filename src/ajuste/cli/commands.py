@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
-from ajuste.cli.output import Output
+from ajuste.cli.output import Output, plain
 from ajuste.errors import AjusteError, ConfigError, DataError, spoken
 
 __all__ = ["cache", "datasets", "distill", "evaluate", "export", "predict", "report", "train", "tune"]
@@ -29,10 +29,10 @@ def train(args: argparse.Namespace) -> int:
     out = _output(args)
     config = config_from_args(args, data=_data_source(args))
     result = train_run(config, overwrite=args.overwrite, verbose=out.show_progress)
-    out.say(f"[bold]data[/]   {describe(result.data)}")
+    out.say(f"[bold]data[/]   {plain(describe(result.data))}")
     _model_line(out, result.classifier.describe())
     out.metrics_table(result.metrics)
-    out.say(f"run folder [bold]{result.run_dir}[/] ({result.seconds:.1f} s)")
+    out.say(f"run folder [bold]{plain(result.run_dir)}[/] ({result.seconds:.1f} s)")
     out.json(result.summary())
     return 0
 
@@ -53,10 +53,10 @@ def distill(args: argparse.Namespace) -> int:
     config = distill_config_from_args(args)
     result = run_distill(config, overwrite=args.overwrite, verbose=out.show_progress)
     run, record = result.run, result.record
-    out.say(f"[bold]data[/]   {describe(run.data)}")
+    out.say(f"[bold]data[/]   {plain(describe(run.data))}")
     cached = "from the cache" if record.teacher_cached else f"computed in {record.teacher_seconds:.1f} s"
     out.say(
-        f"[bold]teacher[/] {record.teacher} ({record.teacher_family}); its probabilities of "
+        f"[bold]teacher[/] {plain(record.teacher)} ({record.teacher_family}); its probabilities of "
         f"{record.labelled_texts:,} labelled, {record.augmented_texts:,} augmented and {record.unlabeled_texts:,} "
         f"unlabelled texts {cached}"
     )
@@ -87,7 +87,7 @@ def distill(args: argparse.Namespace) -> int:
     out.table(table)
     if rates:
         out.say(f"the student predicts {rates['speedup']:,.1f}x as many texts a second ({rates['texts']:,} texts)")
-    out.say(f"run folder [bold]{run.run_dir}[/] ({run.seconds:.1f} s)")
+    out.say(f"run folder [bold]{plain(run.run_dir)}[/] ({run.seconds:.1f} s)")
     out.json(result.summary())
     return 0
 
@@ -169,17 +169,19 @@ def tune(args: argparse.Namespace) -> int:
         recovered = f", {info['recovered']} interrupted trial(s) to run again" if info["recovered"] else ""
         count = info["budget"]
         budget = "until the time runs out" if count is None else f"{count} trial{'' if count == 1 else 's'} to run"
-        out.say(f"[bold]data[/]   {describe(info['data'])}")
+        out.say(f"[bold]data[/]   {plain(describe(info['data']))}")
         out.say(
             f"[bold]search[/] {config.tune.sampler} sampler, {config.tune.pruner} pruner, {budget}{resumed}{recovered}"
         )
-        out.say(f"[bold]folder[/] {info['run_dir']}  (`ajuste report {info['run_dir']}` shows the study at any time)")
+        folder = plain(info["run_dir"])
+        out.say(f"[bold]folder[/] {folder}  (`ajuste report {folder}` shows the study at any time)")
         if info["worker"]:
-            out.say(f"[bold]shared[/] study {info['study']} in {info['storage']}, as worker {info['worker']}")
+            shared = f"study {info['study']} in {info['storage']}, as worker {info['worker']}"
+            out.say(f"[bold]shared[/] {plain(shared)}")
         if info["coarsened"]:
             out.say(
                 f"[bold]grid[/]   coarsened to {info['grid']} points for the trial budget: "
-                + "; ".join(info["coarsened"])
+                + plain("; ".join(info["coarsened"]))
             )
         if info["screen"]:
             train = info["data"].counts()["train"]
@@ -189,7 +191,7 @@ def tune(args: argparse.Namespace) -> int:
                 + (" (for the epochs that fit when its own do not fit in the time left)" if config.tune.timeout else "")
             )
         for key, value in info["fixed"].items():
-            out.say(f"[bold]fixed[/]  {key} = {value}, as given: removed from the search space")
+            out.say(f"[bold]fixed[/]  {plain(f'{key} = {value}')}, as given: removed from the search space")
 
     def finished(trial: FrozenTrial, study: Any) -> None:
         value = "" if trial.value is None else f"val {metric} {trial.value:.4f}"
@@ -205,7 +207,7 @@ def tune(args: argparse.Namespace) -> int:
         reason = _trial_note(trial)
         out.say(
             f"trial {trial.number:3d} {state:9s} {value:24s} {best:12s} {trial.user_attrs.get('seconds', 0):6.1f}s  "
-            f"{_short(trial.user_attrs.get('settings', {}))}{reason}"
+            f"{plain(_short(trial.user_attrs.get('settings', {})) + reason)}"
         )
 
     result = run_tune(
@@ -223,7 +225,7 @@ def tune(args: argparse.Namespace) -> int:
             str(trial.number),
             f"{trial.value:.4f}",
             f"{trial.user_attrs.get('seconds', 0):.1f}",
-            _short(trial.user_attrs.get("settings", {})),
+            plain(_short(trial.user_attrs.get("settings", {}))),
         )
     out.table(table)
     shares = result.families()
@@ -256,7 +258,7 @@ def tune(args: argparse.Namespace) -> int:
             if tune.trials
             else ("this run", "Running the same command again")
         )
-        out.say(f"[bold]not reached[/] {unreached_text(missed, budget, f'{more}, or fewer families (--model)')}")
+        out.say(f"[bold]not reached[/] {plain(unreached_text(missed, budget, f'{more}, or fewer families (--model)'))}")
     if result.importances:
         shown = ", ".join(f"{name} {value:.2f}" for name, value in list(result.importances.items())[:8])
         out.say(f"[bold]importance[/] {shown}")
@@ -310,7 +312,7 @@ def tune(args: argparse.Namespace) -> int:
             else f"trial {by['best_trial']}"
         )
         out.say(
-            f"[bold]final model[/] made by worker {by['worker']} in {by['run_dir']} ({which}): "
+            f"[bold]final model[/] made by worker {plain(by['worker'])} in {plain(by['run_dir'])} ({which}): "
             f"test accuracy {test['accuracy']:.4f} on {test['n']} texts, the test split evaluated there, once"
         )
     else:
@@ -318,7 +320,7 @@ def tune(args: argparse.Namespace) -> int:
             f"[bold]final model[/] not made here: {result.running_elsewhere} trials still run on other workers; "
             "the last of them makes it (or run the same command with --finalize once they end)"
         )
-    out.say(f"run folder [bold]{result.run_dir}[/] with report.html ({result.seconds:.1f} s)")
+    out.say(f"run folder [bold]{plain(result.run_dir)}[/] with report.html ({result.seconds:.1f} s)")
     out.json(result.summary())
     return 0
 
@@ -328,7 +330,7 @@ def report(args: argparse.Namespace) -> int:
 
     out = _output(args)
     path = write_report(args.run)
-    out.say(f"report written: [bold]{path}[/]")
+    out.say(f"report written: [bold]{plain(path)}[/]")
     out.json({"report": str(path)})
     return 0
 
@@ -411,7 +413,7 @@ def evaluate(args: argparse.Namespace) -> int:
         per_class.add_column(column, justify="left" if column == "class" else "right")
     for label, values in metrics["per_class"].items():
         per_class.add_row(
-            label,
+            plain(label),
             f"{values['precision']:.4f}",
             f"{values['recall']:.4f}",
             f"{values['f1']:.4f}",
@@ -453,7 +455,7 @@ def _seen_note(out: Output, folder: Any, texts: list[str]) -> dict[str, int] | N
         out.say(
             f"[bold]note[/]  {counts['train']:,} of these {len(texts):,} texts trained the model and "
             f"{counts['val']:,} chose it (the run's training and validation splits): the figures above are "
-            f"optimistic for new texts{honest}"
+            f"optimistic for new texts{plain(honest)}"
         )
     return counts
 
@@ -471,9 +473,9 @@ def _confusion_table(out: Output, metrics: dict[str, Any]) -> None:
     matrix = Table(box=None, pad_edge=False, title="confusion (rows: true class, columns: predicted)")
     matrix.add_column("true \\ predicted", justify="left")
     for label in labels:
-        matrix.add_column(label, justify="right")
+        matrix.add_column(plain(label), justify="right")
     for label, row in zip(labels, metrics["confusion_matrix"]):
-        matrix.add_row(label, *(str(count) for count in row))
+        matrix.add_row(plain(label), *(str(count) for count in row))
     out.table(matrix)
 
 
@@ -522,19 +524,19 @@ def predict(args: argparse.Namespace) -> int:
         counts = dict(sorted(Counter(predictions.labels).items()))
         empty = sum(1 for t in texts if not (t or "").strip())  # a text of spaces has no word to read either
         out.say(
-            f"{len(texts)} rows predicted ({', '.join(f'{k}: {v}' for k, v in counts.items())})"
+            plain(f"{len(texts)} rows predicted ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
             + (f", {empty} of them empty" if empty else "")
-            + f" → [bold]{path}[/]"
+            + f" → [bold]{plain(path)}[/]"
         )
         out.json({"output": str(path), "rows": len(texts), "empty_texts": empty, "counts": counts, "seconds": seconds})
         return 0
     table = Table(box=None, pad_edge=False)
     table.add_column("label")
     for name in predictions.classes:
-        table.add_column(f"p({name})", justify="right")
+        table.add_column(plain(f"p({name})"), justify="right")
     table.add_column("text")
     for text, label, probs in zip(texts, predictions.labels, predictions.probabilities):
-        table.add_row(label, *(f"{p:.4f}" for p in probs), (text or "")[:80])
+        table.add_row(plain(label), *(f"{p:.4f}" for p in probs), plain((text or "")[:80]))
     out.result(table)
     records = [{"text": t, **r} for t, r in zip(texts, predictions.to_records())]
     out.json({"predictions": records, "seconds": seconds})
@@ -555,14 +557,14 @@ def export(args: argparse.Namespace) -> int:
     )
     record = result.record
     out.say(
-        f"[bold]exported[/] {result.source} to ONNX{' (int8 weights)' if result.quantize else ''}: "
+        f"[bold]exported[/] {plain(result.source)} to ONNX{' (int8 weights)' if result.quantize else ''}: "
         f"{_size(result.bytes)}"
     )
     out.say(
         f"[bold]checked[/]  {record.same_labels} of {record.checked_texts} example texts get the same label; "
         f"largest probability difference {record.max_probability_difference:.2g}"
     )
-    out.say(f"run folder [bold]{result.run_dir}[/] ({result.seconds:.1f} s): predict, evaluate and serve use it")
+    out.say(f"run folder [bold]{plain(result.run_dir)}[/] ({result.seconds:.1f} s): predict, evaluate and serve use it")
     out.json(result.summary())
     return 0
 
@@ -591,7 +593,7 @@ def datasets(args: argparse.Namespace) -> int:
             where = f"not in {explicit} (expected at DIR/{dataset.relative_path().as_posix()})"
         else:
             where = "not yet downloaded (fetched on first use)"
-        table.add_row(dataset.name, f"{dataset.rows:,}", where, dataset.description)
+        table.add_row(dataset.name, f"{dataset.rows:,}", plain(where), dataset.description)
         listed.append(
             {
                 "name": dataset.name,
@@ -629,7 +631,7 @@ def cache(args: argparse.Namespace) -> int:
         )
     if args.action == "clear":
         removed, freed = store.clear()
-        out.say(f"removed {removed} cache files ({_size(freed)}) from [bold]{folder}[/]")
+        out.say(f"removed {removed} cache files ({_size(freed)}) from [bold]{plain(folder)}[/]")
         out.json({"folder": str(folder), "removed": removed, "bytes": freed})
         return 0
     found = store.entries()
@@ -655,7 +657,7 @@ def cache(args: argparse.Namespace) -> int:
             entry.key[:6],
             _size(entry.bytes),
             time.strftime("%m-%d %H:%M", time.localtime(entry.last_used)),
-            "damaged" if meta.get("damaged") else str(model),
+            "damaged" if meta.get("damaged") else plain(model),
             str(meta.get("boundary") or meta.get("kind") or ""),
             str(meta.get("texts", "")),
             str(meta.get("max_length", "")),
@@ -663,7 +665,7 @@ def cache(args: argparse.Namespace) -> int:
         )
     total = sum(e.bytes for e in found)
     out.result(table)
-    out.say(f"{len(found)} entries, {_size(total)} in [bold]{folder}[/] (cap {_size(cap)})")
+    out.say(f"{len(found)} entries, {_size(total)} in [bold]{plain(folder)}[/] (cap {_size(cap)})")
     listed = [{"key": e.key, "bytes": e.bytes, "last_used": e.last_used, **e.meta} for e in found]
     out.json({"folder": str(folder), "bytes": total, "cap_bytes": cap, "entries": listed})
     return 0

@@ -9,11 +9,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ajuste.training.metrics import json_safe
 
-__all__ = ["Output"]
+__all__ = ["Output", "plain"]
+
+
+def plain(value: object) -> str:
+    """``value`` as text that rich shows as it is: a label ``[spam]`` or a text holding ``[/]`` is the user's, not
+    markup (the one vanished, the other stopped the command)."""
+    return escape(str(value))
 
 
 class _Console(Console):

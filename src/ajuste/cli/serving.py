@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ajuste.cli.output import Output
+from ajuste.cli.output import Output, plain
 from ajuste.errors import ConfigError
 
 __all__ = ["add_serve_parser", "serve"]
@@ -94,8 +94,8 @@ def serve(args: argparse.Namespace) -> int:
         for model, info in zip(models, described):
             report = ", tuning report" if info["report"] else ""
             out.say(
-                f"[bold]model[/]  {model.name}: {info['family']} ({info['runtime']}), "
-                f"labels {', '.join(info['labels'])}{report}  ← {model.folder.path}"
+                f"[bold]model[/]  {plain(model.name)}: {info['family']} ({info['runtime']}), "
+                f"labels {plain(', '.join(info['labels']))}{report}  ← {plain(model.folder.path)}"
             )
         guard = "API key required" if settings.api_key is not None else "no API key"
         out.say(f"[bold]serving[/] {url}  (page /, API /v1/predict, docs /docs; {guard})")
