@@ -297,8 +297,9 @@ def test_the_report_counts_a_screened_trial_run_again_once() -> None:
     ("flags", "says"),
     [
         (["--screen", "1"], "at least 2"),
+        (["--screen=-5"], "of at least 2, got -5"),
         (["--screen", "some"], "auto"),
-        (["--screen", "280"], "does not fit the training split"),
+        (["--screen", "280"], "does not fit the training split: expected a number of texts from 2 (one per class) to"),
         (["--screen", "60", "--cv", "3"], "Drop --screen, or drop --cv"),
     ],
 )

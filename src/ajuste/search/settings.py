@@ -167,8 +167,8 @@ class TuneSettings(Settings):
     def _screen(cls, value: Any) -> Any:
         if isinstance(value, bool):  # YAML reads an unquoted off/on as a boolean
             return "auto" if value else "off"
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
+        if isinstance(value, str) and value.strip().removeprefix("-").removeprefix("+").isdigit():
+            value = int(value)  # "-5" too: pydantic would read it as an int past the check below
         if isinstance(value, int) and not isinstance(value, bool) and value < 2:
             raise ValueError(f"expected auto, off or a number of training texts of at least 2, got {value}")
         return value

@@ -610,9 +610,9 @@ def _screen(config: TuneConfig, data: PreparedData) -> TextDataset | None:
         raise ConfigError(
             f"[[--screen {size}||screen={size}]] does not fit the training split",
             expected=f"a number of texts from {classes} (one per class) to {len(data.train) - 1}",
-            found=f"{len(data.train):,} training texts in {classes} classes",
-            fix='Give a smaller [[--screen||screen]], or [[--screen auto||screen="auto"]] (a quarter, on larger '
-            'data) or [[--screen off||screen="off"]].',
+            found=f"{size:,}, for {len(data.train):,} training texts in {classes} classes",
+            fix=f"Give a [[--screen||screen]] from {classes} to {len(data.train) - 1}, or "
+            '[[--screen auto||screen="auto"]] (a quarter, on larger data) or [[--screen off||screen="off"]].',
         )
     return stratified_sample(data.train, size, config.seed)
 
