@@ -432,8 +432,9 @@ def prepare(
                     f"{guessed['text']}||text_col={guessed['label']!r}, label_col={guessed['text']!r}]]; "
                     f"else {_lowered(exc.fix)}",
                 ) from None
-            distinct = len(set(cleaned.labels))  # before deduplication, which keeps one text per swapped "label"
-            if exc.problem.startswith("a class is too small") and table.read and distinct > max(20, len(cleaned) // 2):
+            # before deduplication, which keeps one text per swapped "label"
+            distinct = len(set(cleaned.labels)) if table.read and exc.problem.startswith("a class is too small") else 0
+            if table.read and distinct > max(20, len(cleaned) // 2):
                 # nearly as many classes as texts: the label column holds texts (the two columns were swapped)
                 text, label = table.read
                 raise DataError(

@@ -142,8 +142,8 @@ def _load_study(storage: str, study_name: str | None) -> optuna.Study:
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # storage-version and experimental notices are not the user's problem here
-        # a damaged file: one line; a journal file is no URL that Optuna parses
-        opened = open_storage(storage) if storage.startswith(prefix) or storage_kind(storage) == "journal" else storage
+        # a file (SQLite, journal) is opened as ajuste opens it: a damaged one is one line, a journal no URL
+        opened = open_storage(storage) if storage_kind(storage) != "database" else storage
         names = optuna.study.get_all_study_names(storage=opened)
         if study_name is None and len(names) == 1:
             study_name = names[0]
