@@ -620,8 +620,9 @@ def _cohorts(run_dir: Path) -> dict[str, dict[str, Any]]:
         if trial.state == TrialState.COMPLETE:
             row["complete"] += 1
             row["best"] = max(row.get("best", 0.0), float(trial.value or 0.0))
-            if cut := trial.user_attrs.get(CUT):  # trained on every text for the epochs that fitted
-                row.setdefault("cut", []).append(f"{cut['epochs']} of {cut['planned']} epochs")
+            if cut := trial.user_attrs.get(CUT):  # trained on every text for the epochs that fitted, or none
+                fitted = f"{cut['epochs']} of {cut['planned']} epochs" if cut["epochs"] else "its screen's model"
+                row.setdefault("cut", []).append(fitted)
         elif screened_out(trial):
             row["screened_out"] += 1
         elif trial.user_attrs.get("stopped"):
@@ -686,7 +687,9 @@ def larger_part(data_dir: str, timeout: str, seeds: list[int], screens: Sequence
         "first on a stratified quarter of the training texts, 1,330), the two run in turns. Per cohort: trials "
         "that count — finished on every text / screened out / stopped by the time budget / pruned; (cut: k of n "
         "epochs): a trial screened in that trained on every text for the k of its n epochs that fitted in the time "
-        "left (since 2026-12-03). Seconds: the "
+        "left (since 2026-12-03); (cut: its screen's model): one screened in with not one epoch on every text "
+        "fitting in the time left, whose model is its screen's, trained on the quarter (since 2026-12-03, commit "
+        "after 31dd5cf; before, such a trial was stopped). Seconds: the "
         "whole command, each with an empty cache of frozen layers. Test accuracy of the final model (95% "
         "interval), tested once. Measured: the date and commit of the row's search.",
         "",

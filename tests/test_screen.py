@@ -141,9 +141,17 @@ def test_screening_changes_the_study_and_auto_keeps_the_fingerprint_of_before(tm
     assert validate(TuneConfig, {**base, "tune": {"trials": 3, "screen": 500}}).fingerprint() != before
 
 
-def test_a_screened_trial_that_cannot_finish_on_every_text_in_the_time_left_stops(
-    data_file: Path, tmp_path: Path
+def test_a_screened_trial_with_no_epoch_on_every_text_in_the_time_left_keeps_its_screen_s_model(
+    data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Not one epoch on every text fits: the trial is its screen's model (a subset fidelity), not thrown away, and
+    a final refit trains on that same subset (on train, repeating it exactly; on train+val, with the validation
+    texts)."""
+    from ajuste.cli.commands import _trial_note
+    from ajuste.search.final import _final_model
+    from ajuste.search.study import CUT, screen_only
+    from ajuste.training.classifier import TextClassifier
+
     tuned = config(data_file, tmp_path / "run", timeout=60, screen=60)
     data = load_data(tuned.data, seed=tuned.seed)
     objective = Objective(tuned, search_space(tuned), data, screen=stratified_sample(data.train, 60, tuned.seed))
@@ -151,14 +159,37 @@ def test_a_screened_trial_that_cannot_finish_on_every_text_in_the_time_left_stop
     objective.deadline = time.perf_counter() - 1  # no time left for training on every text,
     objective.out_of_time = lambda: False  # type: ignore[method-assign]  # and the screen let run through
     study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"model.embed_dim": 16, "train.lr": 0.05})
     study.optimize(objective, n_trials=1)
     trial = study.trials[0]
-    assert trial.state == TrialState.PRUNED and not screened_out(trial)
-    assert "screened in" in trial.user_attrs["stopped"] and "of the time budget left" in trial.user_attrs["stopped"]
+    assert trial.state == TrialState.COMPLETE and not screened_out(trial), trial.user_attrs.get("stopped")
+    assert trial.user_attrs[CUT]["epochs"] == 0 and screen_only(trial) == 60
+    assert trial.value == trial.user_attrs[SCREEN]["value"], "scored as its screen's model"
+    assert "its screen's model (on 60 training texts) kept" in trial.user_attrs[CUT]["reason"]
+    assert _trial_note(trial).startswith("  (its screen's model, trained on 60 of the training texts: not one epoch")
     cost = trial.user_attrs["cost"]
     assert objective.estimate(study.ask(), trial.user_attrs["settings"]) == pytest.approx(
         cost["seconds"] / (3 * 60) * (60 + 280) * 3 + cost["validating"] / 3 * 6
     ), "a trial's estimate counts its screen and its training on every text, and the validation passes of both"
+
+    kept = objective.kept.model(trial.number)
+    assert kept is not None
+    final, how, _ = _final_model(objective, trial, "train")
+    assert final is kept and "its screen: 60 of the 280 training texts" in how["how"]
+    trained_on: list[int] = []
+    fit_from = TextClassifier.fit_from
+
+    def counting(self: TextClassifier, data: Any, *args: Any, **kwargs: Any) -> Any:
+        trained_on.append(len(data))
+        return fit_from(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(TextClassifier, "fit_from", counting)
+    objective.kept.release()
+    refit, how, _ = _final_model(objective, trial, "train")
+    assert trained_on == [60] and "its screen" in how["how"]
+    assert refit.predict_proba(data.test.texts).tolist() == kept.predict_proba(data.test.texts).tolist()
+    _final_model(objective, trial, "train+val")
+    assert trained_on == [60, 60 + len(data.val)], "train+val: the screen's texts and the validation texts"
 
 
 def test_a_screened_trial_whose_epochs_do_not_all_fit_trains_on_every_text_for_those_that_fit(
@@ -202,8 +233,9 @@ def test_a_screened_trial_whose_epochs_do_not_all_fit_trains_on_every_text_for_t
     assert trial.user_attrs["settings"]["train.epochs"] == 2
     assert trial_settings(tuned, _settings_of(objective, trial))[1].epochs == 2, "a refit repeats the cut"
     html = _summary_section(study, study.get_trials(), [trial], "accuracy", True, {}, None)
-    assert "trial 0 trained on every text for 2 of its 3 epochs" in html
-    assert _trial_note(trial) == "  (2 of its 3 epochs: those that fit in the time budget left)", "its line says so"
+    assert "trial 0: trained on every text for 2 of its 3 epochs" in html
+    note = "  (trained on every text for 2 of its 3 epochs: those that fit in the time budget left)"
+    assert _trial_note(trial) == note, "its line says so"
 
 
 def test_what_a_screen_computes_once_for_the_cache_is_not_scaled_up_to_every_text(

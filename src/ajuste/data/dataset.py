@@ -59,6 +59,10 @@ class TextDataset:
     def class_counts(self) -> dict[str, int]:
         return dict(sorted(Counter(self.labels).items()))
 
+    def joined(self, other: TextDataset) -> TextDataset:
+        """These texts, then ``other``'s."""
+        return TextDataset(self.texts + other.texts, self.labels + other.labels, self.rows + other.rows)
+
     def subset(self, positions: Sequence[int]) -> TextDataset:
         return TextDataset(
             [self.texts[i] for i in positions],

@@ -52,8 +52,7 @@ class PreparedData:
 
     def train_and_val(self) -> TextDataset:
         """Training and validation texts together: what a refit on train+val and cross-validation use."""
-        train, val = self.train, self.val
-        return TextDataset(train.texts + val.texts, train.labels + val.labels, train.rows + val.rows)
+        return self.train.joined(self.val)
 
     def split_record(self) -> dict[str, Any]:
         """The split as source row ids: enough to trace any result back to its texts."""

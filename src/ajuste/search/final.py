@@ -23,7 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ajuste.config import RunConfig
-from ajuste.data.prepare import PreparedData
+from ajuste.data.prepare import PreparedData, stratified_sample
 from ajuste.errors import AjusteError, TrainingError
 from ajuste.runs.distill import student_data
 from ajuste.runs.folder import RunFolder
@@ -42,7 +42,7 @@ from ajuste.runs.record import (
 )
 from ajuste.search import ensemble
 from ajuste.search.objective import TRIAL_ERRORS, Objective, trial_settings
-from ajuste.search.study import CHOSEN_BY, RESCORED, best_trials, count_states, importances, ranking
+from ajuste.search.study import CHOSEN_BY, RESCORED, best_trials, count_states, importances, ranking, screen_only
 from ajuste.training.classifier import TextClassifier
 from ajuste.training.ensemble import EnsembleClassifier, log_probabilities
 
@@ -98,9 +98,13 @@ def _final_model(
     the texts it learnt on."""
     data, seed = objective.data, objective.config.seed
     student = objective.student
+    # A trial whose model is its screen's (no epoch on every text fitted in its time) is refitted on that subset.
+    subset = screen_only(best) if rescored is None else None
+    screen = stratified_sample(data.train, subset, seed) if subset else None
+    on = f" (its screen: {subset:,} of the {len(data.train):,} training texts)" if subset else ""
     kept = objective.kept.model(best.number)
     if refit == "train" and kept is not None:
-        note = "the trial's own model: a refit with the same settings, data and seed repeats it exactly"
+        note = f"the trial's own model{on}: a refit with the same settings, data and seed repeats it exactly"
         return kept, {"refit": "train", "how": note}, student.record if student else None
     objective.kept.release(keep)
     model, train = trial_settings(objective.config, _settings_of(objective, best))
@@ -109,7 +113,7 @@ def _final_model(
     if refit == "train":
         fit = train.fit_settings()
         classifier.fit_from(
-            student.train if student else data.train,
+            student.train if student else data.train if screen is None else screen,
             None,
             fit,
             validation_data=data.val,
@@ -117,7 +121,7 @@ def _final_model(
             verbose=False,
             teacher=student.targets if student else None,
         )
-        how = "trained again with the best settings on the training split"
+        how = f"trained again with the best settings on the training split{on}"
         return classifier, {"refit": "train", "how": how}, student.record if student else None
     family = classifier.family_
     epochs = int(
@@ -132,7 +136,8 @@ def _final_model(
         classifier.fit_from(both.train, None, fit, seed=seed, verbose=False, teacher=both.targets)
         record = both.record
     else:
-        classifier.fit_from(data.train_and_val(), None, fit, seed=seed, verbose=False)
+        texts = data.train_and_val() if screen is None else screen.joined(data.val)
+        classifier.fit_from(texts, None, fit, seed=seed, verbose=False)
     source = (
         "the median of its re-scoring folds' best epochs"
         if rescored is not None
@@ -140,7 +145,7 @@ def _final_model(
         if objective.folds
         else "its best epoch"
     )
-    how = f"trained again with the best settings on train+val for {epochs} epochs (the best trial's {source})"
+    how = f"trained again with the best settings on train+val{on} for {epochs} epochs (the best trial's {source})"
     return classifier, {"refit": "train+val", "how": how, "epochs": epochs}, record
 
 

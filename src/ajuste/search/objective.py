@@ -41,6 +41,7 @@ from ajuste.search.study import (
     counts_towards_budget,
     ranking,
     retried,
+    screen_only,
     screen_rank,
 )
 from ajuste.training.callbacks import Callback
@@ -345,7 +346,7 @@ class Objective:
             return 0.0
         done = study.user_attrs.get(RESCORED) or {}
         pool = ensemble.candidates(study, size)[:size]
-        seconds = (_unscreened_seconds(t) for t in pool if str(t.number) not in done)
+        seconds = (_unscreened_seconds(t, len(self.data.train)) for t in pool if str(t.number) not in done)
         return len(self.rescore_folds) * sum(seconds)
 
     def _claim(self, trial: optuna.Trial) -> None:
@@ -373,12 +374,16 @@ class Objective:
         if self.folds is not None:
             return self._cross_validate(trial, model, train, reporter, self.folds)
         student = self.student
+        fitted = None
         if self.screen is not None:
-            epochs = self._screened(trial, model, train, reporter, self.screen)
-            if epochs is not None:  # what fits of its schedule: it is trained, recorded and refitted so
+            screened, epochs = self._screened(trial, model, train, reporter, self.screen)
+            # not one epoch on every text fits: the screen's model is the trial's (else let go before training)
+            fitted = screened if epochs == 0 else None
+            del screened
+            if epochs:  # what fits of its schedule: it is trained, recorded and refitted so
                 train = train.model_copy(update={"epochs": epochs})
                 trial.set_user_attr("settings", {**values, "train.epochs": epochs})
-        classifier, epoch, row = self._fit(
+        classifier, epoch, row = fitted or self._fit(
             model,
             train,
             student.train if student else self.data.train,
@@ -399,22 +404,26 @@ class Objective:
         train: TrainSettings,
         reporter: TrialReporter,
         screen: TextDataset,
-    ) -> int | None:
+    ) -> tuple[tuple[TextClassifier, int, dict[str, Any]], int | None]:
         """Train the trial on the screening subset first (its whole schedule) and go on to every training text only
         if its validation score there ranks in the better half of the study's screens so far (the first always
         does); otherwise the trial is pruned, its screen's score reported at step 0.
 
-        A trial screened in whose training on every text would not fit in the time budget left trains on every
-        text for the epochs that fit, its schedule fitted to them (a cheaper fidelity: the same settings with
-        fewer epochs, which ``train --epochs`` and the final refit repeat): the number returned, recorded under
-        ``cut``. None: its own epochs fit. Where not one epoch fits, it is pruned, saying so."""
+        A trial screened in whose training on every text would not fit in the time budget left is given the
+        cheaper fidelity that fits, recorded under ``cut``: it trains on every text for the epochs that fit, its
+        schedule fitted to them (the same settings with fewer epochs, which ``train --epochs`` and the final refit
+        repeat); where not one epoch fits, its screen's model is its model (a subset of the training texts, which
+        the final refit trains on again), rather than throwing away what the budget paid for. Returned: the
+        screen's model, its epoch and row; and the epochs to train on every text (0: none, the screen is the
+        trial's model; None: its own epochs fit)."""
         started = time.perf_counter()
         filled = cache.filling_seconds()
         reporter.screening = len(screen)
         try:
-            _, epoch, row = self._fit(model, train, screen, self.data.val, reporter)
+            fitted = self._fit(model, train, screen, self.data.val, reporter)
         finally:
             reporter.screening = None
+        _, epoch, row = fitted
         value = float(row[f"val_{self.metric}"])
         loss = float(row.get("val_loss", math.inf))
         took = time.perf_counter() - started
@@ -440,7 +449,7 @@ class Objective:
             trial.set_user_attr("stopped", reason)
             raise optuna.TrialPruned(reason)
         if self.deadline is None or not self._completed():
-            return None
+            return fitted, None
         # what it computed once for the cache (the validation texts' frozen states among them) is not computed again
         work = max(took - (cache.filling_seconds() - filled), 0.0)
         planned = reporter.epochs or 1
@@ -448,26 +457,20 @@ class Objective:
         whole = before + per_epoch * planned
         left = self.deadline - self.reserve - time.perf_counter()
         if whole <= left:
-            return None
-        fitting = min(math.floor((left - before) / per_epoch), planned - 1) if per_epoch > 0 else 0
+            return fitted, None
+        fitting = max(min(math.floor((left - before) / per_epoch), planned - 1) if per_epoch > 0 else 0, 0)
         estimate = f"training on all {len(self.data.train):,} texts is estimated at {whole:.0f} s"
-        if fitting < 1:
-            reason = (
-                f"screened in (val {self.metric} {value:.4f} {where}), but {estimate}, "
-                f"{max(left, 0):.0f} s of the time budget left"
-            )
-            trial.set_user_attr("stopped", reason)
-            raise optuna.TrialPruned(reason)
+        given = f"trained for the {fitting} that fit" if fitting else f"its screen's model ({where}) kept"
         trial.set_user_attr(
             CUT,
             {
                 "planned": planned,
                 "epochs": fitting,
-                "reason": f"{estimate} for its {planned} epochs, {max(left, 0):.0f} s of the time budget left: "
-                f"trained for the {fitting} that fit",
+                "texts": len(self.data.train) if fitting else len(screen),
+                "reason": f"{estimate} for its {planned} epochs, {max(left, 0):.0f} s of the time budget left: {given}",
             },
         )
-        return fitting
+        return fitted, fitting
 
     def _fit(
         self,
@@ -574,9 +577,12 @@ class Objective:
         return value
 
 
-def _unscreened_seconds(trial: FrozenTrial) -> float:
-    """The seconds a trial took, less its screen's (re-scoring trains it on folds, without a screen)."""
+def _unscreened_seconds(trial: FrozenTrial, training_texts: int) -> float:
+    """The seconds a trial took, less its screen's (re-scoring trains it on folds, without a screen); for a trial
+    whose model is its screen's, the screen's seconds scaled to ``training_texts``."""
     screen = trial.user_attrs.get(SCREEN) or {}
+    if texts := screen_only(trial):
+        return float(screen.get("seconds") or 0.0) * training_texts / texts
     return max(float(trial.user_attrs.get("seconds") or 0.0) - float(screen.get("seconds") or 0.0), 0.0)
 
 

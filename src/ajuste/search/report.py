@@ -592,7 +592,7 @@ def _summary_section(
                     f"{len(screens)} trials trained first on {size} training texts; {out} of them were screened "
                     "out there (they ranked outside the better half of the screens so far)"
                     + "".join(
-                        f"; trial {t.number} trained on every text for {cut_phrase(cut)}"
+                        f"; trial {t.number}: {cut_phrase(cut)}"
                         for t in screens
                         if isinstance(cut := t.user_attrs.get(CUT), Mapping)
                     )

@@ -50,6 +50,7 @@ __all__ = [
     "recover",
     "recover_dead_workers",
     "retried",
+    "screen_only",
     "screen_rank",
     "screened_out",
     "study_identity",
@@ -303,8 +304,24 @@ def how_pruned(trial: FrozenTrial) -> str:
 
 
 def cut_phrase(cut: Mapping[str, object]) -> str:
-    """How a trial's ``cut`` reads: ``2 of its 4 epochs: those that fit in the time budget left``."""
-    return f"{cut['epochs']} of its {cut['planned']} epochs: those that fit in the time budget left"
+    """How a trial's ``cut`` reads: ``trained on every text for 2 of its 4 epochs: those that fit in the time
+    budget left``, or, where not one epoch fitted, that its screen's model is its model."""
+    if not cut["epochs"]:
+        return (
+            f"its screen's model, trained on {cut['texts']:,} of the training texts: not one epoch on every text "
+            "fit in the time budget left"
+        )
+    epochs = f"{cut['epochs']} of its {cut['planned']} epochs"
+    return f"trained on every text for {epochs}: those that fit in the time budget left"
+
+
+def screen_only(trial: FrozenTrial) -> int | None:
+    """How many training texts the trial's model learnt from when it is its screen's (not one epoch on every text
+    fitted in the time left: see ``cut``), else None."""
+    cut = trial.user_attrs.get(CUT)
+    if isinstance(cut, Mapping) and not cut.get("epochs") and cut.get("texts"):
+        return int(cut["texts"])
+    return None
 
 
 @dataclass(frozen=True)
@@ -347,7 +364,7 @@ def unreached(trials: Sequence[FrozenTrial]) -> list[Unreached]:
         if trial.state == TrialState.WAITING:
             how = "not started"
         elif isinstance(cut, Mapping):
-            how = f"trained on every text for {cut_phrase(cut)}"
+            how = cut_phrase(cut)
         elif trial.user_attrs.get("stopped") == OUT_OF_TIME:
             how = f"stopped after {seconds:.0f} s: {OUT_OF_TIME}"
         else:
