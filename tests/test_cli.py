@@ -272,6 +272,24 @@ def test_predict_texts_for_people(cli: Cli, bag_run: tuple[Path, Path, dict[str,
     assert "see you at lunch" in result.out and "p(spam)" in result.out
 
 
+def test_predict_says_how_many_of_the_texts_given_are_empty(
+    cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]]
+) -> None:
+    run, _, _ = bag_run
+    result = ok(cli("predict", run, "see you at lunch", "", "   "))
+    assert "2 of the 3 texts are empty" in result.out
+    assert "empty" not in ok(cli("predict", run, "see you at lunch")).out
+    assert ok(cli("predict", run, "", "hello", "--json")).json()["empty_texts"] == 1
+
+
+def test_a_shortened_flag_is_refused_not_guessed(cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]]) -> None:
+    """argparse took --over for --overwrite (and would take --time for --timeout): a flag added later could change
+    what an old command line means."""
+    run, _, _ = bag_run
+    result = cli("predict", run, "hello", "--jso")
+    assert result.code == 2 and "unrecognized arguments: --jso" in result.err
+
+
 def predict_input(tmp_path: Path) -> tuple[Path, list[str], list[str]]:
     texts, _ = make_texts(9, seed=21)
     texts = [texts[0], "", *texts[1:5], "   ", *texts[5:]]  # empty, and spaces only: both "empty"

@@ -511,6 +511,7 @@ def predict(args: argparse.Namespace) -> int:
         texts = [valid_text(text) for text in args.texts]  # a byte that is not UTF-8 arrives as a surrogate
     predictions = classifier.predict([t or "" for t in texts], batch_size=args.batch_size, precision=args.precision)
     seconds = round(time.perf_counter() - started, 3)
+    empty = sum(1 for t in texts if not (t or "").strip())  # a text of spaces has no word to read either
     if args.output:
         path = write_predictions(
             args.output,
@@ -522,7 +523,6 @@ def predict(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
         counts = dict(sorted(Counter(predictions.labels).items()))
-        empty = sum(1 for t in texts if not (t or "").strip())  # a text of spaces has no word to read either
         out.say(
             plain(f"{len(texts)} rows predicted ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
             + (f", {empty} of them empty" if empty else "")
@@ -538,8 +538,13 @@ def predict(args: argparse.Namespace) -> int:
     for text, label, probs in zip(texts, predictions.labels, predictions.probabilities):
         table.add_row(plain(label), *(f"{p:.4f}" for p in probs), plain((text or "")[:80]))
     out.result(table)
+    if empty:
+        out.say(
+            f"{empty} of the {len(texts)} texts {'is' if empty == 1 else 'are'} empty: with no word to read, "
+            "the model answers what it answers for no text at all"
+        )
     records = [{"text": t, **r} for t, r in zip(texts, predictions.to_records())]
-    out.json({"predictions": records, "seconds": seconds})
+    out.json({"predictions": records, "empty_texts": empty, "seconds": seconds})
     return 0
 
 
