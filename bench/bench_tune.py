@@ -12,7 +12,8 @@
                                                        # the top 3 on folds, val loss, --cv 5 (sms and ag)
     python bench/bench_tune.py larger --default-seeds 123,1  # AG News (7,600 texts), 10m (or --timeout): --screen
                                                              # off against auto, in turns; which families finished
-                                                             # (--screens auto: that one alone, other rows kept)
+                                                             # (--screens auto: that one alone, other rows kept;
+                                                             # each search with --ensemble, then its best alone)
 
 Each part prints a table, writes bench/out/tune-<part>.json and its section of bench/RESULTS.md.
 """
@@ -592,26 +593,39 @@ def protocols_part(data_dir: str, timeout: str, datasets: list[str], seeds: list
 SCREENS = ("off", "auto")
 
 
-def _cohorts(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Per cohort (family, and trainable layers for a pretrained model) of the study in ``run_dir``: trials that
-    count, how they ended (screened out, stopped by the time budget, otherwise pruned), seconds, best val score."""
+def _study(run_dir: Path) -> Any:
+    """The study of the search in ``run_dir``."""
     import optuna
-    from optuna.trial import TrialState
 
     from ajuste.runs.folder import RunFolder
-    from ajuste.search.study import CUT, cohort, counts_towards_budget, screened_out
 
     folder = RunFolder(run_dir)
     info = folder.read_search_info()
     assert info is not None, f"{run_dir} holds no search"
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.load_study(study_name=info.study, storage=folder.storage_url(info))
+    return optuna.load_study(study_name=info.study, storage=folder.storage_url(info))
+
+
+def _cohort_name(trial: Any) -> str:
+    """``minilm all``: a trial's family, and its trainable layers for a pretrained model."""
+    from ajuste.search.study import cohort
+
+    family, trainable = cohort(trial)
+    return f"{family} {trainable}".strip()
+
+
+def _cohorts(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per cohort (family, and trainable layers for a pretrained model) of the study in ``run_dir``: trials that
+    count, how they ended (screened out, stopped by the time budget, otherwise pruned), seconds, best val score."""
+    from optuna.trial import TrialState
+
+    from ajuste.search.study import CUT, counts_towards_budget, screened_out
+
     found: dict[str, dict[str, Any]] = {}
-    for trial in study.get_trials(deepcopy=False):
+    for trial in _study(run_dir).get_trials(deepcopy=False):
         if not counts_towards_budget(trial) or not trial.user_attrs.get("settings"):
             continue
-        family, trainable = cohort(trial)
-        name = f"{family} {trainable}".strip()
+        name = _cohort_name(trial)
         row = found.setdefault(
             name, {"trials": 0, "complete": 0, "screened_out": 0, "stopped": 0, "pruned": 0, "seconds": 0.0}
         )
@@ -632,12 +646,16 @@ def _cohorts(run_dir: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def larger_part(data_dir: str, timeout: str, seeds: list[int], screens: Sequence[str] = SCREENS) -> None:
+def larger_part(
+    data_dir: str, timeout: str, seeds: list[int], screens: Sequence[str] = SCREENS, ensemble: int = 1
+) -> None:
     """Issue 10, item 8, on the largest data here (AG News, 7,600 texts: 5,320 to train on): the same search with
     ``--screen off`` and with the default ``--screen auto`` (a quarter of the training texts), in turns, per seed
     (``screens``: only some of them, the others' rows kept); which cohorts each reached and finished within the
-    budget, and the test accuracy of its choice. Rows are merged into bench/out/tune-larger.json (by seed and
-    screen)."""
+    budget, and the test accuracy of its choice. With ``ensemble`` above 1 the search ends with ``--ensemble N``
+    (tune's default is 5) and the same study is ended again with ``--finalize --ensemble 1`` (no new trial): the
+    row's choice is the best trial alone, its ``ensemble`` the other final model. Rows are merged into
+    bench/out/tune-larger.json (by seed and screen)."""
     path = OUT / "tune-larger.json"
     old = json.loads(path.read_text()) if path.exists() else {}
     rows = list(old.get("rows", []))
@@ -649,9 +667,19 @@ def larger_part(data_dir: str, timeout: str, seeds: list[int], screens: Sequence
                 # every search starts with an empty cache: frozen layers computed by an earlier run would make a
                 # later one cheaper
                 os.environ["AJUSTE_CACHE_DIR"] = str(Path(folder) / "cache")
-                args = ["tune", *data, "--seed", str(seed), "--timeout", timeout, "--screen", screen, "--ensemble", "1"]
-                summary, seconds = run_cli([*args, "--out", str(out)], timeout=7200)
+                args = ["tune", *data, "--seed", str(seed), "--timeout", timeout, "--screen", screen]
+                summary, seconds = run_cli([*args, "--ensemble", str(ensemble), "--out", str(out)], timeout=7200)
                 cohorts = _cohorts(out)
+                cohort_of = {t.number: _cohort_name(t) for t in _study(out).get_trials(deepcopy=False)}
+                averaged = None
+                if ensemble > 1:
+                    averaged, summary = (
+                        summary,
+                        run_cli(
+                            ["tune", *data, "--seed", str(seed), "--finalize", "--ensemble", "1", "--out", str(out)],
+                            timeout=7200,
+                        )[0],
+                    )
             best = summary["best_params"]
             row = {
                 "dataset": "ag",
@@ -668,6 +696,15 @@ def larger_part(data_dir: str, timeout: str, seeds: list[int], screens: Sequence
                 "test_texts": summary["data"]["test"],
                 "measured": f"{time.strftime('%Y-%m-%d')}, {commit()}",
             }
+            if averaged is not None:
+                members = (averaged.get("ensemble") or {}).get("members", [])
+                row["ensemble"] = {
+                    "size": ensemble,
+                    "members": [{**m, "cohort": cohort_of[m["trial"]]} for m in members],
+                    "val": averaged["val"]["accuracy"],
+                    "test": averaged["test"]["accuracy"],
+                    "test_ci95": averaged["test"]["accuracy_ci95"],
+                }
             done = ", ".join(f"{name} {c['complete']}/{c['trials']}" for name, c in cohorts.items())
             print(
                 f"ag seed {seed} --screen {screen:4s} {seconds:5.0f}s chose {row['chosen']:12s} test "
@@ -688,14 +725,18 @@ def larger_part(data_dir: str, timeout: str, seeds: list[int], screens: Sequence
         "that count — finished on every text / screened out / stopped by the time budget / pruned; (cut: k of n "
         "epochs): a trial screened in that trained on every text for the k of its n epochs that fitted in the time "
         "left (since 2026-12-03); (cut: its screen's model): one screened in with not one epoch on every text "
-        "fitting in the time left, whose model is its screen's, trained on the quarter (since 2026-12-03, commit "
-        "after 31dd5cf; before, such a trial was stopped). Seconds: the "
+        "fitting in the time left, whose model is its screen's, trained on the quarter (since commit c1993f9, "
+        "2026-12-03; before, such a trial was stopped). Seconds: the "
         "whole command, each with an empty cache of frozen layers. Test accuracy of the final model (95% "
-        "interval), tested once. Measured: the date and commit of the row's search.",
+        "interval), tested once. Chosen, val and test acc: the best trial alone; the ensemble (rows since "
+        "2026-12-03, searched with `--ensemble 5`, tune's default, and the study then ended again with `--finalize "
+        "--ensemble 1`, no new trial, for the best trial alone): test accuracy of tune's default final model and "
+        "its members' cohorts with their weights; older rows were searched with `--ensemble 1`. Measured: the date "
+        "and commit of the row's search.",
         "",
         "| T | seed | --screen | seconds | linear | bag | gpt | minilm last_block | minilm all | other trials "
-        "| chosen | val acc | test acc (95% interval) | measured |",
-        "| --- | ---: | --- | ---: | --- | --- | --- | --- | --- | --- | --- | ---: | --- | --- |",
+        "| chosen | val acc | test acc (95% interval) | ensemble: test acc (members) | measured |",
+        "| --- | ---: | --- | ---: | --- | --- | --- | --- | --- | --- | --- | ---: | --- | --- | --- |",
     ]
     main_cohorts = ("linear", "bag", "gpt", "minilm last_block", "minilm all")
     from ajuste.search.settings import parse_duration
@@ -711,11 +752,19 @@ def larger_part(data_dir: str, timeout: str, seeds: list[int], screens: Sequence
             )
         other = sum(c["trials"] for name, c in r["cohorts"].items() if name not in main_cohorts)
         low, high = r["test_ci95"]
+        averaged = r.get("ensemble")
+        members = (
+            "–"
+            if averaged is None
+            else f"{pct(averaged['test'])} ("
+            + ", ".join(f"{m['cohort']} {m['weight']:.2f}" for m in averaged["members"])
+            + ")"
+        )
         lines.append(
             f"| {r['timeout']} | {r['seed']} | {r['screen']} | {r['seconds']:.0f} | "
             + " | ".join(cells)
             + f" | {other} | "
-            f"{r['chosen']} | {pct(r['val'])} | {pct(r['test'])} ({pct(low)}–{pct(high)}) | "
+            f"{r['chosen']} | {pct(r['val'])} | {pct(r['test'])} ({pct(low)}–{pct(high)}) | {members} | "
             f"{r.get('measured', '2026-11-30, f6111c9')} |"
         )
     update_results("tune-larger", "\n".join(lines))
@@ -741,7 +790,9 @@ def main() -> None:
         "--default-seeds", default="123,1,2", help="Seeds of the default and protocols parts (split and search)."
     )
     parser.add_argument("--protocols", default="dedup,published", help="Protocols of the default part.")
-    parser.add_argument("--ensemble", type=int, default=5, help="Ensemble size of the default part's searches.")
+    parser.add_argument(
+        "--ensemble", type=int, default=5, help="Ensemble size of the default and larger parts' searches."
+    )
     parser.add_argument("--keep", help="Default part: keep each study's folder under this folder.")
     parser.add_argument(
         "--screens", default=",".join(SCREENS), help="Larger part: the --screen values to run (off,auto)."
@@ -773,7 +824,8 @@ def main() -> None:
         protocols_part(args.data_dir, args.timeout, args.datasets.split(","), seeds, choices)
     elif args.part == "larger":
         screens = args.screens.split(",")
-        larger_part(args.data_dir, args.timeout, [int(seed) for seed in args.default_seeds.split(",")], screens)
+        seeds = [int(seed) for seed in args.default_seeds.split(",")]
+        larger_part(args.data_dir, args.timeout, seeds, screens, args.ensemble)
     elif args.part == "samplers":
         samplers_part(args.data_dir, args.seeds, args.trials, args.samplers.split(","))
     elif args.part == "samplers-default":
