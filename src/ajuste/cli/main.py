@@ -239,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--screen",
         metavar="auto|off|N",
         help="Train each trial first on a stratified subset of N training texts and on all of them only if it "
-        "ranks in the better half of the screens so far, for the epochs that fit in the --timeout left (auto: a "
-        "quarter, from 4,000 training texts; off: never).",
+        "ranks in the better half of the screens so far, for the epochs that fit in the --timeout left; where none "
+        "fits, its screen's model is its model (auto: a quarter, from 4,000 training texts; off: never).",
     )
     search.add_argument(
         "--ensemble",
