@@ -123,12 +123,12 @@ def _trial_note(trial: Any) -> str:
     they were cut to those that fit in the time left (see ``--screen``)."""
     from optuna.trial import TrialState
 
-    from ajuste.search.study import CUT, cut_phrase
+    from ajuste.search.study import cut_phrase
 
     if trial.state == TrialState.FAIL:
         return f"  ({spoken(trial.user_attrs['error'], command_line=True)})"
-    cut = trial.user_attrs.get(CUT)
-    return f"  ({cut_phrase(cut)})" if isinstance(cut, Mapping) else ""
+    phrase = cut_phrase(trial)
+    return f"  ({phrase})" if phrase else ""
 
 
 def _short(settings: dict[str, Any]) -> str:

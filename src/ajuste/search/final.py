@@ -100,13 +100,13 @@ def _final_model(
     student = objective.student
     # A trial whose model is its screen's (no epoch on every text fitted in its time) is refitted on that subset.
     subset = screen_only(best) if rescored is None else None
-    screen = stratified_sample(data.train, subset, seed) if subset else None
     on = f" (its screen: {subset:,} of the {len(data.train):,} training texts)" if subset else ""
     kept = objective.kept.model(best.number)
     if refit == "train" and kept is not None:
         note = f"the trial's own model{on}: a refit with the same settings, data and seed repeats it exactly"
         return kept, {"refit": "train", "how": note}, student.record if student else None
     objective.kept.release(keep)
+    screen = stratified_sample(data.train, subset, seed) if subset else None
     model, train = trial_settings(objective.config, _settings_of(objective, best))
     classifier = TextClassifier(model, labels=data.labels)
     classifier.compile_from(train.compile_settings(), class_weights=data.class_weights)

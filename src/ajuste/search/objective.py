@@ -466,7 +466,6 @@ class Objective:
             {
                 "planned": planned,
                 "epochs": fitting,
-                "texts": len(self.data.train) if fitting else len(screen),
                 "reason": f"{estimate} for its {planned} epochs, {max(left, 0):.0f} s of the time budget left: {given}",
             },
         )

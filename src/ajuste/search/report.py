@@ -36,7 +36,6 @@ from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import EnsembleRecord, RescoreRecord, SearchRecord
 from ajuste.search.storage import open_storage, storage_kind
 from ajuste.search.study import (
-    CUT,
     SCREEN,
     FamilyShare,
     by_family,
@@ -591,11 +590,7 @@ def _summary_section(
                 _e(
                     f"{len(screens)} trials trained first on {size} training texts; {out} of them were screened "
                     "out there (they ranked outside the better half of the screens so far)"
-                    + "".join(
-                        f"; trial {t.number}: {cut_phrase(cut)}"
-                        for t in screens
-                        if isinstance(cut := t.user_attrs.get(CUT), Mapping)
-                    )
+                    + "".join(f"; trial {t.number}: {phrase}" for t in screens if (phrase := cut_phrase(t)))
                 ),
             )
         )

@@ -303,12 +303,15 @@ def how_pruned(trial: FrozenTrial) -> str:
     return "timed out" if stopped == OUT_OF_TIME else "skipped"
 
 
-def cut_phrase(cut: Mapping[str, object]) -> str:
+def cut_phrase(trial: FrozenTrial) -> str | None:
     """How a trial's ``cut`` reads: ``trained on every text for 2 of its 4 epochs: those that fit in the time
-    budget left``, or, where not one epoch fitted, that its screen's model is its model."""
-    if not cut["epochs"]:
+    budget left``, or, where not one epoch fitted, that its screen's model is its model; None without a cut."""
+    cut = trial.user_attrs.get(CUT)
+    if not isinstance(cut, Mapping):
+        return None
+    if texts := screen_only(trial):
         return (
-            f"its screen's model, trained on {cut['texts']:,} of the training texts: not one epoch on every text "
+            f"its screen's model, trained on {texts:,} of the training texts: not one epoch on every text "
             "fit in the time budget left"
         )
     epochs = f"{cut['epochs']} of its {cut['planned']} epochs"
@@ -318,9 +321,9 @@ def cut_phrase(cut: Mapping[str, object]) -> str:
 def screen_only(trial: FrozenTrial) -> int | None:
     """How many training texts the trial's model learnt from when it is its screen's (not one epoch on every text
     fitted in the time left: see ``cut``), else None."""
-    cut = trial.user_attrs.get(CUT)
-    if isinstance(cut, Mapping) and not cut.get("epochs") and cut.get("texts"):
-        return int(cut["texts"])
+    cut, screen = trial.user_attrs.get(CUT), trial.user_attrs.get(SCREEN)
+    if isinstance(cut, Mapping) and not cut.get("epochs") and isinstance(screen, Mapping):
+        return int(screen["texts"])
     return None
 
 
@@ -359,12 +362,11 @@ def unreached(trials: Sequence[FrozenTrial]) -> list[Unreached]:
     for what, trial in last.items():
         if what in judged:
             continue
-        cut = trial.user_attrs.get(CUT)
         seconds = float(trial.user_attrs.get("seconds") or 0.0)
         if trial.state == TrialState.WAITING:
             how = "not started"
-        elif isinstance(cut, Mapping):
-            how = cut_phrase(cut)
+        elif phrase := cut_phrase(trial):
+            how = phrase
         elif trial.user_attrs.get("stopped") == OUT_OF_TIME:
             how = f"stopped after {seconds:.0f} s: {OUT_OF_TIME}"
         else:
