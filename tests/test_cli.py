@@ -148,6 +148,32 @@ def test_config_file_with_a_flag_override(cli: Cli, csv_file: Path, tmp_path: Pa
     assert len(history["epochs"]) == 3
 
 
+def test_train_subset_learns_from_a_stratified_sample_of_the_training_split(
+    cli: Cli, csv_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    args = ("train", "--data", csv_file, *FAST_BAG, "--epochs", "1", "--subset", "40")
+    summary = ok(cli(*args, "--out", out, "--json")).json()
+    assert summary["data"]["train"] == 84 and summary["data"]["trained_on"] == 40
+    written = yaml.safe_load((out / "run.yaml").read_text(encoding="utf-8"))
+    assert written["train"]["subset"] == 40
+    assert written["record"]["data"]["train_subset"] == {"texts": 40, "of": 84, "seed": 123}
+    assert "trained on 40 of the 84 training texts" in ok(cli(*args, "--out", tmp_path / "said")).out
+    again = ok(cli("train", "--config", out / "run.yaml", "--out", tmp_path / "again", "--json")).json()
+    assert again["test"] == summary["test"], "run.yaml's subset is the same sample"
+    trained = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["train"]
+    assert trained["n"] == 40 and {c["support"] for c in trained["per_class"].values()} == {20}, "stratified"
+    assert len(json.loads((out / "split.json").read_text(encoding="utf-8"))["train"]) == 84, "the split is unchanged"
+
+    too_many = cli(*args[:-1], "85", "--out", tmp_path / "bad")
+    assert too_many.code != 0 and too_many.err.count("\n") == 1, too_many.err
+    assert "--subset 85 does not fit the training split: expected a number of texts from 2" in too_many.err
+    assert "84" in too_many.err and not (tmp_path / "bad").exists()
+    assert cli(*args[:-1], "0", "--out", tmp_path / "bad").code != 0
+    searched = cli("tune", "--data", csv_file, "--subset", "40", "--trials", "1", "--out", tmp_path / "bad")
+    assert searched.code == 2 and "--subset" in searched.err
+
+
 def test_overwrite_flag(cli: Cli, csv_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     ok(cli("train", "--data", csv_file, *FAST_BAG, "--epochs", "1", "--out", out, "--quiet"))

@@ -141,6 +141,21 @@ def test_screening_changes_the_study_and_auto_keeps_the_fingerprint_of_before(tm
     assert validate(TuneConfig, {**base, "tune": {"trials": 3, "screen": 500}}).fingerprint() != before
 
 
+def screen_only_trial(data_file: Path, out: Path) -> tuple[Objective, optuna.Study, Any]:
+    """A study of one trial screened on 60 texts with no time left for an epoch on every text: its objective,
+    the study and the trial."""
+    tuned = config(data_file, out, timeout=60, screen=60)
+    data = load_data(tuned.data, seed=tuned.seed)
+    objective = Objective(tuned, search_space(tuned), data, screen=stratified_sample(data.train, 60, tuned.seed))
+    objective.completed_before = True
+    objective.deadline = time.perf_counter() - 1  # no time left for training on every text,
+    objective.out_of_time = lambda: False  # type: ignore[method-assign]  # and the screen let run through
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"model.embed_dim": 16, "train.lr": 0.05})
+    study.optimize(objective, n_trials=1)
+    return objective, study, study.trials[0]
+
+
 def test_a_screened_trial_with_no_epoch_on_every_text_in_the_time_left_keeps_its_screen_s_model(
     data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -152,16 +167,8 @@ def test_a_screened_trial_with_no_epoch_on_every_text_in_the_time_left_keeps_its
     from ajuste.search.study import CUT, screen_only
     from ajuste.training.classifier import TextClassifier
 
-    tuned = config(data_file, tmp_path / "run", timeout=60, screen=60)
-    data = load_data(tuned.data, seed=tuned.seed)
-    objective = Objective(tuned, search_space(tuned), data, screen=stratified_sample(data.train, 60, tuned.seed))
-    objective.completed_before = True
-    objective.deadline = time.perf_counter() - 1  # no time left for training on every text,
-    objective.out_of_time = lambda: False  # type: ignore[method-assign]  # and the screen let run through
-    study = optuna.create_study(direction="maximize")
-    study.enqueue_trial({"model.embed_dim": 16, "train.lr": 0.05})
-    study.optimize(objective, n_trials=1)
-    trial = study.trials[0]
+    objective, study, trial = screen_only_trial(data_file, tmp_path / "run")
+    data = objective.data
     assert trial.state == TrialState.COMPLETE and not screened_out(trial), trial.user_attrs.get("stopped")
     assert trial.user_attrs[CUT]["epochs"] == 0 and screen_only(trial) == 60
     assert trial.value == trial.user_attrs[SCREEN]["value"], "scored as its screen's model"
@@ -190,6 +197,30 @@ def test_a_screened_trial_with_no_epoch_on_every_text_in_the_time_left_keeps_its
     assert refit.predict_proba(data.test.texts).tolist() == kept.predict_proba(data.test.texts).tolist()
     _final_model(objective, trial, "train+val")
     assert trained_on == [60, 60 + len(data.val)], "train+val: the screen's texts and the validation texts"
+
+
+def test_run_yaml_s_settings_of_a_screen_s_model_train_it_again_with_train_subset(
+    data_file: Path, tmp_path: Path
+) -> None:
+    """The final settings of a trial whose model is its screen's carry the screen's size as ``train.subset``:
+    ``ajuste train`` with them trains the same texts and predicts exactly as the trial's model."""
+    from ajuste.config import RunConfig
+    from ajuste.runs.train import train
+    from ajuste.search.final import final_settings
+
+    objective, _, trial = screen_only_trial(data_file, tmp_path / "run")
+    model, settings = final_settings(objective, trial)
+    assert settings.subset == 60
+    kept = objective.kept.model(trial.number)
+    assert kept is not None
+    tuned = objective.config
+    again = RunConfig(data=tuned.data, model=model, train=settings, seed=tuned.seed, out=str(tmp_path / "again"))
+    result = train(again, verbose=False)
+    test = objective.data.test.texts
+    assert result.classifier.predict_proba(test).tolist() == kept.predict_proba(test).tolist()
+    assert result.data.report["train_subset"] == {"texts": 60, "of": len(objective.data.train), "seed": tuned.seed}
+    written = yaml.safe_load((tmp_path / "again" / "run.yaml").read_text(encoding="utf-8"))
+    assert written["train"]["subset"] == 60
 
 
 def test_a_screened_trial_whose_epochs_do_not_all_fit_trains_on_every_text_for_those_that_fit(

@@ -310,3 +310,15 @@ def test_a_lora_setting_for_another_policy_is_refused_but_a_resolved_run_yaml_is
     resolved = PretrainedSettings(family="minilm", trainable="last_block").model_dump()  # as run.yaml holds it
     assert PretrainedSettings(**resolved).lora_rank == 8
     assert PretrainedSettings(family="minilm", trainable="lora", lora_rank=4).lora_rank == 4
+
+
+def test_a_training_subset_is_a_run_s_setting_not_a_student_s_nor_a_search_s() -> None:
+    from ajuste.search.settings import TuneConfig
+
+    data = {"path": "x.csv"}
+    assert parse_config({"data": data, "train": {"subset": 40}}).train.subset == 40
+    assert "train.subset: must be >= 1" in config_error({"data": data, "train": {"subset": 0}})
+    with pytest.raises(ConfigError, match="not supported for a student of a teacher"):
+        parse_config({"data": data, "train": {"subset": 40}, "distill": {"teacher": "runs/teacher"}})
+    with pytest.raises(ConfigError, match="not a setting of a search: every trial trains on every training text"):
+        validate(TuneConfig, {"data": data, "train": {"subset": 40}})

@@ -521,3 +521,8 @@ def test_an_empty_list_of_families_is_refused_before_any_trial(families: object)
     message = refused({"model.family": families})
     assert "model.family: expected at least one family (linear, bag," in message
     assert message.endswith("found an empty list")
+
+
+def test_the_training_subset_is_not_searched() -> None:
+    message = refused({"model.family": "bag", "train.subset": [100, 200]})
+    assert "train.subset: not a searched setting" in message and "--screen" in message

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ajuste.data.settings import DataSettings
 from ajuste.errors import ConfigError, yaml_problem
@@ -45,6 +45,16 @@ class RunConfig(Settings):
     distill: DistillSettings | None = Field(
         None, description="Learn from a teacher run's probabilities as well as the labels (see `ajuste distill`)."
     )
+
+    @model_validator(mode="after")
+    def _subset_without_teacher(self) -> RunConfig:
+        if self.train.subset is not None and self.distill is not None:
+            raise ConfigError(
+                "[[--subset||train.subset]] is not supported for a student of a teacher: it learns from the "
+                "teacher's probabilities for every training text (the teacher's split is checked text by text)",
+                fix="Drop [[--subset||train.subset]].",
+            )
+        return self
 
     def anchored(self) -> RunConfig:
         """This configuration with every file and folder it reads made absolute, as run.yaml records it: a run

@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _source(train)
     add_model_flags(train)
-    add_train_flags(train)
+    add_train_flags(train, subset=True)
     run = train.add_argument_group("run")
     run.add_argument("--config", metavar="YAML", help="Settings file (a run.yaml works); flags override it.")
     run.add_argument("--seed", type=int, help="Seed of split, balancing, initialisation, shuffling (123).")

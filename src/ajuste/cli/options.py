@@ -236,6 +236,16 @@ TRAIN_FLAGS = (
 )
 
 
+#: ``train`` only: a search compares its trials on every training text.
+SUBSET_FLAG = Flag(
+    "--subset",
+    "train",
+    "subset",
+    int,
+    "Train on N of the training texts, every class in proportion, drawn with --seed (all).",
+)
+
+
 def _add(parser: argparse.ArgumentParser, flags: tuple[Flag, ...]) -> None:
     for flag in flags:
         parser.add_argument(
@@ -287,9 +297,9 @@ def add_model_flags(
     )
 
 
-def add_train_flags(parser: argparse.ArgumentParser) -> None:
+def add_train_flags(parser: argparse.ArgumentParser, *, subset: bool = False) -> None:
     group = parser.add_argument_group("training")
-    _add(group, TRAIN_FLAGS)  # type: ignore[arg-type]
+    _add(group, TRAIN_FLAGS + ((SUBSET_FLAG,) if subset else ()))  # type: ignore[arg-type]
     group.add_argument(
         "--no-restore-best",
         dest="restore_best",
@@ -336,7 +346,7 @@ def _model_section(
 
 def _train_section(args: argparse.Namespace, section: dict[str, Any]) -> dict[str, Any]:
     """The training settings of ``section`` with the training flags applied."""
-    for flag in TRAIN_FLAGS:
+    for flag in (*TRAIN_FLAGS, SUBSET_FLAG):  # a command without a flag has no attribute for it
         value = getattr(args, flag.field, None)
         if value is not None:
             section[flag.field] = value
@@ -456,7 +466,8 @@ DISTILL_FLAGS = ("temperature", "alpha", "augment", "unlabeled", "unlabeled_col"
 def flag_of_setting() -> dict[str, str]:
     """Each setting that a flag fills, as a validation message names it (``train.lr``), and its flag."""
     names = {
-        f"{flag.section}.{flag.field}": flag.name for flag in DATA_FLAGS + PREPARE_FLAGS + MODEL_FLAGS + TRAIN_FLAGS
+        f"{flag.section}.{flag.field}": flag.name
+        for flag in (*DATA_FLAGS, *PREPARE_FLAGS, *MODEL_FLAGS, *TRAIN_FLAGS, SUBSET_FLAG)
     }
     names.update({f"tune.{name}": "--" + name.replace("_", "-") for name in SEARCH_FLAGS})
     names.update({f"distill.{name}": "--" + name.replace("_", "-") for name in DISTILL_FLAGS})

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ajuste.data.dataset import Table, TextDataset
-from ajuste.errors import DataError
+from ajuste.errors import ConfigError, DataError
 
 __all__ = [
     "PreparedData",
@@ -30,6 +30,7 @@ __all__ = [
     "prepare",
     "split",
     "stratified_sample",
+    "training_sample",
     "undersample",
 ]
 
@@ -268,6 +269,20 @@ def stratified_sample(data: TextDataset, size: int, seed: int) -> TextDataset:
     return data.subset(_stratified_positions(data, size, seed))
 
 
+def training_sample(train: TextDataset, size: int, seed: int, *, option: str, most: int, fix: str) -> TextDataset:
+    """``stratified_sample`` of the training split for a setting (``option``, as messages write it) that asks for
+    ``size`` of its texts: from one per class to ``most``, else a ConfigError whose fix is ``fix``."""
+    classes = len(set(train.labels))
+    if not classes <= size <= most:
+        raise ConfigError(
+            f"{option} does not fit the training split",
+            expected=f"a number of texts from {classes} (one per class) to {most:,}",
+            found=f"{size:,}, for {len(train):,} training texts in {classes} classes",
+            fix=fix,
+        )
+    return stratified_sample(train, size, seed)
+
+
 def _hold_out(data: TextDataset, fraction: float, seed: int) -> tuple[TextDataset, TextDataset]:
     """A stratified two-way split: (the rest, ``fraction`` of every class held out)."""
     held = _stratified_positions(data, int(len(data) * fraction), seed)
@@ -500,6 +515,8 @@ def describe(data: PreparedData) -> str:
         parts.append(f"{r['balance']['method']}d to {r['balance']['after']}")
     sizes = data.counts()
     parts.append(f"split {sizes['train']}/{sizes['val']}/{sizes['test']}")
+    if "train_subset" in r:
+        parts.append(f"trained on {r['train_subset']['texts']:,} of the {sizes['train']:,} training texts (a sample)")
     for name, source in (r.get("sources") or {}).items():
         if name != "train" and source != r["sources"]["train"]:
             removed = r["leak_check"][f"removed_from_training_also_in_{name}"]

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from ajuste.config import RunConfig
 from ajuste.data import describe, load_data, resolved_balance
-from ajuste.data.prepare import PreparedData
+from ajuste.data.dataset import TextDataset
+from ajuste.data.prepare import PreparedData, training_sample
 from ajuste.errors import ConfigError
 from ajuste.runs.folder import RunFolder, default_run_dir, read_paths
 from ajuste.runs.record import DistillRecord, RunFile, RunRecord, TestAccess
@@ -52,6 +53,8 @@ class RunResult:
         }
         counts.update(report.get("leak_check", {}))
         counts.update(self.data.counts())
+        if "train_subset" in report:  # the model learnt from a sample of the training split
+            counts["trained_on"] = report["train_subset"]["texts"]
         counts["classes"] = {name: split for name, split in report["split"].items()}
         return counts
 
@@ -104,6 +107,25 @@ def _run_config(config: object) -> RunConfig:
     )
 
 
+def _training_texts(config: RunConfig, data: PreparedData) -> TextDataset:
+    """The texts the model learns from: the training split, or the stratified sample of it that
+    ``train.subset`` asks for (recorded in the data report, which ``describe`` and run.yaml show)."""
+    size = config.train.subset
+    if size is None:
+        return data.train
+    texts = training_sample(
+        data.train,
+        size,
+        config.seed,
+        option=f"[[--subset {size}||train.subset={size}]]",
+        most=len(data.train),
+        fix=f"Give a [[--subset||train.subset]] of at most {len(data.train):,}, or leave it out to train on every "
+        "training text.",
+    )
+    data.report["train_subset"] = {"texts": len(texts), "of": len(data.train), "seed": config.seed}
+    return texts
+
+
 def train(
     config: RunConfig | Mapping[str, Any],
     *,
@@ -131,6 +153,7 @@ def train(
     folder = RunFolder(config.out or default_run_dir(source, config.model.family))
     folder.check_target(overwrite, read_paths(config))
     data = load_data(config.data, seed=config.seed)
+    trained_on = _training_texts(config, data)
     log.info("data: %s", describe(data))
     student = None
     if config.distill is not None:
@@ -141,7 +164,7 @@ def train(
     classifier = TextClassifier(config.model, labels=data.labels)
     classifier.compile_from(config.train.compile_settings(), class_weights=data.class_weights)
     classifier.fit_from(
-        student.train if student else data.train,
+        student.train if student else trained_on,
         None,
         config.train.fit_settings(),
         validation_data=data.val,
@@ -151,7 +174,7 @@ def train(
         teacher=student.targets if student else None,
     )
     metrics = {
-        "train": classifier.evaluate(data.train),
+        "train": classifier.evaluate(trained_on),
         "val": classifier.evaluate(data.val),
     }
     # The one access to the test split, after every choice has been made on validation.

@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial
 from ajuste.config import RunConfig
 from ajuste.data.prepare import PreparedData, stratified_sample
 from ajuste.errors import AjusteError, TrainingError
+from ajuste.models.settings import FamilySettings
 from ajuste.runs.distill import student_data
 from ajuste.runs.folder import RunFolder
 from ajuste.runs.record import (
@@ -45,6 +46,7 @@ from ajuste.search.objective import TRIAL_ERRORS, Objective, trial_settings
 from ajuste.search.study import CHOSEN_BY, RESCORED, best_trials, count_states, importances, ranking, screen_only
 from ajuste.training.classifier import TextClassifier
 from ajuste.training.ensemble import EnsembleClassifier, log_probabilities
+from ajuste.training.settings import TrainSettings
 
 __all__ = ["Final", "finish"]
 
@@ -83,6 +85,18 @@ class Final:
     def averaged(self) -> bool:
         """Whether the final model averages several trials' models."""
         return self.ensemble is not None and self.ensemble.averages
+
+
+def final_settings(
+    objective: Objective, best: FrozenTrial, rescored: RescoreRecord | None = None
+) -> tuple[FamilySettings, TrainSettings]:
+    """The model and training settings that run.yaml records for the final model of ``best``: its trial's, and
+    where its model is its screen's (not re-scored), the screen's texts as ``train.subset``, so that
+    ``ajuste train --config run.yaml`` trains what a refit on train does."""
+    model, train = trial_settings(objective.config, _settings_of(objective, best))
+    if rescored is None and (texts := screen_only(best)):
+        train = train.model_copy(update={"subset": texts})
+    return model, train
 
 
 def _final_model(
@@ -387,7 +401,7 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
     final = "the ensemble" if isinstance(classifier, EnsembleClassifier) else "the refit"
     access = TestAccess(texts=len(data.test), purpose=f"final evaluation of {final}")
     params = _settings_of(objective, best)
-    model, train = trial_settings(config, params)
+    model, train = final_settings(objective, best, rescored)
     seconds = round(time.perf_counter() - started, 3)
     search = SearchRecord(
         **info.model_dump(include={"study", "metric", "direction", "sampler", "pruner", "fingerprint"}),

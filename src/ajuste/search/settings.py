@@ -249,6 +249,17 @@ class TuneConfig(Settings):
         return value
 
     @model_validator(mode="after")
+    def _every_text(self) -> TuneConfig:
+        if self.train.subset is not None:
+            raise ConfigError(
+                "train.subset is not a setting of a search: every trial trains on every training text, so that "
+                "trials are compared on the same data",
+                fix="Drop train.subset from the configuration; to try settings on part of the texts first, use "
+                "[[--screen||screen]].",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _cross_validation_fits(self) -> TuneConfig:
         if isinstance(self.tune.screen, int) and self.distill is not None:
             raise ConfigError(

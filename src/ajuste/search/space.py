@@ -756,6 +756,9 @@ def _known_key(key: str, settings_class: type[BaseModel], where: str, problems: 
     if section == "model":
         known = [n for n in settings_class.model_fields if n != "family"]
     elif section == "train":
+        if name == "subset":  # every trial learns from every training text (``--screen`` tries part first)
+            problems.add(where, "not a searched setting: trials are compared on every training text; see --screen")
+            return False
         known = list(TrainSettings.model_fields)
     else:
         problems.add(where, "expected a setting of model or train, such as train.lr")

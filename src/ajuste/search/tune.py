@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ajuste.data import describe, load_data
 from ajuste.data.dataset import TextDataset
-from ajuste.data.prepare import PreparedData, cv_folds, stratified_sample
+from ajuste.data.prepare import PreparedData, cv_folds, training_sample
 from ajuste.errors import ConfigError, RunFolderError, SearchError, TrainingError, spoken
 from ajuste.models.pretrained import check_checkpoint
 from ajuste.models.registry import default_families, is_named_family, registration, student_families
@@ -605,16 +605,16 @@ def _screen(config: TuneConfig, data: PreparedData) -> TextDataset | None:
     size = config.tune.screen_size(len(data.train))
     if size is None:
         return None
-    classes = len(set(data.train.labels))
-    if not classes <= size < len(data.train):
-        raise ConfigError(
-            f"[[--screen {size}||screen={size}]] does not fit the training split",
-            expected=f"a number of texts from {classes} (one per class) to {len(data.train) - 1}",
-            found=f"{size:,}, for {len(data.train):,} training texts in {classes} classes",
-            fix=f"Give a [[--screen||screen]] from {classes} to {len(data.train) - 1}, or "
-            '[[--screen auto||screen="auto"]] (a quarter, on larger data) or [[--screen off||screen="off"]].',
-        )
-    return stratified_sample(data.train, size, config.seed)
+    most = len(data.train) - 1
+    return training_sample(
+        data.train,
+        size,
+        config.seed,
+        option=f"[[--screen {size}||screen={size}]]",
+        most=most,
+        fix=f"Give a [[--screen||screen]] from {len(set(data.train.labels))} to {most}, or "
+        '[[--screen auto||screen="auto"]] (a quarter, on larger data) or [[--screen off||screen="off"]].',
+    )
 
 
 def _interrupted(folder: RunFolder, study: optuna.Study, finishing: bool) -> str:

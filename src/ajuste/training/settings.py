@@ -62,6 +62,13 @@ class FitSettings(Settings):
 class TrainSettings(CompileSettings, FitSettings):
     """Everything about training in one object: the ``train:`` section of a run configuration."""
 
+    subset: int | None = Field(
+        None,
+        ge=1,
+        description="Train on this many of the training texts, every class in proportion, drawn with the seed "
+        "(validation and test unchanged); unset: every training text.",
+    )
+
     def compile_settings(self) -> CompileSettings:
         return CompileSettings(**{k: getattr(self, k) for k in CompileSettings.model_fields})
 
