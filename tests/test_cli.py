@@ -164,6 +164,8 @@ def test_train_subset_learns_from_a_stratified_sample_of_the_training_split(
     trained = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["train"]
     assert trained["n"] == 40 and {c["support"] for c in trained["per_class"].values()} == {20}, "stratified"
     assert len(json.loads((out / "split.json").read_text(encoding="utf-8"))["train"]) == 84, "the split is unchanged"
+    seen = ok(cli("evaluate", out, csv_file, "--json")).json()["data"]["seen"]
+    assert seen == {"train": 40, "val": 12}, "the training texts left out of the sample did not train the model"
 
     too_many = cli(*args[:-1], "85", "--out", tmp_path / "bad")
     assert too_many.code != 0 and too_many.err.count("\n") == 1, too_many.err

@@ -203,7 +203,8 @@ def test_run_yaml_s_settings_of_a_screen_s_model_train_it_again_with_train_subse
     data_file: Path, tmp_path: Path
 ) -> None:
     """The final settings of a trial whose model is its screen's carry the screen's size as ``train.subset``:
-    ``ajuste train`` with them trains the same texts and predicts exactly as the trial's model."""
+    ``ajuste train`` with them trains the same texts and predicts exactly as the trial's model (unless the final
+    model averages it with other trials', which trained on every text)."""
     from ajuste.config import RunConfig
     from ajuste.runs.train import train
     from ajuste.search.final import final_settings
@@ -211,6 +212,7 @@ def test_run_yaml_s_settings_of_a_screen_s_model_train_it_again_with_train_subse
     objective, _, trial = screen_only_trial(data_file, tmp_path / "run")
     model, settings = final_settings(objective, trial)
     assert settings.subset == 60
+    assert final_settings(objective, trial, averaged=True)[1].subset is None, "an ensemble's members differ"
     kept = objective.kept.model(trial.number)
     assert kept is not None
     tuned = objective.config

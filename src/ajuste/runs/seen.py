@@ -15,13 +15,15 @@ log = logging.getLogger(__name__)
 
 
 def seen_texts(folder: RunFolder) -> dict[str, set[str]] | None:
-    """The run's training and validation texts (``train``, ``val``), read again from its data as it split them.
+    """The texts that trained the run's model (its training split, or the sample of it that ``train.subset``
+    names) and those that chose it (validation): ``train``, ``val``, read again from its data as it split them.
 
     None when that cannot be done exactly: a run.yaml without data settings, a data file moved, changed or no
     longer readable (its split would differ from split.json): the caller then says nothing rather than a guess.
     """
     from ajuste.data import load_data
     from ajuste.data.builtin import dataset_status, get_builtin
+    from ajuste.data.prepare import stratified_sample
 
     try:
         run_file = folder.read_run_file()
@@ -40,7 +42,9 @@ def seen_texts(folder: RunFolder) -> dict[str, set[str]] | None:
     if differing_splits(recorded, data.split_record(), ("train", "val")):
         log.info("the data of %s no longer splits as split.json records", folder.path)
         return None
-    return {"train": set(data.train.texts), "val": set(data.val.texts)}
+    subset = run_file.config.train.subset  # the model learnt from a sample of the training split
+    trained = data.train if subset is None else stratified_sample(data.train, subset, run_file.config.seed)
+    return {"train": set(trained.texts), "val": set(data.val.texts)}
 
 
 def differing_splits(recorded: Mapping[str, Any], current: Mapping[str, Any], names: Sequence[str]) -> list[str]:

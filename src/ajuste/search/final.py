@@ -88,13 +88,14 @@ class Final:
 
 
 def final_settings(
-    objective: Objective, best: FrozenTrial, rescored: RescoreRecord | None = None
+    objective: Objective, best: FrozenTrial, rescored: RescoreRecord | None = None, *, averaged: bool = False
 ) -> tuple[FamilySettings, TrainSettings]:
     """The model and training settings that run.yaml records for the final model of ``best``: its trial's, and
-    where its model is its screen's (not re-scored), the screen's texts as ``train.subset``, so that
-    ``ajuste train --config run.yaml`` trains what a refit on train does."""
+    where the final model is its screen's (not re-scored, not ``averaged`` with other trials' models), the
+    screen's texts as ``train.subset``, so that ``ajuste train --config run.yaml`` trains what a refit on train
+    does and the texts that trained the model are known."""
     model, train = trial_settings(objective.config, _settings_of(objective, best))
-    if rescored is None and (texts := screen_only(best)):
+    if rescored is None and not averaged and (texts := screen_only(best)):
         train = train.model_copy(update={"subset": texts})
     return model, train
 
@@ -401,7 +402,7 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
     final = "the ensemble" if isinstance(classifier, EnsembleClassifier) else "the refit"
     access = TestAccess(texts=len(data.test), purpose=f"final evaluation of {final}")
     params = _settings_of(objective, best)
-    model, train = final_settings(objective, best, rescored)
+    model, train = final_settings(objective, best, rescored, averaged=chosen is not None and chosen.averages)
     seconds = round(time.perf_counter() - started, 3)
     search = SearchRecord(
         **info.model_dump(include={"study", "metric", "direction", "sampler", "pruner", "fingerprint"}),
