@@ -407,6 +407,22 @@ def test_predict_refuses_to_replace_an_output_unless_overwrite(
     assert len(read_csv(output)) == 11
 
 
+def test_predict_never_writes_into_the_run_it_reads_nor_jsonl_under_a_json_name(
+    cli: Cli, bag_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    run, _, _ = bag_run
+    source, _, _ = predict_input(tmp_path)
+    model = run / "model" / "config.json"
+    before = model.read_bytes()
+    for inside in (model, run / "model" / "predictions.csv"):
+        refused = cli("predict", run, "--input", source, "--output", inside, "--overwrite")
+        assert refused.code == 2 and refused.err.count("\n") == 1, refused.err
+        assert "inside the run folder" in refused.err and "outside it" in refused.err
+    assert model.read_bytes() == before and not (run / "model" / "predictions.csv").exists()
+    named = cli("predict", run, "--input", source, "--output", tmp_path / "out.json")
+    assert named.code == 2 and "Name it out.jsonl" in named.err and not (tmp_path / "out.json").exists()
+
+
 # -- datasets and help ----------------------------------------------------------------------------
 
 

@@ -266,6 +266,22 @@ def test_a_resumed_search_with_the_same_members_does_not_touch_the_test_split(
     assert summary["ensemble"] == ensemble_run[1]["ensemble"]
 
 
+def test_new_candidates_that_leave_the_members_as_they_were_do_not_touch_the_test_split(
+    noisy_data: Path, tmp_path: Path
+) -> None:
+    """A resumed search whose new trials join the candidates but not the ensemble keeps the tested model."""
+    out = tmp_path / "run"
+    run_json(tune_command(noisy_data, out, "--ensemble", "3", "--trials", "2", "--json"))
+    before = record_of(out)
+    run_json(tune_command(noisy_data, out, "--ensemble", "3", "--trials", "4", "--json"))
+    after = record_of(out)
+    members = [[(m["trial"], m["weight"]) for m in r["search"]["ensemble"]["members"]] for r in (before, after)]
+    candidates = [r["search"]["ensemble"]["candidates"] for r in (before, after)]
+    assert len(candidates[1]) > len(candidates[0]) and members[0] == members[1], (candidates, members)
+    assert after["test_accesses"] == before["test_accesses"] and len(after["test_accesses"]) == 1
+    assert after["search"]["trials"]["complete"] == 4, "the record counts the trials of now"
+
+
 def test_the_same_study_with_ensemble_1_makes_the_single_model_again(
     noisy_data: Path, ensemble_run: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:

@@ -499,6 +499,11 @@ def predict(args: argparse.Namespace) -> int:
         )
     if args.input and args.output and Path(args.input).resolve() == Path(args.output).resolve():
         raise ConfigError("--output would overwrite --input", fix="Choose another --output.")
+    if args.output and Path(args.output).resolve().is_relative_to(Path(args.run).resolve()):
+        raise ConfigError(  # a file of the model (its config, its vocabulary) would be replaced by predictions
+            f"--output {args.output} is inside the run folder {args.run} that predict reads",
+            fix="Choose an --output outside it.",
+        )
     if args.output:  # refused before the model is read and every row predicted, not after
         check_output(args.output, args.overwrite)
     started = time.perf_counter()

@@ -14,7 +14,7 @@ from ajuste.errors import ConfigError, DataError
 
 __all__ = ["check_output", "write_predictions"]
 
-_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 def check_output(path: str | Path, overwrite: bool = False) -> str:
@@ -33,11 +33,14 @@ def check_output(path: str | Path, overwrite: bool = False) -> str:
         )
     kind = _FORMATS.get(path.suffix.lower())
     if kind is None:
+        json = path.suffix.lower() == ".json"  # one JSON document is not what is written: a line per row
         raise ConfigError(
             f"cannot tell the output format of {path}",
             expected="a name ending in .csv, .tsv or .jsonl",
             found=f"'{path.suffix}'",
-            fix="Choose an --output such as predictions.csv.",
+            fix=f"Name it {path.with_suffix('.jsonl').name} (one JSON object per row)."
+            if json
+            else "Choose an --output such as predictions.csv.",
         )
     parent = path.parent
     if not parent.is_dir():

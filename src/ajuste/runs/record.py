@@ -85,8 +85,8 @@ class EnsembleMember(_Record):
 class EnsembleRecord(_Record):
     """How a search's final ensemble was chosen, and how it compares with the single best trial on validation.
 
-    ``candidates`` are the trials it was chosen from: the same candidates and ``size`` choose the same members,
-    so a resumed search keeps the ensemble already tested rather than touch the test split again."""
+    ``candidates`` are the trials it was chosen from: a resumed search whose choice gives the same members and
+    weights (for the same ``size``) keeps the ensemble already tested rather than touch the test split again."""
 
     size: int
     candidates: list[int]

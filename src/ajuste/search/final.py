@@ -164,15 +164,28 @@ def _final_model(
     return classifier, {"refit": "train+val", "how": how, "epochs": epochs}, record
 
 
-def _ensemble_model(
-    objective: Objective, pool: list[FrozenTrial]
-) -> tuple[TextClassifier, dict[str, Any], DistillRecord | None, EnsembleRecord]:
-    """The final ensemble of the candidate trials ``pool`` (best first): members and weights chosen on the
-    candidates' validation probabilities, then each member trained as a final model is (on train, its trial's
-    own model where this process kept it, else trained again; with ``--refit train+val``, on train+val for its
-    trial's best epoch count, keeping the weights chosen). The probabilities are those each trial kept when it
-    ran; a candidate that kept none (a study from an older ajuste) is trained on train again to give them. One
-    member alone is the final model."""
+@dataclass
+class _Selection:
+    """The members of a final ensemble and their weights, chosen greedily on the validation probabilities of the
+    candidate trials ``pool`` (best first); the candidates trained again to give probabilities (by position)."""
+
+    pool: list[FrozenTrial]
+    chosen: list[int]
+    weights: list[float]
+    compared: dict[str, dict[str, float]]
+    probabilities: list[np.ndarray]
+    targets: np.ndarray
+    trained: dict[int, tuple[TextClassifier, dict[str, Any], DistillRecord | None]]
+
+    def members(self) -> list[tuple[int, float]]:
+        """(trial number, weight) of every member: the same pair list is the same final model."""
+        return [(self.pool[i].number, weight) for i, weight in zip(self.chosen, self.weights)]
+
+
+def _select(objective: Objective, pool: list[FrozenTrial]) -> _Selection:
+    """The ensemble's members chosen from the candidate trials ``pool``. The probabilities are those each trial
+    kept when it ran; a candidate that kept none (a study from an older ajuste) is trained on train again to give
+    them."""
     config, data = objective.config, objective.data
     index = {label: i for i, label in enumerate(data.labels)}
     targets = np.array([index[label] for label in data.val.labels])
@@ -193,6 +206,18 @@ def _ensemble_model(
         "single_best": ensemble.val_metrics(probabilities[0], targets),
         "ensemble": ensemble.val_metrics(np.asarray(average), targets),
     }
+    return _Selection(pool, chosen, weights, compared, probabilities, targets, trained)
+
+
+def _ensemble_model(
+    objective: Objective, selection: _Selection
+) -> tuple[TextClassifier, dict[str, Any], DistillRecord | None, EnsembleRecord]:
+    """The final ensemble that ``selection`` chose: each member trained as a final model is (on train, its trial's
+    own model where this process kept it, else trained again; with ``--refit train+val``, on train+val for its
+    trial's best epoch count, keeping the weights chosen). One member alone is the final model."""
+    config = objective.config
+    pool, chosen, weights, trained = selection.pool, selection.chosen, selection.weights, selection.trained
+    probabilities, targets, compared = selection.probabilities, selection.targets, selection.compared
     epochs: dict[int, int] = {}
     if config.tune.refit == "train+val":
         trained.clear()  # trained on train only: only their choice is kept
@@ -308,12 +333,12 @@ def _kept(
     best: FrozenTrial,
     refit: str,
     size: int,
-    pool: list[FrozenTrial],
+    selection: _Selection | None,
     rescored: RescoreRecord | None = None,
 ) -> tuple[TextClassifier, dict[str, Any], RunFile] | None:
-    """The final model already written and tested for this best trial (and, for an ensemble of ``size``, chosen
-    from the same candidate trials ``pool``, so the same members; re-scored, from the same candidates); None if
-    there is none (or it is damaged)."""
+    """The final model already written and tested for this best trial (and, for an ensemble of ``size``, of the
+    same members and weights as ``selection`` chose, whatever new candidates it was chosen from; re-scored, from
+    the same candidates); None if there is none (or it is damaged)."""
     if not folder.is_finished():
         return None
     try:
@@ -321,8 +346,9 @@ def _kept(
         search = run_file.record.search if run_file else None
         if run_file is None or search is None or search.best_trial != best.number or search.refit != refit:
             return None
-        chosen_from = (search.ensemble.size, search.ensemble.candidates) if search.ensemble else (1, [])
-        if chosen_from != (size, [trial.number for trial in pool]):
+        recorded = search.ensemble
+        members = [(m.trial, m.weight) for m in recorded.members] if recorded else []
+        if (recorded.size if recorded else 1, members) != (size, selection.members() if selection else []):
             return None
         if _candidates(search.rescore) != _candidates(rescored):
             return None
@@ -362,12 +388,17 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
     trials = count_states(study.get_trials(deepcopy=False))
     size = objective.config.tune.ensemble
     pool = ensemble.candidates(study, size) if size > 1 else []
-    kept = _kept(folder, best, objective.config.tune.refit, size, pool, rescored)
-    if kept is not None:  # same best trial, model already tested: the test split is not touched again
+    selection = _select(objective, pool) if pool else None
+    kept = _kept(folder, best, objective.config.tune.refit, size, selection, rescored)
+    if kept is not None:  # same final model, already tested: the test split is not touched again
         classifier, metrics, run_file = kept
         search = run_file.record.search
         if search is not None:
-            search = search.model_copy(update={"trials": trials, "importances": found, "best_value": best.value})
+            recorded = search.ensemble
+            if recorded is not None:  # the same members, chosen again from the candidates of now
+                recorded = recorded.model_copy(update={"candidates": [trial.number for trial in pool]})
+            update = {"trials": trials, "importances": found, "best_value": best.value, "ensemble": recorded}
+            search = search.model_copy(update=update)
         folder.update_record(run_file.record.model_copy(update={"search": search}))
         params = dict(search.best_params) if search else _settings_of(objective, best)
         seconds = round(time.perf_counter() - started, 3)
@@ -389,8 +420,8 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
         folded = CrossValidationRecord.model_validate(best.user_attrs["cv"]), best.user_attrs["val_metrics"]
     elif rescored is not None:
         folded = next(c.cv for c in rescored.candidates if c.trial == rescored.chosen), rescored_metrics
-    if pool:
-        classifier, refit, distillation, chosen = _ensemble_model(objective, pool)
+    if selection is not None:
+        classifier, refit, distillation, chosen = _ensemble_model(objective, selection)
     else:
         epochs_from = folded[0] if folded is not None and rescored is not None else None
         classifier, refit, distillation = _final_model(objective, best, objective.config.tune.refit, epochs_from)
