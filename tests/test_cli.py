@@ -505,6 +505,37 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(bag_run: tuple[Path,
     assert done.stderr == ""
 
 
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_large_output_cut_short_by_its_reader_is_not_a_success(
+    bag_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path, as_json: bool
+) -> None:
+    # `ajuste predict RUN --input big.csv --json | head -c 10` exited 0: one large write to a pipe returned after
+    # the part the pipe took, and the rest was dropped without an error
+    import subprocess
+    import sys
+
+    run, _, _ = bag_run
+    texts = [f"message number {i} about a free prize, a meeting and the weather today" for i in range(3000)]
+    source = write_csv(tmp_path / "many.csv", texts, ["ham"] * len(texts))
+    code = "import sys; from ajuste.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    given = ["--input", str(source), "--json"] if as_json else texts  # the table of 3,000 rows, or its JSON
+    reading = subprocess.Popen(
+        [sys.executable, "-c", code, "predict", str(run), *given, "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert reading.stdout is not None
+    first = reading.stdout.read(10)
+    reading.stdout.close()  # the reader stops, far from the end of the output
+    assert reading.wait(timeout=120) == 141 and first
+    whole = subprocess.run(
+        [sys.executable, "-c", code, "predict", str(run), *given, "-q"], capture_output=True, timeout=120, check=True
+    )
+    assert len(whole.stdout) > 200_000, "more than a pipe holds"
+    if as_json:
+        assert len(json.loads(whole.stdout)["predictions"]) == 3000
+
+
 def test_labels_texts_and_paths_that_look_like_markup_are_shown_as_they_are(cli: Cli, tmp_path: Path) -> None:
     # a label "[spam]" vanished from every table, and a label or text holding "[/]" stopped the command
     folder = tmp_path / "odd [spam] folder [bold]"

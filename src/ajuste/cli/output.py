@@ -6,7 +6,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any, cast
 
 from rich.console import Console
 from rich.markup import escape
@@ -23,6 +23,36 @@ def plain(value: object) -> str:
     return escape(str(value))
 
 
+class WholeWrites:
+    """A text stream (stdout) whose every write is written whole or raises.
+
+    Python's buffered writer can return after the part of a large write that a pipe took, dropping the rest
+    without an error when the reader stopped early (``| head``): the command would then exit 0 with its output cut
+    short. Here each part the system took is followed by the rest, so a reader that is gone raises
+    BrokenPipeError, which the command line answers with exit status 141 as a Unix tool killed by SIGPIPE.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        raw = getattr(self.stream, "buffer", None)
+        if raw is None:  # a stream of text only (a test's StringIO): its writes are whole
+            return int(self.stream.write(text))
+        self.stream.flush()
+        left = memoryview(text.encode(self.stream.encoding or "utf-8", self.stream.errors or "strict"))
+        while left:
+            taken = raw.write(left)
+            raw.flush()
+            if not taken:  # a non-blocking stream that would block: said, never a silent loss
+                raise BlockingIOError("the output took none of the bytes written")
+            left = left[taken:]
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding...: the stream's own
+        return getattr(self.stream, name)
+
+
 class _Console(Console):
     def on_broken_pipe(self) -> None:
         """The reader stopped early (``| head``): rich's own answer exits 1, as a failure; the command line's ends
@@ -36,7 +66,9 @@ class Output:
     def __init__(self, *, json_mode: bool, quiet: bool) -> None:
         self.json_mode = json_mode
         self.quiet = quiet
-        self.console = _Console(stderr=json_mode, highlight=False, soft_wrap=True)
+        self.console = _Console(
+            file=sys.stderr if json_mode else cast(IO[str], WholeWrites(sys.stdout)), highlight=False, soft_wrap=True
+        )
         self.errors = _Console(stderr=True, highlight=False, soft_wrap=True)
 
     @property
@@ -76,5 +108,4 @@ class Output:
 
     def json(self, content: Mapping[str, Any]) -> None:
         if self.json_mode:
-            sys.stdout.write(json.dumps(json_safe(content), ensure_ascii=False) + "\n")
-            sys.stdout.flush()
+            WholeWrites(sys.stdout).write(json.dumps(json_safe(content), ensure_ascii=False) + "\n")
