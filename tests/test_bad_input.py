@@ -169,6 +169,34 @@ def test_label_col_flag_naming_an_absent_column(cli: Cli, csv_file: Path, out: P
     assert_nothing_written(out)
 
 
+@pytest.mark.parametrize("flags", [("--text-col", "text"), ("--label-col", "label"), ("--text-col", "body")])
+def test_a_column_named_for_label_tab_text_lines_is_refused(
+    cli: Cli, tmp_path: Path, out: Path, flags: tuple[str, str]
+) -> None:
+    # a lines file's columns are ajuste's own names: "--text-col text" was accepted and did nothing
+    texts, labels = make_texts(40)
+    path = tmp_path / "data.txt"
+    path.write_text("".join(f"{y}\t{t}\n" for t, y in zip(texts, labels)), encoding="utf-8")
+    message = user_error(cli("train", "--data", path, *flags, "--out", out))
+    assert "holds label<TAB>text lines, with no named columns" in message and f"{flags[0]} '{flags[1]}'" in message
+    assert_nothing_written(out)
+
+
+def test_a_column_named_for_a_file_of_texts_to_predict_is_refused(cli: Cli, trained_run: Path, tmp_path: Path) -> None:
+    lines = tmp_path / "texts.txt"
+    lines.write_text("free prize now\nsee you at 8\n", encoding="utf-8")
+    predictions = tmp_path / "p.csv"
+    message = user_error(cli("predict", trained_run, "--input", lines, "--text-col", "text", "--output", predictions))
+    assert "holds one text per line, with no columns" in message and not predictions.exists()
+
+
+def test_a_column_named_for_a_built_in_dataset_is_refused(cli: Cli, sms_dir: Path, out: Path) -> None:
+    given = ("--dataset", "sms-spam", "--data-dir", sms_dir, "--label-col", "v1", "--out", out)
+    message = user_error(cli("train", *given))
+    assert "the built-in dataset sms-spam has its own texts and labels" in message and "--label-col" in message
+    assert_nothing_written(out)
+
+
 def test_empty_file(cli: Cli, tmp_path: Path, out: Path) -> None:
     path = tmp_path / "empty.csv"
     path.write_text("", encoding="utf-8")

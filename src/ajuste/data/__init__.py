@@ -31,6 +31,13 @@ def load_table(settings: DataSettings) -> Table:
     """Every row of the data source that ``settings`` names."""
     if settings.dataset is not None:
         dataset = get_builtin(settings.dataset)
+        columns = settings.text_col or settings.label_col
+        if columns and settings.val_path is None and settings.test_path is None:  # no file of the user's to read
+            raise ConfigError(
+                f"the built-in dataset {dataset.name} has its own texts and labels, and "
+                f"[[--text-col||text_col]] or [[--label-col||label_col]] names a column ('{columns}')",
+                fix="Leave them out, or give your file with [[--data FILE||path=FILE]].",
+            )
         path: Path = locate(dataset.name, settings.data_dir)
         return read_table(path, file_format=dataset.file_format, encoding="utf-8")
     if settings.path is None:

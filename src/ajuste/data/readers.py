@@ -599,6 +599,17 @@ def read_table(
             fix="Add labelled texts to it (a header naming the text and label columns, then a row per text), or "
             "point at another file.",
         )
+    named = [
+        f"{flag} '{name}'"
+        for flag, name in (("[[--text-col||text_col]]", text_col), ("[[--label-col||label_col]]", label_col))
+        if name
+    ]
+    if kind == "lines" and named:  # its two columns are ajuste's names, not the file's
+        raise DataError(
+            f"{path} holds label<TAB>text lines, with no named columns, and {' and '.join(named)} name one",
+            fix="Leave out [[--text-col||text_col]] and [[--label-col||label_col]], or give a CSV, TSV, JSONL or "
+            "Parquet file with those columns.",
+        )
     text, label, by_length = resolve_columns(path, columns, records, text_col, label_col)
     id_column = _find_column(("id",), [c for c in columns if c not in (text, label)])
     return Table(
@@ -663,7 +674,7 @@ def read_texts(
     if not records:
         found = f"column names only ({', '.join(columns)})" if columns and kind != "text" else "an empty file"
         raise DataError(f"{path} holds no rows", expected="at least one text", found=found)
-    if text_col is not None and text_col not in columns and kind == "text":
+    if text_col is not None and kind == "text":  # its one column is ajuste's name, not the file's
         raise DataError(
             f"{path} holds one text per line, with no columns, and {flag} names one ('{text_col}')",
             fix=f"Leave out {flag}, or give a CSV, TSV, JSONL or Parquet file with a '{text_col}' column.",
