@@ -67,3 +67,33 @@ def test_damaged_weights_are_one_line_on_the_light_path(cli: Cli, run: Path, tmp
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1 and "damaged" in result.err
     with pytest.raises(RunFolderError):
         RunFolder(copy).predictor()
+
+
+@pytest.mark.parametrize("damage", ["width", "vocabulary"])
+def test_a_folder_whose_files_disagree_is_refused_by_both_paths(
+    cli: Cli, run: Path, tmp_path: Path, damage: str
+) -> None:
+    """The NumPy path answered for a config naming another width than its weights', where PyTorch refused; a
+    vocabulary that is not one said a Python error as what it found."""
+    import json
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    if damage == "width":
+        config = json.loads((copy / "model" / "config.json").read_text(encoding="utf-8"))
+        config["settings"]["embed_dim"] = 32  # its weights are 16 wide
+        (copy / "model" / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    else:
+        (copy / "model" / "vocabulary.json").write_text("null", encoding="utf-8")
+    data = tmp_path / "data.csv"
+    write_csv(data, TEXTS, LABELS)
+    for command in (("predict", copy, "hello"), ("evaluate", copy, data)):
+        result = cli(*command)
+        lines = result.err.strip().splitlines()
+        assert result.code == 2 and len(lines) == 1, result.err
+        assert "NoneType" not in lines[0], lines[0]
+        if damage == "width":  # what differs: the settings against the weights, or PyTorch's first difference
+            assert "embed_dim 32" in lines[0] if command[0] == "predict" else "size mismatch" in lines[0], lines[0]
+        else:
+            assert "found a JSON null, not an object with a list of words" in lines[0], lines[0]

@@ -57,9 +57,11 @@ def load_weights(module: nn.Module, folder: Path) -> None:
     try:
         load_model(module, str(path), strict=True)
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:  # truncated, random bytes, other shapes
+        # PyTorch's first line only heads the list ("Error(s) in loading state_dict for ..."): its first item says
+        details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
         raise RunFolderError(
             f"the weights file {path} is damaged or belongs to another model",
-            found=first_line(exc),
+            found=details[0][:200] if details else first_line(exc),
             fix="Train again, or restore the run folder from a copy.",
         ) from None
 

@@ -70,4 +70,10 @@ class WordVocabulary:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WordVocabulary:
-        return cls(tuple(data["words"]), int(data["ngrams"]), int(data["buckets"]))
+        """The vocabulary that :meth:`to_dict` gave; ValueError, saying what was found, for anything else."""
+        words = data.get("words") if isinstance(data, dict) else None
+        if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
+            kinds = {type(None): "null", list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+            found = f"a JSON {kinds.get(type(data), 'value')}" if not isinstance(data, dict) else f"keys {sorted(data)}"
+            raise ValueError(f"{found}, not an object with a list of words, ngrams and buckets")
+        return cls(tuple(words), int(data["ngrams"]), int(data["buckets"]))

@@ -120,6 +120,8 @@ def read_model_config(folder: Path) -> dict[str, Any]:
             f"{folder} was not written by this version of ajuste",
             expected=f"format {FORMAT} version {FORMAT_VERSION}",
             found=str(found)[:120],
+            fix="Use the ajuste version that wrote it (run.yaml's `ajuste` section names it), or train again; a "
+            "damaged folder can be restored from a copy.",
         )
     runtime = config.get("runtime")
     if runtime not in RUNTIMES:
@@ -138,7 +140,13 @@ def read_model_config(folder: Path) -> dict[str, Any]:
         )
     labels, settings = config.get("labels"), config.get("settings")
     if not _distinct_labels(labels) or not isinstance(settings, dict):
-        raise RunFolderError(f"{config_file} is damaged", expected="settings and at least two labels, each once")
+        found = f"labels {str(labels)[:80]}" if not _distinct_labels(labels) else f"settings {str(settings)[:80]}"
+        raise RunFolderError(
+            f"{config_file} is damaged",
+            expected="settings and at least two labels, each once",
+            found=found,
+            fix="Train again, or restore the run folder from a copy.",
+        )
     return config
 
 
@@ -155,7 +163,9 @@ def _ensemble_config(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
     labels, members = config.get("labels"), config.get("members")
     if not _distinct_labels(labels) or not isinstance(members, list) or not members:
         raise RunFolderError(
-            f"{config_file} is damaged", expected="at least two labels, each once, and a list of members"
+            f"{config_file} is damaged",
+            expected="at least two labels, each once, and a list of members",
+            fix="Tune again, or restore the run folder from a copy.",
         )
     weights: list[Any] = [m.get("weight") if isinstance(m, dict) else None for m in members]
     valid = all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w <= 1 for w in weights)
@@ -200,7 +210,8 @@ class NumpyBag:
         self.vocabulary: WordVocabulary | PieceVocabulary
         try:
             entries = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
-            pieces = entries.get("kind") == "pieces"  # a static model: its encoder's tokenizer, beside it
+            pieces = isinstance(entries, dict) and entries.get("kind") == "pieces"  # a static model: its encoder's
+            # tokenizer, beside it
             if not pieces:
                 self.vocabulary = WordVocabulary.from_dict(entries)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -213,11 +224,17 @@ class NumpyBag:
             self.bias = weights["fc.bias"]
         except (SafetensorError, OSError, ValueError, KeyError) as exc:
             raise _damaged(folder / WEIGHTS_FILE, "the weights file", exc) from None
-        if self.embedding.shape != (self.vocabulary.size, self.weight.shape[1]) or self.weight.shape[0] != len(
-            self.classes_
+        width = config["settings"].get("embed_dim")  # a bag's; a static model's is its encoder's
+        if (
+            self.embedding.shape != (self.vocabulary.size, self.weight.shape[1])
+            or self.weight.shape[0] != len(self.classes_)
+            or (width is not None and self.embedding.shape[1] != width)
         ):
             raise RunFolderError(
-                f"the weights in {folder} do not match its vocabulary and labels",
+                f"the weights in {folder} do not match its settings, vocabulary and labels",
+                found=f"{self.embedding.shape[0]:,} rows {self.embedding.shape[1]} wide and {self.weight.shape[0]} "
+                f"classes, for {self.vocabulary.size:,} vocabulary entries, embed_dim {width} and "
+                f"{len(self.classes_)} labels",
                 fix="Train again, or restore the run folder from a copy.",
             )
         # The layer is linear, so the mean of the rows times the weights is the mean of each row's scores: one
