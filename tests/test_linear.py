@@ -186,6 +186,36 @@ def test_a_flag_of_the_linear_family_is_refused_for_another(cli: Cli, data: Path
     assert result.code == 2 and "--C applies to --model linear only, not bag" in result.err
 
 
+def test_settings_of_a_gradient_descent_are_refused_not_recorded_as_used(cli: Cli, data: Path, tmp_path: Path) -> None:
+    # `--lr 0.1 --epochs 5` were accepted, ignored by the solver and written in run.yaml as if they had been used
+    result = cli("train", "--data", data, "--model", "linear", "--lr", "0.1", "--epochs", "5", "--out", tmp_path / "a")
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert "linear is fitted by its solver in one pass, which does not use --epochs, --lr" in result.err
+    assert not (tmp_path / "a").exists()
+    refused = cli("train", "--data", data, "--model", "linear", "--no-restore-best", "--out", tmp_path / "b")
+    assert refused.code == 2 and "--no-restore-best" in refused.err
+    with pytest.raises(ConfigError, match=r"does not use train\.weight_decay"):
+        ajuste.train({"data": {"path": str(data)}, "model": {"family": "linear"}, "train": {"weight_decay": 0.1}})
+    ok = cli(
+        "train", "--data", data, "--model", "linear", "--epochs", "1", "--batch-size", "64", "--out", tmp_path / "c"
+    )
+    assert ok.code == 0, ok.err
+    again = cli("train", "--config", tmp_path / "c" / "run.yaml", "--out", tmp_path / "d", "--json")
+    assert again.code == 0 and again.json()["test"] == headline_test_metrics(tmp_path / "c"), again.err
+    # a search fixes --lr for every family: the linear final model's run.yaml records its own settings only
+    tuned = ajuste.tune(
+        data, model="linear", sampler="random", pruner="none", trials=1, train={"lr": 0.5}, out=tmp_path / "t"
+    )
+    written = yaml.safe_load((tuned.run_dir / "run.yaml").read_text(encoding="utf-8"))["train"]
+    assert written["lr"] is None and written["epochs"] == 1
+
+
+def headline_test_metrics(run: Path) -> dict[str, Any]:
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]
+    keys = ("accuracy", "macro_f1", "loss", "accuracy_ci95")
+    return {key: metrics[key] for key in keys}
+
+
 def test_tune_searches_the_linear_family_s_default_space(data: Path, tmp_path: Path) -> None:
     result = ajuste.tune(data, model="linear", sampler="random", pruner="none", trials=4, out=tmp_path / "run")
     trials = result.study.get_trials()

@@ -18,6 +18,7 @@ from ajuste.runs.folder import RunFolder, default_run_dir, read_paths
 from ajuste.runs.record import DistillRecord, RunFile, RunRecord, TestAccess
 from ajuste.runtime import configure_threads
 from ajuste.training.callbacks import Callback
+from ajuste.training.settings import unused_by_solver
 from ajuste.validation import validate
 
 if TYPE_CHECKING:  # PyTorch is imported when a run trains, not when ajuste.runs is
@@ -107,6 +108,27 @@ def _run_config(config: object) -> RunConfig:
     )
 
 
+def _check_solver_settings(config: RunConfig) -> None:
+    """A family fitted by a solver in one pass (linear) refuses the settings of a gradient descent, rather than
+    ignore them and record them in run.yaml as if they had been used."""
+    from ajuste.models.registry import registration
+
+    family = config.model.family
+    unused = unused_by_solver(config.train) if registration(family).solver else []
+    if unused:
+        flags = ", ".join(
+            "[[--no-restore-best||train.restore_best]]"
+            if name == "restore_best"
+            else f"[[--{name.replace('_', '-')}||train.{name}]]"
+            for name in unused
+        )
+        raise ConfigError(
+            f"{family} is fitted by its solver in one pass, which does not use {flags}",
+            fix=f"Leave {'it' if len(unused) == 1 else 'them'} out; {family}'s own settings are its model settings "
+            "(see `ajuste train --help`).",
+        )
+
+
 def _training_texts(config: RunConfig, data: PreparedData) -> TextDataset:
     """The texts the model learns from: the training split, or the stratified sample of it that
     ``train.subset`` asks for (recorded in the data report, which ``describe`` and run.yaml show)."""
@@ -141,6 +163,7 @@ def train(
     from ajuste.training.classifier import TextClassifier
 
     config = _run_config(config)
+    _check_solver_settings(config)
     started = time.perf_counter()
     configure_threads()
     if config.distill is not None:

@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial
 from ajuste.config import RunConfig
 from ajuste.data.prepare import PreparedData, stratified_sample
 from ajuste.errors import AjusteError, TrainingError
+from ajuste.models.registry import registration
 from ajuste.models.settings import FamilySettings
 from ajuste.runs.distill import student_data
 from ajuste.runs.folder import RunFolder
@@ -46,7 +47,7 @@ from ajuste.search.objective import TRIAL_ERRORS, Objective, trial_settings
 from ajuste.search.study import CHOSEN_BY, RESCORED, best_trials, count_states, importances, ranking, screen_only
 from ajuste.training.classifier import TextClassifier
 from ajuste.training.ensemble import EnsembleClassifier, log_probabilities
-from ajuste.training.settings import TrainSettings
+from ajuste.training.settings import TrainSettings, unused_by_solver
 
 __all__ = ["Final", "finish"]
 
@@ -95,6 +96,11 @@ def final_settings(
     screen's texts as ``train.subset``, so that ``ajuste train --config run.yaml`` trains what a refit on train
     does and the texts that trained the model are known."""
     model, train = trial_settings(objective.config, _settings_of(objective, best))
+    if registration(model.family).solver:  # training settings fixed for the other families are not its own
+        defaults = TrainSettings()
+        unused = unused_by_solver(train)
+        train = train.model_copy(update={name: getattr(defaults, name) for name in unused if name != "epochs"})
+        train = train.model_copy(update={"epochs": 1} if "epochs" in unused else {})
     if rescored is None and not averaged and (texts := screen_only(best)):
         train = train.model_copy(update={"subset": texts})
     return model, train

@@ -8,7 +8,16 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ajuste.fields import Settings
 
-__all__ = ["MAX_SEED", "METRICS", "CompileSettings", "DistillSettings", "FitSettings", "TrainSettings"]
+__all__ = [
+    "DESCENT_SETTINGS",
+    "MAX_SEED",
+    "METRICS",
+    "CompileSettings",
+    "DistillSettings",
+    "FitSettings",
+    "TrainSettings",
+    "unused_by_solver",
+]
 
 METRICS = ("accuracy", "macro_f1")
 #: The largest seed that every random generator a run seeds takes (NumPy's RandomState, in Optuna's samplers).
@@ -74,6 +83,31 @@ class TrainSettings(CompileSettings, FitSettings):
 
     def fit_settings(self) -> FitSettings:
         return FitSettings(**{k: getattr(self, k) for k in FitSettings.model_fields})
+
+
+#: What a gradient descent's schedule takes and a family fitted by a solver in one pass does not use (its
+#: batch size only groups the texts whose features are computed together).
+DESCENT_SETTINGS = (
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "scheduler",
+    "warmup",
+    "label_smoothing",
+    "max_grad_norm",
+    "grad_accum",
+    "early_stopping",
+    "monitor",
+    "restore_best",
+)
+
+
+def unused_by_solver(train: TrainSettings) -> list[str]:
+    """The settings of ``train`` that ask a gradient descent for something (away from their defaults, or more than
+    one epoch): a family fitted by a solver in one pass would ignore them."""
+    defaults = TrainSettings()
+    epochs = ["epochs"] if train.epochs not in (None, 1) else []
+    return epochs + [name for name in DESCENT_SETTINGS if getattr(train, name) != getattr(defaults, name)]
 
 
 class DistillSettings(Settings):
