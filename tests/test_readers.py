@@ -220,6 +220,18 @@ def test_jsonl_keeps_every_row_and_skips_blank_lines(tmp_path: Path) -> None:
     assert table.labels == labels
 
 
+def test_a_blank_line_of_a_one_column_csv_is_an_empty_text_and_keeps_the_rows_in_place(tmp_path: Path) -> None:
+    # pandas writes an empty text of a one-column frame as a blank line: dropped, every later row moved up one
+    texts = ["free prize now", "", "see you", "", "ok"]
+    path = tmp_path / "texts.csv"
+    path.write_text("text\n" + "".join(f"{text}\n" for text in texts), encoding="utf-8")  # as pandas writes it
+    read, _ = read_texts(path)
+    assert [t or "" for t in read] == texts
+    both = tmp_path / "both.csv"
+    both.write_text("text,label\na,x\n\nb,y\n", encoding="utf-8")
+    assert read_table(both).texts == ["a", "b"], "a blank line is no row of several columns"
+
+
 def test_jsonl_missing_keys_become_none(tmp_path: Path) -> None:
     path = tmp_path / "data.jsonl"
     lines = [{"text": "a", "label": "x"}, {"text": "b"}, {"label": "y", "note": 1}]

@@ -220,8 +220,10 @@ def _read_delimited(path: Path, text: str, delimiter: str, quoting: Literal[0, 1
         start = reader.line_num + 1
         for values in reader:
             start = reader.line_num + 1
-            if not values:  # a blank line is not a data row
-                continue
+            if not values:  # a blank line is no row of several columns; of one column, it is an empty value (as
+                if len(columns) != 1:  # pandas writes an empty text), or the rows after it would be numbered wrong
+                    continue
+                values = [""]
             if len(values) > len(columns) and any(value.strip() for value in values[len(columns) :]):
                 raise DataError(
                     f"line {start - 1} of {path} has more fields than its header",
