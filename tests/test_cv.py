@@ -174,3 +174,10 @@ def test_cv_is_part_of_the_study_and_a_search_without_it_keeps_its_fingerprint(d
     data = run_tune(config(data_file, tmp_path / "once", ONE_POINT, trials=1)).data
     space = search_space(plain)
     assert study_identity(cross_validated, data, space)["search"] != study_identity(plain, data, space)["search"]
+    # Pinned too (measured on b56e1cc, before train.subset existed): workers of an older ajuste join the same study
+    assert study_identity(plain, data, space) == {
+        "data": "17318528ed2e",
+        "split": "55a94e0370ac",
+        "space": "6029887bd098",
+        "search": "127002cca35e",
+    }

@@ -294,6 +294,7 @@ class TuneConfig(Settings):
         content = self.model_dump(mode="json", exclude={"out": True, "tune": not_the_study})
         if content.get("distill") is None:  # a search without a teacher keeps the fingerprint it always had
             content.pop("distill", None)
+        content["train"].pop("subset", None)  # never a search's (refused): the fingerprint from before it existed
         if content["tune"].get("cv") is None:  # and one without cross-validation too
             content["tune"].pop("cv", None)
         if content["tune"].get("screen") == "auto":  # and one with the default screening

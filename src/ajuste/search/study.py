@@ -191,7 +191,7 @@ def study_identity(
                 "space": config.space,
                 "families": config.families,
                 "model": config.model,
-                "train": config.train.model_dump(mode="json"),
+                "train": config.train.model_dump(mode="json", exclude={"subset"}),  # never a search's
                 "searched": space.families,
             }
         ),
