@@ -419,3 +419,18 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
         assert code == 2 and err.count("\n") == 1, err
         assert "cannot write the output folder /proc/ajuste-test-run: expected a place this user may create" in err
     assert not fitted  # refused before training
+
+
+def test_a_switch_that_is_not_true_or_false_replaces_nothing(tmp_path: Path) -> None:
+    # overwrite="no" is truthy: read as given, it replaced the run it was meant to keep
+    texts, labels = make_texts(40)
+    data = write_csv(tmp_path / "data.csv", texts, labels)
+    config = {"data": {"path": str(data)}, "model": {"family": "linear"}, "out": str(tmp_path / "run")}
+    ajuste.train(config)
+    before = (tmp_path / "run" / "run.yaml").read_bytes()
+    for value in ("no", 1, None):
+        with pytest.raises(ConfigError, match="overwrite must be True or False"):
+            ajuste.train(config, overwrite=value)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="overwrite must be True or False"):
+            ajuste.tune(str(data), model="linear", trials=1, out=tmp_path / "search", overwrite=value)  # type: ignore[arg-type]
+    assert (tmp_path / "run" / "run.yaml").read_bytes() == before and not (tmp_path / "search").exists()

@@ -26,6 +26,7 @@ __all__ = [
     "RunFolderError",
     "SearchError",
     "TrainingError",
+    "checked_switch",
     "first_line",
     "listing",
     "spoken",
@@ -163,3 +164,13 @@ class TrainingError(AjusteError):
 
 class SearchError(AjusteError):
     """A search that cannot go on: its shared study belongs to other settings, or its database is gone."""
+
+
+def checked_switch(value: object, name: str) -> bool:
+    """``value`` when it is True or False; a ConfigError otherwise: a switch such as ``overwrite="no"`` is truthy,
+    and read as given it would replace what the caller meant to keep."""
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"{name} must be True or False", found=repr(value)[:80], fix=f"Pass {name}=True or {name}=False."
+        )
+    return value

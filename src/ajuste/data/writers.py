@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ajuste.atomic import remove_leftovers, staged_file
-from ajuste.errors import ConfigError, DataError
+from ajuste.errors import ConfigError, DataError, checked_switch
 
 __all__ = ["check_output", "write_predictions"]
 
@@ -23,6 +23,7 @@ def check_output(path: str | Path, overwrite: bool = False) -> str:
     Called before any work, so that a bad ``--output`` is refused before predicting rather than after.
     Its folder is not created: a typo in it would otherwise leave a new folder somewhere unexpected.
     """
+    checked_switch(overwrite, "overwrite")
     path = Path(path)
     if path.is_dir():
         raise DataError(

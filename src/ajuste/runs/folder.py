@@ -37,7 +37,7 @@ from ajuste.atomic import (
     unwritable_place,
     write_text,
 )
-from ajuste.errors import RunFolderError, listing, yaml_problem
+from ajuste.errors import RunFolderError, checked_switch, listing, yaml_problem
 from ajuste.runs.record import RunFile, RunRecord, SearchInfo
 from ajuste.training.light import MODEL_CONFIG, NumpyBag, light_model
 from ajuste.validation import validation_messages
@@ -165,6 +165,7 @@ class RunFolder:
         """Refuse, before any work, to replace an existing folder unless asked to, and even when asked, to replace
         what is not a run folder or holds what the command reads (see :meth:`check_place`)."""
         target = self.path
+        checked_switch(overwrite, "overwrite")
         self.check_place(inputs)
         if target.exists() and not overwrite and any(target.iterdir()):
             raise RunFolderError(
@@ -456,6 +457,7 @@ class RunFolder:
     def check_search_target(self, overwrite: bool, inputs: Iterable[str | Path | None] = ()) -> None:
         """Before a search starts in this folder: refused as :meth:`check_target` refuses a run's, except that a
         folder holding a search is resumed (or, with ``overwrite``, started afresh)."""
+        checked_switch(overwrite, "overwrite")
         self.check_place(inputs)
         if not self.holds_other_content():
             if overwrite:

@@ -160,13 +160,13 @@ def _final_model(
         texts = data.train_and_val() if screen is None else screen.joined(data.val)
         classifier.fit_from(texts, None, fit, seed=seed, verbose=False)
     source = (
-        "the median of its re-scoring folds' best epochs"
+        "the median of the best trial's re-scoring folds' best epochs"
         if rescored is not None
-        else "the median of its folds' best epochs"
+        else "the median of the best trial's folds' best epochs"
         if objective.folds
-        else "its best epoch"
+        else "the best trial's best epoch"
     )
-    how = f"trained again with the best settings on train+val{on} for {epochs} epochs (the best trial's {source})"
+    how = f"trained again with the best settings on train+val{on} for {epochs} epochs ({source})"
     return classifier, {"refit": "train+val", "how": how, "epochs": epochs}, record
 
 

@@ -23,7 +23,16 @@ from torch import nn
 from ajuste.atomic import replace_folder, staging_folder, unsafe_place
 from ajuste.data.dataset import TextDataset
 from ajuste.data.prepare import normalise_label
-from ajuste.errors import AjusteError, ConfigError, DataError, NotFittedError, RunFolderError, first_line, listing
+from ajuste.errors import (
+    AjusteError,
+    ConfigError,
+    DataError,
+    NotFittedError,
+    RunFolderError,
+    checked_switch,
+    first_line,
+    listing,
+)
 from ajuste.models import Family, make_family
 from ajuste.models.base import count_parameters
 from ajuste.models.files import ONNX_FILE, WEIGHTS_FILE
@@ -514,6 +523,7 @@ class TextClassifier:
         folder, or the current folder or one above it."""
         if not isinstance(path, (str, Path)) or not str(path):
             raise RunFolderError("save takes the path of a folder", found=repr(path))
+        checked_switch(overwrite, "overwrite")
         target = Path(path).expanduser()  # "~/models/x" is the user's, not a folder named "~" here
         unsafe = unsafe_place(target)
         if unsafe is not None:
