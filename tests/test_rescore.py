@@ -155,6 +155,15 @@ def test_the_command_line_shows_the_candidates_and_the_choice(cli: Cli, data_fil
     assert "re-scored on 5 folds of train+val" in found.err and "chosen" in found.err
     summary = found.json()
     assert len(summary["rescore"]["candidates"]) == 2 and summary["rescore"]["chosen"] == summary["best_trial"]
+    # the choice is said as it was made: the chosen candidate's folds' mean, over train+val, by re-scoring's rule
+    choice, rescored = summary["choice"], summary["rescore"]
+    mean = next(c["cv"]["mean"] for c in rescored["candidates"] if c["trial"] == rescored["chosen"])
+    texts = summary["data"]["train"] + summary["data"]["val"]
+    assert (choice["scored_on"], choice["texts"], choice["value"]) == ("5 folds of train+val", texts, mean)
+    assert choice["by"] == rescored["chosen_by"]
+    assert f"val accuracy {mean:.4f} on 5 folds of train+val ({texts:,} texts" in found.err
+    record = yaml.safe_load((tmp_path / "run" / "run.yaml").read_text(encoding="utf-8"))["record"]["search"]
+    assert record["chosen_by"] == record["rescore"]["chosen_by"]
 
 
 def test_tune_from_python_takes_rescore(data_file: Path, tmp_path: Path) -> None:

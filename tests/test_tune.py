@@ -592,13 +592,13 @@ def test_the_command_says_how_the_final_trial_was_chosen_and_how_close_it_was() 
     from ajuste.cli.commands import _choice_line
 
     tie = {"protocol": "validation", "by": CHOSEN_BY, "metric": "accuracy", "scored_on": "the validation split"}
-    line = _choice_line(5, 1.0, {**tie, "texts": 128, "tied_at_best": 7, "one_text": 1 / 128})
+    line = _choice_line(5, {**tie, "value": 1.0, "texts": 128, "tied_at_best": 7, "one_text": 1 / 128})
     assert "trial 5" in line and "128 texts, one text 0.78 points" in line and "7 trials tied" in line
     assert "lowest validation loss" in line and "--rescore 3" in line and "--cv 5" in line
-    alone = _choice_line(5, 1.0, {**tie, "texts": 128, "tied_at_best": 1, "one_text": 1 / 128})
+    alone = _choice_line(5, {**tie, "value": 1.0, "texts": 128, "tied_at_best": 1, "one_text": 1 / 128})
     assert "tied" not in alone and "--rescore" not in alone  # no tie: nothing to suggest
     folds = {**tie, "protocol": "cv", "scored_on": "5 folds of train+val", "texts": 1152, "tied_at_best": 3}
-    line = _choice_line(2, 0.98, {**folds, "metric": "loss", "one_text": None})
+    line = _choice_line(2, {**folds, "value": 0.98, "metric": "loss", "one_text": None})
     assert "5 folds of train+val (1,152 texts)" in line and "one text" not in line and "--cv" not in line
 
 

@@ -103,10 +103,10 @@ def _data_source(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
-def _choice_line(trial: int, value: float, choice: Mapping[str, Any]) -> str:
+def _choice_line(trial: int, choice: Mapping[str, Any]) -> str:
     """How the final trial was chosen, and how close it was: on a small validation split the tie-break often
     decides, and the user should know it, and what else there is."""
-    texts, tied = choice["texts"], choice["tied_at_best"]
+    texts, tied, value = choice["texts"], choice["tied_at_best"], choice["value"]
     step = f", one text {100 * choice['one_text']:.2f} points" if choice.get("one_text") else ""
     line = f"trial {trial}, val {choice['metric']} {value:.4f} on {choice['scored_on']} ({texts:,} texts{step})"
     line += f"; {tied} trials tied at it" if tied > 1 else ""
@@ -293,7 +293,7 @@ def tune(args: argparse.Namespace) -> int:
             f"{single['loss']:.4f}, ensemble accuracy {both['accuracy']:.4f} loss {both['loss']:.4f}"
         )
     if result.choice is not None:
-        out.say(f"[bold]chosen[/] {_choice_line(result.best_trial, result.best_value, result.choice)}")
+        out.say(f"[bold]chosen[/] {_choice_line(result.best_trial, result.choice)}")
     if result.classifier is not None:
         final = (
             f"an ensemble of {len(chosen.members)} trials (--ensemble 1: trial {result.best_trial}'s model alone)"

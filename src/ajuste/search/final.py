@@ -448,7 +448,7 @@ def finish(folder: RunFolder, objective: Objective, study: optuna.Study, info: S
         best_value=best.value,
         best_params=params,
         importances=found,
-        chosen_by=CHOSEN_BY,
+        chosen_by=rescored.chosen_by if rescored is not None else CHOSEN_BY,  # the rule that chose the trial
         **refit,
         ensemble=chosen,
         cv=cv,

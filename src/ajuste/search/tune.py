@@ -561,22 +561,25 @@ def how_chosen(config: TuneConfig, study: optuna.Study, final: Final, data: Prep
     complete trials shared the best score, over how many texts that score was counted (the validation split, or
     train+val under ``--cv``), and, for accuracy, what one text is worth. On a small validation split a tie at the
     top is common, and the user should see that the tie-break, not the score, made the choice."""
-    best = final.best
-    top = complete_trials(study)
-    tied = sum(1 for t in top if best.value is not None and math.isclose(float(t.value or 0.0), float(best.value)))
+    best, rescored = final.best, final.rescore
     counts = data.counts()
-    texts = counts["train"] + counts["val"] if config.tune.cv else counts["val"]
-    if final.rescore is not None:
+    folds = rescored.folds if rescored is not None else config.tune.cv
+    texts = counts["train"] + counts["val"] if folds else counts["val"]
+    if rescored is not None:  # chosen on the folds' means of the re-scored candidates, not on the search's scores
+        means = {c.trial: c.cv.mean for c in rescored.candidates}
+        value = means[rescored.chosen]
+        tied = sum(1 for mean in means.values() if math.isclose(mean, value))
         protocol = "rescore"
-    elif final.averaged:
-        protocol = "ensemble"
     else:
-        protocol = "cv" if config.tune.cv else "validation"
+        value = float(best.value) if best.value is not None else math.nan
+        tied = sum(1 for t in complete_trials(study) if math.isclose(float(t.value or 0.0), value))
+        protocol = "ensemble" if final.averaged else "cv" if config.tune.cv else "validation"
     return {
         "protocol": protocol,
         "by": final.chosen_by,
         "metric": config.tune.metric,
-        "scored_on": f"{config.tune.cv} folds of train+val" if config.tune.cv else "the validation split",
+        "value": value,
+        "scored_on": f"{folds} folds of train+val" if folds else "the validation split",
         "texts": texts,
         "tied_at_best": tied,
         "one_text": 1 / texts if config.tune.metric == "accuracy" and texts else None,
