@@ -634,3 +634,43 @@ def test_a_trial_line_shows_a_solver_family_no_training_settings(data_file: Path
     assert linear and bag, lines
     assert all("classifier=" in line and "epochs=" not in line for line in linear), linear
     assert all("epochs=" in line for line in bag), bag
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        ({"model": "bag", "space": {"model.family": ["bag", "linear"]}}, "model and the space's model.family both"),
+        ({"model": []}, "tune's model list is empty"),
+        ({"model": "bag", "train": [1]}, "train is a mapping of setting names to values"),
+        ({"model": "bag", "out": 123}, "out is the path of a folder"),
+    ],
+)
+def test_tune_from_python_refuses_what_the_command_line_would(
+    arguments: dict[str, Any], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each ran: a family the user left out searched, every default family searched, a TypeError, a folder "123"
+    monkeypatch.chdir(tmp_path)
+    texts, labels = make_texts(40)
+    data = write_csv(tmp_path / "data.csv", texts, labels)
+    with pytest.raises(ConfigError, match=said):
+        tune(data, trials=1, **{"out": tmp_path / "run", **arguments})
+    assert list(tmp_path.iterdir()) == [data], "nothing written"
+
+
+def test_the_python_api_says_what_it_takes_instead_of_failing_inside(tmp_path: Path) -> None:
+    from ajuste.data import load_data
+    from ajuste.runs.distill import distill
+
+    texts, labels = make_texts(40)
+    data = write_csv(tmp_path / "data.csv", texts, labels)
+    with pytest.raises(ConfigError, match="load_data takes data settings"):
+        load_data(str(data))  # type: ignore[arg-type]
+    assert len(load_data({"path": str(data)}).train) == 28
+    with pytest.raises(ConfigError, match="TextClassifier takes a family's settings object"):
+        TextClassifier("bag")  # type: ignore[arg-type]
+    model = TextClassifier().compile()
+    model.fit(texts, labels, epochs=1, verbose=False)
+    with pytest.raises(ConfigError, match="evaluate's seed must be a whole number >= 0"):
+        model.evaluate(texts[:4], labels[:4], seed=-1)
+    with pytest.raises(ConfigError, match="train is a mapping"):
+        distill(tmp_path / "teacher", train=[1])  # type: ignore[arg-type]

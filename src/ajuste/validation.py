@@ -13,7 +13,7 @@ from ajuste.models.registry import FAMILIES, ModelSettings
 from ajuste.models.settings import FamilySettings
 from ajuste.training.settings import DistillSettings, TrainSettings
 
-__all__ = ["model_settings", "register_section", "validate", "validation_messages"]
+__all__ = ["folder_path", "model_settings", "register_section", "settings_mapping", "validate", "validation_messages"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -173,3 +173,24 @@ def model_settings(values: dict[str, Any]) -> FamilySettings:
         return adapter.validate_python(values)
     except ValidationError as exc:
         raise _invalid(exc, "model") from None
+
+
+def settings_mapping(value: Any, name: str, example: str) -> dict[str, Any]:
+    """The settings given to an API function as ``name`` (empty when None); a ConfigError for anything but a
+    mapping, with ``example`` as the fix."""
+    from collections.abc import Mapping
+
+    if value is not None and not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{name} is a mapping of setting names to values", found=type(value).__name__, fix=f"Pass {example}."
+        )
+    return dict(value or {})
+
+
+def folder_path(out: Any) -> str | None:
+    """An API function's ``out``: the path of a folder as text, or None for the default; a ConfigError else."""
+    import os
+
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise ConfigError("out is the path of a folder", found=type(out).__name__, fix="Pass out='runs/name', or None.")
+    return str(out) if out is not None else None

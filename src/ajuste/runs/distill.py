@@ -27,7 +27,7 @@ from ajuste.runs.record import DistillRecord
 from ajuste.runs.teacher import Teacher
 from ajuste.runs.train import RunResult, train
 from ajuste.training.settings import DistillSettings
-from ajuste.validation import validate
+from ajuste.validation import folder_path, settings_mapping, validate
 
 if TYPE_CHECKING:
     from ajuste.training.distillation import TeacherTargets
@@ -215,15 +215,16 @@ def distill_config(
             found=repr(student)[:80],
             fix="Pass student='bag', or student={'family': 'bag', 'embed_dim': 32}.",
         )
+    training, folder = settings_mapping(train, "train", "train={'epochs': 3}"), folder_path(out)
     distilled = validate(DistillSettings, {"teacher": str(teacher), **settings}, "distill")
     data, seed = teacher_data(teacher)
     model = {"family": student} if isinstance(student, str) else dict(student)
     values = {
         "data": data,
         "model": model,
-        "train": dict(train or {}),
+        "train": training,
         "seed": seed,
-        "out": str(out) if out is not None else None,
+        "out": folder,
         "distill": distilled.model_dump(),
     }
     return validate(RunConfig, values)

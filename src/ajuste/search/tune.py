@@ -66,7 +66,7 @@ from ajuste.search.study import (
     unreached,
 )
 from ajuste.training.classifier import TextClassifier
-from ajuste.validation import model_settings, validate
+from ajuste.validation import folder_path, model_settings, settings_mapping, validate
 
 __all__ = ["SearchInterrupted", "TuneResult", "default_tune_dir", "how_chosen", "run_tune", "trial_settings", "tune"]
 
@@ -711,12 +711,19 @@ def tune(
         teaching = {"teacher": str(distill_from), **dict(distill or {})}
     elif distill:
         raise ConfigError("distill settings need distill_from", fix="Name the teacher's run folder: distill_from=RUN.")
+    searched = _space_values(space)
+    if model is not None and searched is not None and searched.get("model.family") is not None:
+        raise ConfigError(
+            "model and the space's model.family both choose the families to search",
+            found=f"model={model!r} and model.family {searched['model.family']!r}",
+            fix="Drop model, or remove model.family from the space.",
+        )
     values = {
         "data": _data_values("sms-spam" if data is None else data),
         "model": fixed,
         "families": families,
-        "train": dict(train or {}),
-        "space": _space_values(space),
+        "train": settings_mapping(train, "train", "train={'epochs': 3}"),
+        "space": searched,
         "tune": {
             "sampler": sampler,
             "pruner": pruner,
@@ -734,7 +741,7 @@ def tune(
             "ensemble": ensemble,
         },
         "seed": 123 if seed is None else seed,
-        "out": str(out) if out is not None else None,
+        "out": folder_path(out),
         "distill": teaching,
     }
     return run_tune(validate(TuneConfig, values), overwrite=overwrite, finalize=finalize)
@@ -788,5 +795,10 @@ def _model_values(model: str | Sequence[str] | Mapping[str, Any] | None) -> tupl
             "tune's model is a family or checkpoint, a list of them, or a mapping of model settings",
             found=_kind(model),
             fix="Pass model='bag', model=['bag', 'minilm'] or model={'family': 'bag', 'embed_dim': 64}.",
+        )
+    if model is not None and not model:  # an empty list would search every default family, as if unset
+        raise ConfigError(
+            "tune's model list is empty",
+            fix="Name the families to search (model=['bag', 'minilm']), or pass model=None for the default ones.",
         )
     return {}, list(model or [])

@@ -153,6 +153,12 @@ def _class_weights(weights: Any) -> dict[str, float] | None:
     return checked
 
 
+def _check_seed(seed: object, method: str) -> None:
+    """A ConfigError unless ``seed`` is a whole number >= 0 (what every random generator seeded takes)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{method}'s seed must be a whole number >= 0", found=repr(seed))
+
+
 class TextClassifier:
     """A text classifier of any family, trained and used like a Keras model.
 
@@ -164,6 +170,12 @@ class TextClassifier:
     """
 
     def __init__(self, model: FamilySettings | None = None, *, labels: Sequence[str] | None = None) -> None:
+        if model is not None and not isinstance(model, FamilySettings):  # a name failed later, inside fit
+            raise ConfigError(
+                "TextClassifier takes a family's settings object",
+                found=type(model).__name__,
+                fix="Pass ajuste.models.BagSettings(...) and the like, or use ajuste.build('bag') for a name.",
+            )
         self.settings: FamilySettings = model if model is not None else BagSettings()
         self.labels = _class_names(labels) if labels is not None else None
         self.compile_settings: CompileSettings | None = None
@@ -302,8 +314,7 @@ class TextClassifier:
         teacher: TeacherTargets | None = None,
     ) -> History:
         """``fit`` from a settings object (as the command line does)."""
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigError("fit's seed must be a whole number >= 0", found=repr(seed))
+        _check_seed(seed, "fit")
         callbacks = () if callbacks is None else callbacks
         if not hasattr(callbacks, "__iter__"):
             raise ConfigError(
@@ -501,7 +512,9 @@ class TextClassifier:
         seed: int = 0,
         precision: str | None = None,
     ) -> dict[str, Any]:
-        """Accuracy (with a 95% interval), macro-F1, per-class precision/recall/F1, confusion matrix and loss."""
+        """Accuracy (with a 95% interval), macro-F1, per-class precision/recall/F1, confusion matrix and loss;
+        ``seed`` seeds the interval's bootstrap."""
+        _check_seed(seed, "evaluate")
         family, module, classes = self._require_fitted("evaluate")
         data = _as_dataset(x, y, "evaluation data")
         targets = self._targets(data, "evaluation data")
