@@ -155,10 +155,17 @@ def test_train_subset_learns_from_a_stratified_sample_of_the_training_split(
     args = ("train", "--data", csv_file, *FAST_BAG, "--epochs", "1", "--subset", "40")
     summary = ok(cli(*args, "--out", out, "--json")).json()
     assert summary["data"]["train"] == 84 and summary["data"]["trained_on"] == 40
+    assert summary["data"]["classes"]["trained_on"] == {"ham": 20, "spam": 20}
     written = yaml.safe_load((out / "run.yaml").read_text(encoding="utf-8"))
     assert written["train"]["subset"] == 40
-    assert written["record"]["data"]["train_subset"] == {"texts": 40, "of": 84, "seed": 123}
-    assert "trained on 40 of the 84 training texts" in ok(cli(*args, "--out", tmp_path / "said")).out
+    assert written["record"]["data"]["train_subset"] == {
+        "texts": 40,
+        "of": 84,
+        "seed": 123,
+        "classes": {"ham": 20, "spam": 20},
+    }
+    said = ok(cli(*args, "--out", tmp_path / "said")).out
+    assert "trained on 40 of the 84 training texts (a sample: ham=20, spam=20)" in " ".join(said.split())
     again = ok(cli("train", "--config", out / "run.yaml", "--out", tmp_path / "again", "--json")).json()
     assert again["test"] == summary["test"], "run.yaml's subset is the same sample"
     trained = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["train"]

@@ -220,7 +220,8 @@ def test_run_yaml_s_settings_of_a_screen_s_model_train_it_again_with_train_subse
     result = train(again, verbose=False)
     test = objective.data.test.texts
     assert result.classifier.predict_proba(test).tolist() == kept.predict_proba(test).tolist()
-    assert result.data.report["train_subset"] == {"texts": 60, "of": len(objective.data.train), "seed": tuned.seed}
+    subset = result.data.report["train_subset"]
+    assert (subset["texts"], subset["of"], subset["seed"]) == (60, len(objective.data.train), tuned.seed)
     written = yaml.safe_load((tmp_path / "again" / "run.yaml").read_text(encoding="utf-8"))
     assert written["train"]["subset"] == 60
 

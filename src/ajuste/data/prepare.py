@@ -516,7 +516,9 @@ def describe(data: PreparedData) -> str:
     sizes = data.counts()
     parts.append(f"split {sizes['train']}/{sizes['val']}/{sizes['test']}")
     if "train_subset" in r:
-        parts.append(f"trained on {r['train_subset']['texts']:,} of the {sizes['train']:,} training texts (a sample)")
+        sample = r["train_subset"]
+        shares = ", ".join(f"{k}={v}" for k, v in sorted(sample["classes"].items()))
+        parts.append(f"trained on {sample['texts']:,} of the {sizes['train']:,} training texts (a sample: {shares})")
     for name, source in (r.get("sources") or {}).items():
         if name != "train" and source != r["sources"]["train"]:
             removed = r["leak_check"][f"removed_from_training_also_in_{name}"]

@@ -54,9 +54,10 @@ class RunResult:
         }
         counts.update(report.get("leak_check", {}))
         counts.update(self.data.counts())
+        counts["classes"] = {name: split for name, split in report["split"].items()}
         if "train_subset" in report:  # the model learnt from a sample of the training split
             counts["trained_on"] = report["train_subset"]["texts"]
-        counts["classes"] = {name: split for name, split in report["split"].items()}
+            counts["classes"]["trained_on"] = report["train_subset"]["classes"]
         return counts
 
     def summary(self) -> dict[str, Any]:
@@ -144,7 +145,12 @@ def _training_texts(config: RunConfig, data: PreparedData) -> TextDataset:
         fix=f"Give a [[--subset||train.subset]] of at most {len(data.train):,}, or leave it out to train on every "
         "training text.",
     )
-    data.report["train_subset"] = {"texts": len(texts), "of": len(data.train), "seed": config.seed}
+    data.report["train_subset"] = {
+        "texts": len(texts),
+        "of": len(data.train),
+        "seed": config.seed,
+        "classes": texts.class_counts(),
+    }
     return texts
 
 
