@@ -458,7 +458,8 @@ def test_a_grid_larger_than_the_budget_is_thinned_least_important_settings_first
     size = coarse.grid_size()
     assert size is not None and 8 <= size <= 30
     values = {item.key: item.values() for item in coarse.scopes["bag"].items if isinstance(item, Param)}
-    assert len(values["train.lr"]) >= 2, "the learning rate keeps points longest"
+    assert len(values["train.lr"]) == 5, "the learning rate keeps its points longest"
+    assert len(values["train.batch_size"]) == 1, "a choice of lesser importance goes before it"
     assert len(values["train.warmup"]) == 1 and len(values["train.weight_decay"]) == 1
     assert any(line.endswith("train.warmup 5 → 1 (0.1)") or "train.warmup 5 → 1 (0.1)" in line for line in lines)
     assert all(len(set(point.values())) for point in coarse.grid())

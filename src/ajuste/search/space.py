@@ -390,27 +390,24 @@ class SearchSpace:
 
     def coarsened(self, points: int) -> tuple[SearchSpace, list[str]]:
         """This space with fewer grid points per setting — numeric settings first, then choices, the least
-        important first — until its grid has at most ``points`` points or nothing is left to thin; and one
-        line per setting that lost points."""
+        important first, each down to one point before the next loses any — until its grid has at most ``points``
+        points or nothing is left to thin; and one line per setting that lost points."""
         size = self.grid_size()
         if size is not None and size <= points:
             return self, []
         items = [item for scope in self.scopes.values() for item in scope.items if isinstance(item, Param)]
         items = [p for p in items if len(p.values()) > 1]
-        # numeric before categorical; within each, settings not in _GRID_PRIORITY first, then from its end
+        # settings not in _GRID_PRIORITY first (numeric before categorical), then those, from its end
         rank = {key: i for i, key in enumerate(_GRID_PRIORITY)}
-        items.sort(key=lambda p: (p.kind == "categorical", -rank.get(p.key, len(rank))))
+        items.sort(key=lambda p: (p.key in rank, p.key not in rank and p.kind == "categorical", -rank.get(p.key, 0)))
         counts = {p.label: len(p.values()) for p in items}
         space = self
-        while (size is None or size > points) and any(count > 1 for count in counts.values()):
-            for param in items:  # one step fewer for each setting in turn
+        for param in items:  # the least important setting down to one point before the next loses any
+            while counts[param.label] > 1 and (size is None or size > points):
                 count = counts[param.label]
-                if count > 1:
-                    counts[param.label] = count // 2 if count > 3 else count - 1
-                    space = self._with_points(counts)
-                    size = space.grid_size()
-                    if size is not None and size <= points:
-                        break
+                counts[param.label] = count // 2 if count > 3 else count - 1
+                space = self._with_points(counts)
+                size = space.grid_size()
         changed = []
         for p in items:
             if counts[p.label] < len(p.values()):
