@@ -890,3 +890,21 @@ def test_the_api_refuses_odd_arguments_in_its_own_words(
     saved = trained_bag.save("~/model")
     assert saved == tmp_path / "home" / "model" and not (tmp_path / "~").exists()
     assert ajuste.load("~/model").classes_ == trained_bag.classes_
+
+
+def test_a_text_that_is_a_list_mapping_or_bytes_is_refused_and_a_missing_one_is_empty() -> None:
+    # predict([["great", "movie"]]) read "['great', 'movie']" as words; NaN was the word "nan"
+    import ajuste
+    from ajuste.errors import ConfigError
+    from tests.conftest import make_texts
+
+    texts, labels = make_texts(30)
+    model = ajuste.build("bag", embed_dim=8, buckets=64).compile()
+    model.fit(texts, labels, epochs=1, verbose=False)
+    for item, said in ((["great", "movie"], "text 1 is a list"), ({"a": 1}, "text 1 is a dict"), (b"x", "is bytes")):
+        with pytest.raises(ConfigError, match=said):
+            model.predict(["fine", item])
+        with pytest.raises(ConfigError, match=said):
+            model.fit(["fine", item, *texts], ["ham", "spam", *labels], epochs=1, verbose=False)
+    missing = model.predict_proba([None, float("nan"), ""])
+    assert (missing[0] == missing[2]).all() and (missing[1] == missing[2]).all(), "None and NaN are empty texts"

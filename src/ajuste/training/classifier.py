@@ -38,7 +38,7 @@ from ajuste.models.base import count_parameters
 from ajuste.models.files import ONNX_FILE, WEIGHTS_FILE
 from ajuste.models.settings import PRECISIONS, BagSettings, FamilySettings
 from ajuste.runtime import configure_threads
-from ajuste.texts import valid_text
+from ajuste.texts import text_items, valid_text
 from ajuste.training.callbacks import (
     Callback,
     EarlyStopping,
@@ -102,7 +102,7 @@ def _as_dataset(x: DataLike, y: Sequence[Any] | None, what: str) -> TextDataset:
         raise ConfigError(f"{what} needs labels", fix="Pass y=labels, or a TextDataset.")
     if isinstance(y, (str, bytes)):  # it was taken apart: "abab" gave the classes 'a' and 'b'
         raise ConfigError(f"{what}: the labels must be a list", found="a single string", fix="Give one label per text.")
-    texts = [valid_text(t) for t in x]
+    texts = text_items(x, what)
     # as a data file's labels are read: 1.0 is the class 1 (a float array's), None and NaN are no label
     labels = [normalise_label(valid_text(label)) for label in y]
     if len(texts) != len(labels):
@@ -489,7 +489,7 @@ class TextClassifier:
             raise ConfigError("predict takes a list of texts", found="a single string", fix="Wrap it in a list.")
         if not hasattr(texts, "__iter__"):  # predict(None): "'NoneType' object is not iterable"
             raise ConfigError("predict takes a list of texts", found=type(texts).__name__)
-        texts = [valid_text(t) for t in texts]
+        texts = text_items(texts, "predict")
         logits = self._logits(family, module, texts, batch_size, precision)
         if logits.numel() == 0:
             return np.zeros((0, len(self.classes_ or [])), dtype=np.float32)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ajuste.errors import ConfigError, RunFolderError, first_line
 from ajuste.models.files import ONNX_FILE, WEIGHTS_FILE
-from ajuste.texts import valid_text
+from ajuste.texts import text_items
 
 __all__ = [
     "ENSEMBLE_RUNTIME",
@@ -246,7 +246,7 @@ class NumpyBag:
             raise ConfigError("predict takes a list of texts", found="a single string", fix="Wrap it in a list.")
         if not hasattr(texts, "__iter__"):  # predict(None): "'NoneType' object is not iterable"
             raise ConfigError("predict takes a list of texts", found=type(texts).__name__)
-        encoded = self.vocabulary.encode_batch([valid_text(text) for text in texts])
+        encoded = self.vocabulary.encode_batch(text_items(texts, "predict"))
         bags = [ids[: self.max_length or None] for ids in encoded]
         lengths = np.array([len(ids) for ids in bags], dtype=np.int64)
         means = np.zeros((len(bags), self.scores.shape[1]), dtype=np.float32)
