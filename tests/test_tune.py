@@ -663,9 +663,8 @@ def test_the_python_api_says_what_it_takes_instead_of_failing_inside(tmp_path: P
 
     texts, labels = make_texts(40)
     data = write_csv(tmp_path / "data.csv", texts, labels)
-    with pytest.raises(ConfigError, match="load_data takes data settings"):
+    with pytest.raises(ConfigError, match="load_data takes a DataSettings"):
         load_data(str(data))  # type: ignore[arg-type]
-    assert len(load_data({"path": str(data)}).train) == 28
     with pytest.raises(ConfigError, match="TextClassifier takes a family's settings object"):
         TextClassifier("bag")  # type: ignore[arg-type]
     model = TextClassifier().compile()

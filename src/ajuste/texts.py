@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-__all__ = ["text_items", "valid_text"]
+__all__ = ["valid_text"]
 
 
 def valid_text(value: object) -> str:
@@ -19,23 +17,3 @@ def valid_text(value: object) -> str:
     except UnicodeEncodeError:  # halves of a pair become the pair; a lone one, U+FFFD
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
-
-
-def text_items(values: Iterable[object], what: str) -> list[str]:
-    """The items of ``values`` as texts for a model: a missing one (None, NaN) is empty, a number its digits; a
-    list, mapping or bytes is refused with a ConfigError naming its row (its ``str`` would be read as words)."""
-    from ajuste.errors import ConfigError
-
-    texts = []
-    for row, value in enumerate(values):
-        if isinstance(value, float) and value != value:  # NaN: pandas' and NumPy's missing text
-            value = None
-        elif not isinstance(value, (str, int, float)) and value is not None:
-            bytes_like = isinstance(value, (bytes, bytearray))
-            raise ConfigError(
-                f"{what}: text {row} is {'bytes' if bytes_like else 'a ' + type(value).__name__}, not a text",
-                found=repr(value)[:60],
-                fix="Decode it first (value.decode('utf-8'))." if bytes_like else "Give each text as a string.",
-            )
-        texts.append(valid_text(value))
-    return texts

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from ajuste.data.builtin import BUILTIN_DATASETS, BuiltinDataset, get_builtin, locate
 from ajuste.data.dataset import Table, TextDataset
@@ -64,20 +62,15 @@ def resolved_balance(settings: DataSettings) -> str:
     return "none"
 
 
-def load_data(settings: DataSettings | Mapping[str, Any], seed: int = 123) -> PreparedData:
+def load_data(settings: DataSettings, seed: int = 123) -> PreparedData:
     """Read, clean, dedupe, balance and split the data that ``settings`` describe; the validation and test
-    splits come from their own files when ``val_path`` / ``test_path`` name them. ``settings`` may be a mapping of
-    them (``{"path": "texts.csv"}``)."""
+    splits come from their own files when ``val_path`` / ``test_path`` name them."""
     if not isinstance(settings, DataSettings):
-        if not isinstance(settings, Mapping):
-            raise ConfigError(
-                "load_data takes data settings",
-                expected="a DataSettings or a mapping such as {'path': 'texts.csv'} or {'dataset': 'sms-spam'}",
-                found=type(settings).__name__,
-            )
-        from ajuste.validation import validate
-
-        settings = validate(DataSettings, dict(settings), "data")
+        raise ConfigError(
+            "load_data takes a DataSettings",
+            found=type(settings).__name__,
+            fix="Pass ajuste.DataSettings(path='texts.csv') or ajuste.DataSettings(dataset='sms-spam').",
+        )
     given = {}
     for name, path in (("val", settings.val_path), ("test", settings.test_path)):
         if path is not None:

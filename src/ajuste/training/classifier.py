@@ -38,7 +38,7 @@ from ajuste.models.base import count_parameters
 from ajuste.models.files import ONNX_FILE, WEIGHTS_FILE
 from ajuste.models.settings import PRECISIONS, BagSettings, FamilySettings
 from ajuste.runtime import configure_threads
-from ajuste.texts import text_items, valid_text
+from ajuste.texts import valid_text
 from ajuste.training.callbacks import (
     Callback,
     EarlyStopping,
@@ -59,6 +59,7 @@ from ajuste.training.light import (
     check_batch_size,
     is_model_folder,
     read_model_config,
+    text_items,
 )
 from ajuste.training.loop import (
     Batches,

@@ -11,7 +11,7 @@ PyTorch, which alone takes about a second.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -20,7 +20,7 @@ import numpy as np
 
 from ajuste.errors import ConfigError, RunFolderError, first_line
 from ajuste.models.files import ONNX_FILE, WEIGHTS_FILE
-from ajuste.texts import text_items
+from ajuste.texts import valid_text
 
 __all__ = [
     "ENSEMBLE_RUNTIME",
@@ -34,6 +34,7 @@ __all__ = [
     "is_model_folder",
     "light_model",
     "read_model_config",
+    "text_items",
 ]
 
 MODEL_CONFIG = "config.json"
@@ -264,6 +265,24 @@ class NumpyBag:
     def predict(self, texts: Sequence[str], batch_size: int | None = None, **_: Any) -> Predictions:
         check_batch_size(batch_size)  # all texts at once, but a wrong size is still refused
         return Predictions.of(self.predict_proba(texts), self.classes_)
+
+
+def text_items(values: Iterable[object], what: str) -> list[str]:
+    """The items of ``values`` as texts for a model: a missing one (None, NaN) is empty, a number its digits; a
+    list, mapping or bytes is refused with a ConfigError naming its row (its ``str`` would be read as words)."""
+    texts = []
+    for row, value in enumerate(values):
+        if isinstance(value, float) and value != value:  # NaN: pandas' and NumPy's missing text
+            value = None
+        elif not isinstance(value, (str, int, float)) and value is not None:
+            bytes_like = isinstance(value, (bytes, bytearray))
+            raise ConfigError(
+                f"{what}: text {row} is {'bytes' if bytes_like else 'a ' + type(value).__name__}, not a text",
+                found=repr(value)[:60],
+                fix="Decode it first (value.decode('utf-8'))." if bytes_like else "Give each text as a string.",
+            )
+        texts.append(valid_text(value))
+    return texts
 
 
 def check_batch_size(batch_size: int | None) -> int | None:
