@@ -434,3 +434,11 @@ def test_a_switch_that_is_not_true_or_false_replaces_nothing(tmp_path: Path) -> 
         with pytest.raises(ConfigError, match="overwrite must be True or False"):
             ajuste.tune(str(data), model="linear", trials=1, out=tmp_path / "search", overwrite=value)  # type: ignore[arg-type]
     assert (tmp_path / "run" / "run.yaml").read_bytes() == before and not (tmp_path / "search").exists()
+
+
+def test_paths_in_a_run_s_settings_may_be_path_objects(tmp_path: Path) -> None:
+    # "must be a string" for a pathlib.Path, which tune and distill take
+    texts, labels = make_texts(40)
+    data = write_csv(tmp_path / "data.csv", texts, labels)
+    result = ajuste.train({"data": {"path": data}, "model": {"family": "linear"}, "out": tmp_path / "run"})
+    assert result.run_dir == tmp_path / "run" and result.config.data.path == str(data)

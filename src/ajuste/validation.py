@@ -159,11 +159,25 @@ def _invalid(exc: ValidationError, prefix: str) -> AjusteError:
 
 
 def validate(model: type[T], values: dict[str, Any], prefix: str = "") -> T:
-    """``model(**values)``, with every problem gathered into one :class:`ConfigError`."""
+    """``model(**values)``, with every problem gathered into one :class:`ConfigError`; a ``pathlib.Path`` among
+    the values (a data file, an output folder) is taken as the path it names."""
     try:
-        return model.model_validate(values)
+        return model.model_validate(_paths_as_text(values))
     except ValidationError as exc:
         raise _invalid(exc, prefix) from None
+
+
+def _paths_as_text(value: Any) -> Any:
+    """``value`` with every ``os.PathLike`` in it (in nested mappings and lists too) as its text."""
+    import os
+
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, dict):
+        return {key: _paths_as_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_paths_as_text(item) for item in value]
+    return value
 
 
 def model_settings(values: dict[str, Any]) -> FamilySettings:
