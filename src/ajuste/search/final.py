@@ -97,10 +97,8 @@ def final_settings(
     does and the texts that trained the model are known."""
     model, train = trial_settings(objective.config, _settings_of(objective, best))
     if registration(model.family).solver:  # training settings fixed for the other families are not its own
-        defaults = TrainSettings()
-        unused = unused_by_solver(train)
-        train = train.model_copy(update={name: getattr(defaults, name) for name in unused if name != "epochs"})
-        train = train.model_copy(update={"epochs": 1} if "epochs" in unused else {})
+        defaults = TrainSettings(epochs=1)  # its one pass
+        train = train.model_copy(update={name: getattr(defaults, name) for name in unused_by_solver(train)})
     if rescored is None and not averaged and (texts := screen_only(best)):
         train = train.model_copy(update={"subset": texts})
     return model, train
