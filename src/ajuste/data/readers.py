@@ -608,7 +608,8 @@ def read_table(
     ]
     if kind == "lines" and named:  # its two columns are ajuste's names, not the file's
         raise DataError(
-            f"{path} holds label<TAB>text lines, with no named columns, and {' and '.join(named)} name one",
+            f"{path} holds label<TAB>text lines, with no named columns, and {' and '.join(named)} "
+            + ("name columns" if len(named) > 1 else "names a column"),
             fix="Leave out [[--text-col||text_col]] and [[--label-col||label_col]], or give a CSV, TSV, JSONL or "
             "Parquet file with those columns.",
         )
