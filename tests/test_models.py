@@ -471,6 +471,7 @@ def test_build_routes_names_to_families(tiny_bert: Path) -> None:
     assert isinstance(ajuste.build("gpt", num_layers=1).settings, GPTSettings)
     settings = ajuste.build(str(tiny_bert), trainable="head").settings
     assert isinstance(settings, PretrainedSettings) and settings.checkpoint == str(tiny_bert)
+    assert ajuste.build(tiny_bert, trainable="head").settings == settings, "a pathlib.Path names the same folder"
     with pytest.raises(ConfigError, match="embed_dim"):
         ajuste.build("gpt", embed_dim=3)
 

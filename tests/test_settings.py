@@ -322,3 +322,11 @@ def test_a_training_subset_is_a_run_s_setting_not_a_student_s_nor_a_search_s() -
         parse_config({"data": data, "train": {"subset": 40}, "distill": {"teacher": "runs/teacher"}})
     with pytest.raises(ConfigError, match="not a setting of a search: every trial trains on every training text"):
         validate(TuneConfig, {"data": data, "train": {"subset": 40}})
+
+
+def test_a_data_source_written_as_data_or_file_points_at_path_and_dataset() -> None:
+    # "data: {data: texts.csv}" was told "did you mean 'dataset'?", the built-in datasets' key
+    for key in ("data", "file"):
+        message = config_error({"data": {key: "texts.csv"}})
+        assert f"data.{key}: unknown setting; did you mean 'path' (a file) or 'dataset' (a built-in)?" in message
+    assert "did you mean 'label_col'?" in config_error({"data": {"path": "x.csv", "lable_col": "y"}})

@@ -16,6 +16,7 @@ and the search: ``ajuste.tune("sms-spam", model="bag", trials=30)`` (see :func:`
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from ajuste.errors import AjusteError
@@ -99,7 +100,7 @@ __getattr__ = lazy_attributes(
 )
 
 
-def build(model: str = "bag", **architecture: Any) -> TextClassifier:
+def build(model: str | os.PathLike[str] = "bag", **architecture: Any) -> TextClassifier:
     """A new, untrained classifier: ``model`` is a family (linear, bag, gpt, minilm) or a checkpoint folder / hub id.
 
     ``architecture`` takes that family's settings, e.g. ``build("gpt", num_layers=2, emb_dim=128)`` or
@@ -110,6 +111,8 @@ def build(model: str = "bag", **architecture: Any) -> TextClassifier:
     from ajuste.training import TextClassifier
     from ajuste.validation import model_settings
 
+    if isinstance(model, os.PathLike):  # a checkpoint folder given as a pathlib.Path
+        model = os.fspath(model)
     if not isinstance(model, str) or not model:
         from ajuste.errors import ConfigError
         from ajuste.models.settings import FamilySettings

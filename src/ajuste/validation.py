@@ -26,6 +26,11 @@ _SECTIONS: dict[str, list[type[BaseModel]]] = {
 _TOP_LEVEL = ["data", "model", "train", "seed", "out"]
 _FAMILIES: dict[str, type[BaseModel]] = {name: entry.settings for name, entry in FAMILIES.items()}
 _EXPECTED_FAMILIES = ", ".join(FAMILIES)
+#: Names people write for a data section's sources, which the closest spelling would mistake.
+_ALIASES = {
+    "data": ["'path' (a file)", "'dataset' (a built-in)"],
+    "file": ["'path' (a file)", "'dataset' (a built-in)"],
+}
 
 _MESSAGES = {
     "greater_than_equal": "must be >= {ge}",
@@ -111,8 +116,12 @@ def validation_messages(exc: ValidationError, prefix: str = "") -> list[str]:
         kind = error["type"]
         if kind == "extra_forbidden":
             known = _known_at(((prefix,) if prefix else ()) + location, family)
-            guess = difflib.get_close_matches(str(location[-1]), known, n=1)
+            section = (((prefix,) if prefix else ()) + location)[0]
+            aliases = _ALIASES.get(str(location[-1])) if section == "data" else None
+            guess = aliases or difflib.get_close_matches(str(location[-1]), known, n=1)
             hint = f"; did you mean '{guess[0]}'?" if guess else f"; known: {', '.join(known)}"
+            if len(guess) > 1:  # a word that means either of two settings
+                hint = f"; did you mean {' or '.join(guess)}?"
             lines.append(f"{where}: unknown setting{f' for family {family}' if family else ''}{hint}")
             continue
         if kind == "union_tag_not_found":
