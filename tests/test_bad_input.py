@@ -197,6 +197,14 @@ def test_a_column_named_for_a_built_in_dataset_is_refused(cli: Cli, sms_dir: Pat
     assert_nothing_written(out)
 
 
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_an_empty_model_name_is_named_as_such(cli: Cli, csv_file: Path, out: Path, command: str) -> None:
+    # it read as a checkpoint with no path: "family 'pretrained' needs a checkpoint folder or hub id"
+    message = user_error(cli(command, "--data", csv_file, "--model", "", "--out", out))
+    assert "--model names no model: found ''" in message and "pretrained" not in message
+    assert_nothing_written(out)
+
+
 def test_empty_file(cli: Cli, tmp_path: Path, out: Path) -> None:
     path = tmp_path / "empty.csv"
     path.write_text("", encoding="utf-8")

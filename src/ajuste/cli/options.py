@@ -316,6 +316,10 @@ def _model_section(
     that names the family, as messages say it (``--student`` for distill)."""
     problems: list[str] = []
     section = dict(base)
+    if args.model is not None and not args.model.strip(" ,"):
+        raise ConfigError(
+            f"{chooser} names no model", found=repr(args.model), fix=f"Give {chooser} bag, or another one."
+        )
     if args.model is not None:
         if is_named_family(args.model):
             chosen = {"family": args.model}
@@ -438,6 +442,10 @@ def tune_config_from_args(args: argparse.Namespace, *, data: dict[str, Any] | No
                 fix="Drop --model, or remove model.family from the space.",
             )
         names = [n.strip() for n in args.model.split(",") if n.strip()]
+        if not names:
+            raise ConfigError(
+                "--model names no model", found=repr(args.model), fix="Give --model bag,minilm, or leave it out."
+            )
         if len(names) > 1 or (names and is_named_family(names[0])):
             unknown = [n for n in names if not is_named_family(n)]
             if len(names) > 1 and unknown:
