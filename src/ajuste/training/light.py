@@ -11,6 +11,7 @@ PyTorch, which alone takes about a second.
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,7 +275,7 @@ def text_items(values: Iterable[object], what: str) -> list[str]:
     for row, value in enumerate(values):
         if isinstance(value, float) and value != value:  # NaN: pandas' and NumPy's missing text
             value = None
-        elif not isinstance(value, (str, int, float)) and value is not None:
+        elif not isinstance(value, (str, numbers.Number)) and value is not None:  # NumPy's numbers too
             bytes_like = isinstance(value, (bytes, bytearray))
             raise ConfigError(
                 f"{what}: text {row} is {'bytes' if bytes_like else 'a ' + type(value).__name__}, not a text",
