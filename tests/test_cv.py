@@ -79,6 +79,8 @@ def test_a_cv_trial_trains_k_models_scores_their_mean_and_never_sees_the_test_sp
     val = json.loads((tmp_path / "run" / "metrics.json").read_text(encoding="utf-8"))["val"]
     assert val["accuracy"] == pytest.approx(trial.value), "under cv the validation score is the cross-validated one"
     assert val["n"] == len(train_and_val) and val["cross_validated"]["folds"] == 3
+    summary = result.summary()["val"]  # --json says the same: n and the folds were missing there
+    assert summary["n"] == val["n"] and summary["cross_validated"] == val["cross_validated"]
 
 
 class PoorFirstFold(optuna.pruners.BasePruner):

@@ -472,6 +472,9 @@ def test_build_routes_names_to_families(tiny_bert: Path) -> None:
     settings = ajuste.build(str(tiny_bert), trainable="head").settings
     assert isinstance(settings, PretrainedSettings) and settings.checkpoint == str(tiny_bert)
     assert ajuste.build(tiny_bert, trainable="head").settings == settings, "a pathlib.Path names the same folder"
+    with pytest.raises(ajuste.ConfigError, match="last_n:9 asks for more blocks than the 6 it has"):
+        ajuste.build("minilm", trainable="last_n:9")  # the bundled checkpoint is checked at build as any other
+    assert all(name in ajuste.__all__ for name in ("DataError", "RunFolderError", "NotFittedError", "ConfigError"))
     with pytest.raises(ConfigError, match="embed_dim"):
         ajuste.build("gpt", embed_dim=3)
 

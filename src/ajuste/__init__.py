@@ -19,7 +19,16 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ajuste.errors import AjusteError
+from ajuste.errors import (  # light: the errors are what `except ajuste.ConfigError` needs
+    AjusteError,
+    ConfigError,
+    DataError,
+    ModelError,
+    NotFittedError,
+    RunFolderError,
+    SearchError,
+    TrainingError,
+)
 from ajuste.lazy import lazy_attributes
 
 if TYPE_CHECKING:
@@ -48,6 +57,8 @@ __all__ = [
     "BagSettings",
     "Callback",
     "CompileSettings",
+    "ConfigError",
+    "DataError",
     "DataSettings",
     "DistillResult",
     "DistillSettings",
@@ -55,14 +66,19 @@ __all__ = [
     "FitSettings",
     "GPTSettings",
     "History",
+    "ModelError",
+    "NotFittedError",
     "Predictions",
     "PreparedData",
     "PretrainedSettings",
     "RunConfig",
+    "RunFolderError",
     "RunResult",
+    "SearchError",
     "TextClassifier",
     "TextDataset",
     "TrainSettings",
+    "TrainingError",
     "build",
     "distill",
     "load",

@@ -347,6 +347,8 @@ class RunFolder:
     def predictor(self, *, trust_remote_code: bool = False, precision: str | None = None) -> TextClassifier | NumpyBag:
         """What predicts fastest from a cold start: a bag model in NumPy (no PyTorch import), else :meth:`load`."""
         light = light_model(self.model_dir, precision)
+        if light is not None:
+            log.info("%s: a bag of embeddings, computed in NumPy (no PyTorch)", self.model_dir)
         return light if light is not None else self.load(trust_remote_code=trust_remote_code)
 
     @classmethod
@@ -574,6 +576,8 @@ def predictor(
     if model is None:
         return RunFolder.open(path).predictor(trust_remote_code=trust_remote_code, precision=precision)
     light = light_model(model, precision)
+    if light is not None:
+        log.info("%s: a bag of embeddings, computed in NumPy (no PyTorch)", model)
     return light if light is not None else load(model, trust_remote_code=trust_remote_code)
 
 

@@ -128,7 +128,8 @@ class TuneResult:
 
     def summary(self) -> dict[str, Any]:
         """The ``--json`` object of ``ajuste tune`` (with ``ensemble`` when one was asked for)."""
-        headline = ("accuracy", "macro_f1", "loss", "accuracy_ci95")
+        # n and, under cv, the folds: what the validation figures were counted on (train+val's texts under --cv)
+        headline = ("accuracy", "macro_f1", "loss", "accuracy_ci95", "n", "cross_validated")
         chosen = self.ensemble
         ensemble = (
             {
