@@ -130,7 +130,6 @@ def build(model: str | os.PathLike[str] = "bag", **architecture: Any) -> TextCla
     if isinstance(model, os.PathLike):  # a checkpoint folder given as a pathlib.Path
         model = os.fspath(model)
     if not isinstance(model, str) or not model:
-        from ajuste.errors import ConfigError
         from ajuste.models.settings import FamilySettings
 
         settings_object = isinstance(model, FamilySettings)
@@ -141,8 +140,6 @@ def build(model: str | os.PathLike[str] = "bag", **architecture: Any) -> TextCla
             fix="Pass the settings object to TextClassifier(settings) instead." if settings_object else None,
         )
     if "family" in architecture and architecture["family"] != (model if model in FAMILIES else "pretrained"):
-        from ajuste.errors import ConfigError
-
         raise ConfigError(
             f"build({model!r}) was also given family={architecture['family']!r}",
             fix="Give the family once, as build's first argument.",
